@@ -1,0 +1,196 @@
+//! `analyze`: the whole pipeline from paths to sorted findings.
+
+use crate::discover::{discover, DiscoverOptions, SourceKind};
+use crate::facts::{extract, FileFacts};
+use crate::finding::{sort_findings, Finding};
+use crate::model::{ModuleSummary, Project};
+use crate::rules::{run_rules, RuleInfo, RULES};
+use crate::source::{decode_source, read_source, DEFAULT_MAX_FILE_SIZE};
+use crate::version::PyVersion;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    pub paths: Vec<PathBuf>,
+    pub discover: DiscoverOptions,
+    pub max_file_size: u64,
+    /// Python versions the code is built for; findings in code no target compiles are dropped.
+    /// Empty: every Python 3.
+    pub targets: Vec<PyVersion>,
+    /// Rules to run; `None`: all.
+    pub rules: Option<Vec<&'static RuleInfo>>,
+    /// Source given directly (an editor's unsaved buffer), with the path findings carry.
+    pub stdin: Option<(PathBuf, Vec<u8>)>,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            discover: DiscoverOptions::default(),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            targets: Vec::new(),
+            rules: None,
+            stdin: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParseErrorSummary {
+    pub path: PathBuf,
+    pub count: usize,
+    pub first_line: usize,
+}
+
+#[derive(Debug)]
+pub struct Analysis {
+    pub files_scanned: usize,
+    pub skipped: Vec<FileError>,
+    pub errors: Vec<FileError>,
+    pub parse_errors: Vec<ParseErrorSummary>,
+    pub modules: Vec<ModuleSummary>,
+    pub findings: Vec<Finding>,
+    pub project: Project,
+}
+
+impl Analysis {
+    /// Nothing could be scanned at all (every path was missing or unreadable).
+    pub fn nothing_scanned(&self) -> bool {
+        self.files_scanned == 0 && !self.errors.is_empty()
+    }
+}
+
+enum FileOutcome {
+    Facts(Box<FileFacts>),
+    Error(FileError),
+}
+
+fn scan_one(path: PathBuf, kind: SourceKind, bytes: Option<Vec<u8>>, max: u64) -> FileOutcome {
+    let source = match bytes {
+        Some(bytes) => decode_source(bytes, max),
+        None => read_source(&path, max),
+    };
+    let source = match source {
+        Ok(s) => s,
+        Err(err) => {
+            return FileOutcome::Error(FileError {
+                path,
+                message: err.to_string(),
+            });
+        }
+    };
+    match crate::parse::parse(source.text.as_bytes()) {
+        // The tree is dropped at the end of this arm: only the facts outlive the file.
+        Ok(parsed) => FileOutcome::Facts(Box::new(extract(
+            &parsed,
+            &path,
+            kind,
+            source.first_invalid_utf8,
+        ))),
+        Err(err) => FileOutcome::Error(FileError {
+            path,
+            message: err.to_string(),
+        }),
+    }
+}
+
+pub fn analyze(options: &AnalyzeOptions) -> Analysis {
+    let mut found = discover(&options.paths, &options.discover);
+    let mut jobs: Vec<(PathBuf, SourceKind, Option<Vec<u8>>)> =
+        found.sources.drain(..).map(|(p, k)| (p, k, None)).collect();
+    if let Some((path, bytes)) = &options.stdin {
+        let kind = crate::discover::classify(path).unwrap_or(SourceKind::C);
+        jobs.retain(|(p, _, _)| p != path);
+        jobs.push((path.clone(), kind, Some(bytes.clone())));
+    }
+    let outcomes: Vec<FileOutcome> = jobs
+        .into_par_iter()
+        .map(|(path, kind, bytes)| scan_one(path, kind, bytes, options.max_file_size))
+        .collect();
+
+    let mut errors: Vec<FileError> = found
+        .errors
+        .into_iter()
+        .map(|(path, message)| FileError { path, message })
+        .collect();
+    let mut files = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            FileOutcome::Facts(f) => files.push(*f),
+            FileOutcome::Error(e) => errors.push(e),
+        }
+    }
+    for f in &files {
+        if let Some(offset) = f.first_invalid_utf8 {
+            errors.push(FileError {
+                path: f.path.clone(),
+                message: format!("not valid UTF-8 (first bad byte at offset {offset}); scanned with those bytes replaced"),
+            });
+        }
+    }
+    errors.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+    let skipped = found
+        .skipped_cpp
+        .into_iter()
+        .map(|path| FileError {
+            path,
+            message: "C++ source: not scanned".to_string(),
+        })
+        .collect();
+
+    let files_scanned = files.len();
+    let parse_errors = files
+        .iter()
+        .filter(|f| f.parse_errors.count() > 0)
+        .map(|f| ParseErrorSummary {
+            path: f.path.clone(),
+            count: f.parse_errors.count(),
+            first_line: f.first_error_line.unwrap_or(1),
+        })
+        .collect();
+
+    let project = Project::build(files);
+    let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
+    let mut findings = run_rules(&project, &rules);
+    findings.retain(|f| applies_to_targets(f, &options.targets));
+    sort_findings(&mut findings);
+    // A global in a header included by two modules is one definition: report it once.
+    findings.dedup_by(|b, a| {
+        a.rule == b.rule
+            && a.path == b.path
+            && a.location.start_byte == b.location.start_byte
+            && a.symbol == b.symbol
+    });
+    let modules = project
+        .modules
+        .iter()
+        .filter_map(|m| ModuleSummary::of(&project, m))
+        .collect();
+    Analysis {
+        files_scanned,
+        skipped,
+        errors,
+        parse_errors,
+        modules,
+        findings,
+        project,
+    }
+}
+
+fn applies_to_targets(finding: &Finding, targets: &[PyVersion]) -> bool {
+    if targets.is_empty() {
+        // Isolation is a Python 3 matter: code only Python 2 compiles is never reported.
+        !finding.python.python2_only() && !finding.python.is_empty()
+    } else {
+        targets.iter().any(|&t| finding.python.contains(t))
+    }
+}

@@ -1,0 +1,335 @@
+//! The file-level walk: one pass over the top of the tree, descending only where facts live.
+
+use super::declarator::{declaration_type, shape_of, TypeInfo};
+use super::expr::summarize;
+use super::function::function_facts;
+use super::initializer::parse_init;
+use super::structs::{struct_def, typedef_structs};
+use super::*;
+use crate::parse::prepass::ConditionalMap;
+use crate::parse::ParsedFile;
+use crate::source::LineIndex;
+use std::path::Path;
+use std::sync::LazyLock;
+use streaming_iterator::StreamingIterator;
+use tree_sitter::{Node, Query, QueryCursor};
+
+/// Shared, read-only context for one file's extraction.
+pub(crate) struct Cx<'a> {
+    pub src: &'a [u8],
+    pub lines: &'a LineIndex,
+    pub cond: &'a ConditionalMap,
+    pub errors: &'a ParseErrors,
+}
+
+impl<'a> Cx<'a> {
+    pub fn text(&self, node: Node) -> &'a str {
+        std::str::from_utf8(&self.src[node.start_byte()..node.end_byte()]).unwrap_or("")
+    }
+    pub fn span(&self, node: Node) -> Span {
+        self.span_of(node.start_byte(), node.end_byte())
+    }
+    pub fn span_of(&self, start: usize, end: usize) -> Span {
+        let (line, column) = self.lines.position(start);
+        let (end_line, end_column) = self.lines.position(end);
+        Span {
+            start,
+            end,
+            line,
+            column,
+            end_line,
+            end_column,
+        }
+    }
+    pub fn versions(&self, node: Node) -> VersionRange {
+        self.cond.range_at(node.start_byte())
+    }
+    pub fn uncertain(&self, node: Node) -> bool {
+        self.errors.overlaps(node.start_byte(), node.end_byte())
+    }
+}
+
+/// Folds runs of white space into one space.
+pub(crate) fn fold_ws(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = true;
+        } else {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+static PREPROCESSOR_QUERY: LazyLock<PreprocessorQuery> = LazyLock::new(PreprocessorQuery::new);
+
+pub(crate) struct PreprocessorQuery {
+    pub query: Query,
+    include_path: u32,
+    macro_name: u32,
+    macro_params: u32,
+    macro_body: u32,
+    macro_def: u32,
+}
+
+impl PreprocessorQuery {
+    fn new() -> Self {
+        let query = Query::new(
+            &tree_sitter_c::LANGUAGE.into(),
+            include_str!("../../queries/preprocessor.scm"),
+        )
+        .expect("queries/preprocessor.scm compiles against tree-sitter-c");
+        let index = |name: &str| {
+            query
+                .capture_index_for_name(name)
+                .unwrap_or_else(|| panic!("capture @{name} in preprocessor.scm"))
+        };
+        Self {
+            include_path: index("include.path"),
+            macro_name: index("macro.name"),
+            macro_params: index("macro.params"),
+            macro_body: index("macro.body"),
+            macro_def: index("macro.definition"),
+            query,
+        }
+    }
+}
+
+/// Preprocessor lines sit at file scope or inside `#if` blocks, never deep in the tree.
+const PREPROCESSOR_MAX_DEPTH: u32 = 8;
+
+fn preprocessor_facts(root: Node, cx: &Cx, facts: &mut FileFacts) {
+    let q = &*PREPROCESSOR_QUERY;
+    let mut cursor = QueryCursor::new();
+    cursor.set_max_start_depth(Some(PREPROCESSOR_MAX_DEPTH));
+    let mut matches = cursor.matches(&q.query, root, cx.src);
+    while let Some(m) = matches.next() {
+        let mut name = None;
+        let mut params = None;
+        let mut body = String::new();
+        let mut def = None;
+        for cap in m.captures() {
+            let i = cap.index;
+            if i == q.include_path {
+                let raw = cx.text(cap.node);
+                let system = raw.starts_with('<');
+                facts.includes.push(Include {
+                    target: raw
+                        .trim_matches(|c| c == '"' || c == '<' || c == '>')
+                        .to_string(),
+                    system,
+                    line: cx.lines.position(cap.node.start_byte()).0,
+                });
+            } else if i == q.macro_name {
+                name = Some(cx.text(cap.node).to_string());
+            } else if i == q.macro_params {
+                let mut list = Vec::new();
+                let mut c = cap.node.walk();
+                for p in cap.node.named_children(&mut c) {
+                    list.push(cx.text(p).to_string());
+                }
+                params = Some(list);
+            } else if i == q.macro_body {
+                body = fold_ws(&cx.text(cap.node).replace("\\\n", " "));
+            } else if i == q.macro_def {
+                def = Some(cap.node);
+            }
+        }
+        if let (Some(name), Some(def)) = (name, def) {
+            facts.macros.push(MacroDef {
+                name,
+                params,
+                body,
+                span: cx.span(def),
+                versions: cx.versions(def),
+            });
+        }
+    }
+}
+
+pub fn extract(
+    parsed: &ParsedFile,
+    path: &Path,
+    kind: SourceKind,
+    first_invalid_utf8: Option<usize>,
+) -> FileFacts {
+    let lines = LineIndex::new(std::str::from_utf8(&parsed.text).unwrap_or(""));
+    let cx = Cx {
+        src: &parsed.text,
+        lines: &lines,
+        cond: &parsed.conditionals,
+        errors: &parsed.errors,
+    };
+    let mut facts = FileFacts {
+        path: path.to_path_buf(),
+        kind: kind.into(),
+        bytes: parsed.text.len(),
+        lines: lines.line_count(),
+        parse_errors: parsed.errors.clone(),
+        first_error_line: parsed.errors.first_offset().map(|o| lines.position(o).0),
+        first_invalid_utf8,
+        includes: Vec::new(),
+        macros: Vec::new(),
+        variables: Vec::new(),
+        functions: Vec::new(),
+        function_declarations: Vec::new(),
+        structs: Vec::new(),
+        file_scope_calls: Vec::new(),
+    };
+    let root = parsed.tree.root_node();
+    preprocessor_facts(root, &cx, &mut facts);
+
+    // Containers at file scope are transparent; an ERROR container makes what is inside it
+    // uncertain, and its declarations are kept only when they cannot be a broken function's
+    // locals.
+    let mut stack: Vec<(Node, bool)> = vec![(root, false)];
+    while let Some((node, in_error)) = stack.pop() {
+        let mut cursor = node.walk();
+        let children: Vec<Node> = node.children(&mut cursor).collect();
+        for child in children.into_iter().rev() {
+            match child.kind() {
+                "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif"
+                | "preproc_elifdef" | "declaration_list" => stack.push((child, in_error)),
+                "linkage_specification" => {
+                    if let Some(body) = child.child_by_field_name("body") {
+                        stack.push((body, in_error));
+                    }
+                }
+                "ERROR" => stack.push((child, true)),
+                _ => {}
+            }
+        }
+        let mut cursor = node.walk();
+        for child in node.children(&mut cursor) {
+            match child.kind() {
+                "declaration" => file_declaration(child, &cx, in_error, &mut facts),
+                "function_definition" => {
+                    if let Some(function) = function_facts(child, &cx, &mut facts.variables) {
+                        facts.functions.push(function);
+                    }
+                }
+                "type_definition" => facts.structs.extend(typedef_structs(child, &cx)),
+                "struct_specifier" => facts.structs.extend(struct_def(child, &cx, Vec::new())),
+                "expression_statement" => {
+                    if let Some(call) = child
+                        .named_child(0)
+                        .filter(|c| c.kind() == "call_expression")
+                    {
+                        if let Some(call) = file_scope_call(call, &cx) {
+                            facts.file_scope_calls.push(call);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    facts.variables.sort_by_key(|v| v.span.start);
+    facts.functions.sort_by_key(|f| f.span.start);
+    facts.structs.sort_by_key(|s| s.span.start);
+    facts.file_scope_calls.sort_by_key(|c| c.span.start);
+    facts
+}
+
+fn file_scope_call(node: Node, cx: &Cx) -> Option<Call> {
+    let callee = node.child_by_field_name("function")?;
+    let args = node.child_by_field_name("arguments")?;
+    let mut cursor = args.walk();
+    let args = args
+        .named_children(&mut cursor)
+        .filter(|a| a.kind() != "comment")
+        .map(|a| summarize(a, cx))
+        .collect();
+    Some(Call {
+        callee: cx.text(callee).to_string(),
+        args,
+        span: cx.span(node),
+        assigned_to: None,
+        versions: cx.versions(node),
+        uncertain: cx.uncertain(node),
+    })
+}
+
+/// Types whose initializers the model reads entry by entry.
+pub(crate) fn wants_entries(type_name: &str) -> bool {
+    let bare = type_name.trim_start_matches("struct ").trim();
+    bare.starts_with("Py") || bare.starts_with("_Py")
+}
+
+fn file_declaration(node: Node, cx: &Cx, in_error: bool, facts: &mut FileFacts) {
+    let info = declaration_type(node, cx);
+    if info.is_typedef {
+        return;
+    }
+    if let Some(def) = &info.struct_def {
+        facts.structs.push(def.clone());
+    }
+    declared_variables(
+        node,
+        &info,
+        cx,
+        None,
+        in_error,
+        &mut facts.variables,
+        &mut facts.function_declarations,
+    );
+}
+
+/// Turns each declarator of a declaration into a `Variable` (or a function prototype).
+pub(crate) fn declared_variables(
+    node: Node,
+    info: &TypeInfo,
+    cx: &Cx,
+    function: Option<&str>,
+    in_error: bool,
+    variables: &mut Vec<Variable>,
+    prototypes: &mut Vec<String>,
+) {
+    let mut cursor = node.walk();
+    for declarator in node.children_by_field_name("declarator", &mut cursor) {
+        let shape = shape_of(declarator, cx);
+        let Some(name) = shape.name.clone() else {
+            continue;
+        };
+        if shape.is_prototype {
+            prototypes.push(name);
+            continue;
+        }
+        // Inside an ERROR, a declaration may be a local of a function whose head was lost.
+        if in_error && !(info.is_static || info.is_extern || info.is_thread_local) {
+            continue;
+        }
+        let init = shape
+            .init
+            .map(|value| parse_init(value, cx, wants_entries(&info.type_name)));
+        variables.push(Variable {
+            name,
+            span: shape.name_span.unwrap_or_else(|| cx.span(declarator)),
+            decl_span: cx.span(node),
+            is_static: info.is_static,
+            is_extern: info.is_extern,
+            is_thread_local: info.is_thread_local,
+            type_const: info.is_const,
+            is_volatile: info.is_volatile,
+            type_name: info.type_name.clone(),
+            pointers: shape.pointers,
+            array_dims: shape.array_dims,
+            is_function_pointer: shape.is_function_pointer,
+            inline_fields: info
+                .struct_def
+                .as_ref()
+                .map(|s| s.fields.clone())
+                .unwrap_or_default(),
+            function: function.map(str::to_string),
+            init,
+            versions: cx.versions(node),
+            uncertain: in_error || cx.uncertain(node),
+        });
+    }
+}

@@ -1,0 +1,389 @@
+//! One function: its head, and one walk over its body for references, write sites, calls,
+//! returns and function-local statics.
+
+use super::declarator::{declaration_type, shape_of};
+use super::expr::{root_name, summarize, unwrap};
+use super::extract::{declared_variables, fold_ws, Cx};
+use super::*;
+use std::collections::{HashMap, HashSet};
+use tree_sitter::Node;
+
+/// Macros that assign their first argument.
+const ASSIGNING_MACROS: &[&str] = &["Py_CLEAR", "Py_SETREF", "Py_XSETREF", "Py_CLEARREF"];
+
+pub(crate) fn function_facts(
+    node: Node,
+    cx: &Cx,
+    variables: &mut Vec<Variable>,
+) -> Option<Function> {
+    let info = declaration_type(node, cx);
+    let declarator = node.child_by_field_name("declarator")?;
+    let body = node.child_by_field_name("body")?;
+
+    let mut name_node = None;
+    let mut params_node = None;
+    let mut pointers = 0;
+    let mut current = Some(declarator);
+    while let Some(d) = current {
+        current = match d.kind() {
+            "pointer_declarator" => {
+                pointers += 1;
+                d.child_by_field_name("declarator")
+            }
+            "function_declarator" => {
+                params_node = d.child_by_field_name("parameters");
+                let inner = d.child_by_field_name("declarator");
+                if let Some(inner) = inner.filter(|i| i.kind() == "identifier") {
+                    name_node = Some(inner);
+                    None
+                } else {
+                    inner
+                }
+            }
+            "parenthesized_declarator" | "attributed_declarator" => d.named_child(0),
+            _ => None,
+        };
+    }
+
+    // `MOD_INIT(foo) { ... }`: the macro is the type, and the argument the declarator.
+    let mut macro_head = None;
+    let name_node = match name_node {
+        Some(n) => n,
+        None => {
+            let ty = node.child_by_field_name("type")?;
+            let args: Vec<String> = match declarator.kind() {
+                "parenthesized_declarator" => shape_of(declarator, cx).name.into_iter().collect(),
+                "function_declarator" => declarator
+                    .child_by_field_name("declarator")
+                    .and_then(|d| shape_of(d, cx).name)
+                    .into_iter()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            macro_head = Some((cx.text(ty).to_string(), args));
+            ty
+        }
+    };
+    let name = match &macro_head {
+        Some((m, args)) => format!("{m}({})", args.join(", ")),
+        None => cx.text(name_node).to_string(),
+    };
+
+    let mut params = Vec::new();
+    let mut locals: HashSet<String> = HashSet::new();
+    if let Some(list) = params_node {
+        let mut c = list.walk();
+        for p in list
+            .named_children(&mut c)
+            .filter(|p| p.kind() == "parameter_declaration")
+        {
+            let ty = p
+                .child_by_field_name("type")
+                .map(|t| fold_ws(cx.text(t)))
+                .unwrap_or_default();
+            let shape = p.child_by_field_name("declarator").map(|d| shape_of(d, cx));
+            let name = shape.as_ref().and_then(|s| s.name.clone());
+            if let Some(n) = &name {
+                locals.insert(n.clone());
+            }
+            params.push(Param {
+                name,
+                type_name: ty,
+                pointers: shape.map_or(0, |s| s.pointers.len()),
+            });
+        }
+    }
+    let return_type = format!(
+        "{}{}",
+        node.child_by_field_name("type")
+            .map(|t| fold_ws(cx.text(t)))
+            .unwrap_or_default(),
+        if pointers > 0 {
+            " ".to_string() + &"*".repeat(pointers)
+        } else {
+            String::new()
+        }
+    );
+
+    let mut walker = BodyWalker {
+        cx,
+        function: name.clone(),
+        locals,
+        references: Vec::new(),
+        referenced: HashSet::new(),
+        writes: Vec::new(),
+        calls: Vec::new(),
+        returns: Vec::new(),
+        handled: HashSet::new(),
+        assigned_to: HashMap::new(),
+    };
+    walker.walk(body, variables);
+
+    Some(Function {
+        name,
+        span: cx.span(name_node),
+        def_span: cx.span(node),
+        is_static: info.is_static,
+        return_type,
+        params,
+        macro_head,
+        references: walker.references,
+        writes: walker.writes,
+        calls: walker.calls,
+        returns: walker.returns,
+        versions: cx.versions(node),
+        uncertain: cx.uncertain(node),
+    })
+}
+
+struct BodyWalker<'a, 'c> {
+    cx: &'c Cx<'a>,
+    function: String,
+    /// Parameters and non-static locals: writes to them are not writes to globals.
+    locals: HashSet<String>,
+    references: Vec<Reference>,
+    referenced: HashSet<String>,
+    writes: Vec<WriteSite>,
+    calls: Vec<Call>,
+    returns: Vec<Expr>,
+    /// `&x` nodes already recorded as passed to a call.
+    handled: HashSet<usize>,
+    /// Call node id -> the variable its result is assigned to.
+    assigned_to: HashMap<usize, String>,
+}
+
+impl BodyWalker<'_, '_> {
+    fn walk(&mut self, body: Node, variables: &mut Vec<Variable>) {
+        // An explicit stack: 100 000 nested blocks must not overflow the call stack.
+        let mut stack = vec![body];
+        while let Some(node) = stack.pop() {
+            let descend = self.visit(node, variables);
+            if descend {
+                let mut cursor = node.walk();
+                let children: Vec<Node> = node.named_children(&mut cursor).collect();
+                stack.extend(children.into_iter().rev());
+            }
+        }
+    }
+
+    /// Records what `node` says; returns whether its children need a visit.
+    fn visit(&mut self, node: Node, variables: &mut Vec<Variable>) -> bool {
+        let cx = self.cx;
+        match node.kind() {
+            "declaration" => {
+                let info = declaration_type(node, cx);
+                if info.is_static || info.is_thread_local {
+                    let mut prototypes = Vec::new();
+                    declared_variables(
+                        node,
+                        &info,
+                        cx,
+                        Some(&self.function),
+                        false,
+                        variables,
+                        &mut prototypes,
+                    );
+                } else {
+                    let mut c = node.walk();
+                    for d in node.children_by_field_name("declarator", &mut c) {
+                        let shape = shape_of(d, cx);
+                        if let Some(name) = shape.name {
+                            if let (Some(init), false) = (shape.init, info.is_extern) {
+                                let init = unwrap(init);
+                                if init.kind() == "call_expression" {
+                                    self.assigned_to.insert(init.id(), name.clone());
+                                }
+                            }
+                            if !info.is_extern {
+                                self.locals.insert(name);
+                            }
+                        }
+                    }
+                }
+                // Initializers may call functions and read globals.
+                let mut c = node.walk();
+                let values: Vec<Node> = node
+                    .children_by_field_name("declarator", &mut c)
+                    .filter_map(|d| d.child_by_field_name("value"))
+                    .collect();
+                for v in values {
+                    self.walk_expression(v, variables);
+                }
+                false
+            }
+            "assignment_expression" => {
+                if let Some(left) = node.child_by_field_name("left") {
+                    let op = node
+                        .child_by_field_name("operator")
+                        .map(|o| cx.text(o))
+                        .unwrap_or("=");
+                    let right = node.child_by_field_name("right");
+                    let kind = if op == "=" {
+                        WriteKind::Assign
+                    } else {
+                        WriteKind::CompoundAssign
+                    };
+                    if let Some(r) = right.map(unwrap) {
+                        if r.kind() == "call_expression" {
+                            if let Some((name, _)) = root_name(left, cx) {
+                                self.assigned_to.insert(r.id(), name);
+                            }
+                        }
+                    }
+                    self.record_write(left, kind, right.map(|r| summarize(r, cx)), None);
+                }
+                true
+            }
+            "update_expression" => {
+                if let Some(arg) = node.child_by_field_name("argument") {
+                    self.record_write(arg, WriteKind::IncDec, None, None);
+                }
+                true
+            }
+            "pointer_expression" => {
+                let is_address = node
+                    .child_by_field_name("operator")
+                    .is_some_and(|o| cx.text(o) == "&");
+                if is_address && !self.handled.contains(&node.id()) {
+                    if let Some(arg) = node.child_by_field_name("argument") {
+                        self.record_write(arg, WriteKind::AddressTaken, None, None);
+                    }
+                }
+                true
+            }
+            "call_expression" => {
+                self.visit_call(node);
+                true
+            }
+            "return_statement" => {
+                if let Some(value) = node.named_child(0) {
+                    self.returns.push(summarize(value, cx));
+                }
+                true
+            }
+            "identifier" => {
+                let name = cx.text(node);
+                if !self.locals.contains(name) && self.referenced.insert(name.to_string()) {
+                    self.references.push(Reference {
+                        name: name.to_string(),
+                        span: cx.span(node),
+                    });
+                }
+                false
+            }
+            "field_identifier"
+            | "type_identifier"
+            | "primitive_type"
+            | "string_literal"
+            | "number_literal"
+            | "comment"
+            | "char_literal"
+            | "statement_identifier"
+            | "type_descriptor" => false,
+            _ => true,
+        }
+    }
+
+    fn walk_expression(&mut self, node: Node, variables: &mut Vec<Variable>) {
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            if self.visit(n, variables) {
+                let mut c = n.walk();
+                let children: Vec<Node> = n.named_children(&mut c).collect();
+                stack.extend(children.into_iter().rev());
+            }
+        }
+    }
+
+    fn visit_call(&mut self, node: Node) {
+        let cx = self.cx;
+        let Some(function) = node.child_by_field_name("function") else {
+            return;
+        };
+        let callee = fold_ws(cx.text(function));
+        let arg_nodes: Vec<Node> = node
+            .child_by_field_name("arguments")
+            .map(|a| {
+                let mut c = a.walk();
+                a.named_children(&mut c)
+                    .filter(|n| n.kind() != "comment")
+                    .collect()
+            })
+            .unwrap_or_default();
+        for arg in &arg_nodes {
+            let inner = unwrap(*arg);
+            if inner.kind() == "pointer_expression"
+                && inner
+                    .child_by_field_name("operator")
+                    .is_some_and(|o| cx.text(o) == "&")
+            {
+                self.handled.insert(inner.id());
+                if let Some(target) = inner.child_by_field_name("argument") {
+                    self.record_write(
+                        target,
+                        WriteKind::PassedByAddress,
+                        None,
+                        Some(callee.clone()),
+                    );
+                }
+            }
+        }
+        if ASSIGNING_MACROS.contains(&callee.as_str()) {
+            if let Some(first) = arg_nodes.first() {
+                let value = arg_nodes.get(1).map(|v| summarize(*v, cx));
+                self.record_write(*first, WriteKind::Assign, value, None);
+            }
+        }
+        // Calls through a function name count as references too (the call graph needs them),
+        // but the callee name itself is recorded here, not as a variable reference.
+        let args = arg_nodes.iter().map(|a| summarize(*a, cx)).collect();
+        self.calls.push(Call {
+            callee,
+            args,
+            span: cx.span(node),
+            assigned_to: self.assigned_to.get(&node.id()).cloned(),
+            versions: cx.versions(node),
+            uncertain: cx.uncertain(node),
+        });
+    }
+
+    fn record_write(
+        &mut self,
+        target: Node,
+        kind: WriteKind,
+        value: Option<Expr>,
+        via_call: Option<String>,
+    ) {
+        let cx = self.cx;
+        let Some((name, root)) = root_name(target, cx) else {
+            return;
+        };
+        if self.locals.contains(&name) {
+            return;
+        }
+        let outer = unwrap(target);
+        let (kind, field) = if root.id() == outer.id() || kind.escapes() {
+            (kind, None)
+        } else {
+            match outer.kind() {
+                "field_expression" => (
+                    WriteKind::FieldWrite,
+                    outer
+                        .child_by_field_name("field")
+                        .map(|f| cx.text(f).to_string()),
+                ),
+                _ => (WriteKind::ElementWrite, None),
+            }
+        };
+        self.writes.push(WriteSite {
+            target: name,
+            kind,
+            field,
+            value,
+            via_call,
+            span: cx.span(target),
+            versions: cx.versions(target),
+            uncertain: cx.uncertain(target),
+        });
+    }
+}

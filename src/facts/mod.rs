@@ -1,0 +1,332 @@
+//! Facts: what one C file declares, defines and does, as plain data. This layer is the only one
+//! that touches tree-sitter nodes; everything after it (model, rules, reporters) reads these
+//! types.
+
+mod declarator;
+mod expr;
+mod extract;
+mod function;
+mod initializer;
+mod structs;
+
+pub use extract::extract;
+
+use crate::discover::SourceKind;
+use crate::parse::ParseErrors;
+use crate::version::VersionRange;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A source range. Lines and columns are 1-based; columns count bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileFacts {
+    pub path: PathBuf,
+    pub kind: SourceKindFact,
+    pub bytes: usize,
+    pub lines: usize,
+    pub parse_errors: ParseErrors,
+    /// 1-based line of the first parse error.
+    pub first_error_line: Option<usize>,
+    pub first_invalid_utf8: Option<usize>,
+    pub includes: Vec<Include>,
+    pub macros: Vec<MacroDef>,
+    pub variables: Vec<Variable>,
+    pub functions: Vec<Function>,
+    /// Prototypes and `extern` function declarations: name only.
+    pub function_declarations: Vec<String>,
+    pub structs: Vec<StructDef>,
+    /// Macro calls that stand alone at file scope, e.g. `_Py_IDENTIFIER(name);`.
+    pub file_scope_calls: Vec<Call>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceKindFact {
+    C,
+    Header,
+    Clinic,
+    Inc,
+}
+
+impl From<SourceKind> for SourceKindFact {
+    fn from(kind: SourceKind) -> Self {
+        match kind {
+            SourceKind::C => SourceKindFact::C,
+            SourceKind::Header => SourceKindFact::Header,
+            SourceKind::Clinic => SourceKindFact::Clinic,
+            SourceKind::Inc => SourceKindFact::Inc,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Include {
+    pub target: String,
+    /// `<...>` rather than `"..."`.
+    pub system: bool,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MacroDef {
+    pub name: String,
+    pub params: Option<Vec<String>>,
+    pub body: String,
+    pub span: Span,
+    pub versions: VersionRange,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Variable {
+    pub name: String,
+    /// The declarator's name.
+    pub span: Span,
+    /// The whole declaration.
+    pub decl_span: Span,
+    pub is_static: bool,
+    pub is_extern: bool,
+    pub is_thread_local: bool,
+    /// `const` on the base type (`const char *s`: true).
+    pub type_const: bool,
+    pub is_volatile: bool,
+    /// The base type as written, typedef names and macros kept: `PyObject`, `struct foo`.
+    pub type_name: String,
+    /// Pointer levels from the outermost `*` written to the one nearest the name, with the
+    /// const-ness of each.
+    pub pointers: Vec<bool>,
+    pub array_dims: usize,
+    pub is_function_pointer: bool,
+    /// Fields of a struct type written inline (`static struct { PyObject *a; } s;`).
+    pub inline_fields: Vec<Field>,
+    /// `Some` for a function-local `static`.
+    pub function: Option<String>,
+    pub init: Option<Init>,
+    pub versions: VersionRange,
+    /// Overlaps a parse error.
+    pub uncertain: bool,
+}
+
+impl Variable {
+    /// The storage the name denotes can never change.
+    pub fn is_immutable(&self) -> bool {
+        match self.pointers.last() {
+            Some(&own_const) => own_const,
+            None => self.type_const,
+        }
+    }
+    pub fn is_definition(&self) -> bool {
+        !self.is_extern || self.init.is_some()
+    }
+    /// `PyObject *`, `PyTypeObject *x[]`...: the declared type, with pointers and arrays.
+    pub fn type_display(&self) -> String {
+        let mut out = String::new();
+        if self.type_const {
+            out.push_str("const ");
+        }
+        out.push_str(&self.type_name);
+        if !self.pointers.is_empty() {
+            out.push(' ');
+        }
+        for &c in &self.pointers {
+            out.push('*');
+            if c {
+                out.push_str("const ");
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Field {
+    pub name: String,
+    pub type_name: String,
+    pub pointers: usize,
+    pub array_dims: usize,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StructDef {
+    /// The struct tag, and the typedef names it goes by.
+    pub names: Vec<String>,
+    pub fields: Vec<Field>,
+    pub span: Span,
+}
+
+impl StructDef {
+    /// Starts with `PyObject_HEAD` (or an `ob_base` field): instances are Python objects.
+    pub fn is_object_layout(&self) -> bool {
+        self.fields.first().is_some_and(|f| {
+            f.pointers == 0
+                && (f.name == "ob_base"
+                    || matches!(
+                        f.type_name.as_str(),
+                        "PyObject" | "PyVarObject" | "PyObject_HEAD"
+                    ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Init {
+    Expr(Expr),
+    List(InitList),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitList {
+    pub entries: Vec<InitEntry>,
+    /// Entries were not extracted (a large data table of a type isolint does not read).
+    pub opaque: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitEntry {
+    /// `m_name` for `.m_name = ...`, `[3]` for `[3] = ...`, `None` when positional.
+    pub designator: Option<String>,
+    pub value: Init,
+    pub versions: VersionRange,
+    /// In a non-first branch of a non-version `#if` (a second spelling of the same entry).
+    pub alternative: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Expr {
+    /// Source text, whitespace folded, cut at 160 characters.
+    pub text: String,
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ExprKind {
+    Ident(String),
+    /// `&name` (or `&name[...]`, `&name.field`).
+    AddressOf(String),
+    Call {
+        callee: String,
+    },
+    Number(Option<i64>),
+    Str,
+    Null,
+    SizeOf(String),
+    Other,
+}
+
+impl Expr {
+    pub fn ident(&self) -> Option<&str> {
+        match &self.kind {
+            ExprKind::Ident(name) | ExprKind::AddressOf(name) => Some(name),
+            _ => None,
+        }
+    }
+    pub fn callee(&self) -> Option<&str> {
+        match &self.kind {
+            ExprKind::Call { callee } => Some(callee),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Param {
+    pub name: Option<String>,
+    pub type_name: String,
+    pub pointers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Function {
+    pub name: String,
+    /// The name in the function's head.
+    pub span: Span,
+    /// The whole definition.
+    pub def_span: Span,
+    pub is_static: bool,
+    pub return_type: String,
+    pub params: Vec<Param>,
+    /// The head is a macro call, e.g. `MOD_INIT(foo) { ... }`: (macro, arguments).
+    pub macro_head: Option<(String, Vec<String>)>,
+    /// Names used in the body that are not parameters or locals (globals, functions, macros),
+    /// with the first place each is used.
+    pub references: Vec<Reference>,
+    pub writes: Vec<WriteSite>,
+    pub calls: Vec<Call>,
+    pub returns: Vec<Expr>,
+    pub versions: VersionRange,
+    pub uncertain: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reference {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteKind {
+    Assign,
+    CompoundAssign,
+    IncDec,
+    /// `&x` taken outside a call.
+    AddressTaken,
+    /// `&x` passed to a call, which may write through it.
+    PassedByAddress,
+    ElementWrite,
+    FieldWrite,
+}
+
+impl WriteKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            WriteKind::Assign => "assigned",
+            WriteKind::CompoundAssign => "updated",
+            WriteKind::IncDec => "incremented or decremented",
+            WriteKind::AddressTaken => "has its address taken",
+            WriteKind::PassedByAddress => "passed by address",
+            WriteKind::ElementWrite => "has an element written",
+            WriteKind::FieldWrite => "has a field written",
+        }
+    }
+    pub fn escapes(self) -> bool {
+        matches!(self, WriteKind::AddressTaken | WriteKind::PassedByAddress)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteSite {
+    /// The variable written (the root of `x`, `x[i]`, `x->f`).
+    pub target: String,
+    pub kind: WriteKind,
+    /// For `x.f = ...` / `x->f = ...`: the field.
+    pub field: Option<String>,
+    /// The assigned value, when there is one.
+    pub value: Option<Expr>,
+    /// The call that receives `&x`, for `PassedByAddress`.
+    pub via_call: Option<String>,
+    pub span: Span,
+    pub versions: VersionRange,
+    pub uncertain: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    pub callee: String,
+    pub args: Vec<Expr>,
+    pub span: Span,
+    /// `x = call(...)`: the variable that receives the result.
+    pub assigned_to: Option<String>,
+    pub versions: VersionRange,
+    pub uncertain: bool,
+}

@@ -1,0 +1,18 @@
+//! isolint: finds process-global state in CPython C extension modules.
+//!
+//! The pipeline, one folder or file per stage:
+//! discover → parse → facts → model → rules → findings → report.
+
+pub mod analysis;
+pub mod discover;
+pub mod facts;
+pub mod finding;
+pub mod model;
+pub mod parse;
+pub mod report;
+pub mod rules;
+pub mod source;
+pub mod version;
+
+pub use analysis::{analyze, Analysis, AnalyzeOptions};
+pub mod verify;

@@ -1,0 +1,634 @@
+//! Reading one module out of the facts: how it is created, its `PyModuleDef` and slots, its
+//! types, and its globals with their readers and writers.
+
+use super::classify::classify_writes;
+use super::pytypes::{bare_type, is_type_object};
+use super::{ExtensionModule, FnRef, Global, InitStyle, ModuleCreation, NameIndex, VarRef};
+use crate::facts::{Expr, ExprKind, FileFacts, Init, InitEntry, InitList};
+use crate::version::{py, VersionRange};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// A current Python; positional initializers follow the `#if` branch it compiles.
+const CURRENT: crate::version::PyVersion = py(3, 13);
+
+#[derive(Debug, Clone)]
+pub struct SlotValue {
+    pub slot: String,
+    pub value: Expr,
+    pub versions: VersionRange,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModuleDef {
+    pub var: VarRef,
+    pub fields: BTreeMap<String, Expr>,
+    /// The `PyModuleDef_Slot[]` named by `m_slots`.
+    pub slots_var: Option<VarRef>,
+    pub slots: Vec<SlotValue>,
+}
+
+impl ModuleDef {
+    pub fn field(&self, name: &str) -> Option<&Expr> {
+        self.fields.get(name)
+    }
+    pub fn m_size(&self) -> Option<&Expr> {
+        self.fields.get("m_size")
+    }
+    /// A function named by `m_traverse` and friends; `NULL`/`0` is no function.
+    pub fn function_field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(|e| match &e.kind {
+            ExprKind::Ident(n) | ExprKind::AddressOf(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeKind {
+    /// `static PyTypeObject X = {...}`.
+    Static,
+    /// A `PyType_Spec`, created at run time.
+    Heap,
+}
+
+#[derive(Debug, Clone)]
+pub struct TypeDef {
+    pub var: VarRef,
+    pub kind: TypeKind,
+    /// The Python-visible name (`"mod.Foo"`).
+    pub tp_name: Option<String>,
+    /// `tp_dealloc` → `Foo_dealloc`, from designated or positional entries, or `Py_tp_*` slots.
+    pub slots: BTreeMap<String, Expr>,
+    /// The `PyType_Slot[]` of a spec.
+    pub slots_var: Option<VarRef>,
+}
+
+const MODULE_DEF_FIELDS: &[&str] = &[
+    "m_base",
+    "m_name",
+    "m_doc",
+    "m_size",
+    "m_methods",
+    "m_slots",
+    "m_traverse",
+    "m_clear",
+    "m_free",
+];
+
+const TYPE_OBJECT_FIELDS_AFTER_NAME: &[&str] = &[
+    "tp_basicsize",
+    "tp_itemsize",
+    "tp_dealloc",
+    "tp_vectorcall_offset",
+    "tp_getattr",
+    "tp_setattr",
+    "tp_as_async",
+    "tp_repr",
+    "tp_as_number",
+    "tp_as_sequence",
+    "tp_as_mapping",
+    "tp_hash",
+    "tp_call",
+    "tp_str",
+    "tp_getattro",
+    "tp_setattro",
+    "tp_as_buffer",
+    "tp_flags",
+    "tp_doc",
+    "tp_traverse",
+    "tp_clear",
+    "tp_richcompare",
+    "tp_weaklistoffset",
+    "tp_iter",
+    "tp_iternext",
+    "tp_methods",
+    "tp_members",
+    "tp_getset",
+    "tp_base",
+    "tp_dict",
+    "tp_descr_get",
+    "tp_descr_set",
+    "tp_dictoffset",
+    "tp_init",
+    "tp_alloc",
+    "tp_new",
+    "tp_free",
+    "tp_is_gc",
+    "tp_bases",
+    "tp_mro",
+    "tp_cache",
+    "tp_subclasses",
+    "tp_weaklist",
+    "tp_del",
+    "tp_version_tag",
+    "tp_finalize",
+    "tp_vectorcall",
+];
+
+const SPEC_FIELDS: &[&str] = &["name", "basicsize", "itemsize", "flags", "slots"];
+
+/// Calls that create a module object, and the init style each implies.
+const CREATORS: &[(&str, InitStyle)] = &[
+    ("PyModuleDef_Init", InitStyle::MultiPhase),
+    ("PyModule_Create", InitStyle::SinglePhase),
+    ("PyModule_Create2", InitStyle::SinglePhase),
+    ("PyModule_New", InitStyle::SinglePhase),
+    ("PyModule_NewObject", InitStyle::SinglePhase),
+    ("Py_InitModule", InitStyle::SinglePhase),
+    ("Py_InitModule3", InitStyle::SinglePhase),
+    ("Py_InitModule4", InitStyle::SinglePhase),
+];
+
+/// The entries a compiler for a current Python sees: one spelling per entry.
+pub fn current_entries(list: &InitList) -> impl Iterator<Item = &InitEntry> {
+    list.entries
+        .iter()
+        .filter(|e| !e.alternative && e.versions.contains(CURRENT))
+}
+
+pub struct Scope<'a> {
+    pub files: &'a [FileFacts],
+    pub members: &'a BTreeSet<usize>,
+    functions: HashMap<&'a str, Vec<FnRef>>,
+    globals: HashMap<&'a str, Vec<VarRef>>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(files: &'a [FileFacts], index: &'a NameIndex, members: &'a BTreeSet<usize>) -> Self {
+        let keep_f = |v: &Vec<FnRef>| {
+            v.iter()
+                .copied()
+                .filter(|r| members.contains(&r.file))
+                .collect::<Vec<_>>()
+        };
+        let keep_v = |v: &Vec<VarRef>| {
+            v.iter()
+                .copied()
+                .filter(|r| members.contains(&r.file))
+                .collect::<Vec<_>>()
+        };
+        let functions = index
+            .functions
+            .iter()
+            .map(|(k, v)| (k.as_str(), keep_f(v)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let globals = index
+            .globals
+            .iter()
+            .map(|(k, v)| (k.as_str(), keep_v(v)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        Self {
+            files,
+            members,
+            functions,
+            globals,
+        }
+    }
+
+    /// A function by name, as seen from `from_file` (its own statics first).
+    pub fn function(&self, name: &str, from_file: usize) -> Option<FnRef> {
+        let candidates = self.functions.get(name)?;
+        candidates
+            .iter()
+            .copied()
+            .find(|r| r.file == from_file)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|r| !self.files[r.file].functions[r.index].is_static)
+            })
+    }
+
+    /// A variable by name, as seen from function `from` (or from file scope of `from_file`).
+    pub fn variable(
+        &self,
+        name: &str,
+        from_file: usize,
+        from_function: Option<&str>,
+    ) -> Option<VarRef> {
+        if let Some(fname) = from_function {
+            let file = &self.files[from_file];
+            if let Some(i) = file
+                .variables
+                .iter()
+                .position(|v| v.name == name && v.function.as_deref() == Some(fname))
+            {
+                return Some(VarRef {
+                    file: from_file,
+                    index: i,
+                });
+            }
+        }
+        let candidates = self.globals.get(name)?;
+        candidates
+            .iter()
+            .copied()
+            .find(|r| r.file == from_file)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|r| !self.files[r.file].variables[r.index].is_static)
+            })
+            // A static defined in a header the module includes.
+            .or_else(|| candidates.first().copied())
+    }
+}
+
+pub fn build_module(
+    files: &[FileFacts],
+    index: &NameIndex,
+    name: String,
+    init: Option<FnRef>,
+    member_files: Vec<usize>,
+) -> ExtensionModule {
+    let members: BTreeSet<usize> = member_files.iter().copied().collect();
+    let scope = Scope::new(files, index, &members);
+
+    let (init_style, creation) = match init {
+        Some(init) => find_creation(&scope, init),
+        None => (InitStyle::Unknown, None),
+    };
+    let def = find_module_def(&scope, init, creation.as_ref());
+
+    // Functions that run at init: PyInit, exec and create slots, and what they call.
+    let mut starts: Vec<FnRef> = init.into_iter().collect();
+    if let (Some(def), Some(init)) = (&def, init) {
+        for slot in &def.slots {
+            if matches!(slot.slot.as_str(), "Py_mod_exec" | "Py_mod_create") {
+                if let Some(f) = slot
+                    .value
+                    .ident()
+                    .and_then(|n| scope.function(n, def.var.file.min(init.file)))
+                {
+                    starts.push(f);
+                } else if let Some(f) = slot
+                    .value
+                    .ident()
+                    .and_then(|n| scope.function(n, def.var.file))
+                {
+                    starts.push(f);
+                }
+            }
+        }
+    }
+    let init_functions = call_closure(&scope, &starts);
+
+    let types = find_types(&scope);
+    let globals = collect_globals(&scope, &init_functions, init.is_some());
+
+    ExtensionModule {
+        name,
+        init_function: init,
+        files: member_files,
+        init_style,
+        creation,
+        def,
+        types,
+        globals,
+        init_functions,
+    }
+}
+
+fn call_closure(scope: &Scope, starts: &[FnRef]) -> BTreeSet<FnRef> {
+    let mut seen = BTreeSet::new();
+    let mut queue: VecDeque<FnRef> = starts.iter().copied().collect();
+    while let Some(f) = queue.pop_front() {
+        if !seen.insert(f) {
+            continue;
+        }
+        for call in &scope.files[f.file].functions[f.index].calls {
+            if let Some(callee) = scope.function(&call.callee, f.file) {
+                queue.push_back(callee);
+            }
+        }
+    }
+    seen
+}
+
+/// Macros (from any member file) whose body calls a module creator.
+fn creator_in_macro(scope: &Scope, name: &str) -> Option<(&'static str, InitStyle)> {
+    for &fi in scope.members {
+        for m in scope.files[fi].macros.iter().filter(|m| m.name == name) {
+            for (creator, style) in CREATORS {
+                if m.body.contains(&format!("{creator}(")) {
+                    return Some((creator, *style));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn find_creation(scope: &Scope, init: FnRef) -> (InitStyle, Option<ModuleCreation>) {
+    let mut best: Option<(InitStyle, ModuleCreation, bool)> = None;
+    let mut seen = BTreeSet::new();
+    let mut queue = VecDeque::from([init]);
+    while let Some(f) = queue.pop_front() {
+        if !seen.insert(f) {
+            continue;
+        }
+        let function = &scope.files[f.file].functions[f.index];
+        for (ci, call) in function.calls.iter().enumerate() {
+            if call.versions.python2_only() {
+                continue;
+            }
+            let direct = CREATORS
+                .iter()
+                .find(|(c, _)| *c == call.callee)
+                .map(|(_, s)| (*s, None));
+            let found = direct.or_else(|| {
+                creator_in_macro(scope, &call.callee)
+                    .map(|(c, s)| (s, Some(format!("macro `{}` ({c})", call.callee))))
+            });
+            if let Some((style, via_macro)) = found {
+                let via = via_macro.or_else(|| (f != init).then(|| format!("`{}`", function.name)));
+                let current = call.versions.contains(CURRENT);
+                let better = match &best {
+                    None => true,
+                    Some((_, _, best_current)) => current && !best_current,
+                };
+                if better {
+                    best = Some((
+                        style,
+                        ModuleCreation {
+                            function: f,
+                            call: ci,
+                            via,
+                        },
+                        current,
+                    ));
+                }
+            } else if let Some(callee) = scope.function(&call.callee, f.file) {
+                queue.push_back(callee);
+            }
+        }
+    }
+    match best {
+        Some((style, creation, _)) => (style, Some(creation)),
+        None => (InitStyle::Unknown, None),
+    }
+}
+
+fn find_module_def(
+    scope: &Scope,
+    init: Option<FnRef>,
+    creation: Option<&ModuleCreation>,
+) -> Option<ModuleDef> {
+    let init = init?;
+    let from_call = creation.and_then(|c| {
+        let call = &scope.files[c.function.file].functions[c.function.index].calls[c.call];
+        call.args
+            .first()
+            .and_then(|a| a.ident())
+            .and_then(|n| scope.variable(n, c.function.file, None))
+    });
+    let var = from_call.or_else(|| {
+        let defs: Vec<VarRef> = scope
+            .members
+            .iter()
+            .flat_map(|&fi| {
+                scope.files[fi]
+                    .variables
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| bare_type(&v.type_name) == "PyModuleDef" && v.init.is_some())
+                    .map(move |(i, _)| VarRef { file: fi, index: i })
+            })
+            .collect();
+        defs.iter()
+            .copied()
+            .find(|r| r.file == init.file)
+            .or_else(|| defs.first().copied())
+    })?;
+    let v = &scope.files[var.file].variables[var.index];
+    let Some(Init::List(list)) = &v.init else {
+        return Some(ModuleDef {
+            var,
+            fields: BTreeMap::new(),
+            slots_var: None,
+            slots: Vec::new(),
+        });
+    };
+    let fields = named_fields(list, MODULE_DEF_FIELDS, 0);
+    let slots_var = fields
+        .get("m_slots")
+        .and_then(|e| e.ident())
+        .and_then(|n| scope.variable(n, var.file, None));
+    let slots = slots_var
+        .map(|s| read_slot_array(scope, s, "slot", "value"))
+        .unwrap_or_default();
+    Some(ModuleDef {
+        var,
+        fields,
+        slots_var,
+        slots,
+    })
+}
+
+/// Designated entries by name, positional ones by their place after `skip` leading entries.
+fn named_fields(list: &InitList, order: &[&str], skip: usize) -> BTreeMap<String, Expr> {
+    let mut out = BTreeMap::new();
+    let mut position = 0usize;
+    for entry in current_entries(list) {
+        match &entry.designator {
+            Some(d) => {
+                if let Init::Expr(e) = &entry.value {
+                    out.insert(d.clone(), e.clone());
+                }
+            }
+            None => {
+                if position >= skip {
+                    if let (Some(name), Init::Expr(e)) = (order.get(position - skip), &entry.value)
+                    {
+                        out.insert(name.to_string(), e.clone());
+                    }
+                }
+                position += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `{Py_mod_exec, fn}` / `{.slot = ..., .pfunc = ...}` entries of a slot array.
+fn read_slot_array(
+    scope: &Scope,
+    var: VarRef,
+    id_field: &str,
+    value_field: &str,
+) -> Vec<SlotValue> {
+    let v = &scope.files[var.file].variables[var.index];
+    let Some(Init::List(list)) = &v.init else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in list.entries.iter().filter(|e| !e.alternative) {
+        let Init::List(pair) = &entry.value else {
+            continue;
+        };
+        let fields = named_fields(pair, &[id_field, value_field], 0);
+        let (Some(id), Some(value)) = (
+            fields.get(id_field),
+            fields.get(value_field).or_else(|| fields.get("pfunc")),
+        ) else {
+            continue;
+        };
+        let Some(slot) = id.ident() else { continue };
+        out.push(SlotValue {
+            slot: slot.to_string(),
+            value: value.clone(),
+            versions: entry.versions.intersect(&v.versions),
+        });
+    }
+    out
+}
+
+fn find_types(scope: &Scope) -> Vec<TypeDef> {
+    let mut out = Vec::new();
+    for &fi in scope.members {
+        for (i, v) in scope.files[fi].variables.iter().enumerate() {
+            let var = VarRef { file: fi, index: i };
+            if !v.is_definition() || !v.pointers.is_empty() || v.array_dims > 0 {
+                continue;
+            }
+            if is_type_object(&v.type_name) {
+                let (tp_name, slots) = match &v.init {
+                    Some(Init::List(list)) => static_type_fields(list),
+                    _ => (None, BTreeMap::new()),
+                };
+                out.push(TypeDef {
+                    var,
+                    kind: TypeKind::Static,
+                    tp_name,
+                    slots,
+                    slots_var: None,
+                });
+            } else if bare_type(&v.type_name) == "PyType_Spec" {
+                let Some(Init::List(list)) = &v.init else {
+                    continue;
+                };
+                let fields = named_fields(list, SPEC_FIELDS, 0);
+                let tp_name = fields
+                    .get("name")
+                    .map(|e| e.text.trim_matches('"').to_string());
+                let slots_var = fields
+                    .get("slots")
+                    .and_then(|e| e.ident())
+                    .and_then(|n| scope.variable(n, fi, None));
+                let mut slots: BTreeMap<String, Expr> = BTreeMap::new();
+                if let Some(flags) = fields.get("flags") {
+                    slots.insert("tp_flags".into(), flags.clone());
+                }
+                if let Some(basic) = fields.get("basicsize") {
+                    slots.insert("tp_basicsize".into(), basic.clone());
+                }
+                for s in slots_var
+                    .map(|s| read_slot_array(scope, s, "slot", "pfunc"))
+                    .unwrap_or_default()
+                {
+                    let key = s.slot.strip_prefix("Py_").unwrap_or(&s.slot).to_string();
+                    slots.insert(key, s.value);
+                }
+                out.push(TypeDef {
+                    var,
+                    kind: TypeKind::Heap,
+                    tp_name,
+                    slots,
+                    slots_var,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Positional type initializers are anchored on `tp_name`, the first string: whatever the
+/// head-init macro expanded to before it does not shift the slots after it.
+fn static_type_fields(list: &InitList) -> (Option<String>, BTreeMap<String, Expr>) {
+    let mut slots = BTreeMap::new();
+    let mut tp_name = None;
+    let mut after_name: Option<usize> = None;
+    for entry in current_entries(list) {
+        match (&entry.designator, &entry.value) {
+            (Some(d), Init::Expr(e)) => {
+                if d == "tp_name" {
+                    tp_name = Some(e.text.trim_matches('"').to_string());
+                } else {
+                    slots.insert(d.clone(), e.clone());
+                }
+            }
+            (None, Init::Expr(e)) => match after_name {
+                None if e.kind == ExprKind::Str => {
+                    tp_name = Some(e.text.trim_matches('"').to_string());
+                    after_name = Some(0);
+                }
+                None => {}
+                Some(n) => {
+                    if let Some(name) = TYPE_OBJECT_FIELDS_AFTER_NAME.get(n) {
+                        slots.insert(name.to_string(), e.clone());
+                    }
+                    after_name = Some(n + 1);
+                }
+            },
+            (None, Init::List(_)) => {
+                if let Some(n) = after_name {
+                    after_name = Some(n + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    (tp_name, slots)
+}
+
+fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bool) -> Vec<Global> {
+    let mut globals: BTreeMap<VarRef, Global> = BTreeMap::new();
+    for &fi in scope.members {
+        for (i, v) in scope.files[fi].variables.iter().enumerate() {
+            if v.is_definition() {
+                let var = VarRef { file: fi, index: i };
+                globals.insert(
+                    var,
+                    Global {
+                        var,
+                        readers: Vec::new(),
+                        writes: Vec::new(),
+                        class: super::WriteClass::NeverWritten,
+                    },
+                );
+            }
+        }
+    }
+    for &fi in scope.members {
+        for (i, function) in scope.files[fi].functions.iter().enumerate() {
+            let fref = FnRef { file: fi, index: i };
+            for r in &function.references {
+                if let Some(var) = scope.variable(&r.name, fi, Some(&function.name)) {
+                    if let Some(g) = globals.get_mut(&var) {
+                        g.readers.push(fref);
+                    }
+                }
+            }
+            for (si, w) in function.writes.iter().enumerate() {
+                if let Some(var) = scope.variable(&w.target, fi, Some(&function.name)) {
+                    if let Some(g) = globals.get_mut(&var) {
+                        g.writes.push(super::GlobalWrite {
+                            function: fref,
+                            site: si,
+                            at_init: has_init && init_functions.contains(&fref),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<Global> = globals.into_values().collect();
+    for g in &mut out {
+        g.class = classify_writes(scope.files, g);
+    }
+    out
+}

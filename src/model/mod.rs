@@ -1,0 +1,249 @@
+//! The model: one `ExtensionModule` per `PyInit_<name>`, built from the facts of every file.
+//! Rules read only this (and the facts it points into), never a tree.
+
+mod classify;
+mod definitions;
+mod linking;
+pub mod pytypes;
+
+use crate::facts::{Call, FileFacts, Function, Variable, WriteSite};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub use definitions::{current_entries, ModuleDef, SlotValue, TypeDef, TypeKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct VarRef {
+    pub file: usize,
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FnRef {
+    pub file: usize,
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitStyle {
+    SinglePhase,
+    MultiPhase,
+    Unknown,
+}
+
+impl InitStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitStyle::SinglePhase => "single-phase",
+            InitStyle::MultiPhase => "multi-phase",
+            InitStyle::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a global is written, from weakest to strongest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteClass {
+    /// Never written after its initializer: it could be const.
+    NeverWritten,
+    /// Written only while the module initialises (`PyInit`, exec slots and what only they call).
+    InitOnly,
+    /// Its address escapes to code that may write through it.
+    AddressEscapes,
+    /// Written at run time.
+    Runtime,
+}
+
+#[derive(Debug, Clone)]
+pub struct GlobalWrite {
+    pub function: FnRef,
+    pub site: usize,
+    pub at_init: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub var: VarRef,
+    pub readers: Vec<FnRef>,
+    pub writes: Vec<GlobalWrite>,
+    pub class: WriteClass,
+}
+
+/// How `PyInit_<name>` creates its module.
+#[derive(Debug, Clone)]
+pub struct ModuleCreation {
+    pub function: FnRef,
+    pub call: usize,
+    /// The call is inside a helper or a macro, not in `PyInit` itself.
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExtensionModule {
+    pub name: String,
+    /// `None` for the code that no scanned `PyInit` reaches.
+    pub init_function: Option<FnRef>,
+    pub files: Vec<usize>,
+    pub init_style: InitStyle,
+    pub creation: Option<ModuleCreation>,
+    pub def: Option<ModuleDef>,
+    pub types: Vec<TypeDef>,
+    pub globals: Vec<Global>,
+    /// Functions that run while the module initialises.
+    pub init_functions: BTreeSet<FnRef>,
+}
+
+impl ExtensionModule {
+    pub fn is_real(&self) -> bool {
+        self.init_function.is_some()
+    }
+    pub fn slot(&self, name: &str) -> Option<&SlotValue> {
+        self.def.as_ref()?.slots.iter().find(|s| s.slot == name)
+    }
+}
+
+#[derive(Debug)]
+pub struct Project {
+    pub files: Vec<FileFacts>,
+    pub modules: Vec<ExtensionModule>,
+    /// Globals in files that no module reaches: still reported, with no module.
+    pub unattached: ExtensionModule,
+}
+
+impl Project {
+    pub fn var(&self, r: VarRef) -> &Variable {
+        &self.files[r.file].variables[r.index]
+    }
+    pub fn function(&self, r: FnRef) -> &Function {
+        &self.files[r.file].functions[r.index]
+    }
+    pub fn write_site(&self, w: &GlobalWrite) -> &WriteSite {
+        &self.function(w.function).writes[w.site]
+    }
+    pub fn call(&self, f: FnRef, call: usize) -> &Call {
+        &self.function(f).calls[call]
+    }
+    /// Every unit rules run over: the modules, then the unattached code.
+    pub fn units(&self) -> impl Iterator<Item = &ExtensionModule> {
+        self.modules.iter().chain(std::iter::once(&self.unattached))
+    }
+
+    pub fn build(files: Vec<FileFacts>) -> Project {
+        let index = NameIndex::new(&files);
+        let groups = linking::group_files(&files);
+        let mut modules = Vec::new();
+        let mut attached = vec![false; files.len()];
+        for group in groups {
+            for &f in &group.files {
+                attached[f] = true;
+            }
+            modules.push(definitions::build_module(
+                &files,
+                &index,
+                group.name,
+                Some(group.init),
+                group.files,
+            ));
+        }
+        modules.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then(a.init_function.cmp(&b.init_function))
+        });
+        let rest: Vec<usize> = (0..files.len()).filter(|&f| !attached[f]).collect();
+        let unattached = definitions::build_module(&files, &index, String::new(), None, rest);
+        Project {
+            files,
+            modules,
+            unattached,
+        }
+    }
+}
+
+/// Where each name is defined, across all files.
+pub struct NameIndex {
+    pub functions: HashMap<String, Vec<FnRef>>,
+    /// File-scope variable definitions (not `extern` declarations).
+    pub globals: HashMap<String, Vec<VarRef>>,
+}
+
+impl NameIndex {
+    fn new(files: &[FileFacts]) -> Self {
+        let mut functions: HashMap<String, Vec<FnRef>> = HashMap::new();
+        let mut globals: HashMap<String, Vec<VarRef>> = HashMap::new();
+        for (fi, file) in files.iter().enumerate() {
+            for (i, f) in file.functions.iter().enumerate() {
+                functions
+                    .entry(f.name.clone())
+                    .or_default()
+                    .push(FnRef { file: fi, index: i });
+            }
+            for (i, v) in file.variables.iter().enumerate() {
+                if v.function.is_none() && v.is_definition() {
+                    globals
+                        .entry(v.name.clone())
+                        .or_default()
+                        .push(VarRef { file: fi, index: i });
+                }
+            }
+        }
+        Self { functions, globals }
+    }
+}
+
+/// Summary of a module for reporters.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleSummary {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub line: usize,
+    pub init: &'static str,
+    pub m_size: Option<String>,
+    pub slots: BTreeMap<&'static str, Option<String>>,
+    pub files: Vec<std::path::PathBuf>,
+    pub static_types: usize,
+    pub heap_types: usize,
+}
+
+impl ModuleSummary {
+    pub fn of(project: &Project, module: &ExtensionModule) -> Option<Self> {
+        let init = module.init_function?;
+        let f = project.function(init);
+        let slot = |name: &str| module.slot(name).map(|s| s.value.text.clone());
+        let mut slots = BTreeMap::new();
+        slots.insert(
+            "multiple_interpreters",
+            slot("Py_mod_multiple_interpreters"),
+        );
+        slots.insert("gil", slot("Py_mod_gil"));
+        Some(Self {
+            name: module.name.clone(),
+            path: project.files[init.file].path.clone(),
+            line: f.span.line,
+            init: module.init_style.as_str(),
+            m_size: module
+                .def
+                .as_ref()
+                .and_then(|d| d.m_size())
+                .map(|e| e.text.clone()),
+            slots,
+            files: module
+                .files
+                .iter()
+                .map(|&i| project.files[i].path.clone())
+                .collect(),
+            static_types: module
+                .types
+                .iter()
+                .filter(|t| t.kind == TypeKind::Static)
+                .count(),
+            heap_types: module
+                .types
+                .iter()
+                .filter(|t| t.kind == TypeKind::Heap)
+                .count(),
+        })
+    }
+}

@@ -1,0 +1,421 @@
+//! Evaluating `#if` conditions into the Python versions they select.
+
+use crate::version::{py, PyVersion, VersionRange, UNBOUNDED};
+use std::collections::HashMap;
+
+/// What a condition says about the Python version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+    /// Selects exactly these versions (`#if 0` is `Version(EMPTY)`).
+    Version(VersionRange),
+    /// Depends on something else (a feature macro, the platform).
+    Unknown,
+}
+
+impl Cond {
+    pub fn range(self) -> VersionRange {
+        match self {
+            Cond::Version(r) => r,
+            Cond::Unknown => VersionRange::ALL,
+        }
+    }
+    fn not(self) -> Cond {
+        match self {
+            Cond::Version(r) => Cond::Version(r.complement()),
+            Cond::Unknown => Cond::Unknown,
+        }
+    }
+    fn and(self, other: Cond) -> Cond {
+        match (self, other) {
+            (Cond::Version(a), Cond::Version(b)) => Cond::Version(a.intersect(&b)),
+            (Cond::Version(a), Cond::Unknown) | (Cond::Unknown, Cond::Version(a)) => {
+                Cond::Version(a)
+            }
+            _ => Cond::Unknown,
+        }
+    }
+    fn or(self, other: Cond) -> Cond {
+        match (self, other) {
+            (Cond::Version(a), Cond::Version(b)) => Cond::Version(a.hull(&b)),
+            (Cond::Version(a), Cond::Unknown) | (Cond::Unknown, Cond::Version(a)) if a.is_all() => {
+                Cond::Version(a)
+            }
+            _ => Cond::Unknown,
+        }
+    }
+}
+
+/// Macros defined (without parameters) only for some versions, e.g. `#define IS_PY3K` inside
+/// `#if PY_MAJOR_VERSION >= 3`. Testing them is testing the version.
+pub type VersionMacros = HashMap<String, VersionRange>;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Ident(String),
+    Num(i64),
+    Op(&'static str),
+}
+
+fn lex(text: &str) -> Option<Vec<Token>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() || c == b'\\' {
+            i += 1;
+        } else if c == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            let end = text[i + 2..]
+                .find("*/")
+                .map_or(bytes.len(), |p| i + 2 + p + 2);
+            i = end;
+        } else if c == b'/' && bytes.get(i + 1) == Some(&b'/') {
+            break;
+        } else if c == b'_' || c.is_ascii_alphabetic() {
+            let start = i;
+            while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
+                i += 1;
+            }
+            out.push(Token::Ident(text[start..i].to_string()));
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let lit = text[start..i].trim_end_matches(['u', 'U', 'l', 'L']);
+            let value = if let Some(hex) = lit.strip_prefix("0x").or_else(|| lit.strip_prefix("0X"))
+            {
+                i64::from_str_radix(hex, 16).ok()?
+            } else {
+                lit.parse().ok()?
+            };
+            out.push(Token::Num(value));
+        } else {
+            let two = text.get(i..i + 2).unwrap_or("");
+            let op = ["&&", "||", ">=", "<=", "==", "!="]
+                .into_iter()
+                .find(|op| *op == two);
+            if let Some(op) = op {
+                out.push(Token::Op(op));
+                i += 2;
+            } else {
+                let op = match c {
+                    b'(' => "(",
+                    b')' => ")",
+                    b'!' => "!",
+                    b'<' => "<",
+                    b'>' => ">",
+                    _ => return None,
+                };
+                out.push(Token::Op(op));
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A value in the little expression language of `#if`.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Cond(Cond),
+    Num(i64),
+    /// `PY_VERSION_HEX`, `PY_MAJOR_VERSION`, `PY_MINOR_VERSION`.
+    VersionVar(VersionVar),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum VersionVar {
+    Hex,
+    Major,
+    Minor,
+}
+
+impl Value {
+    fn cond(self) -> Cond {
+        match self {
+            Value::Cond(c) => c,
+            Value::Num(0) => Cond::Version(VersionRange::EMPTY),
+            Value::Num(_) => Cond::Version(VersionRange::ALL),
+            Value::VersionVar(_) => Cond::Version(VersionRange::ALL),
+        }
+    }
+}
+
+struct Parser<'a> {
+    toks: Vec<Token>,
+    pos: usize,
+    macros: &'a VersionMacros,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.toks.get(self.pos)
+    }
+    fn eat_op(&mut self, op: &str) -> bool {
+        if self.peek()
+            == Some(&Token::Op(match op {
+                "&&" => "&&",
+                "||" => "||",
+                "(" => "(",
+                ")" => ")",
+                "!" => "!",
+                _ => return false,
+            }))
+        {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn or_expr(&mut self) -> Option<Value> {
+        let mut left = self.and_expr()?;
+        while self.eat_op("||") {
+            let right = self.and_expr()?;
+            left = Value::Cond(left.cond().or(right.cond()));
+        }
+        Some(left)
+    }
+    fn and_expr(&mut self) -> Option<Value> {
+        let mut left = self.cmp_expr()?;
+        while self.eat_op("&&") {
+            let right = self.cmp_expr()?;
+            left = Value::Cond(left.cond().and(right.cond()));
+        }
+        Some(left)
+    }
+    fn cmp_expr(&mut self) -> Option<Value> {
+        let left = self.unary()?;
+        let op = match self.peek() {
+            Some(Token::Op(op)) if matches!(*op, ">=" | "<=" | ">" | "<" | "==" | "!=") => *op,
+            _ => return Some(left),
+        };
+        self.pos += 1;
+        let right = self.unary()?;
+        Some(Value::Cond(compare(left, op, right)))
+    }
+    fn unary(&mut self) -> Option<Value> {
+        if self.eat_op("!") {
+            let v = self.unary()?;
+            return Some(match v {
+                Value::Num(n) => Value::Num((n == 0) as i64),
+                other => Value::Cond(other.cond().not()),
+            });
+        }
+        if self.eat_op("(") {
+            let v = self.or_expr()?;
+            self.eat_op(")");
+            return Some(v);
+        }
+        match self.toks.get(self.pos).cloned()? {
+            Token::Num(n) => {
+                self.pos += 1;
+                Some(Value::Num(n))
+            }
+            Token::Ident(name) => {
+                self.pos += 1;
+                if name == "defined" {
+                    let paren = self.eat_op("(");
+                    let target = match self.toks.get(self.pos).cloned() {
+                        Some(Token::Ident(t)) => t,
+                        _ => return None,
+                    };
+                    self.pos += 1;
+                    if paren {
+                        self.eat_op(")");
+                    }
+                    return Some(Value::Cond(self.macro_cond(&target)));
+                }
+                // A function-like macro call: its value is unknown.
+                if self.peek() == Some(&Token::Op("(")) {
+                    let mut depth = 0;
+                    while let Some(tok) = self.toks.get(self.pos) {
+                        self.pos += 1;
+                        match tok {
+                            Token::Op("(") => depth += 1,
+                            Token::Op(")") => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    return Some(Value::Cond(Cond::Unknown));
+                }
+                Some(match name.as_str() {
+                    "PY_VERSION_HEX" => Value::VersionVar(VersionVar::Hex),
+                    "PY_MAJOR_VERSION" => Value::VersionVar(VersionVar::Major),
+                    "PY_MINOR_VERSION" => Value::VersionVar(VersionVar::Minor),
+                    _ => Value::Cond(self.macro_cond(&name)),
+                })
+            }
+            Token::Op(_) => None,
+        }
+    }
+    fn macro_cond(&self, name: &str) -> Cond {
+        match self.macros.get(name) {
+            Some(range) => Cond::Version(*range),
+            None => Cond::Unknown,
+        }
+    }
+}
+
+fn hex_version(hex: i64) -> (PyVersion, bool) {
+    let major = ((hex >> 24) & 0xff) as u16;
+    let minor = ((hex >> 16) & 0xff) as u16;
+    (py(major, minor), hex & 0xffff != 0)
+}
+
+fn next_minor(v: PyVersion) -> PyVersion {
+    v.saturating_add(1)
+}
+
+fn compare(left: Value, op: &str, right: Value) -> Cond {
+    let (var, num, op) = match (left, right) {
+        (Value::VersionVar(var), Value::Num(n)) => (var, n, op),
+        (Value::Num(n), Value::VersionVar(var)) => {
+            let flipped = match op {
+                ">=" => "<=",
+                "<=" => ">=",
+                ">" => "<",
+                "<" => ">",
+                other => other,
+            };
+            (var, n, flipped)
+        }
+        (Value::Num(a), Value::Num(b)) => {
+            let truth = match op {
+                ">=" => a >= b,
+                "<=" => a <= b,
+                ">" => a > b,
+                "<" => a < b,
+                "==" => a == b,
+                _ => a != b,
+            };
+            return Cond::Version(if truth {
+                VersionRange::ALL
+            } else {
+                VersionRange::EMPTY
+            });
+        }
+        _ => return Cond::Unknown,
+    };
+    // Each comparison is mapped onto whole minor versions: a patch-level test such as
+    // `PY_VERSION_HEX >= 0x030B0200` counts as selecting 3.11 too, because some 3.11 builds
+    // compile that code.
+    let (at, partial) = match var {
+        VersionVar::Hex => hex_version(num),
+        VersionVar::Major => (py(num.clamp(0, 255) as u16, 0), false),
+        VersionVar::Minor => (py(3, num.clamp(0, 255) as u16), false),
+    };
+    let step = |v: PyVersion| match var {
+        VersionVar::Major => py(v / 256 + 1, 0),
+        _ => next_minor(v),
+    };
+    let range = match op {
+        ">=" => VersionRange::at_least(at),
+        ">" if partial || var == VersionVar::Hex => VersionRange::at_least(at),
+        ">" => VersionRange::at_least(step(at)),
+        "<" if partial => VersionRange::below(step(at)),
+        "<" => VersionRange::below(at),
+        "<=" => VersionRange::below(step(at)),
+        "==" => VersionRange {
+            lo: at,
+            hi: step(at),
+        },
+        "!=" => return Cond::Unknown,
+        _ => return Cond::Unknown,
+    };
+    let range = if var == VersionVar::Minor {
+        // PY_MINOR_VERSION alone says nothing of Python 2 vs 4; keep it to 3.x.
+        range
+            .intersect(&VersionRange {
+                lo: py(3, 0),
+                hi: py(4, 0),
+            })
+            .hull(&VersionRange::EMPTY)
+    } else {
+        range
+    };
+    if range.hi == UNBOUNDED && range.lo == 0 {
+        Cond::Version(VersionRange::ALL)
+    } else {
+        Cond::Version(range)
+    }
+}
+
+/// Evaluates the text after `#if` / `#elif`.
+pub fn evaluate(expr: &str, macros: &VersionMacros) -> Cond {
+    let Some(toks) = lex(expr) else {
+        return Cond::Unknown;
+    };
+    if toks.is_empty() {
+        return Cond::Unknown;
+    }
+    let mut parser = Parser {
+        toks,
+        pos: 0,
+        macros,
+    };
+    match parser.or_expr() {
+        Some(v) if parser.pos >= parser.toks.len() => v.cond(),
+        _ => Cond::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(text: &str) -> Cond {
+        evaluate(text, &VersionMacros::new())
+    }
+
+    #[test]
+    fn version_tests() {
+        assert_eq!(
+            eval("PY_VERSION_HEX >= 0x030C0000"),
+            Cond::Version(VersionRange::at_least(py(3, 12)))
+        );
+        assert_eq!(
+            eval("PY_VERSION_HEX < 0x030900A4"),
+            Cond::Version(VersionRange::below(py(3, 10)))
+        );
+        assert_eq!(
+            eval("PY_MAJOR_VERSION < 3"),
+            Cond::Version(VersionRange::below(py(3, 0)))
+        );
+        assert_eq!(
+            eval("PY_MAJOR_VERSION >= 3"),
+            Cond::Version(VersionRange::at_least(py(3, 0)))
+        );
+        assert_eq!(
+            eval("PY_MAJOR_VERSION > 3 || (PY_MAJOR_VERSION == 3 && PY_MINOR_VERSION >= 12)"),
+            Cond::Version(VersionRange::at_least(py(3, 12)))
+        );
+        assert_eq!(
+            eval("!defined(PYPY_VERSION) && PY_VERSION_HEX >= 0x030D0000"),
+            Cond::Version(VersionRange::at_least(py(3, 13)))
+        );
+        assert_eq!(eval("defined(HAVE_FOO)"), Cond::Unknown);
+        assert_eq!(eval("0"), Cond::Version(VersionRange::EMPTY));
+        assert_eq!(eval("Py_GIL_DISABLED || 1"), Cond::Unknown);
+    }
+
+    #[test]
+    fn version_macros() {
+        let mut macros = VersionMacros::new();
+        macros.insert("IS_PY3K".into(), VersionRange::at_least(py(3, 0)));
+        assert_eq!(
+            evaluate("defined(IS_PY3K)", &macros),
+            Cond::Version(VersionRange::at_least(py(3, 0)))
+        );
+        assert_eq!(
+            evaluate("!IS_PY3K", &macros),
+            Cond::Version(VersionRange::below(py(3, 0)))
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Parsing: the pre-pass, tree-sitter-c, and the accounting of parse errors.
+
+pub mod condition;
+pub mod lexer;
+pub mod prepass;
+
+use prepass::{prepare, ConditionalMap};
+use std::cell::RefCell;
+use tree_sitter::{Node, Parser, Tree};
+
+pub use prepass::Region;
+
+/// Where tree-sitter could not make sense of the code.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ParseErrors {
+    pub error_nodes: usize,
+    pub missing_nodes: usize,
+    /// Byte ranges of the outermost ERROR nodes and of MISSING nodes.
+    pub ranges: Vec<(usize, usize)>,
+}
+
+impl ParseErrors {
+    pub fn count(&self) -> usize {
+        self.error_nodes + self.missing_nodes
+    }
+    pub fn overlaps(&self, start: usize, end: usize) -> bool {
+        self.ranges
+            .iter()
+            .any(|&(s, e)| s < end.max(start + 1) && start < e.max(s + 1))
+    }
+    pub fn first_offset(&self) -> Option<usize> {
+        self.ranges.iter().map(|r| r.0).min()
+    }
+}
+
+pub struct ParsedFile {
+    /// The pre-passed text: same length as the file.
+    pub text: Vec<u8>,
+    pub tree: Tree,
+    pub conditionals: ConditionalMap,
+    pub errors: ParseErrors,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseFailure {
+    #[error("the C grammar could not be loaded: {0}")]
+    Language(String),
+    #[error("tree-sitter gave up on this file")]
+    NoTree,
+}
+
+thread_local! {
+    static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
+}
+
+pub fn new_parser() -> Result<Parser, ParseFailure> {
+    let mut parser = Parser::new();
+    parser
+        .set_language(&tree_sitter_c::LANGUAGE.into())
+        .map_err(|e| ParseFailure::Language(e.to_string()))?;
+    Ok(parser)
+}
+
+/// Parses with one parser per thread (rayon workers reuse theirs).
+pub fn parse(source: &[u8]) -> Result<ParsedFile, ParseFailure> {
+    let prepared = prepare(source);
+    let tree = PARSER.with(|cell| -> Result<Tree, ParseFailure> {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(new_parser()?);
+        }
+        let parser = slot.as_mut().expect("parser was just set");
+        parser
+            .parse(&prepared.text, None)
+            .ok_or(ParseFailure::NoTree)
+    })?;
+    let errors = count_errors(tree.root_node());
+    Ok(ParsedFile {
+        text: prepared.text,
+        tree,
+        conditionals: prepared.conditionals,
+        errors,
+    })
+}
+
+fn count_errors(root: Node) -> ParseErrors {
+    let mut errors = ParseErrors::default();
+    if !root.has_error() {
+        return errors;
+    }
+    // Iterative walk that only descends into subtrees containing errors.
+    let mut cursor = root.walk();
+    let mut inside_error_depth: Option<usize> = None;
+    let mut depth = 0usize;
+    loop {
+        let node = cursor.node();
+        let mut descend = node.has_error();
+        if node.is_error() {
+            errors.error_nodes += 1;
+            if inside_error_depth.is_none() {
+                errors.ranges.push((node.start_byte(), node.end_byte()));
+                inside_error_depth = Some(depth);
+            }
+        } else if node.is_missing() {
+            errors.missing_nodes += 1;
+            errors.ranges.push((node.start_byte(), node.end_byte()));
+            descend = false;
+        }
+        if descend && cursor.goto_first_child() {
+            depth += 1;
+            continue;
+        }
+        loop {
+            if inside_error_depth == Some(depth) {
+                inside_error_depth = None;
+            }
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return errors;
+            }
+            depth -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grammar_loads() {
+        // tree-sitter-c and tree-sitter must agree on the grammar ABI; this fails at run time
+        // only.
+        new_parser().expect("tree-sitter-c loads into tree-sitter");
+    }
+
+    #[test]
+    fn counts_errors() {
+        let parsed = parse(b"int f( { ;\nstatic int x;\n").unwrap();
+        assert!(parsed.errors.count() > 0);
+        let clean = parse(b"static int x;\n").unwrap();
+        assert_eq!(clean.errors.count(), 0);
+    }
+
+    #[test]
+    fn allow_threads_is_a_block() {
+        let src = b"void f(void) {\n    Py_BEGIN_ALLOW_THREADS\n    r = close(fd);\n    Py_END_ALLOW_THREADS\n}\n";
+        let parsed = parse(src).unwrap();
+        assert_eq!(parsed.errors.count(), 0);
+        let sexp = parsed.tree.root_node().to_sexp();
+        assert!(sexp.contains("assignment_expression"), "{sexp}");
+    }
+}

@@ -1,0 +1,541 @@
+//! The same-length pre-pass. tree-sitter sees macros unexpanded and `#if` branches side by side;
+//! a few CPython idioms then corrupt the tree. This pass rewrites them into text of exactly the
+//! same length, so every byte offset (and so every line and column) still points into the
+//! original file. It also records which Python versions compile each `#if` branch.
+
+use super::condition::{evaluate, Cond, VersionMacros};
+use super::lexer::{tokenize, Tok, TokKind};
+use crate::version::{py, VersionRange};
+
+/// The newest Python the pre-pass prefers when it must keep a single `#if` branch.
+const NEWEST: crate::version::PyVersion = py(3, 99);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Region {
+    pub start: usize,
+    pub end: usize,
+    pub range: VersionRange,
+    /// The branch is not the first of a condition that is not about versions (`#else` of
+    /// `#ifdef HAVE_X`). Positional initializers skip such alternatives.
+    pub alternative: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ConditionalMap {
+    regions: Vec<Region>,
+}
+
+impl ConditionalMap {
+    pub fn range_at(&self, offset: usize) -> VersionRange {
+        self.regions
+            .iter()
+            .take_while(|r| r.start <= offset)
+            .filter(|r| offset < r.end)
+            .fold(VersionRange::ALL, |acc, r| acc.intersect(&r.range))
+    }
+    pub fn is_alternative(&self, offset: usize) -> bool {
+        self.regions
+            .iter()
+            .take_while(|r| r.start <= offset)
+            .any(|r| offset < r.end && r.alternative)
+    }
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+}
+
+pub struct Prepared {
+    pub text: Vec<u8>,
+    pub conditionals: ConditionalMap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Brace {
+    Block,
+    Init,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Context {
+    braces: Vec<Brace>,
+    parens: usize,
+}
+
+impl Context {
+    fn inside_construct(&self) -> bool {
+        self.parens > 0 || self.braces.last() == Some(&Brace::Init)
+    }
+}
+
+struct Branch {
+    directive: (usize, usize),
+    /// Token index just after the directive.
+    first_tok: usize,
+    cond: Cond,
+    range: VersionRange,
+}
+
+struct Block {
+    branches: Vec<Branch>,
+    endif: (usize, usize),
+    endif_tok: usize,
+    in_construct: bool,
+    context_at_if: Context,
+}
+
+struct OpenBlock {
+    block: Block,
+    context_at_if: Context,
+    context_after_first: Option<Context>,
+    /// Union of the conditions of the branches so far, for the next `#else`.
+    taken: Cond,
+    parent_range: VersionRange,
+}
+
+fn directive_word(text: &[u8]) -> (&str, &str) {
+    let s = std::str::from_utf8(text).unwrap_or("");
+    let rest = s.trim_start_matches('#').trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .unwrap_or(rest.len());
+    (&rest[..end], &rest[end..])
+}
+
+pub fn prepare(src: &[u8]) -> Prepared {
+    let toks = tokenize(src);
+    let mut out = src.to_vec();
+    let mut ctx = Context::default();
+    let mut open: Vec<OpenBlock> = Vec::new();
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut regions: Vec<Region> = Vec::new();
+    let mut macros = VersionMacros::new();
+    let mut prev_sig: Option<u8> = None;
+
+    for (index, tok) in toks.iter().enumerate() {
+        match tok.kind {
+            TokKind::Directive => {
+                let (word, rest) = directive_word(&src[tok.start..tok.end]);
+                let parent_range = open.last().map_or(VersionRange::ALL, |b| current_range(b));
+                match word {
+                    "if" | "ifdef" | "ifndef" => {
+                        let cond = match word {
+                            "if" => evaluate(rest, &macros),
+                            "ifdef" => evaluate(&format!("defined({})", rest.trim()), &macros),
+                            _ => evaluate(&format!("!defined({})", rest.trim()), &macros),
+                        };
+                        let range = cond.range().intersect(&parent_range);
+                        open.push(OpenBlock {
+                            block: Block {
+                                branches: vec![Branch {
+                                    directive: (tok.start, tok.end),
+                                    first_tok: index + 1,
+                                    cond,
+                                    range,
+                                }],
+                                endif: (tok.end, tok.end),
+                                endif_tok: index,
+                                in_construct: ctx.inside_construct(),
+                                context_at_if: ctx.clone(),
+                            },
+                            context_at_if: ctx.clone(),
+                            context_after_first: None,
+                            taken: cond,
+                            parent_range,
+                        });
+                    }
+                    "elif" | "else" => {
+                        if let Some(ob) = open.last_mut() {
+                            if ob.context_after_first.is_none() {
+                                ob.context_after_first = Some(ctx.clone());
+                            }
+                            ctx = ob.context_at_if.clone();
+                            let not_taken = match ob.taken {
+                                Cond::Version(r) => r.complement(),
+                                Cond::Unknown => VersionRange::ALL,
+                            };
+                            let cond = if word == "elif" {
+                                evaluate(rest, &macros)
+                            } else {
+                                Cond::Unknown
+                            };
+                            let own = cond.range().intersect(&not_taken);
+                            ob.taken = match (ob.taken, cond) {
+                                (Cond::Version(a), Cond::Version(b)) => Cond::Version(a.hull(&b)),
+                                _ => Cond::Unknown,
+                            };
+                            let kind = if matches!(cond, Cond::Unknown) && own.is_all() {
+                                Cond::Unknown
+                            } else {
+                                Cond::Version(own)
+                            };
+                            ob.block.branches.push(Branch {
+                                directive: (tok.start, tok.end),
+                                first_tok: index + 1,
+                                cond: kind,
+                                range: own.intersect(&ob.parent_range),
+                            });
+                        }
+                    }
+                    "endif" => {
+                        if let Some(mut ob) = open.pop() {
+                            if let Some(after_first) = ob.context_after_first.take() {
+                                ctx = after_first;
+                            }
+                            ob.block.endif = (tok.start, tok.end);
+                            ob.block.endif_tok = index;
+                            close_regions(&ob.block, &mut regions);
+                            blocks.push(ob.block);
+                        }
+                    }
+                    "define" => {
+                        let range = parent_range;
+                        if !range.is_all() {
+                            let name: String = rest
+                                .trim_start()
+                                .chars()
+                                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                                .collect();
+                            let after = &rest.trim_start()[name.len()..];
+                            if !name.is_empty() && !after.starts_with('(') {
+                                macros.insert(name, range);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            TokKind::Punct(c) => {
+                match c {
+                    b'{' => {
+                        let init = matches!(prev_sig, Some(b'=') | Some(b','))
+                            || (prev_sig == Some(b'{') && ctx.braces.last() == Some(&Brace::Init));
+                        let init = init && (prev_sig != Some(b',') || ctx.inside_construct());
+                        ctx.braces
+                            .push(if init { Brace::Init } else { Brace::Block });
+                    }
+                    b'}' => {
+                        ctx.braces.pop();
+                    }
+                    b'(' => ctx.parens += 1,
+                    b')' => ctx.parens = ctx.parens.saturating_sub(1),
+                    b';' if ctx.parens > 0 && ctx.braces.last() != Some(&Brace::Init) => {
+                        // `for (;;)` keeps its parentheses; anything else means we lost track.
+                    }
+                    _ => {}
+                }
+                prev_sig = Some(c);
+            }
+            TokKind::Ident | TokKind::Literal => prev_sig = Some(b'a'),
+        }
+    }
+    // Unterminated `#if`s (half-written files): their branches run to the end.
+    while let Some(mut ob) = open.pop() {
+        ob.block.endif = (src.len(), src.len());
+        ob.block.endif_tok = toks.len();
+        close_regions(&ob.block, &mut regions);
+        blocks.push(ob.block);
+    }
+
+    for block in &blocks {
+        patch_block(block, &toks, src, &mut out);
+    }
+    patch_macros(&toks, src, &mut out);
+
+    regions.sort_by_key(|r| r.start);
+    Prepared {
+        text: out,
+        conditionals: ConditionalMap { regions },
+    }
+}
+
+fn current_range(ob: &OpenBlock) -> VersionRange {
+    ob.block
+        .branches
+        .last()
+        .map_or(VersionRange::ALL, |b| b.range)
+}
+
+fn close_regions(block: &Block, regions: &mut Vec<Region>) {
+    let first_is_unknown = matches!(block.branches[0].cond, Cond::Unknown);
+    for (i, branch) in block.branches.iter().enumerate() {
+        let end = block
+            .branches
+            .get(i + 1)
+            .map_or(block.endif.0, |b| b.directive.0);
+        regions.push(Region {
+            start: branch.directive.1,
+            end,
+            range: branch.range,
+            alternative: i > 0 && first_is_unknown,
+        });
+    }
+}
+
+fn blank(out: &mut [u8], start: usize, end: usize) {
+    let end = end.min(out.len());
+    for b in &mut out[start..end] {
+        if *b != b'\n' && *b != b'\r' {
+            *b = b' ';
+        }
+    }
+}
+
+fn next_significant(toks: &[Tok], from: usize) -> Option<&Tok> {
+    toks[from.min(toks.len())..]
+        .iter()
+        .find(|t| t.kind != TokKind::Directive)
+}
+
+/// Decides how tree-sitter will see one `#if` block.
+fn patch_block(block: &Block, toks: &[Tok], src: &[u8], out: &mut [u8]) {
+    let follows_with_brace =
+        next_significant(toks, block.endif_tok + 1).is_some_and(|t| t.kind == TokKind::Punct(b'{'));
+    let at_file_scope = block.context_at_if.braces.is_empty() && block.context_at_if.parens == 0;
+    let starts_with_else = toks
+        .get(block.branches[0].first_tok)
+        .is_some_and(|t| t.kind == TokKind::Ident && &src[t.start..t.end] == b"else");
+    let choose_one =
+        block.branches.len() > 1 && (block.in_construct || (at_file_scope && follows_with_brace));
+    let merge = !choose_one
+        && (block.in_construct || starts_with_else || (at_file_scope && follows_with_brace));
+    if !choose_one && !merge {
+        return;
+    }
+    for branch in &block.branches {
+        blank(out, branch.directive.0, branch.directive.1);
+    }
+    blank(out, block.endif.0, block.endif.1);
+    if choose_one {
+        // Keep the branch a current Python compiles; otherwise the first one.
+        let keep = block
+            .branches
+            .iter()
+            .position(|b| matches!(b.cond, Cond::Version(_)) && b.range.contains(NEWEST))
+            .or_else(|| {
+                block
+                    .branches
+                    .iter()
+                    .position(|b| matches!(b.cond, Cond::Unknown))
+            })
+            .unwrap_or(0);
+        for (i, branch) in block.branches.iter().enumerate() {
+            if i != keep {
+                let end = block
+                    .branches
+                    .get(i + 1)
+                    .map_or(block.endif.0, |b| b.directive.0);
+                blank(out, branch.directive.1, end);
+            }
+        }
+    }
+}
+
+fn ident<'a>(src: &'a [u8], tok: &Tok) -> &'a [u8] {
+    &src[tok.start..tok.end]
+}
+
+fn write_padded(out: &mut [u8], start: usize, end: usize, text: &[u8]) {
+    debug_assert!(text.len() <= end - start);
+    out[start..start + text.len()].copy_from_slice(text);
+    for b in &mut out[start + text.len()..end] {
+        if *b != b'\n' && *b != b'\r' {
+            *b = b' ';
+        }
+    }
+}
+
+/// End of a macro call's argument list starting at `toks[open]` (which must be `(`).
+fn call_end(toks: &[Tok], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, tok) in toks.iter().enumerate().skip(open) {
+        match tok.kind {
+            TokKind::Punct(b'(') => depth += 1,
+            TokKind::Punct(b')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            TokKind::Punct(b';') | TokKind::Punct(b'{') | TokKind::Punct(b'}') => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+const ATTRIBUTE_MACROS: &[&[u8]] = &[
+    b"_Py_HOT_FUNCTION",
+    b"Py_NO_INLINE",
+    b"Py_ALWAYS_INLINE",
+    b"_Py_NO_RETURN",
+    b"Py_NO_RETURN",
+    b"Py_EXPORTED_SYMBOL",
+    b"Py_LOCAL_SYMBOL",
+    b"Py_IMPORTED_SYMBOL",
+    b"_Py_NO_SANITIZE_ADDRESS",
+    b"_Py_NO_SANITIZE_THREAD",
+    b"_Py_NO_SANITIZE_MEMORY",
+    b"Py_GCC_ATTRIBUTE",
+    b"Py_DEPRECATED",
+    b"Py_ALIGNED",
+    b"_Py_COMP_DIAG_PUSH",
+    b"_Py_COMP_DIAG_POP",
+    b"_Py_COMP_DIAG_IGNORE_DEPR_DECLS",
+];
+
+fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8]) {
+    for (i, tok) in toks.iter().enumerate() {
+        if tok.kind != TokKind::Ident {
+            continue;
+        }
+        let name = ident(src, tok);
+        let next = toks.get(i + 1);
+        let next_is_paren = next.is_some_and(|t| t.kind == TokKind::Punct(b'('));
+        match name {
+            b"Py_BEGIN_ALLOW_THREADS"
+            | b"_Py_BEGIN_SUPPRESS_IPH"
+            | b"Py_BEGIN_CRITICAL_SECTION_SEQUENCE_FAST" => {
+                write_padded(out, tok.start, tok.end, b"{")
+            }
+            b"Py_END_ALLOW_THREADS"
+            | b"_Py_END_SUPPRESS_IPH"
+            | b"Py_TRASHCAN_END"
+            | b"Py_END_CRITICAL_SECTION"
+            | b"Py_END_CRITICAL_SECTION2" => write_padded(out, tok.start, tok.end, b";}"),
+            b"Py_BLOCK_THREADS" | b"Py_UNBLOCK_THREADS" => {
+                write_padded(out, tok.start, tok.end, b";")
+            }
+            b"Py_TRASHCAN_BEGIN"
+            | b"Py_TRASHCAN_SAFE_BEGIN"
+            | b"Py_BEGIN_CRITICAL_SECTION"
+            | b"Py_BEGIN_CRITICAL_SECTION2"
+                if next_is_paren =>
+            {
+                if let Some(close) = call_end(toks, i + 1) {
+                    write_padded(out, tok.start, toks[close].end, b"{");
+                }
+            }
+            b"Py_TRASHCAN_SAFE_END" if next_is_paren => {
+                if let Some(close) = call_end(toks, i + 1) {
+                    write_padded(out, tok.start, toks[close].end, b";}");
+                }
+            }
+            b"PyObject_HEAD" | b"PyObject_VAR_HEAD" => {
+                let semicolon_follows = next.is_some_and(|t| t.kind == TokKind::Punct(b';'));
+                let text: &[u8] = match (name, semicolon_follows) {
+                    (b"PyObject_HEAD", false) => b"PyObject ob_base;",
+                    (b"PyObject_HEAD", true) => b"PyObject ob_base",
+                    (_, false) => b"PyVarObject ob_base;",
+                    (_, true) => b"PyVarObject ob_base",
+                };
+                let text = if text.len() <= tok.end - tok.start {
+                    text
+                } else if semicolon_follows {
+                    &b"PyObject ob"[..]
+                } else {
+                    &b"PyObject ob;"[..]
+                };
+                write_padded(out, tok.start, tok.end, text);
+            }
+            b"PyObject_HEAD_INIT" | b"PyVarObject_HEAD_INIT" if next_is_paren => {
+                if let Some(close) = call_end(toks, i + 1) {
+                    let comma_follows = toks.get(close + 1).is_some_and(|t| {
+                        matches!(t.kind, TokKind::Punct(b',') | TokKind::Punct(b'}'))
+                    });
+                    let text: &[u8] = if comma_follows { b"{0}" } else { b"{0}," };
+                    write_padded(out, tok.start, toks[close].end, text);
+                }
+            }
+            b"_Thread_local" | b"thread_local" | b"_Py_thread_local" | b"Py_THREAD_LOCAL" => {
+                write_padded(out, tok.start, tok.end, b"__thread")
+            }
+            _ if ATTRIBUTE_MACROS.contains(&name) => {
+                let end = if next_is_paren {
+                    call_end(toks, i + 1).map(|c| toks[c].end)
+                } else {
+                    Some(tok.end)
+                };
+                if let Some(end) = end {
+                    write_padded(out, tok.start, end, b"");
+                }
+            }
+            _ if name.ends_with(b"_METHODDEF") && name.len() > 11 => {
+                // Argument Clinic entries carry their own comma inside the macro.
+                let needs_comma = next
+                    .is_some_and(|t| t.kind == TokKind::Ident || t.kind == TokKind::Punct(b'{'))
+                    && toks.get(i.wrapping_sub(1)).is_some_and(|p| {
+                        matches!(
+                            p.kind,
+                            TokKind::Punct(b'{')
+                                | TokKind::Punct(b',')
+                                | TokKind::Ident
+                                | TokKind::Directive
+                        )
+                    });
+                if needs_comma {
+                    out[tok.end - 1] = b',';
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prep(src: &str) -> String {
+        let p = prepare(src.as_bytes());
+        assert_eq!(p.text.len(), src.len());
+        String::from_utf8(p.text).unwrap()
+    }
+
+    #[test]
+    fn keeps_length_and_lines() {
+        let src = "struct s {\n    PyObject_HEAD\n    int x;\n};\n";
+        let out = prep(src);
+        assert!(out.contains("PyObject ob_base;"), "{out}");
+        assert_eq!(out.matches('\n').count(), src.matches('\n').count());
+    }
+
+    #[test]
+    fn head_init_gets_comma() {
+        let out =
+            prep("static PyTypeObject T = {\n    PyVarObject_HEAD_INIT(NULL, 0)\n    \"m.T\",\n};");
+        assert!(out.contains("{0},"), "{out}");
+    }
+
+    #[test]
+    fn directive_in_initializer_is_blanked_and_version_recorded() {
+        let src = "static PyModuleDef_Slot s[] = {\n{Py_mod_exec, e},\n#if PY_VERSION_HEX >= 0x030C0000\n{Py_mod_multiple_interpreters, X},\n#endif\n{0, NULL}};\n";
+        let p = prepare(src.as_bytes());
+        let out = String::from_utf8(p.text.clone()).unwrap();
+        assert!(!out.contains("#if"), "{out}");
+        let at = src.find("Py_mod_multiple").unwrap();
+        assert_eq!(
+            p.conditionals.range_at(at),
+            VersionRange::at_least(py(3, 12))
+        );
+        assert_eq!(p.conditionals.range_at(0), VersionRange::ALL);
+    }
+
+    #[test]
+    fn function_header_choice_keeps_python3() {
+        let src = "#if PY_MAJOR_VERSION >= 3\nPyMODINIT_FUNC PyInit_m(void)\n#else\nPyMODINIT_FUNC initm(void)\n#endif\n{ return 0; }\n";
+        let out = prep(src);
+        assert!(out.contains("PyInit_m"));
+        assert!(!out.contains("initm"), "{out}");
+    }
+
+    #[test]
+    fn file_scope_conditionals_are_left_alone() {
+        let src = "#if PY_MAJOR_VERSION < 3\nstatic PyObject *x;\n#endif\n";
+        let p = prepare(src.as_bytes());
+        assert_eq!(p.text, src.as_bytes());
+        assert!(p
+            .conditionals
+            .range_at(src.find("static").unwrap())
+            .python2_only());
+    }
+}

@@ -1,0 +1,193 @@
+//! The human reporter: miette diagnostics with the source line, a label on the symbol and a
+//! `help:`, then a summary.
+
+use super::{count, plural};
+use crate::analysis::Analysis;
+use crate::finding::{Finding, Severity};
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+struct FindingDiagnostic<'a> {
+    finding: &'a Finding,
+    source: NamedSource<String>,
+}
+
+impl fmt::Debug for FindingDiagnostic<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.finding.message)
+    }
+}
+
+impl fmt::Display for FindingDiagnostic<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.finding.message)?;
+        if !self.finding.python.is_all() {
+            write!(f, " [Python {}]", self.finding.python)?;
+        }
+        if self.finding.uncertain {
+            write!(f, " (near a parse error: uncertain)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FindingDiagnostic<'_> {}
+
+impl Diagnostic for FindingDiagnostic<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(format!(
+            "{}[{}]",
+            self.finding.rule, self.finding.name
+        )))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.finding.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Info => miette::Severity::Advice,
+        })
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(&self.finding.help))
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.source)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let loc = &self.finding.location;
+        let len = loc.end_byte.saturating_sub(loc.start_byte);
+        let label = self
+            .finding
+            .symbol
+            .clone()
+            .unwrap_or_else(|| self.finding.name.to_string());
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            Some(label),
+            loc.start_byte,
+            len,
+        ))))
+    }
+}
+
+/// Source text for findings: read once per file (or taken from standard input).
+pub struct Sources {
+    cache: HashMap<PathBuf, String>,
+}
+
+impl Sources {
+    pub fn new(overrides: Vec<(PathBuf, String)>) -> Self {
+        Self {
+            cache: overrides.into_iter().collect(),
+        }
+    }
+    fn get(&mut self, path: &Path) -> String {
+        self.cache
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                std::fs::read(path)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}
+
+pub fn render(analysis: &Analysis, sources: &mut Sources, color: bool) -> String {
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+    let mut out = String::new();
+    for finding in &analysis.findings {
+        let text = sources.get(&finding.path);
+        let loc = &finding.location;
+        let diagnostic = if loc.end_byte <= text.len()
+            && text.is_char_boundary(loc.start_byte)
+            && text.is_char_boundary(loc.end_byte)
+        {
+            FindingDiagnostic {
+                finding,
+                source: NamedSource::new(finding.path.display().to_string(), text),
+            }
+        } else {
+            // The file changed since the scan: show the finding without its source.
+            FindingDiagnostic {
+                finding,
+                source: NamedSource::new(finding.path.display().to_string(), String::new()),
+            }
+        };
+        if handler.render_report(&mut out, &diagnostic).is_err() {
+            out.push_str(&format!(
+                "{}:{}:{}: {}\n",
+                finding.path.display(),
+                loc.line,
+                loc.column,
+                finding.message
+            ));
+        }
+        out.push('\n');
+    }
+    for e in &analysis.errors {
+        out.push_str(&format!("error: {}: {}\n", e.path.display(), e.message));
+    }
+    for s in &analysis.skipped {
+        out.push_str(&format!("skipped: {}: {}\n", s.path.display(), s.message));
+    }
+    if !analysis.modules.is_empty() {
+        out.push_str("\nmodules:\n");
+        for m in &analysis.modules {
+            let m_size = m.m_size.as_deref().unwrap_or("?");
+            let slot = |k: &str| {
+                m.slots
+                    .get(k)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| "-".to_string())
+            };
+            out.push_str(&format!(
+                "  {} ({}:{}): {} init, m_size = {}, multiple_interpreters = {}, gil = {}, {} static / {} heap types\n",
+                m.name,
+                m.path.display(),
+                m.line,
+                m.init,
+                m_size,
+                slot("multiple_interpreters"),
+                slot("gil"),
+                m.static_types,
+                m.heap_types
+            ));
+        }
+    }
+    out.push_str(&summary_line(analysis));
+    out
+}
+
+pub fn summary_line(analysis: &Analysis) -> String {
+    let c = count(&analysis.findings);
+    let mut line = format!(
+        "{}, {}",
+        plural(c.errors, "error"),
+        plural(c.warnings, "warning"),
+    );
+    if c.infos > 0 {
+        line.push_str(&format!(", {}", plural(c.infos, "info")));
+    }
+    line.push_str(&format!(
+        " in {} ({} scanned, {} with parse errors",
+        plural(analysis.modules.len(), "module"),
+        plural(analysis.files_scanned, "file"),
+        analysis.parse_errors.len()
+    ));
+    if !analysis.skipped.is_empty() {
+        line.push_str(&format!(", {} C++ skipped", analysis.skipped.len()));
+    }
+    if !analysis.errors.is_empty() {
+        line.push_str(&format!(", {} unreadable", analysis.errors.len()));
+    }
+    line.push_str(")\n");
+    line
+}

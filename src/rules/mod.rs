@@ -1,0 +1,172 @@
+//! The rule registry. One rule per file: its id, name, severity, docs and check live together.
+//! Adding a rule touches its file, one line in `RULES`, and a fixture.
+
+mod could_be_const;
+mod global_pyobject;
+mod mutable_global_state;
+mod negative_m_size;
+mod pystate_module_lookup;
+mod single_phase_init;
+mod static_local_pyobject;
+mod static_type_object;
+mod support;
+
+use crate::facts::Span;
+use crate::finding::{Finding, Location, Severity};
+use crate::model::pytypes::Layouts;
+use crate::model::{ExtensionModule, Project};
+use crate::version::VersionRange;
+
+pub use support::{describe_writes, write_summary};
+
+#[derive(Debug)]
+pub struct RuleInfo {
+    /// Stable id, e.g. `ISO003`.
+    pub id: &'static str,
+    /// Kebab-case name of the bad pattern, e.g. `static-type-object`.
+    pub name: &'static str,
+    pub severity: Severity,
+    /// The oldest Python the fix works on.
+    pub min_python: &'static str,
+    /// One line for `isolint rules`.
+    pub summary: &'static str,
+    /// The doc comment: What it does / Why is this bad / Example / Use instead / Minimum
+    /// Python / References.
+    pub docs: &'static str,
+    pub check: fn(&mut Ctx),
+}
+
+/// Declares a rule; its `///` doc comment becomes `docs`.
+macro_rules! declare_rule {
+    (
+        $(#[doc = $doc:literal])*
+        pub static $ident:ident = {
+            id: $id:literal,
+            name: $name:literal,
+            severity: $severity:ident,
+            min_python: $min:literal,
+            summary: $summary:literal,
+            check: $check:path $(,)?
+        };
+    ) => {
+        $(#[doc = $doc])*
+        pub static $ident: $crate::rules::RuleInfo = $crate::rules::RuleInfo {
+            id: $id,
+            name: $name,
+            severity: $crate::finding::Severity::$severity,
+            min_python: $min,
+            summary: $summary,
+            docs: concat!($($doc, "\n"),*),
+            check: $check,
+        };
+    };
+}
+pub(crate) use declare_rule;
+
+pub static RULES: &[&RuleInfo] = &[
+    &single_phase_init::RULE,
+    &negative_m_size::RULE,
+    &static_type_object::RULE,
+    &global_pyobject::RULE,
+    &static_local_pyobject::RULE,
+    &mutable_global_state::RULE,
+    &pystate_module_lookup::RULE,
+    &could_be_const::RULE,
+];
+
+pub fn find_rule(key: &str) -> Option<&'static RuleInfo> {
+    RULES
+        .iter()
+        .copied()
+        .find(|r| r.id.eq_ignore_ascii_case(key) || r.name == key)
+}
+
+/// Where a finding points.
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    pub file: usize,
+    pub span: Span,
+    pub versions: VersionRange,
+    pub uncertain: bool,
+}
+
+pub struct Ctx<'a> {
+    pub project: &'a Project,
+    pub module: &'a ExtensionModule,
+    pub layouts: &'a Layouts<'a>,
+    rule: &'static RuleInfo,
+    out: &'a mut Vec<Finding>,
+}
+
+impl Ctx<'_> {
+    pub fn report(
+        &mut self,
+        site: Site,
+        symbol: Option<&str>,
+        function: Option<&str>,
+        message: String,
+        help: String,
+    ) {
+        let span = site.span;
+        self.out.push(Finding {
+            rule: self.rule.id,
+            name: self.rule.name,
+            severity: self.rule.severity,
+            path: self.project.files[site.file].path.clone(),
+            location: Location {
+                line: span.line,
+                column: span.column,
+                end_line: span.end_line,
+                end_column: span.end_column,
+                start_byte: span.start,
+                end_byte: span.end,
+            },
+            symbol: symbol.map(str::to_string),
+            function: function.map(str::to_string),
+            module: self.module.is_real().then(|| self.module.name.clone()),
+            message,
+            help,
+            python: site.versions,
+            uncertain: site.uncertain,
+        });
+    }
+
+    pub fn var_site(&self, var: crate::model::VarRef) -> Site {
+        let v = self.project.var(var);
+        Site {
+            file: var.file,
+            span: v.span,
+            versions: v.versions,
+            uncertain: v.uncertain,
+        }
+    }
+}
+
+/// Runs every rule over every module (and the unattached code).
+pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding> {
+    let layouts = Layouts::new(project.files.iter());
+    let mut out = Vec::new();
+    for module in project.units() {
+        for rule in rules {
+            let mut ctx = Ctx {
+                project,
+                module,
+                layouts: &layouts,
+                rule,
+                out: &mut out,
+            };
+            (rule.check)(&mut ctx);
+        }
+    }
+    out
+}
+
+/// The rule's doc comment as Markdown: the doc comment lines carry one leading space.
+pub fn docs_markdown_body(rule: &RuleInfo) -> String {
+    rule.docs
+        .lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}

@@ -1,0 +1,81 @@
+use super::{declare_rule, write_summary, Ctx};
+use crate::model::pytypes::is_type_object;
+use crate::model::WriteClass;
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a non-const C global or `static` (a counter, a flag, a buffer, a cache, a
+    /// definition table) that is written after its initializer.
+    ///
+    /// ## Why is this bad?
+    /// All interpreters in the process share it. With a shared GIL the writes interleave; with
+    /// per-interpreter GILs (and in free-threaded builds) they race. A flag such as
+    /// `initialized = 1` set by the first interpreter also makes every later interpreter skip
+    /// its own initialisation.
+    ///
+    /// ## Example
+    /// ```c
+    /// static long call_count = 0;
+    ///
+    /// static PyObject *
+    /// count(PyObject *self, PyObject *unused)
+    /// {
+    ///     return PyLong_FromLong(++call_count);
+    /// }
+    /// ```
+    ///
+    /// ## Use instead
+    /// Keep the value in module state (or make it `const` when it never changes):
+    /// ```c
+    /// static PyObject *
+    /// count(PyObject *module, PyObject *unused)
+    /// {
+    ///     mod_state *st = PyModule_GetState(module);
+    ///     return PyLong_FromLong(++st->call_count);
+    /// }
+    /// ```
+    ///
+    /// ## Minimum Python
+    /// 3.5.
+    ///
+    /// ## References
+    /// - CPython HOWTO "Isolating Extension Modules"
+    /// - PEP 684: A Per-Interpreter GIL
+    pub static RULE = {
+        id: "ISO006",
+        name: "mutable-global-state",
+        severity: Warning,
+        min_python: "3.5",
+        summary: "non-const C global written after its initializer",
+        check: check,
+    };
+}
+
+fn check(ctx: &mut Ctx) {
+    for g in &ctx.module.globals {
+        let v = ctx.project.var(g.var);
+        if g.class == WriteClass::NeverWritten || v.is_immutable() || v.is_thread_local {
+            continue;
+        }
+        // Objects have rules of their own.
+        if ctx.layouts.variable_holds_objects(v)
+            || is_type_object(&v.type_name)
+            || ctx.layouts.is_static_object(v)
+        {
+            continue;
+        }
+        let scope = match &v.function {
+            Some(f) => format!("function-local static in `{f}`"),
+            None => "global".to_string(),
+        };
+        let message = format!(
+            "`{}` (`{}`) is a mutable C {scope}, {}",
+            v.name,
+            v.type_display().trim(),
+            write_summary(ctx.project, g)
+        );
+        let help = "keep it in module state (`PyModule_GetState`), or make it `const` if it never changes after start-up".to_string();
+        let site = ctx.var_site(g.var);
+        ctx.report(site, Some(&v.name), v.function.as_deref(), message, help);
+    }
+}
