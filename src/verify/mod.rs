@@ -1,0 +1,272 @@
+//! `isolint verify`: loads compiled extension modules in fresh child processes,
+//! creates sub-interpreters there, and reports what really happens.
+//!
+//! A static verdict is a claim; this is the test of it. Every check runs in its
+//! own `python -X faulthandler <probe>` child, so a segfault in the module is
+//! contained and reported instead of taking isolint down.
+
+mod crossref;
+mod matrix;
+mod plan;
+mod python;
+mod report;
+mod runner;
+
+pub use matrix::{Cell, Check, SharedObject, Status};
+pub use plan::{Column, ModuleResult};
+pub use python::PythonInfo;
+
+use std::path::{Path, PathBuf};
+
+/// The probe script, standard library only; written to a temporary file per run.
+const PROBE: &str = include_str!("probe.py");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyFormat {
+    Human,
+    Json,
+}
+
+/// Load built extension modules in child processes and sub-interpreters and report what happens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// Module import names (`pkg._ext`) or paths to built extension files (`.so`).
+    #[arg(required = true, value_name = "MODULE|PATH")]
+    pub targets: Vec<String>,
+    /// Python to test with; repeat for several. Default: `python3` from PATH.
+    #[arg(long = "python", value_name = "PYTHON")]
+    pub python: Vec<String>,
+    /// Seconds each child may run before its process group is killed.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub timeout: u64,
+    /// Python file to run in every interpreter after the import (the module is `MODULE` there).
+    #[arg(long, value_name = "FILE")]
+    pub exercise: Option<PathBuf>,
+    /// Also scan these sources and join the static findings with what happened.
+    #[arg(long = "with-scan", value_name = "PATH")]
+    pub with_scan: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = VerifyFormat::Human)]
+    pub format: VerifyFormat,
+    /// Children to run at once. Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Create/import/destroy cycles per variant. Fewer miss dangling statics.
+    #[arg(long, default_value_t = 20, hide = true)]
+    pub cycles: u32,
+}
+
+/// What the user asked to verify.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// As given.
+    pub raw: String,
+    /// Import name; for a file, the part of its name before the first dot.
+    pub name: String,
+    /// Absolute path for a file target.
+    pub path: Option<PathBuf>,
+}
+
+impl Target {
+    pub fn parse(raw: &str) -> Result<Target, String> {
+        let looks_like_path = raw.contains('/')
+            || [".so", ".pyd"].iter().any(|ext| raw.ends_with(ext))
+            || Path::new(raw).is_file();
+        if looks_like_path {
+            let path = Path::new(raw);
+            if !path.is_file() {
+                return Err(format!("`{raw}`: no such file"));
+            }
+            let file = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or_default();
+            let name = file.split('.').next().unwrap_or_default().to_string();
+            if !is_identifier(&name) {
+                return Err(format!(
+                    "`{raw}`: cannot derive a module name from the file name"
+                ));
+            }
+            let path = std::fs::canonicalize(path).map_err(|e| format!("`{raw}`: {e}"))?;
+            return Ok(Target {
+                raw: raw.to_string(),
+                name,
+                path: Some(path),
+            });
+        }
+        if raw.split('.').all(is_identifier) {
+            return Ok(Target {
+                raw: raw.to_string(),
+                name: raw.to_string(),
+                path: None,
+            });
+        }
+        Err(format!(
+            "`{raw}` is neither a module name nor an existing file"
+        ))
+    }
+
+    /// What the probe receives: the path for files, so it loads exactly that file.
+    fn probe_arg(&self) -> String {
+        match &self.path {
+            Some(path) => path.to_string_lossy().into_owned(),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Why this file cannot load in `python`: built for another CPython ABI.
+    pub fn abi_mismatch(&self, python: &PythonInfo) -> Option<String> {
+        let file = self.path.as_ref()?.file_name()?.to_str()?;
+        let built = file.split('.').find(|part| part.starts_with("cpython-"))?;
+        let built = built
+            .match_indices('-')
+            .nth(1)
+            .map_or(built, |(i, _)| &built[..i]);
+        let here = python.abi_tag()?;
+        (built != here).then(|| format!("built for {built}; this Python is {here}"))
+    }
+}
+
+fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+/// The probe on disk for the duration of one run.
+struct ProbeFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ProbeFile {
+    fn write() -> Result<ProbeFile, String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("isolint-verify-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("isolint_probe.py");
+        std::fs::write(&path, PROBE).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(ProbeFile { dir, path })
+    }
+}
+
+impl Drop for ProbeFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Everything `verify` found, ready for a reporter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub format_version: u32,
+    pub pythons: Vec<PythonInfo>,
+    pub checks: Vec<&'static str>,
+    pub modules: Vec<ModuleResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crossref::ScanJoin>,
+    pub exit_code: i32,
+}
+
+/// Runs `isolint verify`; returns the process exit code (0 ok, 1 a check
+/// failed, crashed or timed out, 2 usage error).
+pub fn run(args: &VerifyArgs) -> i32 {
+    match verify(args) {
+        Ok(report) => {
+            let text = match args.format {
+                VerifyFormat::Human => report::human(&report),
+                VerifyFormat::Json => report::json(&report),
+            };
+            print!("{text}");
+            report.exit_code
+        }
+        Err(message) => {
+            eprintln!("isolint verify: error: {message}");
+            2
+        }
+    }
+}
+
+/// Runs the whole matrix. `Err` is a usage error: nothing was verified.
+pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| Target::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.timeout == 0 {
+        return Err("--timeout must be at least 1 second".into());
+    }
+    if args.jobs == Some(0) {
+        return Err("--jobs must be at least 1".into());
+    }
+    let exercise = match &args.exercise {
+        Some(path) if path.is_file() => {
+            Some(std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        Some(path) => return Err(format!("--exercise {}: no such file", path.display())),
+        None => None,
+    };
+    for path in &args.with_scan {
+        if !path.exists() {
+            return Err(format!(
+                "--with-scan {}: no such file or directory",
+                path.display()
+            ));
+        }
+    }
+    let workers = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let requested = if args.python.is_empty() {
+        vec!["python3".to_string()]
+    } else {
+        args.python.clone()
+    };
+    let probe = ProbeFile::write()?;
+    let pythons = python::describe(&requested, &probe.path, workers)?;
+    let settings = plan::Settings {
+        probe: probe.path.clone(),
+        timeout: args.timeout,
+        exercise: exercise.clone(),
+        cycles: args.cycles.max(1),
+        workers,
+    };
+    let modules = plan::execute(&targets, &pythons, &settings)?;
+    let mut checks = vec![
+        Check::MainImport.id(),
+        Check::TwoInstances.id(),
+        Check::IsolatedImport.id(),
+        Check::SharedObjects.id(),
+        Check::Cycles.id(),
+    ];
+    if exercise.is_some() {
+        checks.push(Check::Concurrent.id());
+    }
+    let failed = modules
+        .iter()
+        .flat_map(|m| &m.results)
+        .flat_map(|c| &c.cells)
+        .any(|cell| cell.status.is_failure());
+    let mut report = VerifyReport {
+        format_version: 1,
+        pythons,
+        checks,
+        modules,
+        scan: None,
+        exit_code: i32::from(failed),
+    };
+    if !args.with_scan.is_empty() {
+        let join = crossref::join(&args.with_scan, &mut report.modules)?;
+        if join.missed_by_scan() {
+            report.exit_code = 1;
+        }
+        report.scan = Some(join);
+    }
+    Ok(report)
+}

@@ -1,0 +1,139 @@
+//! Finding the requested Pythons and asking each which sub-interpreter API it has.
+
+use super::runner::{self, Job, Outcome};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PythonInfo {
+    /// Column label: the version, made unique when two Pythons share one.
+    pub label: String,
+    /// As given on the command line.
+    pub requested: String,
+    /// What the children are started with (a venv's python stays the venv's).
+    pub path: PathBuf,
+    /// `sys.executable`.
+    pub executable: PathBuf,
+    pub version: String,
+    pub implementation: String,
+    /// `_xxsubinterpreters`, `_interpreters`, `concurrent.interpreters`, or none.
+    pub backend: Option<String>,
+    pub own_gil: bool,
+    pub ext_suffix: Option<String>,
+    pub soabi: Option<String>,
+}
+
+impl PythonInfo {
+    /// `cpython-312` from `cpython-312-x86_64-linux-gnu`.
+    pub fn abi_tag(&self) -> Option<&str> {
+        let soabi = self.soabi.as_deref()?;
+        let end = soabi
+            .match_indices('-')
+            .nth(1)
+            .map_or(soabi.len(), |(i, _)| i);
+        Some(&soabi[..end])
+    }
+}
+
+/// Resolves a `--python` value the way a shell would: a path if it has a slash, else `PATH`.
+pub fn resolve(requested: &str) -> Result<PathBuf, String> {
+    if requested.contains('/') {
+        let path = PathBuf::from(requested);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("python `{requested}` does not exist"))
+        };
+    }
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(requested))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| format!("python `{requested}` is not on PATH"))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Runs the probe's `info` check in every Python, in parallel.
+pub fn describe(
+    requested: &[String],
+    probe: &Path,
+    workers: usize,
+) -> Result<Vec<PythonInfo>, String> {
+    let mut jobs = Vec::new();
+    for name in requested {
+        jobs.push(Job {
+            python: resolve(name)?,
+            probe: probe.to_path_buf(),
+            args: vec!["info".into()],
+            timeout: Duration::from_secs(30),
+        });
+    }
+    let runs = runner::run_all(&jobs, workers);
+    let mut out: Vec<PythonInfo> = Vec::new();
+    for ((name, job), run) in requested.iter().zip(&jobs).zip(runs) {
+        let Some(info) = run.result.filter(|_| run.outcome == Outcome::Exited(0)) else {
+            let why = match &run.outcome {
+                Outcome::SpawnFailed(err) => err.clone(),
+                Outcome::TimedOut => "it did not answer within 30 s".into(),
+                _ => first_line(&run.stderr),
+            };
+            return Err(format!(
+                "cannot use python `{name}` ({}): {why}",
+                job.python.display()
+            ));
+        };
+        let text = |key: &str| info.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        let version = info
+            .get("version")
+            .and_then(|v| v.as_array())
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p.as_u64())
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .map(|parts| parts.join("."))
+            .unwrap_or_else(|| "?".into());
+        let mut label = version.clone();
+        let mut n = 2;
+        while out.iter().any(|p| p.label == label) {
+            label = format!("{version}#{n}");
+            n += 1;
+        }
+        out.push(PythonInfo {
+            label,
+            requested: name.clone(),
+            path: job.python.clone(),
+            executable: text("executable")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| job.python.clone()),
+            version,
+            implementation: text("implementation").unwrap_or_default(),
+            backend: text("backend"),
+            own_gil: info
+                .get("own_gil")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            ext_suffix: text("ext_suffix"),
+            soabi: text("soabi"),
+        });
+    }
+    Ok(out)
+}
+
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output");
+    line.trim().to_string()
+}

@@ -1,0 +1,167 @@
+//! Reporters: they only read a finished `VerifyReport`.
+
+use super::matrix::{Cell, Status};
+use super::plan::{Column, ModuleResult};
+use super::VerifyReport;
+use serde_json::Value;
+use std::fmt::Write;
+
+pub fn json(report: &VerifyReport) -> String {
+    let mut text = serde_json::to_string_pretty(report)
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize the report: {e}\"}}"));
+    text.push('\n');
+    text
+}
+
+pub fn human(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    let labels: Vec<&str> = report.pythons.iter().map(|p| p.label.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "isolint verify: {} module(s) on Python {}",
+        report.modules.len(),
+        labels.join(", ")
+    );
+    for module in &report.modules {
+        out.push('\n');
+        module_table(&mut out, module, &labels, &report.checks);
+        module_details(&mut out, module);
+    }
+    if let Some(scan) = &report.scan {
+        out.push('\n');
+        scan.write_human(&mut out);
+    }
+    out.push('\n');
+    summary(&mut out, report);
+    out
+}
+
+fn module_table(out: &mut String, module: &ModuleResult, labels: &[&str], checks: &[&str]) {
+    let _ = match &module.path {
+        Some(path) => writeln!(out, "{}  ({})", module.name, path.display()),
+        None => writeln!(out, "{}", module.name),
+    };
+    if let Some(kind) = module
+        .results
+        .iter()
+        .find_map(|c| c.module.as_ref())
+        .map(describe_module)
+    {
+        let _ = writeln!(out, "  {kind}");
+    }
+    let width = 18;
+    let mut header = format!("  {:<16}", "check");
+    for label in labels {
+        let _ = write!(header, "{label:<width$}");
+    }
+    let _ = writeln!(out, "{}", header.trim_end());
+    for check in checks {
+        let mut line = format!("  {check:<16}");
+        for column in &module.results {
+            let cell = column.cells.iter().find(|c| c.check.id() == *check);
+            let text = cell.map_or_else(|| "-".to_string(), Cell::label);
+            let _ = write!(line, "{text:<width$}");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+fn describe_module(info: &Value) -> String {
+    let field = |key: &str| info.get(key).and_then(Value::as_str);
+    let mut text = format!("{} init", field("init").unwrap_or("unknown"));
+    if field("init") == Some("multi-phase") {
+        let slot = field("multiple_interpreters").unwrap_or("no slot");
+        let _ = write!(text, ", Py_mod_multiple_interpreters: {slot}");
+    }
+    if let Some(gil) = field("gil") {
+        let _ = write!(text, ", Py_mod_gil: {gil}");
+    }
+    text
+}
+
+fn module_details(out: &mut String, module: &ModuleResult) {
+    for column in &module.results {
+        for cell in &column.cells {
+            if matches!(cell.status, Status::Pass | Status::NotApplicable) {
+                continue;
+            }
+            cell_details(out, column, cell);
+        }
+    }
+}
+
+fn cell_details(out: &mut String, column: &Column, cell: &Cell) {
+    let _ = writeln!(
+        out,
+        "  [{}] {}: {} - {}",
+        column.python,
+        cell.check.id(),
+        cell.label(),
+        cell.detail
+    );
+    for shared in &cell.shared {
+        let nested = match shared.nested {
+            0 => String::new(),
+            n => format!(", {n} more inside"),
+        };
+        let _ = writeln!(
+            out,
+            "      shared: {} ({}) in {}{nested}",
+            shared.name,
+            shared.type_name,
+            shared.interpreters.join(", ")
+        );
+    }
+    let runs = cell
+        .variants
+        .iter()
+        .filter_map(|v| v.run.as_ref().map(|r| (Some(v), r)));
+    let runs: Vec<_> = cell
+        .run
+        .as_ref()
+        .map(|r| (None, r))
+        .into_iter()
+        .chain(runs)
+        .collect();
+    for (variant, run) in runs {
+        let Some(traceback) = &run.traceback else {
+            continue;
+        };
+        let from = variant
+            .map(|v| format!(" ({})", v.name))
+            .unwrap_or_default();
+        let _ = writeln!(out, "      faulthandler{from}:");
+        for line in traceback.lines().take(12) {
+            let _ = writeln!(out, "        {line}");
+        }
+    }
+}
+
+fn summary(out: &mut String, report: &VerifyReport) {
+    let cells: Vec<&Cell> = report
+        .modules
+        .iter()
+        .flat_map(|m| &m.results)
+        .flat_map(|c| &c.cells)
+        .collect();
+    let count = |status: Status| cells.iter().filter(|c| c.status == status).count();
+    let parts: Vec<String> = [
+        Status::Pass,
+        Status::Fail,
+        Status::Crashed,
+        Status::Timeout,
+        Status::Refused,
+        Status::Inconclusive,
+        Status::NotApplicable,
+    ]
+    .into_iter()
+    .filter(|s| count(*s) > 0)
+    .map(|s| format!("{} {}", count(s), s.as_str()))
+    .collect();
+    let verdict = if report.exit_code == 0 {
+        "ok"
+    } else {
+        "FAILED"
+    };
+    let _ = writeln!(out, "{verdict}: {}", parts.join(", "));
+}
