@@ -273,7 +273,7 @@ class Ctx:
     def load(self):
         return _iso_load(self.target, self.name)
 
-    def sub_code(self, out, walk=True, exercise=False, repeat=1):
+    def sub_code(self, out, walk=True, exercise=False, repeat=1, label="sub-interpreter"):
         """Code that loads the module in a sub-interpreter and reports to `out`."""
         lines = [COMMON, "_iso_out = {}",
                  "if %r not in _iso_sys.path: _iso_sys.path.insert(0, %r)" % (sys.path[0], sys.path[0])]
@@ -283,6 +283,7 @@ class Ctx:
             lines.append("    _iso_out['walk'] = _iso_walk(mod, %r)" % self.name)
         if exercise and self.exercise:
             src, path = self.exercise
+            lines.append("    _iso_stage(%r)" % (label + ": exercise"))
             lines.append("    for _iso_i in range(%d):" % repeat)
             lines.append("        _iso_exercise(mod, %r, %r)" % (src, path))
         lines.append("except BaseException as _iso_exc:")
@@ -292,11 +293,11 @@ class Ctx:
         lines.append("_iso_report(%r, _iso_out)" % out)
         return "\n".join(lines) + "\n"
 
-    def in_sub(self, iid, walk=True, exercise=False, repeat=1):
+    def in_sub(self, iid, walk=True, exercise=False, repeat=1, label="sub-interpreter"):
         """Load (and walk / exercise) in a live sub-interpreter; returns its report."""
         self.counter += 1
         out = os.path.join(self.tmp, "sub%d.txt" % self.counter)
-        err = self.backend.run(iid, self.sub_code(out, walk, exercise, repeat))
+        err = self.backend.run(iid, self.sub_code(out, walk, exercise, repeat, label))
         if err is not None:
             return {"error": ["RunFailed", err.strip().splitlines()[-1] if err.strip() else err, err]}
         try:
@@ -435,14 +436,6 @@ def check_main_import(ctx):
     loader = type(getattr(getattr(mod, "__spec__", None), "loader", None)).__name__
     stage("main: walk")
     walk = touch(mod, ctx.name)
-    if ctx.exercise:
-        stage("main: exercise")
-        try:
-            _iso_exercise(mod, *ctx.exercise)
-        except BaseException as exc:
-            emit("fail", "exercise failed in the main interpreter: %s: %s" % (type(exc).__name__, exc),
-                 module=kind, origin=getattr(mod, "__file__", None), loader=loader)
-            return
     stage("main: done")
     emit("pass", "imported from %s" % getattr(mod, "__file__", "?"), module=kind,
          origin=getattr(mod, "__file__", None), loader=loader, objects=len(walk))
@@ -523,7 +516,7 @@ def check_shared_objects(ctx):
         iid = be.create(mode)
         ids.append(iid)
         stage("shared-objects: import in %s" % label)
-        rep = ctx.in_sub(iid, walk=True, exercise=True)
+        rep = ctx.in_sub(iid, walk=True, exercise=True, label="shared-objects: " + label)
         if "error" in rep:
             failure = classify_error(ctx, rep["error"]) + (rep["error"][2],)
             break
@@ -561,7 +554,7 @@ def check_cycles(ctx):
         stage("cycles: cycle %d/%d create (%s)" % (i, count, mode))
         iid = be.create(mode)
         stage("cycles: cycle %d/%d import" % (i, count))
-        rep = ctx.in_sub(iid, walk=True, exercise=True)
+        rep = ctx.in_sub(iid, walk=True, exercise=True, label="cycles: cycle %d/%d" % (i, count))
         stage("cycles: cycle %d/%d destroy" % (i, count))
         be.destroy(iid)
         if "error" in rep:
@@ -604,7 +597,8 @@ def check_concurrent(ctx):
     reports = [None, None]
 
     def work(n):
-        reports[n] = ctx.in_sub(iids[n], walk=False, exercise=True, repeat=repeat)
+        reports[n] = ctx.in_sub(iids[n], walk=False, exercise=True, repeat=repeat,
+                                label="concurrent: sub%d" % (n + 1))
 
     stage("concurrent: run in two threads")
     threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]

@@ -1,6 +1,6 @@
 //! Reporters: they only read a finished `VerifyReport`.
 
-use super::matrix::{Cell, Status};
+use super::matrix::{Cell, Check, Status};
 use super::plan::{Column, ModuleResult};
 use super::VerifyReport;
 use serde_json::Value;
@@ -82,7 +82,12 @@ fn describe_module(info: &Value) -> String {
 fn module_details(out: &mut String, module: &ModuleResult) {
     for column in &module.results {
         for cell in &column.cells {
-            if matches!(cell.status, Status::Pass | Status::NotApplicable) {
+            let follows_main = cell.check != Check::MainImport
+                && column
+                    .cells
+                    .first()
+                    .is_some_and(|main| main.status != Status::Pass);
+            if matches!(cell.status, Status::Pass | Status::NotApplicable) || follows_main {
                 continue;
             }
             cell_details(out, column, cell);

@@ -1,0 +1,506 @@
+//! `isolint verify` against the C fixtures in fixtures/verify, built for every
+//! Python the machine has.
+//!
+//! Pythons come from `ISOLINT_TEST_PYTHONS` (paths separated by `:`), else from
+//! `pyenv`. With none at 3.12 or later the tests say so and return.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const FIXTURES: [&str; 5] = [
+    "legacy_statics",
+    "isolated_ok",
+    "hidden_static",
+    "crash_after_destroy",
+    "no_slot",
+];
+
+struct Built {
+    python: PathBuf,
+    version: (u32, u32),
+    /// Fixture name → built extension file.
+    modules: Vec<(String, PathBuf)>,
+}
+
+impl Built {
+    fn module(&self, name: &str) -> &Path {
+        &self
+            .modules
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("fixture built")
+            .1
+    }
+    fn label(&self) -> String {
+        format!("{}.{}", self.version.0, self.version.1)
+    }
+}
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/verify")
+}
+
+fn discover_pythons() -> Vec<PathBuf> {
+    if let Ok(list) = std::env::var("ISOLINT_TEST_PYTHONS") {
+        return list
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+    }
+    let Ok(out) = Command::new("pyenv").args(["versions", "--bare"]).output() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for version in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+        if !version.starts_with("3.") || version.contains('/') {
+            continue;
+        }
+        let Ok(prefix) = Command::new("pyenv").args(["prefix", version]).output() else {
+            continue;
+        };
+        let prefix = String::from_utf8_lossy(&prefix.stdout).trim().to_string();
+        let python = Path::new(&prefix).join("bin/python3");
+        if python.is_file() {
+            found.push(python);
+        }
+    }
+    found
+}
+
+fn python_eval(python: &Path, code: &str) -> Option<String> {
+    let out = Command::new(python).args(["-c", code]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Compiles every fixture for `python` with the flags its sysconfig reports.
+fn build_for(python: &Path, root: &Path) -> Result<Built, String> {
+    let facts = python_eval(
+        python,
+        "import sys, sysconfig; print(sys.version_info[0], sys.version_info[1]); \
+         print(sysconfig.get_paths()['include']); print(sysconfig.get_config_var('EXT_SUFFIX'))",
+    )
+    .ok_or_else(|| format!("{} does not run", python.display()))?;
+    let mut lines = facts.lines();
+    let mut version = lines
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .map(|n| n.parse().unwrap_or(0));
+    let version = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    let include = lines.next().unwrap_or_default().to_string();
+    let suffix = lines.next().unwrap_or_default().to_string();
+    if version < (3, 11) {
+        return Err(format!(
+            "{}.{} has no sub-interpreter module to verify with",
+            version.0, version.1
+        ));
+    }
+    if !Path::new(&include).join("Python.h").is_file() {
+        return Err(format!("{}: no Python.h in {include}", python.display()));
+    }
+    let out_dir = root.join(format!("py{}{}", version.0, version.1));
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let mut modules = Vec::new();
+    for name in FIXTURES {
+        let output = out_dir.join(format!("{name}{suffix}"));
+        let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-shared", "-fPIC", "-O1", "-Wall"])
+            .arg(format!("-I{include}"))
+            .arg(fixture_dir().join(format!("{name}.c")))
+            .arg("-o")
+            .arg(&output)
+            .output()
+            .map_err(|e| format!("cannot run cc: {e}"))?;
+        if !cc.status.success() {
+            let err = String::from_utf8_lossy(&cc.stderr);
+            return Err(format!(
+                "cc failed on {name} for {}: {err}",
+                python.display()
+            ));
+        }
+        modules.push((name.to_string(), output));
+    }
+    Ok(Built {
+        python: python.to_path_buf(),
+        version,
+        modules,
+    })
+}
+
+fn built() -> &'static [Built] {
+    static BUILT: OnceLock<Vec<Built>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = tempfile::Builder::new()
+            .prefix("isolint-verify-test")
+            .tempdir()
+            .expect("tempdir");
+        let mut out = Vec::new();
+        for python in discover_pythons() {
+            match build_for(&python, root.path()) {
+                Ok(b) => out.push(b),
+                Err(why) => eprintln!("skipping {}: {why}", python.display()),
+            }
+        }
+        // The built modules must outlive every test in this binary.
+        std::mem::forget(root);
+        out
+    })
+}
+
+/// The Pythons to test on, or `None` after printing why there are none.
+fn pythons() -> Option<&'static [Built]> {
+    let all = built();
+    if !all.iter().any(|b| b.version >= (3, 12)) {
+        eprintln!(
+            "verify tests skipped: no Python >= 3.12 found (set ISOLINT_TEST_PYTHONS or install \
+             one with pyenv)"
+        );
+        return None;
+    }
+    Some(all)
+}
+
+fn isolint(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(args)
+        .output()
+        .expect("run isolint");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn verify_json(python: &Built, names: &[&str], extra: &[&str]) -> (i32, Value) {
+    let mut args: Vec<String> = vec!["verify".into(), "--format".into(), "json".into()];
+    args.push("--python".into());
+    args.push(python.python.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(names.iter().map(|n| python.module(n).display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = isolint(&args);
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    (code, json)
+}
+
+fn module<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["modules"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("{name} missing from {report}"))
+}
+
+fn cell<'a>(report: &'a Value, name: &str, check: &str) -> &'a Value {
+    let column = &module(report, name)["results"][0];
+    column["cells"]
+        .as_array()
+        .and_then(|cells| cells.iter().find(|c| c["check"] == check))
+        .unwrap_or_else(|| panic!("{name}: no {check} cell in {column}"))
+}
+
+fn status(report: &Value, name: &str, check: &str) -> String {
+    let c = cell(report, name, check);
+    match (c["status"].as_str(), c["signal"].as_str()) {
+        (Some("crashed"), Some(sig)) => format!("crashed ({sig})"),
+        (Some(s), _) => s.to_string(),
+        _ => panic!("no status in {c}"),
+    }
+}
+
+fn shared_names(report: &Value, name: &str, check: &str) -> Vec<String> {
+    let mut names: Vec<String> = cell(report, name, check)["shared"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn variant_status(report: &Value, name: &str, variant: &str) -> String {
+    let c = cell(report, name, "cycles");
+    let v = c["variants"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["name"] == variant))
+        .unwrap_or_else(|| panic!("{name}: no cycles variant {variant} in {c}"));
+    match (v["status"].as_str(), v["signal"].as_str()) {
+        (Some("crashed"), Some(sig)) => format!("crashed ({sig})"),
+        (Some(s), _) => s.to_string(),
+        _ => panic!("no status in {v}"),
+    }
+}
+
+fn assert_matrix(report: &Value, name: &str, py: &str, expected: &[(&str, &str)]) {
+    for (check, want) in expected {
+        let got = status(report, name, check);
+        assert_eq!(
+            &got,
+            want,
+            "{name} on {py}: {check} is {got}, expected {want}; cell: {}",
+            cell(report, name, check)
+        );
+    }
+}
+
+#[test]
+fn fixture_matrix_on_every_python() {
+    let Some(pythons) = pythons() else { return };
+    for python in pythons {
+        let py = python.label();
+        let modern = python.version >= (3, 12);
+        let (code, report) = verify_json(python, &FIXTURES, &[]);
+        assert_eq!(code, 1, "{py}: failures and crashes must exit 1");
+        assert_eq!(report["exit_code"], 1);
+
+        let isolated = |yes: &'static str| if modern { yes } else { "n/a" };
+        assert_matrix(
+            &report,
+            "legacy_statics",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("two-instances", "n/a"),
+                ("isolated-import", isolated("refused")),
+                ("shared-objects", "fail"),
+                ("cycles", "pass"),
+            ],
+        );
+        assert_eq!(
+            shared_names(&report, "legacy_statics", "shared-objects"),
+            ["Counter", "Error", "registry"],
+            "{py}: the static type, the exception and the cache are one object everywhere"
+        );
+        assert_eq!(
+            cell(&report, "legacy_statics", "shared-objects")["mode"],
+            "legacy"
+        );
+
+        assert_matrix(
+            &report,
+            "isolated_ok",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("two-instances", "pass"),
+                ("isolated-import", isolated("pass")),
+                ("shared-objects", "pass"),
+                ("cycles", "pass"),
+            ],
+        );
+        let mode = if modern { "isolated" } else { "legacy" };
+        assert_eq!(cell(&report, "isolated_ok", "shared-objects")["mode"], mode);
+
+        assert_matrix(
+            &report,
+            "hidden_static",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("two-instances", "fail"),
+                ("isolated-import", isolated("pass")),
+                ("shared-objects", "fail"),
+                ("cycles", "pass"),
+            ],
+        );
+        assert_eq!(
+            shared_names(&report, "hidden_static", "two-instances"),
+            ["Registry.entries"]
+        );
+        assert_eq!(
+            shared_names(&report, "hidden_static", "shared-objects"),
+            ["Registry.entries"]
+        );
+
+        assert_matrix(
+            &report,
+            "crash_after_destroy",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("two-instances", "crashed (SIGSEGV)"),
+                ("isolated-import", isolated("pass")),
+                ("shared-objects", "pass"),
+                ("cycles", "crashed (SIGSEGV)"),
+            ],
+        );
+        let two = cell(&report, "crash_after_destroy", "two-instances");
+        assert_eq!(
+            two["stage"],
+            "two-instances: re-import after both were freed"
+        );
+        assert!(
+            two["run"]["traceback"]
+                .as_str()
+                .is_some_and(|t| t.contains("Segmentation fault")),
+            "{py}: the faulthandler dump is kept: {two}"
+        );
+        assert_eq!(
+            variant_status(&report, "crash_after_destroy", "legacy, no main import"),
+            "crashed (SIGSEGV)"
+        );
+        assert_eq!(
+            variant_status(&report, "crash_after_destroy", "legacy, main import first"),
+            "pass"
+        );
+        assert_eq!(
+            variant_status(&report, "crash_after_destroy", "isolated, no main import"),
+            isolated("crashed (SIGSEGV)")
+        );
+        assert_eq!(
+            variant_status(
+                &report,
+                "crash_after_destroy",
+                "isolated, main import first"
+            ),
+            isolated("pass")
+        );
+        let stage = cell(&report, "crash_after_destroy", "cycles")["stage"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            stage.starts_with("cycles: cycle ") && stage.ends_with(" import"),
+            "{stage}"
+        );
+        assert_ne!(
+            stage, "cycles: cycle 1/20 import",
+            "the first cycle has nothing dangling yet"
+        );
+
+        assert_matrix(
+            &report,
+            "no_slot",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("two-instances", "pass"),
+                ("isolated-import", isolated("refused")),
+                ("shared-objects", "pass"),
+                ("cycles", "pass"),
+            ],
+        );
+        if modern {
+            let refusal = cell(&report, "no_slot", "isolated-import")["detail"]
+                .as_str()
+                .unwrap_or("");
+            assert!(
+                refusal.contains("no Py_mod_multiple_interpreters slot"),
+                "{refusal}"
+            );
+            assert_eq!(
+                variant_status(&report, "no_slot", "isolated, no main import"),
+                "refused"
+            );
+        }
+    }
+}
+
+#[test]
+fn refusals_are_not_failures() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12))
+        .expect("one modern Python");
+    let (code, report) = verify_json(python, &["isolated_ok", "no_slot"], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(status(&report, "no_slot", "isolated-import"), "refused");
+}
+
+#[test]
+fn exercise_runs_in_every_interpreter_and_concurrently() {
+    let Some(pythons) = pythons() else { return };
+    let exercise = fixture_dir().join("exercise_isolated_ok.py");
+    for python in pythons.iter().filter(|b| b.version >= (3, 12)) {
+        let (code, report) = verify_json(
+            python,
+            &["isolated_ok"],
+            &["--exercise", exercise.to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(status(&report, "isolated_ok", "concurrent"), "pass");
+        assert_eq!(status(&report, "isolated_ok", "shared-objects"), "pass");
+    }
+}
+
+#[test]
+fn a_hanging_child_times_out_and_is_killed() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12))
+        .expect("one modern Python");
+    let exercise = fixture_dir().join("exercise_hang.py");
+    let started = std::time::Instant::now();
+    let (code, report) = verify_json(
+        python,
+        &["isolated_ok"],
+        &["--exercise", exercise.to_str().unwrap(), "--timeout", "2"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "isolated_ok", "main-import"), "pass");
+    assert_eq!(status(&report, "isolated_ok", "shared-objects"), "timeout");
+    assert_eq!(status(&report, "isolated_ok", "cycles"), "timeout");
+    let stage = cell(&report, "isolated_ok", "shared-objects")["stage"]
+        .as_str()
+        .unwrap_or("");
+    assert!(stage.contains("exercise"), "the hang is placed: {stage}");
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "children were killed, not waited for"
+    );
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    let (code, _, stderr) =
+        isolint(&["verify", "/nonexistent/foo.cpython-312-x86_64-linux-gnu.so"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no such file"), "{stderr}");
+
+    let (code, _, stderr) = isolint(&["verify", "--python", "/nonexistent/python3", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+
+    let (code, _, stderr) = isolint(&["verify", "not a module"]);
+    assert_eq!(code, 2, "{stderr}");
+
+    let Some(pythons) = pythons() else { return };
+    let python = pythons[0].python.display().to_string();
+    let (code, _, stderr) = isolint(&[
+        "verify",
+        "--python",
+        &python,
+        "isolint_no_such_module_anywhere",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not importable"), "{stderr}");
+}
+
+#[test]
+fn human_output_is_a_table() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12))
+        .expect("one modern Python");
+    let so = python.module("hidden_static").display().to_string();
+    let py = python.python.display().to_string();
+    let (code, stdout, _) = isolint(&["verify", "--python", &py, &so]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("shared-objects  fail"), "{stdout}");
+    assert!(
+        stdout.contains("shared: Registry.entries (dict)"),
+        "{stdout}"
+    );
+}
