@@ -23,6 +23,7 @@ pub(crate) fn function_facts(
     let mut name_node = None;
     let mut params_node = None;
     let mut pointers = 0;
+    let mut nested_macro_head: Option<(Node, Vec<String>)> = None;
     let mut current = Some(declarator);
     while let Some(d) = current {
         current = match d.kind() {
@@ -33,11 +34,28 @@ pub(crate) fn function_facts(
             "function_declarator" => {
                 params_node = d.child_by_field_name("parameters");
                 let inner = d.child_by_field_name("declarator");
-                if let Some(inner) = inner.filter(|i| i.kind() == "identifier") {
-                    name_node = Some(inner);
-                    None
-                } else {
-                    inner
+                match inner {
+                    Some(i) if i.kind() == "identifier" => {
+                        name_node = Some(i);
+                        None
+                    }
+                    // `INIT_MODULE(_psycopg)(void)`: a macro call that pastes the name.
+                    Some(i) if i.kind() == "function_declarator" => {
+                        let macro_name = i
+                            .child_by_field_name("declarator")
+                            .filter(|m| m.kind() == "identifier");
+                        let args = i.child_by_field_name("parameters").map(|p| {
+                            let mut c = p.walk();
+                            p.named_children(&mut c)
+                                .map(|a| fold_ws(cx.text(a)))
+                                .collect::<Vec<_>>()
+                        });
+                        if let (Some(m), Some(args)) = (macro_name, args) {
+                            nested_macro_head = Some((m, args));
+                        }
+                        None
+                    }
+                    other => other,
                 }
             }
             "parenthesized_declarator" | "attributed_declarator" => d.named_child(0),
@@ -47,9 +65,13 @@ pub(crate) fn function_facts(
 
     // `MOD_INIT(foo) { ... }`: the macro is the type, and the argument the declarator.
     let mut macro_head = None;
-    let name_node = match name_node {
-        Some(n) => n,
-        None => {
+    let name_node = match (name_node, nested_macro_head) {
+        (Some(n), _) => n,
+        (None, Some((m, args))) => {
+            macro_head = Some((cx.text(m).to_string(), args));
+            m
+        }
+        (None, None) => {
             let ty = node.child_by_field_name("type")?;
             let args: Vec<String> = match declarator.kind() {
                 "parenthesized_declarator" => shape_of(declarator, cx).name.into_iter().collect(),

@@ -223,10 +223,14 @@ impl<'a> Scope<'a> {
             }
         }
         let candidates = self.globals.get(name)?;
+        let has_init = |r: &VarRef| self.files[r.file].variables[r.index].init.is_some();
+        // A tentative definition (`static PyModuleDef def;` before the real one) is not the
+        // definition to read.
         candidates
             .iter()
             .copied()
-            .find(|r| r.file == from_file)
+            .find(|r| r.file == from_file && has_init(r))
+            .or_else(|| candidates.iter().copied().find(|r| r.file == from_file))
             .or_else(|| {
                 candidates
                     .iter()

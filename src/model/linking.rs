@@ -25,6 +25,18 @@ pub fn module_name_of(
     if let Some(name) = function.name.strip_prefix("PyInit_") {
         return Some(name.to_string());
     }
+    // `#define INITFUNC PyInit_heapyc` then `PyMODINIT_FUNC INITFUNC(void)`.
+    if function.macro_head.is_none() {
+        let alias = file
+            .macros
+            .iter()
+            .find(|m| m.params.is_none() && m.name == function.name && !m.versions.python2_only());
+        if let Some(name) = alias.and_then(|m| m.body.trim().strip_prefix("PyInit_")) {
+            if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Some(name.to_string());
+            }
+        }
+    }
     let (macro_name, args) = function.macro_head.as_ref()?;
     let body = macros.get(macro_name.as_str()).copied().or_else(|| {
         file.macros
@@ -32,7 +44,7 @@ pub fn module_name_of(
             .find(|m| &m.name == macro_name)
             .map(|m| m.body.as_str())
     })?;
-    if body.contains("PyInit_") && body.contains("##") {
+    if body.contains("PyInit_") {
         return args.first().cloned();
     }
     None

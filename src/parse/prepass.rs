@@ -110,6 +110,7 @@ pub fn prepare(src: &[u8]) -> Prepared {
     let mut regions: Vec<Region> = Vec::new();
     let mut macros = VersionMacros::new();
     let mut prev_sig: Option<u8> = None;
+    let mut statement_macros: Vec<(usize, usize)> = Vec::new();
 
     for (index, tok) in toks.iter().enumerate() {
         match tok.kind {
@@ -225,7 +226,21 @@ pub fn prepare(src: &[u8]) -> Prepared {
                 }
                 prev_sig = Some(c);
             }
-            TokKind::Ident | TokKind::Literal => prev_sig = Some(b'a'),
+            TokKind::Ident => {
+                if ctx.braces.is_empty()
+                    && ctx.parens == 0
+                    && matches!(prev_sig, None | Some(b';') | Some(b'}'))
+                {
+                    if let Some(end) = macro_statement_end(&toks, index, src) {
+                        statement_macros.push((tok.start, end));
+                    }
+                }
+                prev_sig = Some(b'a');
+            }
+            TokKind::Literal => prev_sig = Some(b'a'),
+        }
+        if tok.kind == TokKind::Directive {
+            prev_sig = None;
         }
     }
     // Unterminated `#if`s (half-written files): their branches run to the end.
@@ -240,6 +255,9 @@ pub fn prepare(src: &[u8]) -> Prepared {
         patch_block(block, &toks, src, &mut out);
     }
     patch_macros(&toks, src, &mut out);
+    for (start, end) in statement_macros {
+        blank(&mut out, start, end);
+    }
 
     regions.sort_by_key(|r| r.start);
     Prepared {
@@ -328,6 +346,25 @@ fn patch_block(block: &Block, toks: &[Tok], src: &[u8], out: &mut [u8]) {
             }
         }
     }
+}
+
+/// A macro call standing alone at file scope with no `;`, e.g. `DEFINE_GETTER(value)` or
+/// `OP(NONE, load_none)`, followed by a new declaration on a later line: tree-sitter would glue
+/// it to the next function head. Returns the end of the call.
+fn macro_statement_end(toks: &[Tok], index: usize, src: &[u8]) -> Option<usize> {
+    let name = ident(src, &toks[index]);
+    // Upper-case names only: a lower-case word here is a type or a function head.
+    if name.iter().any(|c| c.is_ascii_lowercase()) || name.len() < 2 {
+        return None;
+    }
+    if toks.get(index + 1)?.kind != TokKind::Punct(b'(') {
+        return None;
+    }
+    let close = call_end(toks, index + 1)?;
+    let next = toks.get(close + 1)?;
+    let same_line = !src[toks[close].end..next.start].contains(&b'\n');
+    let starts_declaration = next.kind == TokKind::Ident || next.kind == TokKind::Directive;
+    (!same_line && starts_declaration).then_some(toks[close].end)
 }
 
 fn ident<'a>(src: &'a [u8], tok: &Tok) -> &'a [u8] {
@@ -448,6 +485,14 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8]) {
             }
             b"_Thread_local" | b"thread_local" | b"_Py_thread_local" | b"Py_THREAD_LOCAL" => {
                 write_padded(out, tok.start, tok.end, b"__thread")
+            }
+            // `EXPORT_MACRO PyMODINIT_FUNC PyInit_x(void)`: PyMODINIT_FUNC already carries the
+            // visibility, and an unknown word before it breaks the function head.
+            _ if next.is_some_and(|t| {
+                t.kind == TokKind::Ident && ident(src, t) == b"PyMODINIT_FUNC"
+            }) && !matches!(name, b"static" | b"extern" | b"inline") =>
+            {
+                write_padded(out, tok.start, tok.end, b"");
             }
             _ if ATTRIBUTE_MACROS.contains(&name) => {
                 let end = if next_is_paren {

@@ -1,10 +1,11 @@
 use super::{declare_rule, Ctx};
-use crate::model::pytypes::{bare_type, is_definition_table, is_type_object};
+use crate::model::pytypes::{is_definition_table, is_type_object};
 use crate::model::WriteClass;
 
 declare_rule! {
     /// ## What it does
-    /// Points out a non-const global or `static` that is never written after its initializer.
+    /// Points out a non-const global or `static` scalar or pointer that is never written after
+    /// its initializer. Arrays are left alone.
     ///
     /// ## Why is this bad?
     /// It is not a bug: nothing writes it, so interpreters cannot disturb each other through
@@ -53,8 +54,10 @@ fn check(ctx: &mut Ctx) {
         {
             continue;
         }
-        // `static char *kwlist[] = {...}`: `PyArg_ParseTupleAndKeywords` wants `char **`.
-        if bare_type(&v.type_name) == "char" && v.array_dims > 0 && v.pointers.len() == 1 {
+        // Tables (`static char *kwlist[]`, generated lookup tables) are left alone: the C API
+        // often wants them non-const (`PyArg_ParseTupleAndKeywords` takes `char **`), and
+        // a hint per table drowns the findings that matter.
+        if v.array_dims > 0 {
             continue;
         }
         if v.init.is_none() || v.is_function_pointer {

@@ -1,0 +1,7 @@
+//! Prints the tree-sitter tree of a C file after the pre-pass (a debugging aid).
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: sexp FILE");
+    let bytes = std::fs::read(path).expect("readable file");
+    let parsed = isolint::parse::parse(&bytes).expect("parse");
+    println!("{}", parsed.tree.root_node().to_sexp());
+}

@@ -1,0 +1,199 @@
+//! Every fixture under fixtures/check/ carries its expectations inline, as
+//! `/* expect: rule-name */` at the end of the line the finding points at. This harness scans
+//! each fixture folder and fails on any missing or extra finding.
+
+use isolint::{analyze, AnalyzeOptions};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+type Expectation = (String, usize, String);
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("fixtures/check exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn c_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable fixture dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            c_files(&path, out);
+        } else if isolint::discover::classify(&path).is_some() {
+            out.push(path);
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// (file name, line, rule name) for every `expect:` annotation.
+pub fn expectations(dir: &Path) -> BTreeSet<Expectation> {
+    let mut files = Vec::new();
+    c_files(dir, &mut files);
+    let mut out = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("fixture is UTF-8");
+        for (i, line) in text.lines().enumerate() {
+            if let Some(pos) = line.find("expect:") {
+                let rest = &line[pos + "expect:".len()..];
+                let rest = rest.split("*/").next().unwrap_or(rest);
+                for rule in rest.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    assert!(
+                        isolint::rules::find_rule(rule).is_some(),
+                        "{}:{}: `expect: {rule}` names no rule",
+                        file.display(),
+                        i + 1
+                    );
+                    out.insert((file_name(&file), i + 1, rule.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn actual(dir: &Path) -> BTreeSet<Expectation> {
+    let analysis = analyze(&AnalyzeOptions {
+        paths: vec![dir.to_path_buf()],
+        ..Default::default()
+    });
+    assert!(
+        analysis.errors.is_empty(),
+        "{}: scan errors {:?}",
+        dir.display(),
+        analysis.errors
+    );
+    analysis
+        .findings
+        .iter()
+        .map(|f| (file_name(&f.path), f.location.line, f.name.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_fixture_matches_its_expectations() {
+    let mut failures = Vec::new();
+    let dirs = fixture_dirs();
+    assert!(
+        dirs.len() >= 8,
+        "expected the fixture folders, found {}",
+        dirs.len()
+    );
+    for dir in dirs {
+        let expected = expectations(&dir);
+        let got = actual(&dir);
+        for missing in expected.difference(&got) {
+            failures.push(format!(
+                "{}: missing {}:{} {}",
+                dir.display(),
+                missing.0,
+                missing.1,
+                missing.2
+            ));
+        }
+        for extra in got.difference(&expected) {
+            failures.push(format!(
+                "{}: extra {}:{} {}",
+                dir.display(),
+                extra.0,
+                extra.1,
+                extra.2
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "fixture mismatches:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn fixture_modules_have_the_expected_shape() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check");
+    let scan = |name: &str| {
+        analyze(&AnalyzeOptions {
+            paths: vec![root.join(name)],
+            ..Default::default()
+        })
+    };
+
+    let isolated = scan("isolated_multi_phase");
+    let m = &isolated.modules[0];
+    assert_eq!((m.name.as_str(), m.init), ("_isolated", "multi-phase"));
+    assert_eq!(m.m_size.as_deref(), Some("sizeof(isolated_state)"));
+    assert_eq!(
+        m.slots["multiple_interpreters"].as_deref(),
+        Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
+    );
+    assert_eq!(m.slots["gil"].as_deref(), Some("Py_MOD_GIL_NOT_USED"));
+    assert_eq!((m.static_types, m.heap_types), (0, 1));
+
+    let legacy = scan("legacy_single_phase");
+    let m = &legacy.modules[0];
+    assert_eq!(
+        (m.name.as_str(), m.init, m.m_size.as_deref()),
+        ("_speedups", "single-phase", Some("-1"))
+    );
+    assert_eq!(m.static_types, 1);
+
+    // The helper file is linked into the module through the names it provides.
+    let split = scan("split_module");
+    assert_eq!(split.modules.len(), 1);
+    assert_eq!(
+        split.modules[0].files.len(),
+        3,
+        "{:?}",
+        split.modules[0].files
+    );
+    let registry = split
+        .findings
+        .iter()
+        .find(|f| f.symbol.as_deref() == Some("registry"))
+        .unwrap();
+    assert_eq!(registry.module.as_deref(), Some("_split"));
+
+    // A module made by a token-pasting macro, with parse errors elsewhere in the file.
+    let macros = scan("macro_heavy");
+    assert_eq!(macros.modules[0].name, "_macros");
+    assert!(
+        !macros.parse_errors.is_empty(),
+        "the fixture is meant to contain parse errors"
+    );
+
+    // Version ranges come from #if branches.
+    let compat = scan("version_branches");
+    let interned = compat
+        .findings
+        .iter()
+        .find(|f| f.symbol.as_deref() == Some("interned_names"))
+        .unwrap();
+    assert_eq!(interned.python.to_string(), "<3.12");
+    assert_eq!(compat.modules[0].init, "multi-phase");
+    assert_eq!(compat.modules[0].m_size.as_deref(), Some("0"));
+}
+
+#[test]
+fn target_python_drops_findings_in_code_it_does_not_compile() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check/version_branches");
+    let for_312 = analyze(&AnalyzeOptions {
+        paths: vec![dir.clone()],
+        targets: vec![isolint::version::py(3, 12)],
+        ..Default::default()
+    });
+    assert!(for_312.findings.is_empty(), "{:?}", for_312.findings);
+    let for_311 = analyze(&AnalyzeOptions {
+        paths: vec![dir],
+        targets: vec![isolint::version::py(3, 11)],
+        ..Default::default()
+    });
+    assert_eq!(for_311.findings.len(), 1);
+}
