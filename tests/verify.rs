@@ -504,3 +504,47 @@ fn human_output_is_a_table() {
         "{stdout}"
     );
 }
+
+#[test]
+fn with_scan_joins_static_findings_to_what_happened() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12))
+        .expect("one modern Python");
+    let sources = fixture_dir();
+    let (code, report) = verify_json(
+        python,
+        &["hidden_static", "crash_after_destroy", "isolated_ok"],
+        &["--with-scan", sources.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    let shared = &cell(&report, "hidden_static", "shared-objects")["shared"][0];
+    assert_eq!(shared["name"], "Registry.entries");
+    let why = shared["explained_by"][0].as_str().unwrap_or("");
+    assert!(why.starts_with("global-pyobject entries at "), "{shared}");
+
+    let crash = cell(&report, "crash_after_destroy", "cycles");
+    let why = crash["explained_by"][0].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("global-pyobject first_widget_type at "),
+        "{crash}"
+    );
+
+    let findings = report["scan"]["findings"]
+        .as_array()
+        .expect("scan findings");
+    let status_of = |symbol: &str| {
+        findings
+            .iter()
+            .find(|f| f["symbol"] == symbol)
+            .map(|f| f["status"].clone())
+    };
+    assert_eq!(status_of("entries"), Some("confirmed".into()));
+    assert_eq!(status_of("first_widget_type"), Some("confirmed".into()));
+    assert!(
+        findings.iter().all(|f| f["module"] != "legacy_statics"),
+        "only the verified modules' findings are joined"
+    );
+    assert_eq!(report["scan"]["missed"], serde_json::json!([]));
+}

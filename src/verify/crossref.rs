@@ -6,16 +6,18 @@
 //! finding comes out `confirmed` or `not observed`, and a module the scanner
 //! calls isolated that fails at run time is a miss of the scanner.
 
-use super::matrix::{Check, Status};
+use super::matrix::{Cell, Check, Status};
 use super::plan::ModuleResult;
-use crate::finding::Finding;
+use crate::finding::{Finding, Severity};
 use serde::Serialize;
+use serde_json::Value;
 use std::fmt::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanJoin {
     pub paths: Vec<PathBuf>,
+    /// Findings of the verified modules only.
     pub findings: Vec<JoinedFinding>,
     /// Runtime problems no finding explains.
     pub unexplained: Vec<Evidence>,
@@ -37,17 +39,36 @@ pub struct JoinedFinding {
     pub evidence: Vec<Evidence>,
 }
 
-/// One runtime observation, e.g. `shared Registry.entries` in shared-objects on 3.12.1.
+/// One runtime observation, e.g. `shared Registry.entries` in shared-objects on 3.12.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
     pub module: String,
     pub python: String,
     pub check: &'static str,
     pub observed: String,
-    /// `name` (the finding names the object), `kind` (the module's init kind
-    /// is what the runtime refused) or `candidate` (one of several statics that
-    /// could have caused a crash).
-    pub link: &'static str,
+    /// How the observation was tied to the finding; see `Link`.
+    pub link: Link,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Link {
+    /// The finding's symbol names the shared object.
+    Name,
+    /// The module's init kind is what the runtime refused or copied.
+    Kind,
+    /// The only static of the module that could be behind the problem.
+    SoleCandidate,
+    /// One of several statics that could be behind the problem.
+    Candidate,
+    /// Nothing explains the observation.
+    None,
+}
+
+impl Link {
+    fn confirms(self) -> bool {
+        matches!(self, Link::Name | Link::Kind | Link::SoleCandidate)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,10 +78,10 @@ pub struct Missed {
     pub failures: Vec<String>,
 }
 
-/// What the scanner said about one module.
+/// What the scanner concluded about one module.
+#[derive(Debug, Clone)]
 pub struct StaticModule {
     pub name: String,
-    /// True when the scanner's verdict is that the module is isolated.
     pub isolated: bool,
     pub verdict: String,
 }
@@ -71,8 +92,66 @@ pub fn join(paths: &[PathBuf], modules: &mut [ModuleResult]) -> Result<ScanJoin,
 }
 
 fn scan(paths: &[PathBuf]) -> Result<(Vec<Finding>, Vec<StaticModule>), String> {
-    let _ = paths;
-    Err("the static scanner is not available in this build".into())
+    let analysis = crate::analyze(&crate::AnalyzeOptions {
+        paths: paths.to_vec(),
+        ..Default::default()
+    });
+    if analysis.nothing_scanned() {
+        let why: Vec<String> = analysis
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path.display(), e.message))
+            .collect();
+        return Err(format!(
+            "--with-scan found nothing to scan: {}",
+            why.join("; ")
+        ));
+    }
+    let statics = analysis
+        .modules
+        .iter()
+        .map(|summary| {
+            let name = summary.name.clone();
+            // Prefer the scanner's own verdict when its summary carries one.
+            let declared = serde_json::to_value(summary)
+                .ok()
+                .and_then(|v| verdict_text(&v));
+            let problems = analysis
+                .findings
+                .iter()
+                .filter(|f| f.severity >= Severity::Warning && same_module(f, &name))
+                .count();
+            match declared {
+                Some(verdict) => StaticModule {
+                    isolated: verdict.starts_with("isolated"),
+                    verdict,
+                    name,
+                },
+                None => StaticModule {
+                    isolated: problems == 0,
+                    verdict: if problems == 0 {
+                        "isolated (no warning or error findings)".into()
+                    } else {
+                        format!("not isolated ({problems} warning or error findings)")
+                    },
+                    name,
+                },
+            }
+        })
+        .collect();
+    Ok((analysis.findings, statics))
+}
+
+fn verdict_text(summary: &Value) -> Option<String> {
+    match summary.get("verdict")? {
+        Value::String(text) => Some(text.clone()),
+        Value::Object(map) => map
+            .get("status")
+            .or_else(|| map.get("verdict"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
 }
 
 /// Lower case, no underscores, no `type`/`object` suffix: `Foo_Type` → `foo`.
@@ -91,7 +170,8 @@ fn norm(name: &str) -> String {
     n
 }
 
-/// Does the finding's symbol name a component of the shared object's path?
+/// Does the finding's symbol name a component of the shared object's path
+/// (`Registry.entries` ↔ `entries`; `Error` ↔ `LegacyError`; `Counter` ↔ `CounterType`)?
 fn names_object(finding: &Finding, object: &str) -> bool {
     let Some(symbol) = finding.symbol.as_deref() else {
         return false;
@@ -104,19 +184,141 @@ fn names_object(finding: &Finding, object: &str) -> bool {
         .any(|part| part == symbol || (part.len() >= 4 && symbol.ends_with(&part)))
 }
 
+fn last(module: &str) -> &str {
+    module.rsplit('.').next().unwrap_or(module)
+}
+
 fn same_module(finding: &Finding, module: &str) -> bool {
-    let last = |m: &str| m.rsplit('.').next().unwrap_or(m).to_string();
     finding
         .module
         .as_deref()
         .map_or(true, |m| last(m) == last(module))
 }
 
-const POINTER_STATICS: [&str; 3] = [
+/// Rules about statics that can hold a Python object, i.e. can be shared or dangle.
+const OBJECT_STATICS: [&str; 3] = [
     "global-pyobject",
     "static-local-pyobject",
     "static-type-object",
 ];
+
+/// Rules about the module's init kind.
+const KIND_RULES: [&str; 2] = ["single-phase-init", "negative-m-size"];
+
+struct Joiner<'a> {
+    findings: &'a [Finding],
+    evidence: Vec<Vec<Evidence>>,
+    unexplained: Vec<Evidence>,
+}
+
+impl Joiner<'_> {
+    fn of_module<'b>(&'b self, module: &'b str) -> impl Iterator<Item = usize> + 'b {
+        (0..self.findings.len()).filter(move |&i| same_module(&self.findings[i], module))
+    }
+
+    /// Records the observation against `hits` and returns the citations.
+    fn attach(&mut self, seen: &Evidence, hits: &[usize], link: Link) -> Vec<String> {
+        if hits.is_empty() {
+            self.unexplained.push(Evidence {
+                link: Link::None,
+                ..seen.clone()
+            });
+        }
+        hits.iter()
+            .map(|&i| {
+                self.evidence[i].push(Evidence {
+                    link,
+                    ..seen.clone()
+                });
+                cite(&self.findings[i])
+            })
+            .collect()
+    }
+
+    fn cell(&mut self, module: &str, python: &str, single_phase: bool, cell: &mut Cell) {
+        let seen = |observed: String| Evidence {
+            module: module.to_string(),
+            python: python.to_string(),
+            check: cell.check.id(),
+            observed,
+            link: Link::None,
+        };
+        let named: Vec<usize> = cell
+            .shared
+            .iter()
+            .flat_map(|s| {
+                self.of_module(module)
+                    .filter(|&i| names_object(&self.findings[i], &s.name))
+            })
+            .collect();
+        // Statics no shared name points at are the candidates for what is left.
+        let spare: Vec<usize> = self
+            .of_module(module)
+            .filter(|&i| OBJECT_STATICS.contains(&self.findings[i].name) && !named.contains(&i))
+            .collect();
+        let mut shared = std::mem::take(&mut cell.shared);
+        for object in &mut shared {
+            let observed = seen(format!("shared {} ({})", object.name, object.type_name));
+            let hits: Vec<usize> = self
+                .of_module(module)
+                .filter(|&i| names_object(&self.findings[i], &object.name))
+                .collect();
+            object.explained_by = if hits.is_empty() {
+                let link = if spare.len() == 1 {
+                    Link::SoleCandidate
+                } else {
+                    Link::Candidate
+                };
+                self.attach(&observed, &spare, link)
+            } else {
+                self.attach(&observed, &hits, Link::Name)
+            };
+        }
+        cell.shared = shared;
+
+        let mut cited = Vec::new();
+        if matches!(cell.status, Status::Crashed | Status::Timeout) {
+            let observed = seen(format!(
+                "{} at \"{}\"",
+                cell.label(),
+                cell.stage.as_deref().unwrap_or("?")
+            ));
+            let statics: Vec<usize> = self
+                .of_module(module)
+                .filter(|&i| OBJECT_STATICS.contains(&self.findings[i].name))
+                .collect();
+            let link = if statics.len() == 1 {
+                Link::SoleCandidate
+            } else {
+                Link::Candidate
+            };
+            cited.extend(self.attach(&observed, &statics, link));
+        }
+        let refused = cell.check == Check::IsolatedImport && cell.status == Status::Refused;
+        let copied = cell.check == Check::SharedObjects
+            && cell.status == Status::Fail
+            && single_phase
+            && cell.mode.as_deref() == Some("legacy");
+        if refused || copied {
+            let observed = seen(if refused {
+                "refused in an isolated interpreter".into()
+            } else {
+                "the module dict is copied into legacy sub-interpreters".into()
+            });
+            let kinds: Vec<usize> = self
+                .of_module(module)
+                .filter(|&i| {
+                    let rule = self.findings[i].name;
+                    rule == "single-phase-init" || (copied && KIND_RULES.contains(&rule))
+                })
+                .collect();
+            if !kinds.is_empty() || single_phase {
+                cited.extend(self.attach(&observed, &kinds, Link::Kind));
+            }
+        }
+        cell.explained_by.extend(cited);
+    }
+}
 
 pub fn join_findings(
     paths: &[PathBuf],
@@ -124,21 +326,23 @@ pub fn join_findings(
     statics: &[StaticModule],
     modules: &mut [ModuleResult],
 ) -> ScanJoin {
-    let mut evidence: Vec<Vec<Evidence>> = vec![Vec::new(); findings.len()];
-    let mut unexplained = Vec::new();
+    let mut joiner = Joiner {
+        findings,
+        evidence: vec![Vec::new(); findings.len()],
+        unexplained: Vec::new(),
+    };
     let mut missed = Vec::new();
     for module in modules.iter_mut() {
         let name = module.name.clone();
         let mut failures = Vec::new();
         for column in &mut module.results {
+            let single_phase = column
+                .module
+                .as_ref()
+                .and_then(|m| m.get("init"))
+                .and_then(Value::as_str)
+                .is_some_and(|init| init == "single-phase");
             for cell in &mut column.cells {
-                let seen = |observed: String, link| Evidence {
-                    module: name.clone(),
-                    python: column.python.clone(),
-                    check: cell.check.id(),
-                    observed,
-                    link,
-                };
                 if cell.status.is_failure() {
                     failures.push(format!(
                         "{} on {}: {}",
@@ -147,69 +351,28 @@ pub fn join_findings(
                         cell.label()
                     ));
                 }
-                let mut explained_cell = Vec::new();
-                for shared in &mut cell.shared {
-                    let observed = format!("shared {} ({})", shared.name, shared.type_name);
-                    let hits: Vec<usize> = (0..findings.len())
-                        .filter(|&i| same_module(&findings[i], &name))
-                        .filter(|&i| names_object(&findings[i], &shared.name))
-                        .collect();
-                    if hits.is_empty() {
-                        unexplained.push(seen(observed.clone(), "name"));
-                    }
-                    for i in hits {
-                        shared.explained_by.push(cite(&findings[i]));
-                        evidence[i].push(seen(observed.clone(), "name"));
-                    }
-                }
-                if matches!(cell.status, Status::Crashed | Status::Timeout) {
-                    let observed = format!(
-                        "{} at {}",
-                        cell.label(),
-                        cell.stage.as_deref().unwrap_or("?")
-                    );
-                    let hits: Vec<usize> = (0..findings.len())
-                        .filter(|&i| same_module(&findings[i], &name))
-                        .filter(|&i| POINTER_STATICS.contains(&findings[i].name))
-                        .collect();
-                    if hits.is_empty() {
-                        unexplained.push(seen(observed.clone(), "candidate"));
-                    }
-                    let link = if hits.len() == 1 { "name" } else { "candidate" };
-                    for &i in &hits {
-                        explained_cell.push(cite(&findings[i]));
-                        evidence[i].push(seen(observed.clone(), link));
-                    }
-                }
-                if cell.check == Check::IsolatedImport && cell.status == Status::Refused {
-                    for (i, finding) in findings.iter().enumerate() {
-                        if finding.name == "single-phase-init" && same_module(finding, &name) {
-                            explained_cell.push(cite(finding));
-                            evidence[i]
-                                .push(seen("refused in an isolated interpreter".into(), "kind"));
-                        }
-                    }
-                }
-                cell.explained_by.extend(explained_cell);
+                joiner.cell(&name, &column.python, single_phase, cell);
             }
         }
-        let verdict = statics.iter().find(|s| {
-            let last = |m: &str| m.rsplit('.').next().unwrap_or(m).to_string();
-            last(&s.name) == last(&name)
-        });
-        if let Some(verdict) = verdict.filter(|v| v.isolated) {
-            if !failures.is_empty() {
-                missed.push(Missed {
-                    module: name.clone(),
-                    static_verdict: verdict.verdict.clone(),
-                    failures,
-                });
-            }
+        let verdict = statics.iter().find(|s| last(&s.name) == last(&name));
+        if let Some(verdict) = verdict.filter(|v| v.isolated && !failures.is_empty()) {
+            missed.push(Missed {
+                module: name,
+                static_verdict: verdict.verdict.clone(),
+                failures,
+            });
         }
     }
+    let verified: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
+    let Joiner {
+        evidence,
+        unexplained,
+        ..
+    } = joiner;
     let findings = findings
         .iter()
         .zip(evidence)
+        .filter(|(f, _)| verified.iter().any(|m| same_module(f, m)))
         .map(|(f, evidence)| JoinedFinding {
             rule: f.rule.to_string(),
             name: f.name.to_string(),
@@ -218,7 +381,7 @@ pub fn join_findings(
             symbol: f.symbol.clone(),
             module: f.module.clone(),
             message: f.message.clone(),
-            status: if evidence.iter().any(|e| e.link != "candidate") {
+            status: if evidence.iter().any(|e| e.link.confirms()) {
                 "confirmed"
             } else {
                 "not observed"
@@ -239,13 +402,9 @@ fn cite(finding: &Finding) -> String {
         "{} {} at {}:{}",
         finding.name,
         finding.symbol.as_deref().unwrap_or("?"),
-        display(&finding.path),
+        finding.path.display(),
         finding.location.line
     )
-}
-
-fn display(path: &Path) -> String {
-    path.display().to_string()
 }
 
 impl ScanJoin {
@@ -254,16 +413,22 @@ impl ScanJoin {
         !self.missed.is_empty()
     }
 
-    pub fn write_human(&self, out: &mut String) {
+    pub fn miss_banner(&self) -> String {
+        let mut out = String::new();
         for miss in &self.missed {
             let _ = writeln!(
                 out,
-                "!! SCANNER MISS: {} is `{}` statically, but at run time: {}",
+                "!! SCANNER MISS: `{}` is \"{}\" statically, but at run time: {}",
                 miss.module,
                 miss.static_verdict,
                 miss.failures.join("; ")
             );
         }
+        out
+    }
+
+    pub fn write_human(&self, out: &mut String) {
+        out.push_str(&self.miss_banner());
         let confirmed = self
             .findings
             .iter()
@@ -278,9 +443,9 @@ impl ScanJoin {
         for f in &self.findings {
             let _ = writeln!(
                 out,
-                "  {:<13} {}:{} {} {} ({})",
+                "  {:<12} {}:{} {} {} `{}`",
                 f.status,
-                display(&f.path),
+                f.path.display(),
                 f.line,
                 f.rule,
                 f.name,
@@ -289,17 +454,165 @@ impl ScanJoin {
             for e in &f.evidence {
                 let _ = writeln!(
                     out,
-                    "      {} [{}] {}: {}",
-                    e.module, e.python, e.check, e.observed
+                    "      [{}] {}: {} ({})",
+                    e.python,
+                    e.check,
+                    e.observed,
+                    link_text(e.link)
                 );
             }
         }
         for e in &self.unexplained {
             let _ = writeln!(
                 out,
-                "  unexplained: {} [{}] {}: {} (no static finding names it)",
+                "  unexplained  {} [{}] {}: {} - no static finding accounts for it",
                 e.module, e.python, e.check, e.observed
             );
         }
+    }
+}
+
+fn link_text(link: Link) -> &'static str {
+    match link {
+        Link::Name => "by name",
+        Link::Kind => "by init kind",
+        Link::SoleCandidate => "the only candidate static",
+        Link::Candidate => "one of several candidate statics",
+        Link::None => "unexplained",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Location;
+    use crate::verify::matrix::SharedObject;
+    use crate::verify::plan::Column;
+
+    fn finding(name: &'static str, symbol: &str, module: &str) -> Finding {
+        Finding {
+            rule: "ISO000",
+            name,
+            severity: Severity::Warning,
+            path: PathBuf::from("m.c"),
+            location: Location {
+                line: 7,
+                ..Location::default()
+            },
+            symbol: Some(symbol.to_string()),
+            function: None,
+            module: Some(module.to_string()),
+            message: String::new(),
+            help: String::new(),
+            python: crate::version::VersionRange::ALL,
+            uncertain: false,
+        }
+    }
+
+    fn module(name: &str, cells: Vec<Cell>) -> ModuleResult {
+        ModuleResult {
+            target: name.into(),
+            name: name.into(),
+            path: None,
+            results: vec![Column {
+                python: "3.13.0".into(),
+                module: None,
+                cells,
+            }],
+        }
+    }
+
+    fn shared(names: &[&str]) -> Cell {
+        let mut cell = Cell::new(Check::SharedObjects, Status::Fail, "shared");
+        cell.shared = names
+            .iter()
+            .map(|n| SharedObject {
+                name: n.to_string(),
+                type_name: "type".into(),
+                interpreters: vec!["main".into(), "sub1".into()],
+                nested: 0,
+                explained_by: Vec::new(),
+            })
+            .collect();
+        cell
+    }
+
+    #[test]
+    fn names_match_type_and_exception_spellings() {
+        let f = |s: &str| finding("static-type-object", s, "m");
+        assert!(names_object(&f("FooType"), "Foo"));
+        assert!(names_object(&f("Foo_Type"), "Foo"));
+        assert!(names_object(&f("foo_type"), "Foo"));
+        assert!(names_object(&f("Foo"), "Foo"));
+        assert!(names_object(&f("entries"), "Registry.entries"));
+        assert!(names_object(&f("LegacyError"), "Error"));
+        assert!(!names_object(&f("cache"), "registry"));
+        assert!(!names_object(&f("Bar"), "Foo"));
+    }
+
+    #[test]
+    fn shared_objects_confirm_findings_and_leftovers_are_reported() {
+        let findings = vec![
+            finding("static-type-object", "FooType", "m"),
+            finding("global-pyobject", "unused_cache", "m"),
+            finding("global-pyobject", "other", "elsewhere"),
+        ];
+        let mut modules = vec![module(
+            "pkg.m",
+            vec![shared(&["Foo", "Foo.__dict__", "mystery"])],
+        )];
+        let join = join_findings(&[], &findings, &[], &mut modules);
+        assert_eq!(
+            join.findings.len(),
+            2,
+            "findings of unverified modules are left out"
+        );
+        assert_eq!(join.findings[0].status, "confirmed");
+        let shared = &modules[0].results[0].cells[0].shared;
+        assert_eq!(
+            shared[0].explained_by,
+            ["static-type-object FooType at m.c:7"]
+        );
+        // `mystery` is pinned on the one static no name claimed.
+        assert_eq!(
+            shared[2].explained_by,
+            ["global-pyobject unused_cache at m.c:7"]
+        );
+        assert_eq!(join.findings[1].status, "confirmed");
+        assert!(join.missed.is_empty());
+    }
+
+    #[test]
+    fn a_runtime_failure_of_a_statically_isolated_module_is_a_miss() {
+        let mut crash = Cell::new(Check::Cycles, Status::Crashed, "boom");
+        crash.signal = Some("SIGSEGV".into());
+        crash.stage = Some("cycles: cycle 2/20 import".into());
+        let mut modules = vec![module("m", vec![crash])];
+        let statics = vec![StaticModule {
+            name: "m".into(),
+            isolated: true,
+            verdict: "isolated".into(),
+        }];
+        let join = join_findings(&[], &[], &statics, &mut modules);
+        assert!(join.missed_by_scan());
+        assert_eq!(
+            join.missed[0].failures,
+            ["cycles on 3.13.0: crashed (SIGSEGV)"]
+        );
+        assert_eq!(join.unexplained.len(), 1);
+        assert!(join.miss_banner().contains("SCANNER MISS"));
+    }
+
+    #[test]
+    fn a_crash_with_several_candidates_confirms_none() {
+        let findings = vec![
+            finding("global-pyobject", "a", "m"),
+            finding("global-pyobject", "b", "m"),
+        ];
+        let crash = Cell::new(Check::TwoInstances, Status::Crashed, "boom");
+        let mut modules = vec![module("m", vec![crash])];
+        let join = join_findings(&[], &findings, &[], &mut modules);
+        assert!(join.findings.iter().all(|f| f.status == "not observed"));
+        assert_eq!(modules[0].results[0].cells[0].explained_by.len(), 2);
     }
 }

@@ -181,6 +181,10 @@ pub fn run(args: &VerifyArgs) -> i32 {
                 VerifyFormat::Json => report::json(&report),
             };
             print!("{text}");
+            // A scanner miss must not scroll by unnoticed, whatever the format.
+            if let Some(scan) = &report.scan {
+                eprint!("{}", scan.miss_banner());
+            }
             report.exit_code
         }
         Err(message) => {

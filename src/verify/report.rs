@@ -22,6 +22,9 @@ pub fn human(report: &VerifyReport) -> String {
         report.modules.len(),
         labels.join(", ")
     );
+    if let Some(scan) = &report.scan {
+        out.push_str(&scan.miss_banner());
+    }
     for module in &report.modules {
         out.push('\n');
         module_table(&mut out, module, &labels, &report.checks);
@@ -116,6 +119,12 @@ fn cell_details(out: &mut String, column: &Column, cell: &Cell) {
             shared.type_name,
             shared.interpreters.join(", ")
         );
+        for finding in &shared.explained_by {
+            let _ = writeln!(out, "        <- {finding}");
+        }
+    }
+    for finding in &cell.explained_by {
+        let _ = writeln!(out, "      <- {finding}");
     }
     let runs = cell
         .variants
