@@ -241,6 +241,13 @@ fn variant_status(report: &Value, name: &str, variant: &str) -> String {
     }
 }
 
+fn assert_use_after_free(status: &str, cell: &Value) {
+    assert!(
+        status == "crashed (SIGSEGV)" || status == "fail",
+        "a dangling static must crash or fail, got {status}: {cell}"
+    );
+}
+
 fn assert_matrix(report: &Value, name: &str, py: &str, expected: &[(&str, &str)]) {
     for (check, want) in expected {
         let got = status(report, name, check);
@@ -278,8 +285,9 @@ fn fixture_matrix_on_every_python() {
         );
         assert_eq!(
             shared_names(&report, "legacy_statics", "shared-objects"),
-            ["Counter", "Error", "registry"],
-            "{py}: the static type, the exception and the cache are one object everywhere"
+            ["Counter", "Error", "get_cache", "registry", "remember"],
+            "{py}: the static type, the exception, the cache and the copied functions are one \
+             object everywhere"
         );
         assert_eq!(
             cell(&report, "legacy_statics", "shared-objects")["mode"],
@@ -322,16 +330,19 @@ fn fixture_matrix_on_every_python() {
             ["Registry.entries"]
         );
 
+        // Using freed memory is undefined: where the allocator already reused
+        // it (shared obmalloc, the main interpreter), the module may call into
+        // some other object and fail instead of crashing. Either way the bug
+        // must surface; where isolated interpreters free their memory it is a
+        // segfault every time.
         assert_matrix(
             &report,
             "crash_after_destroy",
             &py,
             &[
                 ("main-import", "pass"),
-                ("two-instances", "crashed (SIGSEGV)"),
                 ("isolated-import", isolated("pass")),
                 ("shared-objects", "pass"),
-                ("cycles", "crashed (SIGSEGV)"),
             ],
         );
         let two = cell(&report, "crash_after_destroy", "two-instances");
@@ -339,15 +350,23 @@ fn fixture_matrix_on_every_python() {
             two["stage"],
             "two-instances: re-import after both were freed"
         );
-        assert!(
-            two["run"]["traceback"]
-                .as_str()
-                .is_some_and(|t| t.contains("Segmentation fault")),
-            "{py}: the faulthandler dump is kept: {two}"
+        assert_use_after_free(
+            &status(&report, "crash_after_destroy", "two-instances"),
+            two,
         );
-        assert_eq!(
-            variant_status(&report, "crash_after_destroy", "legacy, no main import"),
-            "crashed (SIGSEGV)"
+        if two["status"] == "crashed" {
+            assert!(
+                two["run"]["traceback"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Segmentation fault")),
+                "{py}: the faulthandler dump is kept: {two}"
+            );
+        }
+        let cycles = cell(&report, "crash_after_destroy", "cycles");
+        assert_use_after_free(&status(&report, "crash_after_destroy", "cycles"), cycles);
+        assert_use_after_free(
+            &variant_status(&report, "crash_after_destroy", "legacy, no main import"),
+            cycles,
         );
         assert_eq!(
             variant_status(&report, "crash_after_destroy", "legacy, main import first"),
@@ -365,17 +384,21 @@ fn fixture_matrix_on_every_python() {
             ),
             isolated("pass")
         );
-        let stage = cell(&report, "crash_after_destroy", "cycles")["stage"]
-            .as_str()
-            .unwrap_or("");
-        assert!(
-            stage.starts_with("cycles: cycle ") && stage.ends_with(" import"),
-            "{stage}"
-        );
-        assert_ne!(
-            stage, "cycles: cycle 1/20 import",
-            "the first cycle has nothing dangling yet"
-        );
+        if modern {
+            assert_eq!(
+                status(&report, "crash_after_destroy", "cycles"),
+                "crashed (SIGSEGV)"
+            );
+            let stage = cycles["stage"].as_str().unwrap_or("");
+            assert!(
+                stage.starts_with("cycles: cycle ") && stage.ends_with(" import"),
+                "{stage}"
+            );
+            assert_ne!(
+                stage, "cycles: cycle 1/20 import",
+                "the first cycle has nothing dangling yet"
+            );
+        }
 
         assert_matrix(
             &report,

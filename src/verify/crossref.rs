@@ -170,9 +170,17 @@ fn norm(name: &str) -> String {
     n
 }
 
-/// Does the finding's symbol name a component of the shared object's path
-/// (`Registry.entries` ↔ `entries`; `Error` ↔ `LegacyError`; `Counter` ↔ `CounterType`)?
-fn names_object(finding: &Finding, object: &str) -> bool {
+/// Does the finding name the shared object: its symbol names a component of
+/// the object's path (`Registry.entries` ↔ `entries`; `Error` ↔ `LegacyError`;
+/// `Counter` ↔ `CounterType`), or its message quotes the Python name
+/// (`mmh3.mmh3_32`, the `tp_name` of `MMH3Hasher32Type`)?
+fn names_object(finding: &Finding, object: &str, module: &str) -> bool {
+    let head = object.split(['.', '[']).next().unwrap_or(object);
+    let dotted = format!("{}.{head}`", last(module));
+    let message = &finding.message;
+    if message.contains(&format!("`{dotted}")) || message.contains(&format!(".{dotted}")) {
+        return true;
+    }
     let Some(symbol) = finding.symbol.as_deref() else {
         return false;
     };
@@ -216,6 +224,25 @@ impl Joiner<'_> {
         (0..self.findings.len()).filter(move |&i| same_module(&self.findings[i], module))
     }
 
+    /// Findings that name `object`, plus the other findings about the same
+    /// symbol (a forward declaration and the definition of one static type).
+    fn naming(&self, module: &str, object: &str) -> Vec<usize> {
+        let direct: Vec<usize> = self
+            .of_module(module)
+            .filter(|&i| names_object(&self.findings[i], object, module))
+            .collect();
+        let symbols: Vec<&Option<String>> =
+            direct.iter().map(|&i| &self.findings[i].symbol).collect();
+        self.of_module(module)
+            .filter(|&i| {
+                direct.contains(&i)
+                    || (self.findings[i].symbol.is_some()
+                        && symbols.contains(&&self.findings[i].symbol)
+                        && OBJECT_STATICS.contains(&self.findings[i].name))
+            })
+            .collect()
+    }
+
     /// Records the observation against `hits` and returns the citations.
     fn attach(&mut self, seen: &Evidence, hits: &[usize], link: Link) -> Vec<String> {
         if hits.is_empty() {
@@ -246,10 +273,7 @@ impl Joiner<'_> {
         let named: Vec<usize> = cell
             .shared
             .iter()
-            .flat_map(|s| {
-                self.of_module(module)
-                    .filter(|&i| names_object(&self.findings[i], &s.name))
-            })
+            .flat_map(|s| self.naming(module, &s.name))
             .collect();
         // Statics no shared name points at are the candidates for what is left.
         let spare: Vec<usize> = self
@@ -259,11 +283,17 @@ impl Joiner<'_> {
         let mut shared = std::mem::take(&mut cell.shared);
         for object in &mut shared {
             let observed = seen(format!("shared {} ({})", object.name, object.type_name));
-            let hits: Vec<usize> = self
-                .of_module(module)
-                .filter(|&i| names_object(&self.findings[i], &object.name))
-                .collect();
-            object.explained_by = if hits.is_empty() {
+            let hits = self.naming(module, &object.name);
+            // CPython itself hands a single-phase module's functions to every
+            // legacy interpreter: the init kind explains those.
+            let copied_function = single_phase && object.type_name == "builtin_function_or_method";
+            object.explained_by = if copied_function && hits.is_empty() {
+                let kinds: Vec<usize> = self
+                    .of_module(module)
+                    .filter(|&i| KIND_RULES.contains(&self.findings[i].name))
+                    .collect();
+                self.attach(&observed, &kinds, Link::Kind)
+            } else if hits.is_empty() {
                 let link = if spare.len() == 1 {
                     Link::SoleCandidate
                 } else {
@@ -511,11 +541,11 @@ mod tests {
 
     fn module(name: &str, cells: Vec<Cell>) -> ModuleResult {
         ModuleResult {
-            target: name.into(),
             name: name.into(),
-            path: None,
+            targets: vec![name.into()],
             results: vec![Column {
                 python: "3.13.0".into(),
+                target: Some(name.into()),
                 module: None,
                 cells,
             }],
@@ -540,14 +570,18 @@ mod tests {
     #[test]
     fn names_match_type_and_exception_spellings() {
         let f = |s: &str| finding("static-type-object", s, "m");
-        assert!(names_object(&f("FooType"), "Foo"));
-        assert!(names_object(&f("Foo_Type"), "Foo"));
-        assert!(names_object(&f("foo_type"), "Foo"));
-        assert!(names_object(&f("Foo"), "Foo"));
-        assert!(names_object(&f("entries"), "Registry.entries"));
-        assert!(names_object(&f("LegacyError"), "Error"));
-        assert!(!names_object(&f("cache"), "registry"));
-        assert!(!names_object(&f("Bar"), "Foo"));
+        assert!(names_object(&f("FooType"), "Foo", "m"));
+        assert!(names_object(&f("Foo_Type"), "Foo", "m"));
+        assert!(names_object(&f("foo_type"), "Foo", "m"));
+        assert!(names_object(&f("Foo"), "Foo", "m"));
+        assert!(names_object(&f("entries"), "Registry.entries", "m"));
+        assert!(names_object(&f("LegacyError"), "Error", "m"));
+        assert!(!names_object(&f("cache"), "registry", "m"));
+        assert!(!names_object(&f("Bar"), "Foo", "m"));
+        let mut quoted = f("MMH3Hasher32Type");
+        quoted.message = "`MMH3Hasher32Type` (`pkg.mmh3.mmh3_32`) is a static type object".into();
+        assert!(names_object(&quoted, "mmh3_32.update", "mmh3"));
+        assert!(!names_object(&quoted, "mmh3_x64_128", "mmh3"));
     }
 
     #[test]

@@ -126,6 +126,45 @@ impl Target {
     }
 }
 
+/// One module to verify: an import name, or the files built from one source
+/// for several Python ABIs (each Python gets the file built for it).
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub name: String,
+    pub targets: Vec<Target>,
+}
+
+impl Unit {
+    fn group(targets: Vec<Target>) -> Vec<Unit> {
+        let mut units: Vec<Unit> = Vec::new();
+        for target in targets {
+            match units.iter_mut().find(|u| u.name == target.name) {
+                Some(unit) if !unit.targets.iter().any(|t| t.raw == target.raw) => {
+                    unit.targets.push(target)
+                }
+                Some(_) => {}
+                None => units.push(Unit {
+                    name: target.name.clone(),
+                    targets: vec![target],
+                }),
+            }
+        }
+        units
+    }
+
+    /// The target this Python can load, or why there is none.
+    pub fn pick(&self, python: &PythonInfo) -> Result<&Target, String> {
+        let mut why = Vec::new();
+        for target in &self.targets {
+            match target.abi_mismatch(python) {
+                None => return Ok(target),
+                Some(reason) => why.push(reason),
+            }
+        }
+        Err(why.join("; "))
+    }
+}
+
 fn is_identifier(text: &str) -> bool {
     let mut chars = text.chars();
     chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
@@ -241,7 +280,7 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
         cycles: args.cycles.max(1),
         workers,
     };
-    let modules = plan::execute(&targets, &pythons, &settings)?;
+    let modules = plan::execute(&Unit::group(targets), &pythons, &settings)?;
     let mut checks = vec![
         Check::MainImport.id(),
         Check::TwoInstances.id(),

@@ -7,7 +7,7 @@
 use super::matrix::{Cell, Check, Status, Variant};
 use super::python::PythonInfo;
 use super::runner::{self, ChildRun, Job};
-use super::Target;
+use super::{Target, Unit};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -25,6 +25,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {
     pub python: String,
+    /// The import name or file this column loaded; `null` when none fits this Python.
+    pub target: Option<String>,
     /// What the main-import child learned about the module: init kind and slots.
     pub module: Option<Value>,
     pub cells: Vec<Cell>,
@@ -32,9 +34,10 @@ pub struct Column {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleResult {
-    pub target: String,
+    /// Import name.
     pub name: String,
-    pub path: Option<PathBuf>,
+    /// As given: an import name, or one built file per Python ABI.
+    pub targets: Vec<String>,
     pub results: Vec<Column>,
 }
 
@@ -104,7 +107,7 @@ struct Wave1 {
 
 /// Runs every check for every module on every Python.
 pub fn execute(
-    targets: &[Target],
+    units: &[Unit],
     pythons: &[PythonInfo],
     settings: &Settings,
 ) -> Result<Vec<ModuleResult>, String> {
@@ -113,13 +116,13 @@ pub fn execute(
         jobs: Vec::new(),
     };
     let mut wave1: Vec<Vec<Option<Wave1>>> = Vec::new();
-    for target in targets {
+    for unit in units {
         let mut row = Vec::new();
         for python in pythons {
-            if target.abi_mismatch(python).is_some() {
+            let Ok(target) = unit.pick(python) else {
                 row.push(None);
                 continue;
-            }
+            };
             let isolated = if python.own_gil {
                 batch.add(python, target, "isolated-import", json!({}))
             } else {
@@ -140,7 +143,7 @@ pub fn execute(
     let runs = batch.run();
 
     let mut columns: Vec<Vec<Option<Vec<Cell>>>> = Vec::new();
-    for (target, row) in targets.iter().zip(wave1) {
+    for (unit, row) in units.iter().zip(wave1) {
         let mut out = Vec::new();
         for w in row {
             out.push(w.map(|w| {
@@ -151,7 +154,7 @@ pub fn execute(
                 ]
             }));
         }
-        reject_missing(target, &out, pythons)?;
+        reject_missing(unit, &out, pythons)?;
         columns.push(out);
     }
 
@@ -160,13 +163,15 @@ pub fn execute(
         jobs: Vec::new(),
     };
     let mut wave2 = Vec::new();
-    for (target, row) in targets.iter().zip(&columns) {
+    for (unit, row) in units.iter().zip(&columns) {
         let mut plans = Vec::new();
         for (python, cells) in pythons.iter().zip(row) {
+            let target = unit.pick(python).ok();
             plans.push(
                 cells
                     .as_ref()
-                    .map(|cells| plan_wave2(&mut batch, python, target, cells)),
+                    .zip(target)
+                    .map(|(cells, target)| plan_wave2(&mut batch, python, target, cells)),
             );
         }
         wave2.push(plans);
@@ -174,15 +179,14 @@ pub fn execute(
     let runs = batch.run();
 
     let mut results = Vec::new();
-    for ((target, row), plans) in targets.iter().zip(columns).zip(wave2) {
+    for ((unit, row), plans) in units.iter().zip(columns).zip(wave2) {
         let mut out = Vec::new();
         for ((python, cells), plan) in pythons.iter().zip(row).zip(plans) {
-            out.push(finish_column(python, target, cells, plan, &runs, settings));
+            out.push(finish_column(python, unit, cells, plan, &runs, settings));
         }
         results.push(ModuleResult {
-            target: target.raw.clone(),
-            name: target.name.clone(),
-            path: target.path.clone(),
+            name: unit.name.clone(),
+            targets: unit.targets.iter().map(|t| t.raw.clone()).collect(),
             results: out,
         });
     }
@@ -191,7 +195,7 @@ pub fn execute(
 
 /// A module no selected Python can import is a usage error, not a finding.
 fn reject_missing(
-    target: &Target,
+    unit: &Unit,
     row: &[Option<Vec<Cell>>],
     pythons: &[PythonInfo],
 ) -> Result<(), String> {
@@ -206,17 +210,17 @@ fn reject_missing(
     if tried.is_empty() {
         let why: Vec<String> = pythons
             .iter()
-            .filter_map(|p| target.abi_mismatch(p).map(|w| format!("{}: {w}", p.label)))
+            .filter_map(|p| unit.pick(p).err().map(|w| format!("{}: {w}", p.label)))
             .collect();
         return Err(format!(
             "`{}` cannot be loaded by any selected Python: {}",
-            target.raw,
+            unit.name,
             why.join("; ")
         ));
     }
     Err(format!(
         "module `{}` is not importable: {}",
-        target.raw,
+        unit.name,
         tried.join("; ")
     ))
 }
@@ -338,14 +342,14 @@ fn no_own_gil(python: &PythonInfo) -> String {
 
 fn finish_column(
     python: &PythonInfo,
-    target: &Target,
+    unit: &Unit,
     cells: Option<Vec<Cell>>,
     plan: Option<Wave2>,
     runs: &[ChildRun],
     settings: &Settings,
 ) -> Column {
     let (Some(mut cells), Some(plan)) = (cells, plan) else {
-        let why = target.abi_mismatch(python).unwrap_or_default();
+        let why = unit.pick(python).err().unwrap_or_default();
         let mut checks = vec![
             Check::MainImport,
             Check::TwoInstances,
@@ -358,6 +362,7 @@ fn finish_column(
         }
         return Column {
             python: python.label.clone(),
+            target: None,
             module: None,
             cells: checks
                 .into_iter()
@@ -403,6 +408,7 @@ fn finish_column(
     }
     Column {
         python: python.label.clone(),
+        target: unit.pick(python).ok().map(|t| t.raw.clone()),
         module,
         cells,
     }

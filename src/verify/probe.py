@@ -112,8 +112,10 @@ def _iso_walk(mod, name, limit=4000):
             return foreign_type(obj)
         if isinstance(obj, _iso_types.ModuleType):
             return True
+        # A builtin function bound to another module is not ours; one bound to
+        # an older instance of this module (a copied single-phase dict) is.
         owner = getattr(obj, "__self__", None)
-        if isinstance(owner, _iso_types.ModuleType) and owner is not mod:
+        if isinstance(owner, _iso_types.ModuleType) and getattr(owner, "__name__", None) != name:
             return True
         if _iso_sys.version_info < (3, 12):
             # No immortality marker: interned strings and small ints are

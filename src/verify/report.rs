@@ -40,10 +40,15 @@ pub fn human(report: &VerifyReport) -> String {
 }
 
 fn module_table(out: &mut String, module: &ModuleResult, labels: &[&str], checks: &[&str]) {
-    let _ = match &module.path {
-        Some(path) => writeln!(out, "{}  ({})", module.name, path.display()),
-        None => writeln!(out, "{}", module.name),
-    };
+    let _ = writeln!(out, "{}", module.name);
+    for column in &module.results {
+        match &column.target {
+            Some(target) if target != &module.name => {
+                let _ = writeln!(out, "  {}: {target}", column.python);
+            }
+            _ => {}
+        }
+    }
     if let Some(kind) = module
         .results
         .iter()
