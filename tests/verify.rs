@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const FIXTURES: [&str; 5] = [
+const FIXTURES: [&str; 6] = [
     "legacy_statics",
     "isolated_ok",
     "hidden_static",
     "crash_after_destroy",
     "no_slot",
+    "init_guard",
 ];
 
 struct Built {
@@ -425,6 +426,26 @@ fn fixture_matrix_on_every_python() {
                 "refused"
             );
         }
+
+        assert_matrix(
+            &report,
+            "init_guard",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("two-instances", "fail"),
+                ("isolated-import", isolated("pass")),
+                ("shared-objects", "fail"),
+                ("cycles", "pass"),
+            ],
+        );
+        let lost = &cell(&report, "init_guard", "shared-objects")["missing"];
+        assert_eq!(lost[0]["name"], "answer", "{lost}");
+        assert_eq!(lost[0]["missing_in"], serde_json::json!(["sub1", "sub2"]));
+        assert_eq!(
+            cell(&report, "init_guard", "two-instances")["missing"][0]["name"],
+            "answer"
+        );
     }
 }
 

@@ -307,6 +307,28 @@ impl Joiner<'_> {
         cell.shared = shared;
 
         let mut cited = Vec::new();
+        if !cell.missing.is_empty() {
+            // An attribute only the first instance gets: exec skipped its work,
+            // guarded by a static flag, so the statics it sets up are behind it.
+            let names: Vec<String> = cell.missing.iter().map(|m| m.name.clone()).collect();
+            let observed = seen(format!("a later instance lacks {}", names.join(", ")));
+            let named: Vec<usize> = names.iter().flat_map(|n| self.naming(module, n)).collect();
+            if !named.is_empty() {
+                cited.extend(self.attach(&observed, &named, Link::Name));
+            }
+            let guards: Vec<usize> = self
+                .of_module(module)
+                .filter(|&i| self.findings[i].name == "mutable-global-state")
+                .collect();
+            if !guards.is_empty() || named.is_empty() {
+                let link = if guards.len() == 1 {
+                    Link::SoleCandidate
+                } else {
+                    Link::Candidate
+                };
+                cited.extend(self.attach(&observed, &guards, link));
+            }
+        }
         if matches!(cell.status, Status::Crashed | Status::Timeout) {
             let observed = seen(format!(
                 "{} at \"{}\"",

@@ -116,6 +116,13 @@ pub struct SharedObject {
     pub explained_by: Vec<String>,
 }
 
+/// A module attribute one interpreter (or instance) has and another lacks.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingAttribute {
+    pub name: String,
+    pub missing_in: Vec<String>,
+}
+
 /// How the child ran, for the reader who wants to look closer.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
@@ -144,6 +151,9 @@ pub struct Cell {
     /// `isolated` or `legacy`: the kind of sub-interpreter used.
     pub mode: Option<String>,
     pub shared: Vec<SharedObject>,
+    /// Attributes of the first module instance that a later one lacks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingAttribute>,
     /// The separate runs folded into this cell (cycles).
     pub variants: Vec<Variant>,
     pub run: Option<RunInfo>,
@@ -178,6 +188,7 @@ impl Cell {
             refused_by: None,
             mode: None,
             shared: Vec::new(),
+            missing: Vec::new(),
             variants: Vec::new(),
             run: None,
             explained_by: Vec::new(),
@@ -200,6 +211,7 @@ impl Cell {
         cell.refused_by = text("refused_by").map(str::to_string);
         cell.mode = text("mode").map(str::to_string);
         cell.shared = result.map(shared_objects).unwrap_or_default();
+        cell.missing = result.map(missing_attributes).unwrap_or_default();
         cell.result = result.cloned();
         let at = match &run.last_stage {
             Some(stage) => format!(" at \"{stage}\""),
@@ -313,6 +325,32 @@ fn shared_objects(result: &Value) -> Vec<SharedObject> {
                 .unwrap_or_default(),
             nested: item.get("nested").and_then(Value::as_u64).unwrap_or(0),
             explained_by: Vec::new(),
+        })
+        .collect()
+}
+
+fn missing_attributes(result: &Value) -> Vec<MissingAttribute> {
+    let Some(items) = result.get("missing").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| MissingAttribute {
+            name: item
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+            missing_in: item
+                .get("missing_in")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect()
 }

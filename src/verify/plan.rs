@@ -374,12 +374,28 @@ fn finish_column(
     let t = settings.timeout;
     let missing = is_not_found(&cells[0]);
     explain_refusal(&mut cells[2], module.as_ref());
-    cells.push(resolve(plan.shared, Check::SharedObjects, runs, t));
+    let declined = module
+        .as_ref()
+        .and_then(|m| m.get("multiple_interpreters"))
+        .and_then(Value::as_str)
+        == Some("not-supported");
+    let mut shared = resolve(plan.shared, Check::SharedObjects, runs, t);
+    if declined {
+        excuse(
+            &mut shared.status,
+            &mut shared.detail,
+            shared.signal.as_deref(),
+        );
+    }
+    cells.push(shared);
     let variants = plan
         .cycles
         .into_iter()
         .map(|(name, mode, main_first, pending)| {
-            let cell = resolve(pending, Check::Cycles, runs, t);
+            let mut cell = resolve(pending, Check::Cycles, runs, t);
+            if declined {
+                excuse(&mut cell.status, &mut cell.detail, cell.signal.as_deref());
+            }
             Variant {
                 name,
                 mode: mode.to_string(),
@@ -422,6 +438,20 @@ fn module_info(main: &Cell) -> Option<Value> {
         map.insert("origin".into(), origin.clone());
     }
     Some(info)
+}
+
+/// A module that declares Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED has put
+/// sub-interpreters off limits. CPython still loads it in legacy ones; what
+/// happens there is reported, as the refusal it is rather than a failure.
+fn excuse(status: &mut Status, detail: &mut String, signal: Option<&str>) {
+    if status.is_failure() {
+        *detail = format!(
+            "the module declares Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED; in legacy \
+             sub-interpreters, which still load it: {}: {detail}",
+            super::matrix::label(*status, signal)
+        );
+        *status = Status::Refused;
+    }
 }
 
 /// Says why CPython refused: the module's own declaration, or its silence.

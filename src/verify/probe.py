@@ -164,6 +164,10 @@ def _iso_walk(mod, name, limit=4000):
     return found
 
 
+def _iso_names(mod):
+    return sorted(k for k in vars(mod) if not (k.startswith("__") and k.endswith("__")))
+
+
 def _iso_exercise(mod, source, filename):
     code = compile(source, filename, "exec")
     exec(code, {"__name__": "__isolint_exercise__", "MODULE": mod,
@@ -283,6 +287,7 @@ class Ctx:
         lines.append("    mod = _iso_load(%r, %r)" % (self.target, self.name))
         if walk:
             lines.append("    _iso_out['walk'] = _iso_walk(mod, %r)" % self.name)
+            lines.append("    _iso_out['names'] = _iso_names(mod)")
         if exercise and self.exercise:
             src, path = self.exercise
             lines.append("    _iso_stage(%r)" % (label + ": exercise"))
@@ -354,6 +359,18 @@ def compare(walks):
             out.append({"name": path, "type": shared[path]["type"],
                         "interpreters": shared[path]["interpreters"],
                         "nested": sum(1 for p in shared if p.startswith(path + ".") or p.startswith(path + "["))})
+    return out
+
+
+def missing(names):
+    """Attributes the first interpreter's module has and another one's lacks:
+    the mark of an exec function that skips its work after a first run."""
+    labels = list(names)
+    out = []
+    for name in names[labels[0]] if labels else []:
+        absent = [label for label in labels[1:] if name not in names[label]]
+        if absent:
+            out.append({"name": name, "missing_in": absent})
     return out
 
 
@@ -467,6 +484,7 @@ def check_two_instances(ctx):
     _imp.exec_dynamic(m2)
     stage("two-instances: compare")
     shared = compare({"first": _iso_walk(m1, ctx.name), "second": _iso_walk(m2, ctx.name)})
+    lost = missing({"first": _iso_names(m1), "second": _iso_names(m2)})
     stage("two-instances: free both")
     del m1, m2
     gc.collect()
@@ -474,8 +492,13 @@ def check_two_instances(ctx):
     m3 = ctx.load()
     touch(m3, ctx.name)
     stage("two-instances: done")
+    problems = []
     if shared:
-        emit("fail", "%d object(s) shared by two instances" % len(shared), shared=shared, module=kind)
+        problems.append("%d object(s) shared by two instances" % len(shared))
+    if lost:
+        problems.append("the second instance lacks %s" % ", ".join(m["name"] for m in lost))
+    if problems:
+        emit("fail", "; ".join(problems), shared=shared, missing=lost, module=kind)
     else:
         emit("pass", "no shared objects; re-import after free ok", shared=[], module=kind)
 
@@ -508,6 +531,7 @@ def check_shared_objects(ctx):
     stage("shared-objects: main import")
     mod = ctx.load()
     walks = {"main": _iso_walk(mod, ctx.name)}
+    names = {"main": _iso_names(mod)}
     if ctx.exercise:
         stage("shared-objects: exercise in main")
         _iso_exercise(mod, *ctx.exercise)
@@ -523,8 +547,10 @@ def check_shared_objects(ctx):
             failure = classify_error(ctx, rep["error"]) + (rep["error"][2],)
             break
         walks[label] = rep["walk"]
+        names[label] = rep["names"]
     stage("shared-objects: compare")
     shared = compare(walks) if failure is None else []
+    lost = missing(names) if failure is None else []
     for i, iid in enumerate(ids, 1):
         stage("shared-objects: destroy sub%d" % i)
         be.destroy(iid)
@@ -532,10 +558,17 @@ def check_shared_objects(ctx):
     if failure is not None:
         status, detail, who, text = failure
         emit(status, detail, refused_by=who, mode=mode, traceback=text[-4000:])
-    elif shared:
-        emit("fail", "%d object(s) shared between interpreters (%s sub-interpreters)"
-             % (len(shared), mode), shared=shared, mode=mode,
-             objects=len(walks["main"]))
+    elif shared or lost:
+        problems = []
+        if shared:
+            problems.append("%d object(s) shared between interpreters" % len(shared))
+        groups = {}
+        for m in lost:
+            groups.setdefault(" and ".join(m["missing_in"]), []).append(m["name"])
+        for where, attrs in groups.items():
+            problems.append("the module in %s lacks %s" % (where, ", ".join(attrs)))
+        emit("fail", "%s (%s sub-interpreters)" % ("; ".join(problems), mode), shared=shared,
+             missing=lost, mode=mode, objects=len(walks["main"]))
     else:
         emit("pass", "%d objects compared in main + 2 %s sub-interpreters, none shared"
              % (len(walks["main"]), mode), shared=[], mode=mode, objects=len(walks["main"]))

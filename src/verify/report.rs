@@ -49,13 +49,22 @@ fn module_table(out: &mut String, module: &ModuleResult, labels: &[&str], checks
             _ => {}
         }
     }
-    if let Some(kind) = module
-        .results
-        .iter()
-        .find_map(|c| c.module.as_ref())
-        .map(describe_module)
-    {
-        let _ = writeln!(out, "  {kind}");
+    // Builds for different Pythons can compile different slots (`#if PY_VERSION_HEX`).
+    let mut kinds: Vec<(String, Vec<&str>)> = Vec::new();
+    for column in &module.results {
+        let Some(kind) = column.module.as_ref().map(describe_module) else {
+            continue;
+        };
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, pythons)) => pythons.push(&column.python),
+            None => kinds.push((kind, vec![&column.python])),
+        }
+    }
+    for (kind, pythons) in &kinds {
+        let _ = match kinds.len() {
+            1 => writeln!(out, "  {kind}"),
+            _ => writeln!(out, "  {}: {kind}", pythons.join(", ")),
+        };
     }
     let width = 18;
     let mut header = format!("  {:<16}", "check");
