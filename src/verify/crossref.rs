@@ -316,10 +316,22 @@ impl Joiner<'_> {
             if !named.is_empty() {
                 cited.extend(self.attach(&observed, &named, Link::Name));
             }
-            let guards: Vec<usize> = self
+            let mut guards: Vec<usize> = self
                 .of_module(module)
                 .filter(|&i| self.findings[i].name == "mutable-global-state")
                 .collect();
+            // A flag named for initialisation is the usual guard; prefer it.
+            let init_flags: Vec<usize> = guards
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let symbol = self.findings[i].symbol.as_deref().unwrap_or("");
+                    symbol.to_lowercase().contains("init")
+                })
+                .collect();
+            if init_flags.len() == 1 {
+                guards = init_flags;
+            }
             if !guards.is_empty() || named.is_empty() {
                 let link = if guards.len() == 1 {
                     Link::SoleCandidate

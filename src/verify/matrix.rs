@@ -207,7 +207,13 @@ impl Cell {
         let result = run.result.as_ref();
         let text = |key: &str| result.and_then(|r| r.get(key)).and_then(Value::as_str);
         let mut cell = Cell::new(check, Status::Inconclusive, "");
-        cell.stage = run.last_stage.clone().filter(|s| s != "exit");
+        // The probe's last marker is "exit"; past it only interpreter shutdown runs.
+        let died = !matches!(run.outcome, Outcome::Exited(_));
+        cell.stage = match run.last_stage.as_deref() {
+            Some("exit") if died => Some("interpreter shutdown".into()),
+            Some("exit") => None,
+            other => other.map(str::to_string),
+        };
         cell.refused_by = text("refused_by").map(str::to_string);
         cell.mode = text("mode").map(str::to_string);
         cell.shared = result.map(shared_objects).unwrap_or_default();
