@@ -592,3 +592,32 @@ fn with_scan_joins_static_findings_to_what_happened() {
     );
     assert_eq!(report["scan"]["missed"], serde_json::json!([]));
 }
+
+#[test]
+fn a_dependency_refusal_is_not_the_modules_own() {
+    let Some(pythons) = pythons() else { return };
+    // 3.12's own `_datetime` refuses isolated interpreters; 3.13's does not.
+    let Some(python) = pythons.iter().find(|b| b.version == (3, 12)) else {
+        eprintln!("dependency refusal test skipped: needs Python 3.12");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("uses_datetime.py"), "import _datetime\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(["verify", "--format", "json", "--python"])
+        .arg(&python.python)
+        .arg("uses_datetime")
+        .current_dir(dir.path())
+        .output()
+        .expect("run isolint");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let isolated = cell(&report, "uses_datetime", "isolated-import");
+    assert_eq!(isolated["status"], "inconclusive", "{isolated}");
+    assert_eq!(isolated["refused_by"], "_datetime");
+    assert_eq!(status(&report, "uses_datetime", "shared-objects"), "pass");
+    assert_eq!(
+        cell(&report, "uses_datetime", "shared-objects")["mode"],
+        "legacy"
+    );
+}

@@ -76,6 +76,11 @@ impl Target {
             if !path.is_file() {
                 return Err(format!("`{raw}`: no such file"));
             }
+            if ![".so", ".pyd"].iter().any(|ext| raw.ends_with(ext)) {
+                return Err(format!(
+                    "`{raw}` is not an extension module file (.so or .pyd)"
+                ));
+            }
             let file = path
                 .file_name()
                 .and_then(|f| f.to_str())

@@ -105,6 +105,10 @@ def _iso_walk(mod, name, limit=4000):
         if not isinstance(owner, str) or owner in own_names:
             return False
         top = owner.partition(".")[0]
+        # A stdlib accelerator (`_datetime`) names its types after the public
+        # module (`datetime`); only third-party targets disown stdlib types.
+        if root in stdlib:
+            return False
         return top != root and top != "builtins" and top in stdlib
 
     def skip_value(obj):

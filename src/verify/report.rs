@@ -85,6 +85,9 @@ fn module_table(out: &mut String, module: &ModuleResult, labels: &[&str], checks
 
 fn describe_module(info: &Value) -> String {
     let field = |key: &str| info.get(key).and_then(Value::as_str);
+    if field("init") == Some("not-from-def") {
+        return "no PyModuleDef: not an extension module".into();
+    }
     let mut text = format!("{} init", field("init").unwrap_or("unknown"));
     if field("init") == Some("multi-phase") {
         let slot = field("multiple_interpreters").unwrap_or("no slot");
