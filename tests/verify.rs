@@ -136,19 +136,16 @@ fn build_for(python: &Path, root: &Path) -> Result<Built, String> {
 fn built() -> &'static [Built] {
     static BUILT: OnceLock<Vec<Built>> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let root = tempfile::Builder::new()
-            .prefix("isolint-verify-test")
-            .tempdir()
-            .expect("tempdir");
+        // Cargo's scratch space for integration tests: rebuilt every run, never
+        // left behind in /tmp, and alive for every test of this binary.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-fixtures");
         let mut out = Vec::new();
         for python in discover_pythons() {
-            match build_for(&python, root.path()) {
+            match build_for(&python, &root) {
                 Ok(b) => out.push(b),
                 Err(why) => eprintln!("skipping {}: {why}", python.display()),
             }
         }
-        // The built modules must outlive every test in this binary.
-        std::mem::forget(root);
         out
     })
 }

@@ -74,6 +74,7 @@ impl Batch<'_> {
             "name": target.name,
             "cycles": self.settings.cycles,
             "exercise": self.settings.exercise,
+            "tmp": self.settings.probe.parent(),
         });
         if let (Some(map), Value::Object(more)) = (opts.as_object_mut(), extra) {
             map.extend(more);

@@ -272,13 +272,20 @@ class Ctx:
         self.opts = opts
         self.name = opts.get("name") or target
         self.backend = Backend()
-        self.tmp = tempfile.mkdtemp(prefix="isolint-probe-")
+        self._tmp = None
         self.exercise = None
         path = opts.get("exercise")
         if path:
             with open(path, encoding="utf-8") as f:
                 self.exercise = (f.read(), path)
         self.counter = 0
+
+    @property
+    def tmp(self):
+        # Under isolint's own run directory, which it removes even after a crash.
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="child-", dir=self.opts.get("tmp"))
+        return self._tmp
 
     def load(self):
         return _iso_load(self.target, self.name)
