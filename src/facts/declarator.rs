@@ -45,6 +45,15 @@ pub(crate) fn declaration_type(node: Node, cx: &Cx) -> TypeInfo {
     }
     if let Some(ty) = node.child_by_field_name("type") {
         info.type_name = type_text(ty, cx);
+        // `PyAPI_DATA(PyObject *) name;` declares data that the interpreter defines.
+        if let Some(inner) = info
+            .type_name
+            .strip_prefix("PyAPI_DATA(")
+            .and_then(|t| t.strip_suffix(')'))
+        {
+            info.type_name = inner.trim_end_matches(['*', ' ']).to_string();
+            info.is_extern = true;
+        }
         if ty.kind() == "struct_specifier" || ty.kind() == "union_specifier" {
             info.struct_def = struct_def(ty, cx, Vec::new());
         }

@@ -3,6 +3,7 @@
 use super::declarator::{declaration_type, shape_of, TypeInfo};
 use super::expr::summarize;
 use super::function::function_facts;
+
 use super::initializer::parse_init;
 use super::structs::{struct_def, typedef_structs};
 use super::*;
@@ -190,6 +191,11 @@ pub fn extract(
     // locals.
     let mut stack: Vec<(Node, bool)> = vec![(root, false)];
     while let Some((node, in_error)) = stack.pop() {
+        if node.kind() == "ERROR" && node.parent().is_none_or(|p| !p.is_error()) {
+            facts
+                .functions
+                .extend(super::function::error_region_facts(node, &cx));
+        }
         let mut cursor = node.walk();
         let children: Vec<Node> = node.children(&mut cursor).collect();
         for child in children.into_iter().rev() {
@@ -256,10 +262,16 @@ fn file_scope_call(node: Node, cx: &Cx) -> Option<Call> {
     })
 }
 
-/// Types whose initializers the model reads entry by entry.
-pub(crate) fn wants_entries(type_name: &str) -> bool {
-    let bare = type_name.trim_start_matches("struct ").trim();
-    bare.starts_with("Py") || bare.starts_with("_Py")
+/// Initializers read entry by entry: everything but plain numeric data (lookup tables are
+/// a large share of real extension code and say nothing about state), and nothing huge.
+pub(crate) fn wants_entries(type_name: &str, init_bytes: usize) -> bool {
+    const PLAIN: &[&str] = &[
+        "unsigned", "signed", "char", "short", "int", "long", "float", "double", "_Bool", "bool",
+    ];
+    let plain = type_name
+        .split_whitespace()
+        .all(|w| PLAIN.contains(&w) || w.ends_with("_t"));
+    !plain && init_bytes < 256 * 1024
 }
 
 fn file_declaration(node: Node, cx: &Cx, in_error: bool, facts: &mut FileFacts) {
@@ -305,9 +317,13 @@ pub(crate) fn declared_variables(
         if in_error && !(info.is_static || info.is_extern || info.is_thread_local) {
             continue;
         }
-        let init = shape
-            .init
-            .map(|value| parse_init(value, cx, wants_entries(&info.type_name)));
+        let init = shape.init.map(|value| {
+            parse_init(
+                value,
+                cx,
+                wants_entries(&info.type_name, value.end_byte() - value.start_byte()),
+            )
+        });
         variables.push(Variable {
             name,
             span: shape.name_span.unwrap_or_else(|| cx.span(declarator)),

@@ -8,6 +8,28 @@ use super::*;
 use std::collections::{HashMap, HashSet};
 use tree_sitter::Node;
 
+/// C library calls that write through their first argument: passing a global array (or
+/// pointer) to them writes the global's storage.
+const WRITES_FIRST_ARGUMENT: &[&str] = &[
+    "memset",
+    "memcpy",
+    "memmove",
+    "strcpy",
+    "strncpy",
+    "strcat",
+    "strncat",
+    "sprintf",
+    "snprintf",
+    "vsprintf",
+    "vsnprintf",
+    "PyOS_snprintf",
+    "PyOS_vsnprintf",
+    "fgets",
+    "fread",
+    "qsort",
+    "bzero",
+];
+
 /// Macros that assign their first argument.
 const ASSIGNING_MACROS: &[&str] = &["Py_CLEAR", "Py_SETREF", "Py_XSETREF", "Py_CLEARREF"];
 
@@ -155,6 +177,45 @@ pub(crate) fn function_facts(
         returns: walker.returns,
         versions: cx.versions(node),
         uncertain: cx.uncertain(node),
+    })
+}
+
+/// Code inside an ERROR at file scope, often a function whose head was lost: its writes and
+/// calls still count, attributed to a placeholder name and marked uncertain.
+pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
+    let line = cx.lines.position(node.start_byte()).0;
+    let name = format!("<unparsed code at line {line}>");
+    let mut walker = BodyWalker {
+        cx,
+        function: name.clone(),
+        locals: HashSet::new(),
+        references: Vec::new(),
+        referenced: HashSet::new(),
+        writes: Vec::new(),
+        calls: Vec::new(),
+        returns: Vec::new(),
+        handled: HashSet::new(),
+        assigned_to: HashMap::new(),
+    };
+    let mut ignored = Vec::new();
+    walker.walk(node, &mut ignored);
+    if walker.writes.is_empty() && walker.calls.is_empty() && walker.references.is_empty() {
+        return None;
+    }
+    Some(Function {
+        name,
+        span: cx.span_of(node.start_byte(), node.start_byte()),
+        def_span: cx.span(node),
+        is_static: true,
+        return_type: String::new(),
+        params: Vec::new(),
+        macro_head: None,
+        references: walker.references,
+        writes: walker.writes,
+        calls: walker.calls,
+        returns: walker.returns,
+        versions: cx.versions(node),
+        uncertain: true,
     })
 }
 
@@ -350,6 +411,20 @@ impl BodyWalker<'_, '_> {
                 }
             }
         }
+        if WRITES_FIRST_ARGUMENT.contains(&callee.as_str()) {
+            if let Some(first) = arg_nodes
+                .first()
+                .map(|a| unwrap(*a))
+                .filter(|a| a.kind() == "identifier")
+            {
+                self.record_write(
+                    first,
+                    WriteKind::PassedByAddress,
+                    None,
+                    Some(callee.clone()),
+                );
+            }
+        }
         if ASSIGNING_MACROS.contains(&callee.as_str()) {
             if let Some(first) = arg_nodes.first() {
                 let value = arg_nodes.get(1).map(|v| summarize(*v, cx));
@@ -384,6 +459,14 @@ impl BodyWalker<'_, '_> {
             return;
         }
         let outer = unwrap(target);
+        if outer.kind() == "pointer_expression"
+            && outer
+                .child_by_field_name("argument")
+                .map(unwrap)
+                .is_some_and(|a| a.kind() != "identifier")
+        {
+            return;
+        }
         let (kind, field) = if root.id() == outer.id() || kind.escapes() {
             (kind, None)
         } else {

@@ -35,6 +35,13 @@ pub const READ_ONLY_ADDRESS_USERS: &[&str] = &[
     "PyArg_ParseTuple",
     "_PyArg_ParseTupleAndKeywordsFast",
     "_PyArg_UnpackKeywords",
+    "PyCFunction_New",
+    "PyCFunction_NewEx",
+    "PyCMethod_New",
+    "PyDescr_NewMethod",
+    "PyDescr_NewClassMethod",
+    "PyDescr_NewGetSet",
+    "PyDescr_NewMember",
     "Py_INCREF",
     "Py_XINCREF",
     "Py_NewRef",
@@ -46,7 +53,11 @@ pub const READ_ONLY_ADDRESS_USERS: &[&str] = &[
 ];
 
 pub fn classify_writes(files: &[FileFacts], global: &Global) -> WriteClass {
-    let mut class = WriteClass::NeverWritten;
+    let mut class = if global.address_in_initializers.is_empty() {
+        WriteClass::NeverWritten
+    } else {
+        WriteClass::AddressEscapes
+    };
     for w in &global.writes {
         let site = &files[w.function.file].functions[w.function.index].writes[w.site];
         if site.versions.python2_only() {

@@ -279,7 +279,7 @@ pub fn build_module(
             }
         }
     }
-    let init_functions = call_closure(&scope, &starts);
+    let init_functions = init_only(&scope, call_closure(&scope, &starts), &starts);
 
     let types = find_types(&scope);
     let globals = collect_globals(&scope, &init_functions, init.is_some());
@@ -311,6 +311,63 @@ fn call_closure(scope: &Scope, starts: &[FnRef]) -> BTreeSet<FnRef> {
         }
     }
     seen
+}
+
+/// Narrows the functions reachable from init to those that run only at init: a helper that a
+/// method also calls, or that a method table names, runs at run time too.
+fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTreeSet<FnRef> {
+    let mut named_in_tables: BTreeSet<FnRef> = BTreeSet::new();
+    for &fi in scope.members {
+        for v in &scope.files[fi].variables {
+            if let Some(Init::List(list)) = &v.init {
+                let mut names = Vec::new();
+                collect_idents(list, &mut names, 0);
+                named_in_tables.extend(names.into_iter().filter_map(|n| scope.function(n, fi)));
+            }
+        }
+    }
+    set.retain(|f| starts.contains(f) || !named_in_tables.contains(f));
+    loop {
+        let mut removed = false;
+        for &fi in scope.members {
+            for (i, function) in scope.files[fi].functions.iter().enumerate() {
+                if set.contains(&FnRef { file: fi, index: i }) {
+                    continue;
+                }
+                let used = function
+                    .calls
+                    .iter()
+                    .map(|c| c.callee.as_str())
+                    .chain(function.references.iter().map(|r| r.name.as_str()));
+                for name in used {
+                    if let Some(callee) = scope.function(name, fi) {
+                        if !starts.contains(&callee) && set.remove(&callee) {
+                            removed = true;
+                        }
+                    }
+                }
+            }
+        }
+        if !removed {
+            return set;
+        }
+    }
+}
+
+fn collect_idents<'l>(list: &'l InitList, out: &mut Vec<&'l str>, depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    for entry in &list.entries {
+        match &entry.value {
+            Init::Expr(e) => {
+                if let Some(name) = e.ident() {
+                    out.push(name);
+                }
+            }
+            Init::List(inner) => collect_idents(inner, out, depth + 1),
+        }
+    }
 }
 
 /// Macros (from any member file) whose body calls a module creator.
@@ -496,7 +553,11 @@ fn find_types(scope: &Scope) -> Vec<TypeDef> {
     for &fi in scope.members {
         for (i, v) in scope.files[fi].variables.iter().enumerate() {
             let var = VarRef { file: fi, index: i };
-            if !v.is_definition() || !v.pointers.is_empty() || v.array_dims > 0 {
+            if !v.is_definition()
+                || !v.pointers.is_empty()
+                || v.array_dims > 0
+                || is_superseded(&scope.files[fi], i)
+            {
                 continue;
             }
             if is_type_object(&v.type_name) {
@@ -593,12 +654,13 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
     let mut globals: BTreeMap<VarRef, Global> = BTreeMap::new();
     for &fi in scope.members {
         for (i, v) in scope.files[fi].variables.iter().enumerate() {
-            if v.is_definition() {
+            if v.is_definition() && !is_superseded(&scope.files[fi], i) {
                 let var = VarRef { file: fi, index: i };
                 globals.insert(
                     var,
                     Global {
                         var,
+                        address_in_initializers: Vec::new(),
                         readers: Vec::new(),
                         writes: Vec::new(),
                         class: super::WriteClass::NeverWritten,
@@ -630,9 +692,61 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
             }
         }
     }
+    // `{"m.Error", &Error}` in a table: the address escapes into data the code may write
+    // through.
+    for &fi in scope.members {
+        for (i, v) in scope.files[fi].variables.iter().enumerate() {
+            let Some(Init::List(list)) = &v.init else {
+                continue;
+            };
+            let holder = VarRef { file: fi, index: i };
+            let mut addressed = Vec::new();
+            collect_addresses(list, &mut addressed, 0);
+            for name in addressed {
+                if let Some(target) = scope.variable(name, fi, v.function.as_deref()) {
+                    if let Some(g) = globals.get_mut(&target) {
+                        if target != holder && !g.address_in_initializers.contains(&holder) {
+                            g.address_in_initializers.push(holder);
+                        }
+                    }
+                }
+            }
+        }
+    }
     let mut out: Vec<Global> = globals.into_values().collect();
     for g in &mut out {
         g.class = classify_writes(scope.files, g);
     }
     out
+}
+
+fn collect_addresses<'l>(list: &'l InitList, out: &mut Vec<&'l str>, depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    for entry in &list.entries {
+        match &entry.value {
+            Init::Expr(e) => {
+                if let ExprKind::AddressOf(name) = &e.kind {
+                    out.push(name);
+                }
+            }
+            Init::List(inner) => collect_addresses(inner, out, depth + 1),
+        }
+    }
+}
+
+/// A tentative definition (`static PyTypeObject Foo_Type;`) followed in the same file by the
+/// definition with an initializer: one variable, reported once, at the definition.
+pub fn is_superseded(file: &FileFacts, index: usize) -> bool {
+    let v = &file.variables[index];
+    v.init.is_none()
+        && v.function.is_none()
+        && file.variables.iter().enumerate().any(|(j, o)| {
+            j != index
+                && o.name == v.name
+                && o.function.is_none()
+                && o.init.is_some()
+                && !o.is_extern
+        })
 }

@@ -66,6 +66,8 @@ pub struct GlobalWrite {
 #[derive(Debug, Clone)]
 pub struct Global {
     pub var: VarRef,
+    /// Globals whose initializers take this one's address (`{"Error", &Error}`).
+    pub address_in_initializers: Vec<VarRef>,
     pub readers: Vec<FnRef>,
     pub writes: Vec<GlobalWrite>,
     pub class: WriteClass,

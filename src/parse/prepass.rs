@@ -77,6 +77,9 @@ struct Branch {
 
 struct Block {
     branches: Vec<Branch>,
+    /// `#ifdef __cplusplus` (`Some(true)`) or `#ifndef __cplusplus` (`Some(false)`): a C
+    /// compiler takes the other branch, and `extern "C" {` would otherwise unbalance braces.
+    cplusplus: Option<bool>,
     endif: (usize, usize),
     endif_tok: usize,
     in_construct: bool,
@@ -111,6 +114,7 @@ pub fn prepare(src: &[u8]) -> Prepared {
     let mut macros = VersionMacros::new();
     let mut prev_sig: Option<u8> = None;
     let mut statement_macros: Vec<(usize, usize)> = Vec::new();
+    let mut attribute_macros: Vec<String> = Vec::new();
 
     for (index, tok) in toks.iter().enumerate() {
         match tok.kind {
@@ -133,6 +137,7 @@ pub fn prepare(src: &[u8]) -> Prepared {
                                     cond,
                                     range,
                                 }],
+                                cplusplus: cplusplus_test(word, rest),
                                 endif: (tok.end, tok.end),
                                 endif_tok: index,
                                 in_construct: ctx.inside_construct(),
@@ -189,6 +194,9 @@ pub fn prepare(src: &[u8]) -> Prepared {
                         }
                     }
                     "define" => {
+                        if let Some(name) = attribute_macro_name(rest) {
+                            attribute_macros.push(name);
+                        }
                         let range = parent_range;
                         if !range.is_all() {
                             let name: String = rest
@@ -254,7 +262,7 @@ pub fn prepare(src: &[u8]) -> Prepared {
     for block in &blocks {
         patch_block(block, &toks, src, &mut out);
     }
-    patch_macros(&toks, src, &mut out);
+    patch_macros(&toks, src, &mut out, &attribute_macros);
     for (start, end) in statement_macros {
         blank(&mut out, start, end);
     }
@@ -263,6 +271,23 @@ pub fn prepare(src: &[u8]) -> Prepared {
     Prepared {
         text: out,
         conditionals: ConditionalMap { regions },
+    }
+}
+
+fn cplusplus_test(word: &str, rest: &str) -> Option<bool> {
+    let cond: String = rest
+        .split("/*")
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    match (word, cond.as_str()) {
+        ("ifdef", "__cplusplus") | ("if", "defined(__cplusplus)") | ("if", "__cplusplus") => {
+            Some(true)
+        }
+        ("ifndef", "__cplusplus") | ("if", "!defined(__cplusplus)") => Some(false),
+        _ => None,
     }
 }
 
@@ -312,6 +337,22 @@ fn patch_block(block: &Block, toks: &[Tok], src: &[u8], out: &mut [u8]) {
     let starts_with_else = toks
         .get(block.branches[0].first_tok)
         .is_some_and(|t| t.kind == TokKind::Ident && &src[t.start..t.end] == b"else");
+    if let Some(cplusplus_first) = block.cplusplus {
+        for branch in &block.branches {
+            blank(out, branch.directive.0, branch.directive.1);
+        }
+        blank(out, block.endif.0, block.endif.1);
+        for (i, branch) in block.branches.iter().enumerate() {
+            let end = block
+                .branches
+                .get(i + 1)
+                .map_or(block.endif.0, |b| b.directive.0);
+            if (i == 0) == cplusplus_first {
+                blank(out, branch.directive.1, end);
+            }
+        }
+        return;
+    }
     let choose_one =
         block.branches.len() > 1 && (block.in_construct || (at_file_scope && follows_with_brace));
     let merge = !choose_one
@@ -420,7 +461,39 @@ const ATTRIBUTE_MACROS: &[&[u8]] = &[
     b"_Py_COMP_DIAG_IGNORE_DEPR_DECLS",
 ];
 
-fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8]) {
+/// `#define HIDDEN __attribute__((visibility("hidden")))`, `#define RAISES`: a macro that
+/// expands to nothing C needs for its structure. Its uses are blanked like the attribute
+/// macros CPython ships.
+fn attribute_macro_name(rest: &str) -> Option<String> {
+    let rest = rest.trim_start();
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if name.is_empty() || name.starts_with("Py") || name.starts_with("_Py") {
+        return None;
+    }
+    let mut body = &rest[name.len()..];
+    if body.starts_with('(') {
+        body = &body[body.find(')')? + 1..];
+    }
+    let body = body
+        .split("/*")
+        .next()
+        .unwrap_or("")
+        .split("//")
+        .next()
+        .unwrap_or("")
+        .trim();
+    let is_attribute = body.is_empty()
+        || ((body.starts_with("__attribute__") || body.starts_with("__declspec"))
+            && body.ends_with(')'));
+    // Include guards and feature flags are only ever tested in directives, where nothing is
+    // blanked; what remains are annotation macros.
+    is_attribute.then_some(name)
+}
+
+fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], attribute_macros: &[String]) {
     for (i, tok) in toks.iter().enumerate() {
         if tok.kind != TokKind::Ident {
             continue;
@@ -494,7 +567,9 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8]) {
             {
                 write_padded(out, tok.start, tok.end, b"");
             }
-            _ if ATTRIBUTE_MACROS.contains(&name) => {
+            _ if ATTRIBUTE_MACROS.contains(&name)
+                || attribute_macros.iter().any(|m| m.as_bytes() == name) =>
+            {
                 let end = if next_is_paren {
                     call_end(toks, i + 1).map(|c| toks[c].end)
                 } else {
@@ -540,7 +615,7 @@ mod tests {
     fn keeps_length_and_lines() {
         let src = "struct s {\n    PyObject_HEAD\n    int x;\n};\n";
         let out = prep(src);
-        assert!(out.contains("PyObject ob_base;"), "{out}");
+        assert!(out.contains("PyObject ob;"), "{out}");
         assert_eq!(out.matches('\n').count(), src.matches('\n').count());
     }
 

@@ -59,7 +59,11 @@ declare_rule! {
 fn check(ctx: &mut Ctx) {
     for g in &ctx.module.globals {
         let v = ctx.project.var(g.var);
-        if v.function.is_some() || v.is_thread_local || g.class == WriteClass::NeverWritten {
+        if v.function.is_some()
+            || v.is_thread_local
+            || v.is_immutable()
+            || g.class == WriteClass::NeverWritten
+        {
             continue;
         }
         if !ctx.layouts.variable_holds_objects(v) {

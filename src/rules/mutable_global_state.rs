@@ -1,5 +1,5 @@
 use super::{declare_rule, write_summary, Ctx};
-use crate::model::pytypes::is_type_object;
+use crate::model::pytypes::{is_definition_table, is_type_object};
 use crate::model::WriteClass;
 
 declare_rule! {
@@ -55,6 +55,11 @@ fn check(ctx: &mut Ctx) {
     for g in &ctx.module.globals {
         let v = ctx.project.var(g.var);
         if g.class == WriteClass::NeverWritten || v.is_immutable() || v.is_thread_local {
+            continue;
+        }
+        // A definition table whose address is handed to the C API (`tp_as_mapping = &m`,
+        // `PyCFunction_New(&def, ...)`) is still only read; a direct write is a finding.
+        if is_definition_table(&v.type_name) && g.class == WriteClass::AddressEscapes {
             continue;
         }
         // Objects have rules of their own.

@@ -32,7 +32,16 @@ pub fn write_summary(project: &Project, global: &Global) -> String {
         WriteClass::InitOnly => format!(
             "written only while the module initialises, in {places}; every interpreter that imports the module overwrites it"
         ),
-        WriteClass::AddressEscapes => format!("its address escapes in {places}, so it may be written through it"),
+        WriteClass::AddressEscapes => {
+            let mut wheres: Vec<String> = Vec::new();
+            if !places.is_empty() {
+                wheres.push(places);
+            }
+            for holder in global.address_in_initializers.iter().take(2) {
+                wheres.push(format!("the initializer of `{}`", project.var(*holder).name));
+            }
+            format!("its address escapes in {}, so it may be written through it", wheres.join(" and in "))
+        }
         WriteClass::Runtime => format!("written at run time in {places}"),
     }
 }

@@ -1,0 +1,377 @@
+//! The binary end to end: exit codes, the JSON document, and bad input of every kind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn isolint(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("isolint runs")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn no_panic(output: &Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+}
+
+#[test]
+fn exit_codes() {
+    let root = fixtures();
+    assert_eq!(
+        isolint(&["check", "legacy_single_phase"], &root)
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        isolint(&["check", "isolated_multi_phase"], &root)
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        isolint(&["check", "--exit-zero", "legacy_single_phase"], &root)
+            .status
+            .code(),
+        Some(0)
+    );
+    // Only info-level findings are below the default failing level.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("a.c"),
+        "static int level = 3;\nint get(void) { return level; }\n",
+    )
+    .unwrap();
+    assert_eq!(isolint(&["check", "."], tmp.path()).status.code(), Some(0));
+    assert_eq!(
+        isolint(&["check", "--fail-on", "info", "."], tmp.path())
+            .status
+            .code(),
+        Some(1)
+    );
+    // Usage errors.
+    assert_eq!(
+        isolint(&["check", "--select", "no-such-rule", "."], &root)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        isolint(&["check", "--python", "three", "."], &root)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(isolint(&["frobnicate"], &root).status.code(), Some(2));
+    let missing = isolint(&["check", "does/not/exist"], &root);
+    assert_eq!(missing.status.code(), Some(2));
+    no_panic(&missing);
+}
+
+#[test]
+fn json_document_has_the_documented_shape() {
+    let out = isolint(
+        &["check", "--format", "json", "legacy_single_phase"],
+        &fixtures(),
+    );
+    let doc = json(&out);
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["tool"]["name"], "isolint");
+    assert_eq!(doc["files_scanned"], 1);
+    assert!(doc["errors"].as_array().unwrap().is_empty());
+    let module = &doc["modules"][0];
+    assert_eq!(module["name"], "_speedups");
+    assert_eq!(module["init"], "single-phase");
+    assert_eq!(module["m_size"], "-1");
+    assert!(module["slots"]["multiple_interpreters"].is_null());
+    let findings = doc["findings"].as_array().unwrap();
+    let f = findings
+        .iter()
+        .find(|f| f["name"] == "static-type-object")
+        .unwrap();
+    assert_eq!(f["rule"], "ISO003");
+    assert_eq!(f["symbol"], "Foo_Type");
+    assert_eq!(f["path"], "legacy_single_phase/_speedups.c");
+    assert!(f["function"].is_null());
+    assert_eq!(f["module"], "_speedups");
+    assert_eq!(
+        (f["line"].as_u64(), f["column"].as_u64()),
+        (Some(33), Some(21))
+    );
+    assert_eq!(f["end_column"].as_u64(), Some(29));
+    for key in [
+        "severity",
+        "message",
+        "help",
+        "end_line",
+        "python",
+        "uncertain",
+    ] {
+        assert!(f.get(key).is_some(), "missing {key}");
+    }
+    // Sorted by (path, line, column, rule), and byte-stable across runs.
+    let keys: Vec<(String, u64, u64)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+                f["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    let again = isolint(
+        &["check", "--format", "json", "legacy_single_phase"],
+        &fixtures(),
+    );
+    assert_eq!(out.stdout, again.stdout);
+}
+
+#[test]
+fn human_output_shows_source_help_and_summary() {
+    let out = isolint(
+        &["check", "--color", "never", "legacy_single_phase"],
+        &fixtures(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("static PyTypeObject Foo_Type = {"), "{text}");
+    assert!(text.contains("help: convert it to a heap type"), "{text}");
+    assert!(text.contains("ISO003[static-type-object]"), "{text}");
+    assert!(
+        text.contains(
+            "0 errors, 9 warnings, 1 info in 1 module (1 file scanned, 0 with parse errors)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_inputs_are_reported_and_the_scan_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("good.c"),
+        "static PyObject *cache;\nvoid f(void) { cache = PyDict_New(); }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("binary.c"), [0x7f, b'E', b'L', b'F', 0, 0, 1, 2]).unwrap();
+    std::fs::write(
+        dir.join("latin1.c"),
+        b"/* caf\xe9 */\nstatic PyObject *x;\nvoid g(void) { x = NULL; }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("empty.c"), b"").unwrap();
+    std::fs::write(
+        dir.join("half.c"),
+        "static PyObject *half;\nvoid h(void) { half = PyList_New(0); if (x) { y = ;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nested.c"),
+        format!(
+            "void n(void) {}{}\n",
+            "{".repeat(20_000),
+            "}".repeat(20_000)
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("big.c"), vec![b'x'; 2048]).unwrap();
+    std::fs::write(dir.join("ext.cpp"), "int x;\n").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir, dir.join("loop")).unwrap();
+        let unreadable = dir.join("secret.c");
+        std::fs::write(&unreadable, "int x;\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let out = isolint(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--max-file-size",
+            "1024",
+            ".",
+            "missing.c",
+        ],
+        dir,
+    );
+    no_panic(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "findings in the good files still fail the run"
+    );
+    let doc = json(&out);
+    let errors: Vec<String> = doc["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["path"].as_str().unwrap(),
+                e["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
+    assert!(has("binary.c: binary file"), "{errors:?}");
+    assert!(has("latin1.c: not valid UTF-8"), "{errors:?}");
+    assert!(
+        has("big.c: file is 2048 bytes, over the 1024-byte limit"),
+        "{errors:?}"
+    );
+    assert!(has("missing.c: no such file or directory"), "{errors:?}");
+    let symbols: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["symbol"].as_str())
+        .collect();
+    for s in ["cache", "x", "half"] {
+        assert!(
+            symbols.contains(&s),
+            "finding for `{s}` missing: {symbols:?}"
+        );
+    }
+    assert_eq!(doc["skipped"][0]["path"], "./ext.cpp");
+    assert!(doc["parse_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["path"] == "./half.c"));
+}
+
+#[test]
+fn a_huge_generated_file_is_scanned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = String::from("static const unsigned int table[] = {\n");
+    while text.len() < 50 * 1024 * 1024 {
+        text.push_str("0x1234, 0x5678, 0x9abc, 0xdef0, 0x1111, 0x2222, 0x3333, 0x4444,\n");
+    }
+    text.push_str(
+        "};\nstatic PyObject *after_table;\nvoid f(void) { after_table = PyDict_New(); }\n",
+    );
+    std::fs::write(tmp.path().join("gen.c"), text).unwrap();
+    let out = isolint(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--max-file-size",
+            "100000000",
+            "gen.c",
+        ],
+        tmp.path(),
+    );
+    no_panic(&out);
+    let doc = json(&out);
+    assert_eq!(doc["findings"][0]["symbol"], "after_table");
+    // The default limit skips it with a message instead.
+    let out = isolint(&["check", "--format", "json", "gen.c"], tmp.path());
+    assert_eq!(out.status.code(), Some(2), "nothing could be scanned");
+    assert!(json(&out)["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("over the 10485760-byte limit"));
+}
+
+#[test]
+fn stdin_buffer_carries_the_given_file_name() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--stdin-filename",
+            "src/foo.c",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"static PyTypeObject Foo_Type = {PyVarObject_HEAD_INIT(NULL, 0) \"m.Foo\"};\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let doc = json(&out);
+    assert_eq!(doc["findings"][0]["path"], "src/foo.c");
+    assert_eq!(doc["findings"][0]["name"], "static-type-object");
+}
+
+#[test]
+fn rules_and_explain() {
+    let out = isolint(&["rules", "--format", "json"], &fixtures());
+    let rules = json(&out);
+    assert!(rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "global-pyobject"));
+    let out = isolint(&["explain", "ISO003"], &fixtures());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("## Why is this bad?") && text.contains("static-type-object"),
+        "{text}"
+    );
+    assert_eq!(
+        isolint(&["explain", "nope"], &fixtures()).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn scanning_never_runs_code_from_the_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("marker");
+    std::fs::write(
+        tmp.path().join("setup.py"),
+        format!(
+            "open({:?}, 'w').write('ran')\n",
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("Makefile"),
+        format!("all:\n\ttouch {}\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("mod.c"),
+        "static PyObject *x;\nvoid f(void) { x = NULL; }\n",
+    )
+    .unwrap();
+    let out = isolint(&["check", "."], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !marker.exists(),
+        "isolint ran something from the scanned repository"
+    );
+}
