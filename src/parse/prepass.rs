@@ -120,7 +120,7 @@ pub fn prepare(src: &[u8]) -> Prepared {
         match tok.kind {
             TokKind::Directive => {
                 let (word, rest) = directive_word(&src[tok.start..tok.end]);
-                let parent_range = open.last().map_or(VersionRange::ALL, |b| current_range(b));
+                let parent_range = open.last().map_or(VersionRange::ALL, current_range);
                 match word {
                     "if" | "ifdef" | "ifndef" => {
                         let cond = match word {

@@ -200,7 +200,7 @@ fn same_module(finding: &Finding, module: &str) -> bool {
     finding
         .module
         .as_deref()
-        .map_or(true, |m| last(m) == last(module))
+        .is_none_or(|m| last(m) == last(module))
 }
 
 /// Rules about statics that can hold a Python object, i.e. can be shared or dangle.
