@@ -402,7 +402,10 @@ mod tests {
         );
         assert_eq!(eval("defined(HAVE_FOO)"), Cond::Unknown);
         assert_eq!(eval("0"), Cond::Version(VersionRange::EMPTY));
-        assert_eq!(eval("Py_GIL_DISABLED || 1"), Cond::Version(VersionRange::ALL));
+        assert_eq!(
+            eval("Py_GIL_DISABLED || 1"),
+            Cond::Version(VersionRange::ALL)
+        );
         assert_eq!(eval("Py_GIL_DISABLED && HAVE_X"), Cond::Unknown);
     }
 
