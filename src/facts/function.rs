@@ -149,18 +149,7 @@ pub(crate) fn function_facts(
         }
     );
 
-    let mut walker = BodyWalker {
-        cx,
-        function: name.clone(),
-        locals,
-        references: Vec::new(),
-        referenced: HashSet::new(),
-        writes: Vec::new(),
-        calls: Vec::new(),
-        returns: Vec::new(),
-        handled: HashSet::new(),
-        assigned_to: HashMap::new(),
-    };
+    let mut walker = BodyWalker::new(cx, name.clone(), locals);
     walker.walk(body, variables);
 
     Some(Function {
@@ -185,18 +174,7 @@ pub(crate) fn function_facts(
 pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
     let line = cx.lines.position(node.start_byte()).0;
     let name = format!("<unparsed code at line {line}>");
-    let mut walker = BodyWalker {
-        cx,
-        function: name.clone(),
-        locals: HashSet::new(),
-        references: Vec::new(),
-        referenced: HashSet::new(),
-        writes: Vec::new(),
-        calls: Vec::new(),
-        returns: Vec::new(),
-        handled: HashSet::new(),
-        assigned_to: HashMap::new(),
-    };
+    let mut walker = BodyWalker::new(cx, name.clone(), HashSet::new());
     let mut ignored = Vec::new();
     walker.walk(node, &mut ignored);
     if walker.writes.is_empty() && walker.calls.is_empty() && walker.references.is_empty() {
@@ -235,7 +213,22 @@ struct BodyWalker<'a, 'c> {
     assigned_to: HashMap<usize, String>,
 }
 
-impl BodyWalker<'_, '_> {
+impl<'a, 'c> BodyWalker<'a, 'c> {
+    fn new(cx: &'c Cx<'a>, function: String, locals: HashSet<String>) -> Self {
+        Self {
+            cx,
+            function,
+            locals,
+            references: Vec::new(),
+            referenced: HashSet::new(),
+            writes: Vec::new(),
+            calls: Vec::new(),
+            returns: Vec::new(),
+            handled: HashSet::new(),
+            assigned_to: HashMap::new(),
+        }
+    }
+
     fn walk(&mut self, body: Node, variables: &mut Vec<Variable>) {
         // An explicit stack: 100 000 nested blocks must not overflow the call stack.
         let mut stack = vec![body];

@@ -474,7 +474,7 @@ fn find_module_def(
             slots: Vec::new(),
         });
     };
-    let fields = named_fields(list, MODULE_DEF_FIELDS, 0);
+    let fields = module_def_fields(list);
     let slots_var = fields
         .get("m_slots")
         .and_then(|e| e.ident())
@@ -488,6 +488,11 @@ fn find_module_def(
         slots_var,
         slots,
     })
+}
+
+/// The fields of a `PyModuleDef` initializer, designated or positional.
+pub fn module_def_fields(list: &InitList) -> BTreeMap<String, Expr> {
+    named_fields(list, MODULE_DEF_FIELDS, 0)
 }
 
 /// Designated entries by name, positional ones by their place after `skip` leading entries.

@@ -10,7 +10,9 @@ use crate::facts::{Call, FileFacts, Function, Variable, WriteSite};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-pub use definitions::{current_entries, ModuleDef, SlotValue, TypeDef, TypeKind};
+pub use definitions::{
+    current_entries, module_def_fields, ModuleDef, SlotValue, TypeDef, TypeKind,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct VarRef {

@@ -1,6 +1,6 @@
 //! Evaluating `#if` conditions into the Python versions they select.
 
-use crate::version::{py, PyVersion, VersionRange, UNBOUNDED};
+use crate::version::{py, PyVersion, VersionRange};
 use std::collections::HashMap;
 
 /// What a condition says about the Python version.
@@ -329,19 +329,12 @@ fn compare(left: Value, op: &str, right: Value) -> Cond {
         "!=" => return Cond::Unknown,
         _ => return Cond::Unknown,
     };
-    let range = if var == VersionVar::Minor {
+    if var == VersionVar::Minor {
         // PY_MINOR_VERSION alone says nothing of Python 2 vs 4; keep it to 3.x.
-        range
-            .intersect(&VersionRange {
-                lo: py(3, 0),
-                hi: py(4, 0),
-            })
-            .hull(&VersionRange::EMPTY)
-    } else {
-        range
-    };
-    if range.hi == UNBOUNDED && range.lo == 0 {
-        Cond::Version(VersionRange::ALL)
+        Cond::Version(range.intersect(&VersionRange {
+            lo: py(3, 0),
+            hi: py(4, 0),
+        }))
     } else {
         Cond::Version(range)
     }

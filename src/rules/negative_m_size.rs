@@ -1,6 +1,7 @@
 use super::{declare_rule, Ctx, Site};
-use crate::facts::ExprKind;
-use crate::facts::Init;
+use crate::facts::{ExprKind, Init};
+use crate::model::module_def_fields;
+use crate::model::pytypes::bare_type;
 
 declare_rule! {
     /// ## What it does
@@ -52,39 +53,31 @@ fn check(ctx: &mut Ctx) {
     let module = ctx.module;
     for &fi in &module.files {
         for v in &ctx.project.files[fi].variables {
-            if crate::model::pytypes::bare_type(&v.type_name) != "PyModuleDef" {
+            if bare_type(&v.type_name) != "PyModuleDef" {
                 continue;
             }
             let Some(Init::List(list)) = &v.init else {
                 continue;
             };
-            let mut positional = 0usize;
-            for entry in crate::model::current_entries(list) {
-                let is_m_size = match &entry.designator {
-                    Some(d) => d == "m_size",
-                    None => {
-                        positional += 1;
-                        positional == 4
-                    }
-                };
-                let Init::Expr(e) = &entry.value else {
-                    continue;
-                };
-                if is_m_size && e.kind == ExprKind::Number(Some(-1)) {
-                    let site = Site {
-                        file: fi,
-                        span: e.span,
-                        versions: entry.versions.intersect(&v.versions),
-                        uncertain: v.uncertain,
-                    };
-                    let message = format!(
-                        "`{}` sets `m_size = -1`: the module keeps its state in C globals",
-                        v.name
-                    );
-                    let help = "set `m_size` to `sizeof(<module>_state)` and keep the state there (or 0 when the module has no state)".to_string();
-                    ctx.report(site, Some(&v.name), None, message, help);
-                }
-            }
+            let fields = module_def_fields(list);
+            let Some(m_size) = fields
+                .get("m_size")
+                .filter(|e| e.kind == ExprKind::Number(Some(-1)))
+            else {
+                continue;
+            };
+            let site = Site {
+                file: fi,
+                span: m_size.span,
+                versions: v.versions,
+                uncertain: v.uncertain,
+            };
+            let message = format!(
+                "`{}` sets `m_size = -1`: the module keeps its state in C globals",
+                v.name
+            );
+            let help = "set `m_size` to `sizeof(<module>_state)` and keep the state there (or 0 when the module has no state)".to_string();
+            ctx.report(site, Some(&v.name), None, message, help);
         }
     }
 }
