@@ -163,6 +163,23 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut findings = run_rules(&project, &rules);
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
+    let modules = project
+        .modules
+        .iter()
+        .filter_map(|m| {
+            let mut summary = ModuleSummary::of(&project, m)?;
+            let files: Vec<&PathBuf> = m.files.iter().map(|&f| &project.files[f].path).collect();
+            let own: Vec<Finding> = findings
+                .iter()
+                .filter(|f| {
+                    f.module.as_deref() == Some(m.name.as_str()) && files.contains(&&f.path)
+                })
+                .cloned()
+                .collect();
+            summary.verdict = Some(crate::rules::module_verdict(m, &own));
+            Some(summary)
+        })
+        .collect();
     // A global in a header included by two modules is one definition: report it once.
     findings.dedup_by(|b, a| {
         a.rule == b.rule
@@ -170,11 +187,6 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             && a.location.start_byte == b.location.start_byte
             && a.symbol == b.symbol
     });
-    let modules = project
-        .modules
-        .iter()
-        .filter_map(|m| ModuleSummary::of(&project, m))
-        .collect();
     Analysis {
         files_scanned,
         skipped,

@@ -158,7 +158,7 @@ fn human_output_shows_source_help_and_summary() {
     assert!(text.contains("ISO003[static-type-object]"), "{text}");
     assert!(
         text.contains(
-            "0 errors, 9 warnings, 1 info in 1 module (1 file scanned, 0 with parse errors)"
+            "0 errors, 9 warnings, 2 infos in 1 module (1 file scanned, 0 with parse errors)"
         ),
         "{text}"
     );

@@ -2,6 +2,7 @@
 //! `/* expect: rule-name */` at the end of the line the finding points at. This harness scans
 //! each fixture folder and fails on any missing or extra finding.
 
+use isolint::rules::Level;
 use isolint::{analyze, AnalyzeOptions};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -136,6 +137,12 @@ fn fixture_modules_have_the_expected_shape() {
     );
     assert_eq!(m.slots["gil"].as_deref(), Some("Py_MOD_GIL_NOT_USED"));
     assert_eq!((m.static_types, m.heap_types), (0, 1));
+    let verdict = m.verdict.as_ref().unwrap();
+    assert_eq!(
+        (verdict.declared, verdict.supported),
+        (Level::PerInterpreterGil, Level::PerInterpreterGil)
+    );
+    assert!(verdict.blockers.is_empty() && verdict.gil_not_used_possible);
 
     let legacy = scan("legacy_single_phase");
     let m = &legacy.modules[0];
@@ -144,6 +151,26 @@ fn fixture_modules_have_the_expected_shape() {
         ("_speedups", "single-phase", Some("-1"))
     );
     assert_eq!(m.static_types, 1);
+    assert_eq!(m.verdict.as_ref().unwrap().supported, Level::None);
+
+    // Multi-phase, but globals hold objects: it claims SUPPORTED by default and supports
+    // nothing; both levels above list the two globals as blockers.
+    let halfway = scan("multi_phase_exec_static");
+    let verdict = halfway.modules[0].verdict.as_ref().unwrap();
+    assert!(verdict.multiple_interpreters_is_default);
+    assert_eq!(
+        (verdict.declared, verdict.supported),
+        (Level::SharedGil, Level::None)
+    );
+    let blocked: Vec<(Level, usize)> = verdict
+        .blockers
+        .iter()
+        .map(|(l, b)| (*l, b.len()))
+        .collect();
+    assert_eq!(
+        blocked,
+        vec![(Level::SharedGil, 2), (Level::PerInterpreterGil, 2)]
+    );
 
     // The helper file is linked into the module through the names it provides.
     let split = scan("split_module");

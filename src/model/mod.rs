@@ -209,6 +209,8 @@ pub struct ModuleSummary {
     pub files: Vec<std::path::PathBuf>,
     pub static_types: usize,
     pub heap_types: usize,
+    /// Declared and supported isolation levels, from the findings (set once rules have run).
+    pub verdict: Option<crate::rules::Verdict>,
 }
 
 impl ModuleSummary {
@@ -248,6 +250,7 @@ impl ModuleSummary {
                 .iter()
                 .filter(|t| t.kind == TypeKind::Heap)
                 .count(),
+            verdict: None,
         })
     }
 }

@@ -160,6 +160,26 @@ pub fn render(analysis: &Analysis, sources: &mut Sources, color: bool) -> String
                 m.static_types,
                 m.heap_types
             ));
+            if let Some(v) = &m.verdict {
+                let default = if v.multiple_interpreters_is_default {
+                    " (default)"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "    declares {}{default}; supports {}",
+                    v.declared.as_str(),
+                    v.supported.as_str()
+                ));
+                for (level, blockers) in &v.blockers {
+                    out.push_str(&format!(
+                        "; {} blocked by {} finding(s)",
+                        level.as_str(),
+                        blockers.len()
+                    ));
+                }
+                out.push('\n');
+            }
         }
     }
     out.push_str(&summary_line(analysis));

@@ -23,6 +23,7 @@ pub fn to_value(analysis: &Analysis) -> Value {
             "files": m.files,
             "static_types": m.static_types,
             "heap_types": m.heap_types,
+            "verdict": m.verdict.as_ref().map(verdict_json),
         })).collect::<Vec<_>>(),
         "findings": analysis.findings,
     })
@@ -33,4 +34,19 @@ pub fn render(analysis: &Analysis) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
+}
+
+fn verdict_json(v: &crate::rules::Verdict) -> Value {
+    json!({
+        "declared": {
+            "multiple_interpreters": v.multiple_interpreters,
+            "multiple_interpreters_default": v.multiple_interpreters_is_default,
+            "level": v.declared,
+            "gil": v.gil,
+            "gil_default": v.gil_is_default,
+        },
+        "supported": v.supported,
+        "gil_not_used": v.gil_not_used_possible,
+        "blockers": v.blockers.iter().map(|(level, list)| json!({"level": level, "findings": list})).collect::<Vec<_>>(),
+    })
 }

@@ -33,6 +33,7 @@ declare_rule! {
         severity: Info,
         min_python: "any",
         summary: "global never written after its initializer could be `const`",
+        blocks: Nothing,
         check: check,
     };
 }

@@ -1,3 +1,4 @@
+use super::support::{global_role, GlobalRole};
 use super::{declare_rule, write_summary, Ctx};
 use crate::model::WriteClass;
 
@@ -52,6 +53,7 @@ declare_rule! {
         severity: Warning,
         min_python: "3.5",
         summary: "file-scope variable holding Python objects",
+        blocks: SharedGil,
         check: check,
     };
 }
@@ -67,6 +69,10 @@ fn check(ctx: &mut Ctx) {
             continue;
         }
         if !ctx.layouts.variable_holds_objects(v) {
+            continue;
+        }
+        // Exceptions, module pointers and C-API tables have rules with their own advice.
+        if global_role(ctx, g) != GlobalRole::Other {
             continue;
         }
         let message = format!(

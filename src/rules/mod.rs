@@ -1,15 +1,28 @@
 //! The rule registry. One rule per file: its id, name, severity, docs and check live together.
 //! Adding a rule touches its file, one line in `RULES`, and a fixture.
 
+mod capi_table_global;
 mod could_be_const;
+mod gilstate_api;
+mod global_exception_object;
 mod global_pyobject;
+mod missing_gil_slot;
+mod missing_multiple_interpreters_slot;
+mod module_state_via_global;
 mod mutable_global_state;
+mod mutated_static_definition;
 mod negative_m_size;
+mod overclaimed_isolation;
+mod py_identifier;
 mod pystate_module_lookup;
 mod single_phase_init;
 mod static_local_pyobject;
+mod static_object_singleton;
 mod static_type_object;
 mod support;
+mod thread_local_state;
+mod underclaimed_isolation;
+pub mod verdict;
 
 use crate::facts::Span;
 use crate::finding::{Finding, Location, Severity};
@@ -18,6 +31,7 @@ use crate::model::{ExtensionModule, Project};
 use crate::version::VersionRange;
 
 pub use support::{describe_writes, write_summary};
+pub use verdict::{module_verdict, Blocks, Level, Verdict};
 
 #[derive(Debug)]
 pub struct RuleInfo {
@@ -33,6 +47,8 @@ pub struct RuleInfo {
     /// The doc comment: What it does / Why is this bad / Example / Use instead / Minimum
     /// Python / References.
     pub docs: &'static str,
+    /// The highest isolation level a finding of this rule rules out.
+    pub blocks: Blocks,
     pub check: fn(&mut Ctx),
 }
 
@@ -46,6 +62,7 @@ macro_rules! declare_rule {
             severity: $severity:ident,
             min_python: $min:literal,
             summary: $summary:literal,
+            blocks: $blocks:ident,
             check: $check:path $(,)?
         };
     ) => {
@@ -57,6 +74,7 @@ macro_rules! declare_rule {
             min_python: $min,
             summary: $summary,
             docs: concat!($($doc, "\n"),*),
+            blocks: $crate::rules::Blocks::$blocks,
             check: $check,
         };
     };
@@ -72,6 +90,19 @@ pub static RULES: &[&RuleInfo] = &[
     &mutable_global_state::RULE,
     &pystate_module_lookup::RULE,
     &could_be_const::RULE,
+    &py_identifier::RULE,
+    &gilstate_api::RULE,
+    &global_exception_object::RULE,
+    &static_object_singleton::RULE,
+    &capi_table_global::RULE,
+    &mutated_static_definition::RULE,
+    &thread_local_state::RULE,
+    &module_state_via_global::RULE,
+    // The verdict rules read the findings of every rule above: they stay last.
+    &missing_multiple_interpreters_slot::RULE,
+    &missing_gil_slot::RULE,
+    &overclaimed_isolation::RULE,
+    &underclaimed_isolation::RULE,
 ];
 
 pub fn find_rule(key: &str) -> Option<&'static RuleInfo> {
@@ -96,9 +127,17 @@ pub struct Ctx<'a> {
     pub layouts: &'a Layouts<'a>,
     rule: &'static RuleInfo,
     out: &'a mut Vec<Finding>,
+    /// Where this module's findings start in `out`.
+    first: usize,
 }
 
 impl Ctx<'_> {
+    /// Findings of the rules that ran before this one on this module: the verdict rules run
+    /// last and read them.
+    pub fn module_findings(&self) -> &[Finding] {
+        &self.out[self.first..]
+    }
+
     pub fn report(
         &mut self,
         site: Site,
@@ -147,6 +186,7 @@ pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding>
     let layouts = Layouts::new(project.files.iter());
     let mut out = Vec::new();
     for module in project.units() {
+        let first = out.len();
         for rule in rules {
             let mut ctx = Ctx {
                 project,
@@ -154,6 +194,7 @@ pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding>
                 layouts: &layouts,
                 rule,
                 out: &mut out,
+                first,
             };
             (rule.check)(&mut ctx);
         }

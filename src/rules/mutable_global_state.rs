@@ -1,3 +1,4 @@
+use super::support::{global_role, GlobalRole};
 use super::{declare_rule, write_summary, Ctx};
 use crate::model::pytypes::{is_definition_table, is_type_object};
 use crate::model::WriteClass;
@@ -47,6 +48,7 @@ declare_rule! {
         severity: Warning,
         min_python: "3.5",
         summary: "non-const C global written after its initializer",
+        blocks: PerInterpreterGil,
         check: check,
     };
 }
@@ -57,9 +59,8 @@ fn check(ctx: &mut Ctx) {
         if g.class == WriteClass::NeverWritten || v.is_immutable() || v.is_thread_local {
             continue;
         }
-        // A definition table whose address is handed to the C API (`tp_as_mapping = &m`,
-        // `PyCFunction_New(&def, ...)`) is still only read; a direct write is a finding.
-        if is_definition_table(&v.type_name) && g.class == WriteClass::AddressEscapes {
+        // Definition tables and C-API tables have rules of their own.
+        if is_definition_table(&v.type_name) || global_role(ctx, g) == GlobalRole::CapiTable {
             continue;
         }
         // Objects have rules of their own.

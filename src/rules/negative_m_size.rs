@@ -43,6 +43,7 @@ declare_rule! {
         severity: Warning,
         min_python: "3.0",
         summary: "`PyModuleDef.m_size` is -1: state lives in C globals",
+        blocks: SharedGil,
         check: check,
     };
 }

@@ -38,6 +38,7 @@ declare_rule! {
         severity: Warning,
         min_python: "3.9",
         summary: "module found through `PyState_FindModule` and friends",
+        blocks: SharedGil,
         check: check,
     };
 }
@@ -50,6 +51,7 @@ const LOOKUPS: &[&str] = &[
 
 fn check(ctx: &mut Ctx) {
     let project = ctx.project;
+    let has_state = super::module_state_via_global::has_module_state(ctx);
     for &fi in &ctx.module.files {
         for f in &project.files[fi].functions {
             for call in f
@@ -57,6 +59,10 @@ fn check(ctx: &mut Ctx) {
                 .iter()
                 .filter(|c| LOOKUPS.contains(&c.callee.as_str()))
             {
+                // With module state, `module-state-via-global` says more about this call.
+                if call.callee == "PyState_FindModule" && has_state {
+                    continue;
+                }
                 let site = Site {
                     file: fi,
                     span: call.span,

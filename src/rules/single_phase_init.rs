@@ -48,6 +48,7 @@ declare_rule! {
         severity: Warning,
         min_python: "3.5",
         summary: "module created with single-phase init (`PyModule_Create`)",
+        blocks: SharedGil,
         check: check,
     };
 }

@@ -46,6 +46,7 @@ declare_rule! {
         severity: Warning,
         min_python: "3.5",
         summary: "function-local `static` cache of Python objects",
+        blocks: SharedGil,
         check: check,
     };
 }

@@ -50,6 +50,7 @@ declare_rule! {
         severity: Warning,
         min_python: "3.9",
         summary: "static `PyTypeObject` shared by every interpreter",
+        blocks: SharedGil,
         check: check,
     };
 }

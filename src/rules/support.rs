@@ -45,3 +45,125 @@ pub fn write_summary(project: &Project, global: &Global) -> String {
         WriteClass::Runtime => format!("written at run time in {places}"),
     }
 }
+
+/// Where a module-level finding points: the slot entry when there is one, else `PyInit`.
+pub fn module_site(ctx: &super::Ctx, slot: Option<&str>) -> Option<(super::Site, String)> {
+    let module = ctx.module;
+    let init = module.init_function?;
+    if let (Some(name), Some(def)) = (slot, &module.def) {
+        if let (Some(s), Some(var)) = (module.slot(name), def.slots_var) {
+            let v = ctx.project.var(var);
+            let site = super::Site {
+                file: var.file,
+                span: s.value.span,
+                versions: s.versions,
+                uncertain: v.uncertain,
+            };
+            return Some((site, v.name.clone()));
+        }
+    }
+    let f = ctx.project.function(init);
+    Some((
+        super::Site {
+            file: init.file,
+            span: f.span,
+            versions: f.versions,
+            uncertain: f.uncertain,
+        },
+        f.name.clone(),
+    ))
+}
+
+/// "`cache` (global-pyobject, line 12), `Foo_Type` (static-type-object, line 30) and 3 more".
+pub fn list_blockers(blockers: &[super::verdict::Blocker]) -> String {
+    let shown: Vec<String> = blockers
+        .iter()
+        .take(3)
+        .map(|b| {
+            format!(
+                "`{}` ({}, line {})",
+                b.symbol.as_deref().unwrap_or("?"),
+                b.name,
+                b.line
+            )
+        })
+        .collect();
+    let mut text = shown.join(", ");
+    if blockers.len() > 3 {
+        text.push_str(&format!(" and {} more", blockers.len() - 3));
+    }
+    text
+}
+
+/// What a global is used for, from the values written to it. Some roles have rules of their
+/// own with their own advice; `global-pyobject` takes the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalRole {
+    /// `X = PyErr_NewException(...)`.
+    Exception,
+    /// The module object itself: `m = PyModule_Create(...)`, `PyState_FindModule`, or the
+    /// exec slot's module argument.
+    ModulePointer,
+    /// A C-API table: `PyCapsule_Import` results, `void **X_API`.
+    CapiTable,
+    Other,
+}
+
+pub fn global_role(ctx: &super::Ctx, global: &crate::model::Global) -> GlobalRole {
+    let project = ctx.project;
+    let v = project.var(global.var);
+    let mut role = GlobalRole::Other;
+    for w in &global.writes {
+        let site = project.write_site(w);
+        let function = project.function(w.function);
+        let Some(value) = &site.value else { continue };
+        let callee = value.callee().unwrap_or("");
+        if callee.starts_with("PyErr_NewException") {
+            role = GlobalRole::Exception;
+        } else if matches!(
+            callee,
+            "PyModule_Create" | "PyModule_Create2" | "PyState_FindModule" | "PyModule_New"
+        ) {
+            return GlobalRole::ModulePointer;
+        } else if callee == "PyCapsule_Import" {
+            return GlobalRole::CapiTable;
+        } else if let Some(name) = value.ident() {
+            let first_param = function.params.first().and_then(|p| p.name.as_deref());
+            let is_exec = ctx.module.slot("Py_mod_exec").and_then(|s| s.value.ident())
+                == Some(function.name.as_str());
+            if is_exec && first_param == Some(name) {
+                return GlobalRole::ModulePointer;
+            }
+        }
+    }
+    if role == GlobalRole::Other && v.type_name == "void" && v.pointers.len() == 2 {
+        return GlobalRole::CapiTable;
+    }
+    role
+}
+
+/// Every call in the module's files whose callee satisfies `pred`, with its file and function.
+pub fn calls_where<'p>(
+    ctx: &super::Ctx<'p>,
+    pred: impl Fn(&str) -> bool,
+) -> Vec<(usize, &'p crate::facts::Function, &'p crate::facts::Call)> {
+    let project = ctx.project;
+    let mut out = Vec::new();
+    for &fi in &ctx.module.files {
+        for f in &project.files[fi].functions {
+            for call in f.calls.iter().filter(|c| pred(&c.callee)) {
+                out.push((fi, f, call));
+            }
+        }
+    }
+    out
+}
+
+pub fn call_site(file: usize, call: &crate::facts::Call) -> super::Site {
+    super::Site {
+        file,
+        span: call.span,
+        versions: call.versions,
+        uncertain: call.uncertain,
+    }
+}

@@ -1,0 +1,91 @@
+use super::support::{call_site, calls_where, global_role, write_summary, GlobalRole};
+use super::{declare_rule, Ctx};
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a C-API table imported into a static: the result of `PyCapsule_Import` kept in a
+    /// global, a `static void **X_API` table, and the import macros that fill such a static
+    /// behind the scenes (`PyDateTime_IMPORT` fills `PyDateTimeAPI`; NumPy's `import_array()`
+    /// fills `PyArray_API`).
+    ///
+    /// ## Why is this bad?
+    /// The table points into another module's objects, which belong to the interpreter that
+    /// imported them. Each interpreter's import overwrites the static, so code in one
+    /// interpreter calls through (and keeps alive) another interpreter's types and functions.
+    ///
+    /// ## Example
+    /// ```c
+    /// static void **Foo_API;
+    /// Foo_API = (void **)PyCapsule_Import("foo._C_API", 0);
+    /// ...
+    /// PyDateTime_IMPORT;
+    /// ```
+    ///
+    /// ## Use instead
+    /// Keep the table in module state, imported in the exec slot:
+    /// ```c
+    /// st->datetime_api = (PyDateTime_CAPI *)PyCapsule_Import(PyDateTime_CAPSULE_NAME, 0);
+    /// ```
+    /// and use the API through `st->datetime_api` instead of the macros that read the static.
+    ///
+    /// ## Minimum Python
+    /// 3.5.
+    ///
+    /// ## References
+    /// - CPython docs: Providing a C API for an Extension Module (capsules)
+    pub static RULE = {
+        id: "ISO013",
+        name: "capi-table-global",
+        severity: Warning,
+        min_python: "3.5",
+        summary: "C-API table imported into a static",
+        blocks: SharedGil,
+        check: check,
+    };
+}
+
+/// Import macros that fill a static the header declares.
+const IMPORT_MACROS: &[(&str, &str)] = &[
+    ("PyDateTime_IMPORT", "PyDateTimeAPI"),
+    ("import_array", "PyArray_API"),
+    ("import_array1", "PyArray_API"),
+    ("import_array2", "PyArray_API"),
+    ("import_umath", "PyUFunc_API"),
+];
+
+fn check(ctx: &mut Ctx) {
+    for g in &ctx.module.globals {
+        if global_role(ctx, g) != GlobalRole::CapiTable
+            || g.class == crate::model::WriteClass::NeverWritten
+        {
+            continue;
+        }
+        let v = ctx.project.var(g.var);
+        let message = format!(
+            "`{}` holds an imported C-API table in a process-global variable, {}",
+            v.name,
+            write_summary(ctx.project, g)
+        );
+        let help = "keep the table in module state, imported in the exec slot".to_string();
+        let site = ctx.var_site(g.var);
+        ctx.report(site, Some(&v.name), v.function.as_deref(), message, help);
+    }
+    for (fi, f, call) in calls_where(ctx, |c| IMPORT_MACROS.iter().any(|(m, _)| *m == c)) {
+        let table = IMPORT_MACROS
+            .iter()
+            .find(|(m, _)| *m == call.callee)
+            .map_or("", |(_, t)| t);
+        let message = format!(
+            "`{}` in `{}` fills the process-global `{table}` table",
+            call.callee, f.name
+        );
+        let help = format!("import the capsule in the exec slot and keep the table in module state instead of `{table}`");
+        ctx.report(
+            call_site(fi, call),
+            Some(table),
+            Some(&f.name),
+            message,
+            help,
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! The module verdict: the strongest isolation level the findings allow, what the module
+//! declares, and which findings block each level above.
+
+use super::find_rule;
+use crate::finding::{Finding, Severity};
+use crate::model::{ExtensionModule, InitStyle, SlotValue};
+use serde::Serialize;
+
+/// The highest level a rule's findings rule out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocks {
+    /// Hints: no level is blocked.
+    Nothing,
+    /// State that is safe under one shared GIL but races with per-interpreter GILs.
+    PerInterpreterGil,
+    /// State shared across interpreters at all: Python objects, static types, single-phase
+    /// init.
+    SharedGil,
+}
+
+/// The `Py_mod_multiple_interpreters` levels, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// `Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED`, or single-phase init.
+    None,
+    /// `Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED`.
+    SharedGil,
+    /// `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED`.
+    PerInterpreterGil,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::None => "none",
+            Level::SharedGil => "shared-gil",
+            Level::PerInterpreterGil => "per-interpreter-gil",
+        }
+    }
+    pub fn slot_value(self) -> &'static str {
+        match self {
+            Level::None => "Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED",
+            Level::SharedGil => "Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED",
+            Level::PerInterpreterGil => "Py_MOD_PER_INTERPRETER_GIL_SUPPORTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Blocker {
+    pub rule: &'static str,
+    pub name: &'static str,
+    pub path: std::path::PathBuf,
+    pub line: usize,
+    pub symbol: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The `Py_mod_multiple_interpreters` value as written, or the default it gets.
+    pub multiple_interpreters: String,
+    /// Whether the value is the default (no slot).
+    pub multiple_interpreters_is_default: bool,
+    pub declared: Level,
+    /// The `Py_mod_gil` value as written, or its default.
+    pub gil: String,
+    pub gil_is_default: bool,
+    /// The strongest level the findings allow.
+    pub supported: Level,
+    /// No process-global state was found; the module's own thread safety is not checked.
+    pub gil_not_used_possible: bool,
+    /// For each level above `supported`, the findings that block it.
+    pub blockers: Vec<(Level, Vec<Blocker>)>,
+}
+
+pub fn declared_level(value: &str) -> Level {
+    if value.contains("PER_INTERPRETER_GIL_SUPPORTED") {
+        Level::PerInterpreterGil
+    } else if value.contains("NOT_SUPPORTED") {
+        Level::None
+    } else {
+        Level::SharedGil
+    }
+}
+
+fn blocks(f: &Finding) -> Blocks {
+    if f.severity == Severity::Info || f.python.python2_only() {
+        return Blocks::Nothing;
+    }
+    find_rule(f.rule).map_or(Blocks::Nothing, |r| r.blocks)
+}
+
+/// The module's verdict from its own findings (all rules that ran before the verdict).
+pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict {
+    let slot = |name: &str| module.slot(name).map(|s: &SlotValue| s.value.text.clone());
+    let multi_phase = module.init_style == InitStyle::MultiPhase;
+    let (multiple_interpreters, mi_default) = match slot("Py_mod_multiple_interpreters") {
+        Some(v) => (v, false),
+        None if multi_phase => (Level::SharedGil.slot_value().to_string(), true),
+        None => (
+            "single-phase init: not loadable in isolated interpreters".to_string(),
+            true,
+        ),
+    };
+    let declared = if multi_phase {
+        declared_level(&multiple_interpreters)
+    } else {
+        Level::None
+    };
+    let (gil, gil_default) = match slot("Py_mod_gil") {
+        Some(v) => (v, false),
+        None => ("Py_MOD_GIL_USED".to_string(), true),
+    };
+    let blocker = |f: &Finding| Blocker {
+        rule: f.rule,
+        name: f.name,
+        path: f.path.clone(),
+        line: f.location.line,
+        symbol: f.symbol.clone(),
+    };
+    let shared: Vec<Blocker> = findings
+        .iter()
+        .filter(|f| blocks(f) == Blocks::SharedGil)
+        .map(blocker)
+        .collect();
+    let per_interp: Vec<Blocker> = findings
+        .iter()
+        .filter(|f| matches!(blocks(f), Blocks::SharedGil | Blocks::PerInterpreterGil))
+        .map(blocker)
+        .collect();
+    let supported = if !multi_phase || !shared.is_empty() {
+        Level::None
+    } else if !per_interp.is_empty() {
+        Level::SharedGil
+    } else {
+        Level::PerInterpreterGil
+    };
+    let mut blockers = Vec::new();
+    if supported < Level::SharedGil {
+        blockers.push((Level::SharedGil, shared));
+    }
+    if supported < Level::PerInterpreterGil {
+        blockers.push((Level::PerInterpreterGil, per_interp));
+    }
+    Verdict {
+        multiple_interpreters,
+        multiple_interpreters_is_default: mi_default,
+        declared,
+        gil,
+        gil_is_default: gil_default,
+        supported,
+        gil_not_used_possible: supported == Level::PerInterpreterGil,
+        blockers,
+    }
+}
