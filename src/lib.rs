@@ -16,3 +16,4 @@ pub mod version;
 
 pub use analysis::{analyze, Analysis, AnalyzeOptions};
 pub mod verify;
+pub mod plan;

@@ -1,0 +1,449 @@
+//! From the model to one `ModulePlan`: the verdict, then each stage with its sites, checklist,
+//! generated code and notes.
+
+use super::access::accesses;
+use super::context::PlanCtx;
+use super::data::*;
+use super::stage0::{stage0, Stage0};
+use super::state::{self, StateNames, Visit};
+use super::types::{self, HeapType};
+use crate::finding::{Finding, Severity};
+use crate::model::{InitStyle, TypeKind};
+
+const NOT_SUPPORTED: &str = "Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED";
+const SUPPORTED: &str = "Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED";
+const PER_GIL: &str = "Py_MOD_PER_INTERPRETER_GIL_SUPPORTED";
+
+pub fn module_plan(ctx: &PlanCtx, findings: &[Finding]) -> Option<ModulePlan> {
+    let init = ctx.module.init_function?;
+    let init_site = ctx.fn_site(init);
+    let mine: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.module.as_deref() == Some(ctx.module.name.as_str()))
+        .collect();
+    let migrated = ctx.migrated();
+    let names = StateNames::new(ctx);
+    let fields = state::fields(ctx, &migrated);
+    let heap: Vec<HeapType> = types::ordered(
+        ctx.module
+            .types
+            .iter()
+            .filter_map(|t| types::heap_type(ctx, t))
+            .collect(),
+    );
+    let fix = stage0(ctx);
+    let stages = vec![
+        stage_0(ctx, &fix),
+        stage_1(ctx, &names, &fields, &migrated),
+        stage_2(ctx, &migrated),
+        stage_3(ctx, &names, &heap),
+        stage_4(ctx, &names, &fields),
+    ];
+    Some(ModulePlan {
+        module: ctx.module.name.clone(),
+        path: init_site.path.clone(),
+        line: init_site.line,
+        verdict: verdict(ctx, &mine),
+        stages,
+        verify: format!(
+            "isolint verify --python python3.12 --python python3.13 --with-scan {} {}",
+            shell_word(&init_site.path),
+            ctx.module.name
+        ),
+    })
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn verdict(ctx: &PlanCtx, findings: &[&Finding]) -> Verdict {
+    let declares = ctx
+        .module
+        .slot("Py_mod_multiple_interpreters")
+        .map(|s| s.value.text.clone());
+    let mut blockers = Vec::new();
+    let mut worst = 0u8; // 0: none, 1: blocks per-interpreter GIL, 2: blocks support
+    for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
+        let level = match f.name {
+            "static-type-object" => 1,
+            _ => 2,
+        };
+        worst = worst.max(level);
+        blockers.push(Blocker {
+            blocks: if f.name == "single-phase-init" {
+                "any declaration".into()
+            } else if level == 1 {
+                PER_GIL.into()
+            } else {
+                SUPPORTED.into()
+            },
+            rule: format!("{}[{}]", f.rule, f.name),
+            message: f.message.clone(),
+            site: SiteRef {
+                path: f.path.display().to_string(),
+                line: f.location.line,
+                symbol: f.symbol.clone().unwrap_or_default(),
+            },
+        });
+    }
+    let honest_today = match ctx.module.init_style {
+        InitStyle::MultiPhase => Some(
+            match worst {
+                0 => PER_GIL,
+                1 => SUPPORTED,
+                _ => NOT_SUPPORTED,
+            }
+            .to_string(),
+        ),
+        _ => None,
+    };
+    Verdict {
+        init_style: ctx.module.init_style.as_str().to_string(),
+        declares,
+        honest_today,
+        blockers,
+    }
+}
+
+fn code(title: &str, kind: CodeKind, code: String) -> CodeBlock {
+    CodeBlock {
+        title: title.to_string(),
+        kind,
+        code,
+    }
+}
+
+fn stage_0(ctx: &PlanCtx, fix: &Stage0) -> Stage {
+    let init = ctx.module.init_function;
+    let mut sites: Vec<SiteRef> = init.map(|f| ctx.fn_site(f)).into_iter().collect();
+    if let Some(def) = &ctx.module.def {
+        sites.push(ctx.var_site(def.var));
+    }
+    let negative_size = ctx
+        .module
+        .def
+        .as_ref()
+        .and_then(|d| d.m_size())
+        .is_some_and(|e| e.text.trim_start().starts_with('-'));
+    let declares_interp = ctx.module.slot("Py_mod_multiple_interpreters").is_some();
+    let mut notes = Vec::new();
+    let mut blocks = Vec::new();
+    let status = match fix {
+        Stage0::Done if !negative_size => StageStatus::Done,
+        _ => StageStatus::Todo,
+    };
+    match fix {
+        Stage0::Done => {
+            if negative_size {
+                notes.push("The module is multi-phase but `m_size` is negative: set it to 0 or to the size of its state.".into());
+            }
+            if !declares_interp {
+                notes.push(format!(
+                    "The module does not declare `Py_mod_multiple_interpreters`: a multi-phase module that says nothing is taken as `{SUPPORTED}`. Until stage 4, declare what the verdict says."
+                ));
+            }
+        }
+        Stage0::Edits(_) => {
+            notes.push("`isolint fix --stage 0` makes this change; `--apply` writes it. The diff below is exactly what it writes.".into());
+            if let Some(diff) = super::diff_of(ctx, fix) {
+                blocks.push(code("isolint fix --stage 0", CodeKind::Diff, diff));
+            }
+        }
+        Stage0::Refused(reason) => {
+            notes.push(format!("`isolint fix --stage 0` refuses this module: {reason}. Make the change by hand, following the template."));
+            let def = ctx.def_name().unwrap_or("module_def");
+            let init_name = init
+                .map(|f| ctx.function(f).name.clone())
+                .unwrap_or_else(|| format!("PyInit_{}", ctx.module.name));
+            blocks.push(code(
+                "template",
+                CodeKind::Excerpt,
+                format!(
+                    "static int\n{p}_exec(PyObject *module)\n{{\n    /* the body of {init_name}, after the module is created;\n       `return NULL` becomes `return -1`, `return m` becomes `return 0` */\n    return 0;\n}}\n\nstatic PyModuleDef_Slot {def}_slots[] = {{\n    {{Py_mod_exec, {p}_exec}},\n#ifdef Py_mod_multiple_interpreters\n    {{Py_mod_multiple_interpreters, {NOT_SUPPORTED}}},\n#endif\n    {{0, NULL}}\n}};\n\n/* in {def}: .m_size = 0, .m_slots = {def}_slots */\n\nPyMODINIT_FUNC\n{init_name}(void)\n{{\n    return PyModuleDef_Init(&{def});\n}}\n",
+                    p = ctx.prefix
+                ),
+            ));
+        }
+    }
+    if matches!(fix, Stage0::Edits(_) | Stage0::Refused(_)) {
+        notes.push("The exec function can run more than once per process (a re-import after `del sys.modules[...]`, or a sub-interpreter on Pythons before 3.12): whatever it stores in globals is overwritten each time until stage 1 moves it into module state.".into());
+    }
+    Stage {
+        number: 0,
+        title: "Honest multi-phase init".into(),
+        status,
+        min_python: "3.5".into(),
+        compat: "Multi-phase init (PEP 489) needs nothing newer than 3.5. `Py_mod_multiple_interpreters` exists from 3.12; `#ifdef Py_mod_multiple_interpreters` keeps older Pythons building.".into(),
+        summary: "Move the `PyInit` body into a `Py_mod_exec` function, return `PyModuleDef_Init(&def)`, set `m_size` to at least 0, and declare `Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED` for 3.12+ so isolated sub-interpreters refuse the module instead of sharing its globals.".into(),
+        sites,
+        checklist: vec![
+            "Move the body of `PyInit` into a `Py_mod_exec` function (`return NULL` → `return -1`, `return m` → `return 0`, no `Py_DECREF(m)`)".into(),
+            "Return `PyModuleDef_Init(&def)` from `PyInit`".into(),
+            "Set `m_size` to 0 (or more)".into(),
+            "Declare `Py_mod_multiple_interpreters = Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED` under `#ifdef`".into(),
+            "Build, run the tests".into(),
+        ],
+        accesses: Vec::new(),
+        code: blocks,
+        notes,
+    }
+}
+
+fn stage_1(
+    ctx: &PlanCtx,
+    names: &StateNames,
+    fields: &[state::Field],
+    migrated: &[&crate::model::Global],
+) -> Stage {
+    let sites: Vec<SiteRef> = migrated.iter().map(|g| ctx.var_site(g.var)).collect();
+    let has_state = ctx
+        .module
+        .def
+        .as_ref()
+        .and_then(|d| d.m_size())
+        .is_some_and(|e| e.text.contains("sizeof"));
+    let status =
+        if migrated.is_empty() || has_state && migrated.iter().all(|g| ctx.is_static_type(g.var)) {
+            StageStatus::Done
+        } else {
+            StageStatus::Todo
+        };
+    let mut checklist: Vec<String> = fields
+        .iter()
+        .map(|f| format!("Move `{}` into `{}` ({})", f.name, names.ty, f.comment))
+        .collect();
+    checklist.push(format!(
+        "Set `m_size = sizeof({})`, `m_traverse`, `m_clear`, `m_free` in the module definition",
+        names.ty
+    ));
+    let mut notes = vec![
+        "A reference the exec code hands to `PyModule_AddObject` is stolen; with module state, keep the state's own reference and add it with `PyModule_AddObjectRef` (3.10+, or pythoncapi-compat's `pythoncapi_compat.h` before).".to_string(),
+    ];
+    let by_hand: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.visit == Visit::ByHand)
+        .map(|f| f.name.as_str())
+        .collect();
+    if !by_hand.is_empty() {
+        notes.push(format!(
+            "Fields that hold objects in a way the generator cannot name ({}): visit and clear them by hand.",
+            by_hand.join(", ")
+        ));
+    }
+    Stage {
+        number: 1,
+        title: "Module state".into(),
+        status,
+        min_python: "3.5".into(),
+        compat: "`PyModule_GetState` and the `m_traverse`/`m_clear`/`m_free` fields work on every Python 3; `PyModule_AddObjectRef` is 3.10+ (pythoncapi-compat has it for older Pythons).".into(),
+        summary: format!(
+            "Give the module a state struct with one field per process-global ({} here), filled by the exec function and visited by the GC.",
+            fields.len()
+        ),
+        sites,
+        checklist,
+        accesses: Vec::new(),
+        code: vec![
+            code("the state struct", CodeKind::Declarations, state::state_struct(names, fields)),
+            code("the state getter", CodeKind::Declarations, state::getter(names)),
+            code("m_traverse, m_clear, m_free", CodeKind::Declarations, state::gc_functions(names, fields)),
+            code("the module definition", CodeKind::Excerpt, state::def_fields(names)),
+            code("filling the state in exec", CodeKind::Declarations, state::exec_code(ctx, names, migrated)),
+        ],
+        notes,
+    }
+}
+
+fn stage_2(ctx: &PlanCtx, migrated: &[&crate::model::Global]) -> Stage {
+    let list = accesses(ctx, migrated);
+    let design: Vec<&str> = list
+        .iter()
+        .filter(|a| a.kind == AccessKind::NeedsDesign)
+        .map(|a| a.function.as_str())
+        .collect();
+    let mut notes = Vec::new();
+    if !design.is_empty() {
+        notes.push(format!(
+            "Needs a design decision: {} (no Python object in reach).",
+            design
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Stage {
+        number: 2,
+        title: "Reaching the state".into(),
+        status: if list.is_empty() { StageStatus::Done } else { StageStatus::Todo },
+        min_python: "3.9".into(),
+        compat: "Module functions: every Python 3. Methods: `defining_class` (METH_METHOD, 3.9+). Slots, getters and setters: `PyType_GetModuleByDef` (3.11+); on 3.9 and 3.10, `PyType_GetModule(Py_TYPE(self))` works when the type is never subclassed.".into(),
+        summary: format!(
+            "Every function that reads or writes a migrated global reaches the state instead: {} functions.",
+            list.len()
+        ),
+        sites: list.iter().map(|a| a.site.clone()).collect(),
+        checklist: list
+            .iter()
+            .map(|a| format!("`{}` ({}): uses {}", a.function, a.kind.as_str(), a.uses.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ")))
+            .collect(),
+        accesses: list,
+        code: Vec::new(),
+        notes,
+    }
+}
+
+fn stage_3(ctx: &PlanCtx, names: &StateNames, heap: &[HeapType]) -> Stage {
+    let statics: Vec<&crate::model::TypeDef> = ctx
+        .module
+        .types
+        .iter()
+        .filter(|t| t.kind == TypeKind::Static)
+        .collect();
+    let mut blocks = Vec::new();
+    let mut notes = Vec::new();
+    let mut checklist = Vec::new();
+    for ht in heap {
+        blocks.push(code(
+            &format!("`{}` as a spec", ht.var_name),
+            CodeKind::Declarations,
+            ht.code.clone(),
+        ));
+        blocks.push(code(
+            &format!("`{}`: dealloc and traverse", ht.var_name),
+            CodeKind::Excerpt,
+            types::instance_changes(ht),
+        ));
+        notes.extend(ht.notes.iter().map(|n| format!("`{}`: {n}", ht.var_name)));
+        checklist.push(format!(
+            "`{}`: replace the static type with `{}`, create it in exec, keep it in `state->{}`",
+            ht.var_name, ht.spec_name, ht.var_name
+        ));
+        checklist.push(format!(
+            "`{}`: its dealloc decrefs the type{}",
+            ht.var_name,
+            if ht.gc {
+                ", untracks first, and traverse visits `Py_TYPE(self)`"
+            } else {
+                ""
+            }
+        ));
+    }
+    if !heap.is_empty() {
+        let mut body = String::new();
+        for ht in heap {
+            body.push_str(&types::exec_lines(ht, "state"));
+        }
+        blocks.push(code(
+            "creating the types in exec",
+            CodeKind::Declarations,
+            format!(
+                "static int\n{p}_exec_types(PyObject *module)\n{{\n    {ty} *state = {getter}(module);\n{body}    return 0;\n}}\n",
+                p = ctx.prefix,
+                ty = names.ty,
+                getter = names.getter
+            ),
+        ));
+        // Every use of `&Foo_Type` (PyObject_New, type checks) must read the state instead.
+        for ht in heap {
+            if let Some(g) = ctx
+                .module
+                .globals
+                .iter()
+                .find(|g| ctx.project.var(g.var).name == ht.var_name)
+            {
+                let users: Vec<String> = g
+                    .readers
+                    .iter()
+                    .filter(|f| !ctx.module.init_functions.contains(f))
+                    .map(|f| format!("`{}`", ctx.function(*f).name))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !users.is_empty() {
+                    checklist.push(format!(
+                        "`&{}` → `state->{}` in {}",
+                        ht.var_name,
+                        ht.var_name,
+                        users.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    Stage {
+        number: 3,
+        title: "Static types to heap types".into(),
+        status: if statics.is_empty() { StageStatus::Done } else { StageStatus::Todo },
+        min_python: "3.10".into(),
+        compat: "`PyType_FromModuleAndSpec` is 3.9+; `Py_TPFLAGS_IMMUTABLETYPE` and `Py_TPFLAGS_DISALLOW_INSTANTIATION` are 3.10+ (guard them with `#ifdef` for 3.9); `PyModule_AddObjectRef` is 3.10+ (pythoncapi-compat before).".into(),
+        summary: format!(
+            "{} static type(s) become heap types created per module from a `PyType_Spec`.",
+            statics.len()
+        ),
+        sites: statics.iter().map(|t| ctx.var_site(t.var)).collect(),
+        checklist,
+        accesses: Vec::new(),
+        code: blocks,
+        notes,
+    }
+}
+
+fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage {
+    let c_state: Vec<String> = fields
+        .iter()
+        .filter(|f| f.visit == Visit::None)
+        .map(|f| format!("`{}`", f.name))
+        .collect();
+    let mut notes = vec![format!(
+        "Once stages 0–3 are done and `isolint check` reports nothing for `{}`, the module can declare `{PER_GIL}`.",
+        ctx.module.name
+    )];
+    if c_state.is_empty() {
+        notes.push("Free-threading (3.13t+): no plain C state moves into the state struct, so after review `Py_mod_gil = Py_MOD_GIL_NOT_USED` is a candidate; without it the module re-enables the GIL.".into());
+    } else {
+        notes.push(format!(
+            "Free-threading (3.13t+): {} in `{}` are plain C data shared by the threads of one interpreter; make them atomic or lock them before declaring `Py_mod_gil = Py_MOD_GIL_NOT_USED`. Without the slot the module re-enables the GIL, which is safe.",
+            c_state.join(", "),
+            names.ty
+        ));
+    }
+    let done = ctx
+        .module
+        .slot("Py_mod_multiple_interpreters")
+        .is_some_and(|s| s.value.text.contains(PER_GIL));
+    Stage {
+        number: 4,
+        title: "Declare".into(),
+        status: if done { StageStatus::Done } else { StageStatus::Todo },
+        min_python: "3.12".into(),
+        compat: "`Py_mod_multiple_interpreters` is 3.12+ and `Py_mod_gil` 3.13+: keep both behind `#ifdef`.".into(),
+        summary: "Declare the strongest honest level.".into(),
+        sites: ctx
+            .module
+            .def
+            .as_ref()
+            .and_then(|d| d.slots_var)
+            .map(|v| ctx.var_site(v))
+            .into_iter()
+            .collect(),
+        checklist: vec![
+            format!("`{{Py_mod_multiple_interpreters, {PER_GIL}}}` under `#ifdef Py_mod_multiple_interpreters`"),
+            "`{Py_mod_gil, Py_MOD_GIL_NOT_USED}` under `#ifdef Py_mod_gil`, only after the free-threading review".into(),
+        ],
+        accesses: Vec::new(),
+        code: vec![code(
+            "slots",
+            CodeKind::Excerpt,
+            format!("#ifdef Py_mod_multiple_interpreters\n    {{Py_mod_multiple_interpreters, {PER_GIL}}},\n#endif\n#ifdef Py_mod_gil\n    /* only after the free-threading review */\n    {{Py_mod_gil, Py_MOD_GIL_NOT_USED}},\n#endif\n"),
+        )],
+        notes,
+    }
+}

@@ -1,0 +1,295 @@
+//! `isolint plan` and `isolint fix`: a staged migration plan per module, written from the model
+//! `check` builds, with generated C; and stage 0 of it as an applicable edit.
+//!
+//! model → `build` (plan data, with `state`, `types`, `access` and `stage0` generating the C)
+//! → `markdown` / JSON.
+
+mod access;
+mod build;
+mod context;
+pub mod data;
+mod markdown;
+mod stage0;
+mod state;
+mod types;
+
+use crate::model::pytypes::Layouts;
+use crate::{analyze, Analysis, AnalyzeOptions};
+use context::PlanCtx;
+use data::PlanReport;
+use stage0::{Edit, Stage0};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Markdown,
+    Json,
+}
+
+/// `isolint plan`: a staged migration plan per module.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Files and folders to scan (default: the current folder).
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: PlanFormat,
+    /// Write the plan here instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+}
+
+/// `isolint fix`: the mechanical stages as edits.
+#[derive(Debug, clap::Args)]
+pub struct FixArgs {
+    /// Files and folders to scan (default: the current folder).
+    pub paths: Vec<PathBuf>,
+    /// The stage to apply. Only stage 0 (multi-phase init) is mechanical.
+    #[arg(long, default_value_t = 0)]
+    pub stage: u8,
+    /// Write the files instead of printing a unified diff.
+    #[arg(long)]
+    pub apply: bool,
+}
+
+fn analyze_paths(paths: &[PathBuf]) -> Result<Analysis, String> {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    let analysis = analyze(&AnalyzeOptions {
+        paths,
+        ..Default::default()
+    });
+    if analysis.nothing_scanned() {
+        let why: Vec<String> = analysis
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path.display(), e.message))
+            .collect();
+        return Err(format!("nothing could be scanned ({})", why.join("; ")));
+    }
+    Ok(analysis)
+}
+
+/// The source texts of every file a module uses, as analysed. A file with bytes that are not
+/// UTF-8 is left out: its offsets would not match what is on disk.
+fn texts(analysis: &Analysis) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    for m in &analysis.project.modules {
+        for &f in &m.files {
+            let facts = &analysis.project.files[f];
+            if facts.first_invalid_utf8.is_some() || out.contains_key(&f) {
+                continue;
+            }
+            if let Ok(t) = std::fs::read_to_string(&facts.path) {
+                if t.len() == facts.bytes {
+                    out.insert(f, t);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The plan for every module of an analysis.
+pub fn plan_report(analysis: &Analysis) -> PlanReport {
+    let texts = texts(analysis);
+    let layouts = Layouts::new(analysis.project.files.iter());
+    let modules = analysis
+        .project
+        .modules
+        .iter()
+        .filter_map(|m| {
+            let ctx = PlanCtx::new(&analysis.project, m, &layouts, &texts);
+            build::module_plan(&ctx, &analysis.findings)
+        })
+        .collect();
+    PlanReport { modules }
+}
+
+pub fn render_markdown(report: &PlanReport) -> String {
+    markdown::render(report)
+}
+
+pub fn render_json(report: &PlanReport) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        + "\n"
+}
+
+pub fn run_plan(args: &PlanArgs) -> i32 {
+    let analysis = match analyze_paths(&args.paths) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("isolint: error: {e}");
+            return 2;
+        }
+    };
+    let report = plan_report(&analysis);
+    let text = match args.format {
+        PlanFormat::Markdown => render_markdown(&report),
+        PlanFormat::Json => render_json(&report),
+    };
+    match &args.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("isolint: error: cannot write {}: {e}", path.display());
+                return 2;
+            }
+        }
+        None => print!("{text}"),
+    }
+    0
+}
+
+/// What `fix --stage 0` does to one module.
+#[derive(Debug, Clone)]
+pub struct ModuleFix {
+    pub module: String,
+    pub path: PathBuf,
+    pub line: usize,
+    pub outcome: FixOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FixOutcome {
+    AlreadyDone,
+    Changed,
+    Refused(String),
+}
+
+/// The stage-0 result for every module, and the new text of every file it changes.
+pub struct FixResult {
+    pub modules: Vec<ModuleFix>,
+    /// (path, old text, new text), in path order.
+    pub files: Vec<(PathBuf, String, String)>,
+}
+
+pub fn fix_stage0(analysis: &Analysis) -> FixResult {
+    let texts = texts(analysis);
+    let layouts = Layouts::new(analysis.project.files.iter());
+    let mut modules = Vec::new();
+    let mut edits: BTreeMap<usize, Vec<Edit>> = BTreeMap::new();
+    let mut owners: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for m in analysis.project.modules.iter() {
+        let Some(init) = m.init_function else {
+            continue;
+        };
+        let ctx = PlanCtx::new(&analysis.project, m, &layouts, &texts);
+        let outcome = match stage0::stage0(&ctx) {
+            Stage0::Done => FixOutcome::AlreadyDone,
+            Stage0::Refused(r) => FixOutcome::Refused(r),
+            Stage0::Edits(es) => {
+                for e in es {
+                    owners.entry(e.file).or_default().push(modules.len());
+                    edits.entry(e.file).or_default().push(e);
+                }
+                FixOutcome::Changed
+            }
+        };
+        modules.push(ModuleFix {
+            module: m.name.clone(),
+            path: analysis.project.files[init.file].path.clone(),
+            line: analysis.project.function(init).span.line,
+            outcome,
+        });
+    }
+    let mut files = Vec::new();
+    for (file, es) in edits {
+        let Some(old) = texts.get(&file) else {
+            continue;
+        };
+        let refs: Vec<&Edit> = es.iter().collect();
+        match stage0::apply(old, &refs) {
+            Some(new) => files.push((analysis.project.files[file].path.clone(), old.clone(), new)),
+            None => {
+                // Two modules' edits overlap in one file: neither is mechanical any more.
+                for &mi in owners.get(&file).into_iter().flatten() {
+                    modules[mi].outcome = FixOutcome::Refused(
+                        "another module's stage-0 edits overlap in the same file".into(),
+                    );
+                }
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    FixResult { modules, files }
+}
+
+/// A unified diff of one file.
+pub fn unified_diff(path: &std::path::Path, old: &str, new: &str) -> String {
+    let shown = path.display().to_string();
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{shown}"), &format!("b/{shown}"))
+        .to_string()
+}
+
+/// The diff stage 0 makes for one module, for the plan.
+fn diff_of(ctx: &PlanCtx, fix: &Stage0) -> Option<String> {
+    let Stage0::Edits(edits) = fix else {
+        return None;
+    };
+    let mut by_file: BTreeMap<usize, Vec<&Edit>> = BTreeMap::new();
+    for e in edits {
+        by_file.entry(e.file).or_default().push(e);
+    }
+    let mut out = String::new();
+    for (file, es) in by_file {
+        let old = ctx.texts.get(&file)?;
+        let new = stage0::apply(old, &es)?;
+        out.push_str(&unified_diff(&ctx.project.files[file].path, old, &new));
+    }
+    Some(out)
+}
+
+pub fn run_fix(args: &FixArgs) -> i32 {
+    if args.stage != 0 {
+        eprintln!(
+            "isolint: error: only stage 0 is mechanical; stages 1-4 need decisions (see `isolint plan`)"
+        );
+        return 2;
+    }
+    let analysis = match analyze_paths(&args.paths) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("isolint: error: {e}");
+            return 2;
+        }
+    };
+    let result = fix_stage0(&analysis);
+    let mut refused = false;
+    for m in &result.modules {
+        let place = format!("{}:{}", m.path.display(), m.line);
+        match &m.outcome {
+            FixOutcome::AlreadyDone => {
+                eprintln!(
+                    "isolint: `{}` ({place}): already multi-phase, nothing to do",
+                    m.module
+                )
+            }
+            FixOutcome::Changed => {}
+            FixOutcome::Refused(r) => {
+                refused = true;
+                eprintln!("isolint: `{}` ({place}): not changed: {r}", m.module);
+            }
+        }
+    }
+    if result.modules.is_empty() {
+        eprintln!("isolint: no extension module (`PyInit_*`) was found");
+    }
+    for (path, old, new) in &result.files {
+        if args.apply {
+            if let Err(e) = std::fs::write(path, new) {
+                eprintln!("isolint: error: cannot write {}: {e}", path.display());
+                return 2;
+            }
+            eprintln!("isolint: wrote {}", path.display());
+        } else {
+            print!("{}", unified_diff(path, old, new));
+        }
+    }
+    i32::from(refused)
+}

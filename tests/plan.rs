@@ -1,0 +1,482 @@
+//! `isolint plan` and `isolint fix --stage 0`: Markdown snapshots, the generated C compiled
+//! against the CPython headers found on this machine, and the end-to-end proof on a legacy
+//! single-phase module.
+//!
+//! Pythons come from `ISOLINT_TEST_PYTHONS` (paths separated by `:`), else from `pyenv`, else
+//! `python3` on PATH.
+
+use isolint::plan::data::{CodeKind, PlanReport};
+use isolint::plan::{
+    fix_stage0, plan_report, render_json, render_markdown, run_fix, FixArgs, FixOutcome,
+};
+use isolint::{analyze, AnalyzeOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const CHECK_FIXTURES: &[&str] = &[
+    "immutable_tables",
+    "isolated_multi_phase",
+    "legacy_single_phase",
+    "macro_heavy",
+    "multi_phase_exec_static",
+    "split_module",
+    "static_local_caches",
+    "version_branches",
+];
+
+fn analysis_of(path: &Path) -> isolint::Analysis {
+    analyze(&AnalyzeOptions {
+        paths: vec![path.to_path_buf()],
+        ..Default::default()
+    })
+}
+
+fn check_fixture(name: &str) -> PathBuf {
+    PathBuf::from("fixtures/check").join(name)
+}
+
+/// Copies of modules kept under fixtures/plan, so the snapshots do not move when the check
+/// fixtures grow new cases.
+const PLAN_FIXTURES: &[&str] = &[
+    "isolated_multi_phase",
+    "legacy_single_phase",
+    "legacy_speedups",
+    "multi_phase_exec_static",
+    "split_module",
+    "static_local_caches",
+    "version_branches",
+];
+
+fn plan_dir(name: &str) -> PathBuf {
+    PathBuf::from("fixtures/plan").join(name)
+}
+
+fn plan_fixture() -> PathBuf {
+    plan_dir("legacy_speedups")
+}
+
+// ---------------------------------------------------------------- snapshots and shape
+
+#[test]
+fn markdown_snapshots() {
+    for name in PLAN_FIXTURES {
+        let report = plan_report(&analysis_of(&plan_dir(name)));
+        insta::assert_snapshot!(format!("plan_{name}"), render_markdown(&report));
+    }
+}
+
+#[test]
+fn output_is_deterministic() {
+    for name in CHECK_FIXTURES {
+        let a = render_markdown(&plan_report(&analysis_of(&check_fixture(name))));
+        let b = render_markdown(&plan_report(&analysis_of(&check_fixture(name))));
+        assert_eq!(a, b, "{name}");
+    }
+}
+
+#[test]
+fn json_carries_the_plan() {
+    let report = plan_report(&analysis_of(&plan_dir("legacy_single_phase")));
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json(&report)).expect("plan JSON parses");
+    let module = &json["modules"][0];
+    assert_eq!(module["module"], "_speedups");
+    assert_eq!(module["verdict"]["init_style"], "single-phase");
+    assert!(module["verdict"]["honest_today"].is_null());
+    let stages = module["stages"].as_array().expect("stages");
+    assert_eq!(
+        stages
+            .iter()
+            .map(|s| s["number"].as_u64().unwrap_or(99))
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    let fields: Vec<&str> = stages[1]["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .filter_map(|s| s["symbol"].as_str())
+        .collect();
+    for g in [
+        "SpeedupsError",
+        "cache",
+        "callbacks",
+        "call_count",
+        "initialized",
+        "Foo_Type",
+    ] {
+        assert!(fields.contains(&g), "{g} in {fields:?}");
+    }
+    assert!(!fields.contains(&"default_level"), "never written: stays");
+    let accesses = stages[2]["accesses"].as_array().expect("accesses");
+    assert!(accesses
+        .iter()
+        .any(|a| a["function"] == "speedups_count" && a["kind"] == "module-function"));
+    let spec = stages[3]["code"][0]["code"].as_str().unwrap_or("");
+    assert!(spec.contains("Py_TPFLAGS_DISALLOW_INSTANTIATION"), "{spec}");
+    assert!(spec.contains("{Py_tp_members, Foo_members}"), "{spec}");
+}
+
+#[test]
+fn verdicts() {
+    let isolated = plan_report(&analysis_of(&plan_dir("isolated_multi_phase")));
+    let v = &isolated.modules[0].verdict;
+    assert_eq!(
+        v.honest_today.as_deref(),
+        Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
+    );
+    assert!(v.blockers.is_empty());
+    let halfway = plan_report(&analysis_of(&plan_dir("multi_phase_exec_static")));
+    let v = &halfway.modules[0].verdict;
+    assert_eq!(v.init_style, "multi-phase");
+    assert!(!v.blockers.is_empty());
+    assert_ne!(
+        v.honest_today.as_deref(),
+        Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
+    );
+}
+
+// ---------------------------------------------------------------- fix --stage 0
+
+#[test]
+fn fix_refuses_what_is_not_mechanical() {
+    let fix = fix_stage0(&analysis_of(&plan_dir("legacy_single_phase")));
+    match &fix.modules[0].outcome {
+        FixOutcome::Refused(r) => assert!(r.contains("PyState_FindModule"), "{r}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(fix.files.is_empty());
+    let fix = fix_stage0(&analysis_of(&plan_dir("isolated_multi_phase")));
+    assert_eq!(fix.modules[0].outcome, FixOutcome::AlreadyDone);
+    assert!(fix.files.is_empty());
+}
+
+#[test]
+fn fix_diff_is_the_expected_edit() {
+    let fix = fix_stage0(&analysis_of(&plan_fixture()));
+    assert_eq!(fix.modules[0].outcome, FixOutcome::Changed);
+    let (path, old, new) = &fix.files[0];
+    insta::assert_snapshot!(
+        "fix_stage0_legacy_speedups",
+        isolint::plan::unified_diff(path, old, new)
+    );
+}
+
+// ---------------------------------------------------------------- Pythons and gcc
+
+struct Python {
+    exe: PathBuf,
+    version: (u32, u32),
+    include: PathBuf,
+    ext_suffix: String,
+}
+
+fn python_eval(python: &Path, code: &str) -> Option<String> {
+    let out = Command::new(python).args(["-c", code]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn candidates() -> Vec<PathBuf> {
+    if let Ok(list) = std::env::var("ISOLINT_TEST_PYTHONS") {
+        return list
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+    }
+    let mut found = Vec::new();
+    if let Ok(out) = Command::new("pyenv").args(["versions", "--bare"]).output() {
+        for version in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+            if !version.starts_with("3.") || version.contains('/') {
+                continue;
+            }
+            let Ok(prefix) = Command::new("pyenv").args(["prefix", version]).output() else {
+                continue;
+            };
+            let prefix = String::from_utf8_lossy(&prefix.stdout).trim().to_string();
+            let python = Path::new(&prefix).join("bin/python3");
+            if python.is_file() {
+                found.push(python);
+            }
+        }
+    }
+    if found.is_empty() {
+        found.push(PathBuf::from("python3"));
+    }
+    found
+}
+
+fn pythons() -> &'static [Python] {
+    static PYTHONS: OnceLock<Vec<Python>> = OnceLock::new();
+    PYTHONS.get_or_init(|| {
+        let mut out = Vec::new();
+        for exe in candidates() {
+            let Some(info) = python_eval(
+                &exe,
+                "import sys,sysconfig;print(sys.version_info[0]);print(sys.version_info[1]);print(sysconfig.get_paths()['include']);print(sysconfig.get_config_var('EXT_SUFFIX'))",
+            ) else {
+                continue;
+            };
+            let lines: Vec<&str> = info.lines().collect();
+            let (Some(major), Some(minor), Some(include), Some(suffix)) =
+                (lines.first(), lines.get(1), lines.get(2), lines.get(3))
+            else {
+                continue;
+            };
+            let version = (major.parse().unwrap_or(0), minor.parse().unwrap_or(0));
+            // The generated code targets 3.11 and later (stage 2 and 3 APIs).
+            if version >= (3, 11) && Path::new(include).join("Python.h").is_file() {
+                out.push(Python {
+                    exe,
+                    version,
+                    include: PathBuf::from(include),
+                    ext_suffix: suffix.to_string(),
+                });
+            }
+        }
+        out.sort_by_key(|p| p.version);
+        out
+    })
+}
+
+fn gcc(args: &[&str], what: &str) -> Result<(), String> {
+    let out = Command::new("gcc")
+        .args(args)
+        .output()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: gcc failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+const STRICT: &[&str] = &[
+    "-Wall",
+    "-Werror=implicit-function-declaration",
+    "-Werror=incompatible-pointer-types",
+    "-Werror=int-conversion",
+    "-Werror=return-type",
+];
+
+fn compile_only(python: &Python, file: &Path, what: &str) -> Result<(), String> {
+    let inc = format!("-I{}", python.include.display());
+    let dir = format!("-I{}", file.parent().unwrap_or(Path::new(".")).display());
+    let mut args = vec!["-fsyntax-only", "-std=gnu11", inc.as_str(), dir.as_str()];
+    args.extend_from_slice(STRICT);
+    let f = file.display().to_string();
+    args.push(&f);
+    gcc(&args, what)
+}
+
+/// The module's init file, with every compilable block of its plan appended.
+fn with_generated(report: &PlanReport, module: usize) -> Option<(PathBuf, String)> {
+    let m = report.modules.get(module)?;
+    let mut text = std::fs::read_to_string(&m.path).ok()?;
+    text.push_str("\n/* ---- generated by isolint plan ---- */\n");
+    for stage in &m.stages {
+        for block in stage
+            .code
+            .iter()
+            .filter(|b| b.kind == CodeKind::Declarations)
+        {
+            text.push_str(&block.code);
+            text.push('\n');
+        }
+    }
+    Some((PathBuf::from(&m.path), text))
+}
+
+#[test]
+fn generated_code_compiles() {
+    let pythons = pythons();
+    if pythons.is_empty() {
+        eprintln!("generated_code_compiles skipped: no Python >= 3.11 with headers found");
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    let mut compiled = 0;
+    let mut skipped = Vec::new();
+    let dirs: Vec<PathBuf> = CHECK_FIXTURES
+        .iter()
+        .map(|n| check_fixture(n))
+        .chain(PLAN_FIXTURES.iter().map(|n| plan_dir(n)))
+        .collect();
+    for dir in &dirs {
+        let report = plan_report(&analysis_of(dir));
+        for i in 0..report.modules.len() {
+            let Some((path, text)) = with_generated(&report, i) else {
+                continue;
+            };
+            // Next to the original, so its own includes resolve.
+            let copy_dir = scratch
+                .path()
+                .join(format!("{}-{i}", dir.display()).replace('/', "_"));
+            copy_tree(path.parent().unwrap_or(Path::new(".")), &copy_dir);
+            let file = copy_dir.join(path.file_name().unwrap_or_default());
+            // Some check fixtures are deliberately not complete modules: only those whose
+            // original compiles can show that the generated code does.
+            if pythons
+                .iter()
+                .any(|py| compile_only(py, &file, "original").is_err())
+            {
+                skipped.push(path.display().to_string());
+                continue;
+            }
+            std::fs::write(&file, text).expect("write");
+            for py in pythons {
+                compiled += 1;
+                let what = format!("{} on {}.{}", path.display(), py.version.0, py.version.1);
+                if let Err(e) = compile_only(py, &file, &what) {
+                    failures.push(e);
+                }
+            }
+        }
+        // Stage 0 as applied, on a copy.
+        let copy_dir = scratch
+            .path()
+            .join(format!("{}-fix", dir.display()).replace('/', "_"));
+        copy_tree(dir, &copy_dir);
+        let fix = fix_stage0(&analysis_of(&copy_dir));
+        for (path, _, new) in &fix.files {
+            std::fs::write(path, new).expect("write");
+            for py in pythons {
+                compiled += 1;
+                let what = format!(
+                    "stage 0 of {} on {}.{}",
+                    path.display(),
+                    py.version.0,
+                    py.version.1
+                );
+                if let Err(e) = compile_only(py, path, &what) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "compiled {compiled} units on {:?}; originals that do not compile: {skipped:?}",
+        pythons.iter().map(|p| p.version).collect::<Vec<_>>()
+    );
+    assert!(compiled > 0);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the end-to-end proof
+
+fn build_module(py: &Python, dir: &Path) -> Result<(), String> {
+    let out = dir.join(format!("_speedups{}", py.ext_suffix));
+    let _ = std::fs::remove_file(&out);
+    let inc = format!("-I{}", py.include.display());
+    let src = dir.join("_speedups.c").display().to_string();
+    let o = out.display().to_string();
+    let mut args = vec!["-shared", "-fPIC", "-O0", inc.as_str()];
+    args.extend_from_slice(STRICT);
+    args.extend(["-o", o.as_str(), src.as_str()]);
+    gcc(
+        &args,
+        &format!("build for {}.{}", py.version.0, py.version.1),
+    )
+}
+
+fn run_py(py: &Python, args: &[&str], dir: &Path) -> Result<String, String> {
+    let out = Command::new(&py.exe)
+        .args(args)
+        .env("PYTHONPATH", dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+#[test]
+fn fix_stage0_end_to_end() {
+    let pythons = pythons();
+    if pythons.is_empty() {
+        eprintln!("fix_stage0_end_to_end skipped: no Python >= 3.11 with headers found");
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("legacy_speedups");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(plan_fixture().join("_speedups.c"), dir.join("_speedups.c")).expect("copy");
+    let behaviour = std::fs::canonicalize(plan_fixture().join("behaviour.py")).expect("path");
+    let subinterp = std::fs::canonicalize(plan_fixture().join("subinterp.py")).expect("path");
+    let behaviour = behaviour.display().to_string();
+    let subinterp = subinterp.display().to_string();
+    let dir_s = dir.display().to_string();
+
+    // Before: builds, behaves, and 3.12+ refuses it as a single-phase module.
+    for py in pythons {
+        build_module(py, &dir).expect("the legacy module builds");
+        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
+        if py.version >= (3, 12) {
+            let out = run_py(py, &[&subinterp, &dir_s], &dir).expect("probe runs");
+            assert!(out.starts_with("refused"), "{out}");
+            assert!(!out.contains("multi-phase"), "{out}");
+        }
+    }
+
+    // The fix, applied; a second run changes nothing.
+    let args = FixArgs {
+        paths: vec![dir.join("_speedups.c")],
+        stage: 0,
+        apply: true,
+    };
+    assert_eq!(run_fix(&args), 0);
+    let fixed = std::fs::read_to_string(dir.join("_speedups.c")).expect("read");
+    assert!(fixed.contains("return PyModuleDef_Init(&speedups_module);"));
+    assert_eq!(run_fix(&args), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("_speedups.c")).expect("read"),
+        fixed,
+        "a second run changes nothing"
+    );
+    let again = fix_stage0(&analysis_of(&dir));
+    assert_eq!(again.modules[0].outcome, FixOutcome::AlreadyDone);
+    assert!(again.files.is_empty());
+
+    // After: builds, behaves the same, and 3.12+ refuses it through NOT_SUPPORTED.
+    for py in pythons {
+        build_module(py, &dir).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"));
+        if py.version >= (3, 12) {
+            let out = run_py(py, &[&subinterp, &dir_s], &dir).expect("probe runs");
+            let lines: Vec<&str> = out.lines().collect();
+            assert!(
+                lines.first().is_some_and(|l| l.starts_with("refused")),
+                "{out}"
+            );
+            // Slot 3 (Py_mod_multiple_interpreters) = 0 (NOT_SUPPORTED).
+            assert_eq!(lines.last().copied(), Some("multi-phase 0"), "{out}");
+        }
+    }
+    eprintln!(
+        "end to end on {:?}",
+        pythons.iter().map(|p| p.version).collect::<Vec<_>>()
+    );
+}
