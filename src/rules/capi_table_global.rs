@@ -1,5 +1,5 @@
 use super::support::{call_site, calls_where, global_role, write_summary, GlobalRole};
-use super::{declare_rule, Ctx};
+use super::{declare_rule, Ctx, Site};
 
 declare_rule! {
     /// ## What it does
@@ -69,6 +69,29 @@ fn check(ctx: &mut Ctx) {
         let help = "keep the table in module state, imported in the exec slot".to_string();
         let site = ctx.var_site(g.var);
         ctx.report(site, Some(&v.name), v.function.as_deref(), message, help);
+    }
+    // `PyDateTime_IMPORT;` is used without parentheses: it is a name, not a call.
+    let project = ctx.project;
+    for &fi in &ctx.module.files {
+        for f in &project.files[fi].functions {
+            for r in &f.references {
+                let Some((_, table)) = IMPORT_MACROS.iter().find(|(m, _)| *m == r.name) else {
+                    continue;
+                };
+                let message = format!(
+                    "`{}` in `{}` fills the process-global `{table}` table",
+                    r.name, f.name
+                );
+                let help = format!("import the capsule in the exec slot and keep the table in module state instead of `{table}`");
+                let site = Site {
+                    file: fi,
+                    span: r.span,
+                    versions: f.versions,
+                    uncertain: f.uncertain,
+                };
+                ctx.report(site, Some(table), Some(&f.name), message, help);
+            }
+        }
     }
     for (fi, f, call) in calls_where(ctx, |c| IMPORT_MACROS.iter().any(|(m, _)| *m == c)) {
         let table = IMPORT_MACROS

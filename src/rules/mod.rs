@@ -6,7 +6,9 @@ mod could_be_const;
 mod gilstate_api;
 mod global_exception_object;
 mod global_pyobject;
+mod heap_type_gc_protocol;
 mod missing_gil_slot;
+mod missing_module_gc;
 mod missing_multiple_interpreters_slot;
 mod module_state_via_global;
 mod mutable_global_state;
@@ -21,6 +23,7 @@ mod static_object_singleton;
 mod static_type_object;
 mod support;
 mod thread_local_state;
+mod type_module_lookup;
 mod underclaimed_isolation;
 pub mod verdict;
 
@@ -98,6 +101,9 @@ pub static RULES: &[&RuleInfo] = &[
     &mutated_static_definition::RULE,
     &thread_local_state::RULE,
     &module_state_via_global::RULE,
+    &missing_module_gc::RULE,
+    &heap_type_gc_protocol::RULE,
+    &type_module_lookup::RULE,
     // The verdict rules read the findings of every rule above: they stay last.
     &missing_multiple_interpreters_slot::RULE,
     &missing_gil_slot::RULE,
@@ -210,4 +216,35 @@ pub fn docs_markdown_body(rule: &RuleInfo) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+/// The rule's documentation page: `isolint explain` prints it and `docs/rules/<name>.md` is it.
+pub fn doc_page(rule: &RuleInfo) -> String {
+    format!(
+        "# {} ({})\n\nDefault severity: {}. Minimum Python for the fix: {}.\n\n{}",
+        rule.name,
+        rule.id,
+        rule.severity.as_str(),
+        rule.min_python,
+        docs_markdown_body(rule)
+    )
+}
+
+/// `docs/rules/README.md`: the table of every rule.
+pub fn doc_index() -> String {
+    let mut out = String::from(
+        "# Rules\n\nGenerated from the rules' doc comments (`ISOLINT_BLESS=1 cargo test --test registry` rewrites these pages).\n\n| id | name | severity | fix needs | summary |\n|---|---|---|---|---|\n",
+    );
+    for r in RULES {
+        out.push_str(&format!(
+            "| {} | [{}]({}.md) | {} | {} | {} |\n",
+            r.id,
+            r.name,
+            r.name,
+            r.severity.as_str(),
+            r.min_python,
+            r.summary
+        ));
+    }
+    out
 }

@@ -1,6 +1,6 @@
 use super::support::{global_role, GlobalRole};
 use super::{declare_rule, write_summary, Ctx};
-use crate::model::pytypes::{is_definition_table, is_type_object};
+use crate::model::pytypes::{bare_type, is_definition_table, is_type_object};
 use crate::model::WriteClass;
 
 declare_rule! {
@@ -60,7 +60,10 @@ fn check(ctx: &mut Ctx) {
             continue;
         }
         // Definition tables and C-API tables have rules of their own.
-        if is_definition_table(&v.type_name) || global_role(ctx, g) == GlobalRole::CapiTable {
+        if is_definition_table(&v.type_name)
+            || bare_type(&v.type_name) == "Py_tss_t"
+            || global_role(ctx, g) == GlobalRole::CapiTable
+        {
             continue;
         }
         // Objects have rules of their own.

@@ -167,3 +167,55 @@ pub fn call_site(file: usize, call: &crate::facts::Call) -> super::Site {
         uncertain: call.uncertain,
     }
 }
+
+/// A function defined in the module's files, by name (static functions of the same file
+/// are not distinguished: module files rarely reuse a name).
+pub fn module_function<'p>(
+    ctx: &super::Ctx<'p>,
+    name: &str,
+) -> Option<(usize, &'p crate::facts::Function)> {
+    let project = ctx.project;
+    ctx.module.files.iter().find_map(|&fi| {
+        project.files[fi]
+            .functions
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| (fi, f))
+    })
+}
+
+/// The argument texts of every call to one of `callees` in `function` and the module
+/// functions it calls directly (`clear` often delegates to a helper).
+pub fn call_args_in(
+    ctx: &super::Ctx,
+    function: &crate::facts::Function,
+    callees: &[&str],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut visit = |f: &crate::facts::Function| {
+        for c in f
+            .calls
+            .iter()
+            .filter(|c| callees.contains(&c.callee.as_str()))
+        {
+            out.extend(c.args.iter().map(|a| a.text.clone()));
+        }
+    };
+    visit(function);
+    for c in &function.calls {
+        if let Some((_, helper)) = module_function(ctx, &c.callee) {
+            if helper.name != function.name {
+                visit(helper);
+            }
+        }
+    }
+    out
+}
+
+/// `st->field`, `state.field`, `self->field` in an argument text.
+pub fn mentions_field(args: &[String], field: &str) -> bool {
+    args.iter().any(|a| {
+        let a = a.trim_end_matches(')').trim();
+        a.ends_with(&format!("->{field}")) || a.ends_with(&format!(".{field}")) || a == field
+    })
+}
