@@ -98,15 +98,10 @@ fn check(ctx: &mut Ctx) {
     let free = def
         .function_field("m_free")
         .and_then(|n| module_function(ctx, n));
-    let fields = object_fields
-        .iter()
-        .map(|f| format!("`{f}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
 
     let mut problems = Vec::new();
     match traverse {
-        None => problems.push("has no `m_traverse`".to_string()),
+        None => problems.push(format!("`{def_name}` has no `m_traverse`")),
         Some((_, f)) => {
             let visited = call_args_in(ctx, f, &["Py_VISIT"]);
             let missed: Vec<&str> = object_fields
@@ -120,7 +115,7 @@ fn check(ctx: &mut Ctx) {
         }
     }
     if clear.is_none() && free.is_none() {
-        problems.push("has neither `m_clear` nor `m_free`".to_string());
+        problems.push(format!("`{def_name}` has neither `m_clear` nor `m_free`"));
     } else {
         let mut cleared = Vec::new();
         for (_, f) in clear.iter().chain(free.iter()) {
@@ -142,8 +137,9 @@ fn check(ctx: &mut Ctx) {
         return;
     }
     let message = format!(
-        "the state of module `{}` (`{state_type}`) holds objects in {fields}, but `{def_name}` {}",
+        "the state of module `{}` (`{state_type}`) holds {} object field(s), but {}",
         ctx.module.name,
+        object_fields.len(),
         problems.join(", and ")
     );
     let help = "define `m_traverse` (`Py_VISIT` every object field), `m_clear` (`Py_CLEAR` every object field) and `m_free` (call the clear function)".to_string();

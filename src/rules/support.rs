@@ -136,7 +136,13 @@ pub fn global_role(ctx: &super::Ctx, global: &crate::model::Global) -> GlobalRol
             }
         }
     }
-    if role == GlobalRole::Other && v.type_name == "void" && v.pointers.len() == 2 {
+    // `static void **Foo_API`: the conventional name of a capsule table (a `void **` from
+    // `dlsym` is not one).
+    if role == GlobalRole::Other
+        && v.type_name == "void"
+        && v.pointers.len() == 2
+        && v.name.to_ascii_uppercase().contains("API")
+    {
         return GlobalRole::CapiTable;
     }
     role
