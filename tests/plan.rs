@@ -480,3 +480,49 @@ fn fix_stage0_end_to_end() {
         pythons.iter().map(|p| p.version).collect::<Vec<_>>()
     );
 }
+
+/// Writes the plan (Markdown) and the stage-0 outcome of each folder in `ISOLINT_PLAN_CORPUS`
+/// (`:`-separated) into `ISOLINT_PLAN_OUT`. A tool for reading plans of real code; ignored by
+/// default.
+#[test]
+#[ignore]
+fn corpus_plans() {
+    let (Ok(list), Ok(out)) = (
+        std::env::var("ISOLINT_PLAN_CORPUS"),
+        std::env::var("ISOLINT_PLAN_OUT"),
+    ) else {
+        return;
+    };
+    std::fs::create_dir_all(&out).expect("mkdir");
+    for dir in list.split(':').filter(|d| !d.is_empty()) {
+        let start = std::time::Instant::now();
+        let analysis = analysis_of(Path::new(dir));
+        let report = plan_report(&analysis);
+        let fix = fix_stage0(&analysis);
+        let name = Path::new(dir)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        std::fs::write(
+            Path::new(&out).join(format!("{name}.md")),
+            render_markdown(&report),
+        )
+        .expect("write");
+        let diff: String = fix
+            .files
+            .iter()
+            .map(|(p, old, new)| isolint::plan::unified_diff(p, old, new))
+            .collect();
+        std::fs::write(Path::new(&out).join(format!("{name}.diff")), diff).expect("write");
+        let outcomes: Vec<String> = fix
+            .modules
+            .iter()
+            .map(|m| format!("{} {:?}", m.module, m.outcome))
+            .collect();
+        eprintln!(
+            "{name}: {} modules, {:?}; stage 0: {outcomes:?}",
+            report.modules.len(),
+            start.elapsed()
+        );
+    }
+}

@@ -9,6 +9,7 @@ use super::state::{self, StateNames, Visit};
 use super::types::{self, HeapType};
 use crate::finding::{Finding, Severity};
 use crate::model::{InitStyle, TypeKind};
+use crate::rules::Blocks;
 
 const NOT_SUPPORTED: &str = "Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED";
 const SUPPORTED: &str = "Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED";
@@ -63,27 +64,25 @@ fn shell_word(s: &str) -> String {
     }
 }
 
+/// The verdict `check` computes (`rules::module_verdict`), with each blocking finding named
+/// by the level it rules out.
 fn verdict(ctx: &PlanCtx, findings: &[&Finding]) -> Verdict {
     let declares = ctx
         .module
         .slot("Py_mod_multiple_interpreters")
         .map(|s| s.value.text.clone());
+    let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
+    let model = crate::rules::module_verdict(ctx.module, &own);
     let mut blockers = Vec::new();
-    let mut worst = 0u8; // 0: none, 1: blocks per-interpreter GIL, 2: blocks support
     for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
-        let level = match f.name {
-            "static-type-object" => 1,
-            _ => 2,
+        let blocks = match crate::rules::find_rule(f.rule).map(|r| r.blocks) {
+            Some(Blocks::SharedGil) if f.name == "single-phase-init" => "any declaration",
+            Some(Blocks::SharedGil) => SUPPORTED,
+            Some(Blocks::PerInterpreterGil) => PER_GIL,
+            _ => continue,
         };
-        worst = worst.max(level);
         blockers.push(Blocker {
-            blocks: if f.name == "single-phase-init" {
-                "any declaration".into()
-            } else if level == 1 {
-                PER_GIL.into()
-            } else {
-                SUPPORTED.into()
-            },
+            blocks: blocks.to_string(),
             rule: format!("{}[{}]", f.rule, f.name),
             message: f.message.clone(),
             site: SiteRef {
@@ -93,17 +92,8 @@ fn verdict(ctx: &PlanCtx, findings: &[&Finding]) -> Verdict {
             },
         });
     }
-    let honest_today = match ctx.module.init_style {
-        InitStyle::MultiPhase => Some(
-            match worst {
-                0 => PER_GIL,
-                1 => SUPPORTED,
-                _ => NOT_SUPPORTED,
-            }
-            .to_string(),
-        ),
-        _ => None,
-    };
+    let honest_today = (ctx.module.init_style == InitStyle::MultiPhase)
+        .then(|| model.supported.slot_value().to_string());
     Verdict {
         init_style: ctx.module.init_style.as_str().to_string(),
         declares,
@@ -153,7 +143,11 @@ fn stage_0(ctx: &PlanCtx, fix: &Stage0) -> Stage {
         Stage0::Edits(_) => {
             notes.push("`isolint fix --stage 0` makes this change; `--apply` writes it. The diff below is exactly what it writes.".into());
             if let Some(diff) = super::diff_of(ctx, fix) {
-                blocks.push(code("isolint fix --stage 0", CodeKind::Diff, diff));
+                blocks.push(code(
+                    "The diff `isolint fix --stage 0` writes",
+                    CodeKind::Diff,
+                    diff,
+                ));
             }
         }
         Stage0::Refused(reason) => {
@@ -163,7 +157,7 @@ fn stage_0(ctx: &PlanCtx, fix: &Stage0) -> Stage {
                 .map(|f| ctx.function(f).name.clone())
                 .unwrap_or_else(|| format!("PyInit_{}", ctx.module.name));
             blocks.push(code(
-                "template",
+                "Template",
                 CodeKind::Excerpt,
                 format!(
                     "static int\n{p}_exec(PyObject *module)\n{{\n    /* the body of {init_name}, after the module is created;\n       `return NULL` becomes `return -1`, `return m` becomes `return 0` */\n    return 0;\n}}\n\nstatic PyModuleDef_Slot {def}_slots[] = {{\n    {{Py_mod_exec, {p}_exec}},\n#ifdef Py_mod_multiple_interpreters\n    {{Py_mod_multiple_interpreters, {NOT_SUPPORTED}}},\n#endif\n    {{0, NULL}}\n}};\n\n/* in {def}: .m_size = 0, .m_slots = {def}_slots */\n\nPyMODINIT_FUNC\n{init_name}(void)\n{{\n    return PyModuleDef_Init(&{def});\n}}\n",
@@ -251,11 +245,11 @@ fn stage_1(
         checklist,
         accesses: Vec::new(),
         code: vec![
-            code("the state struct", CodeKind::Declarations, state::state_struct(names, fields)),
-            code("the state getter", CodeKind::Declarations, state::getter(names)),
-            code("m_traverse, m_clear, m_free", CodeKind::Declarations, state::gc_functions(names, fields)),
-            code("the module definition", CodeKind::Excerpt, state::def_fields(names)),
-            code("filling the state in exec", CodeKind::Declarations, state::exec_code(ctx, names, migrated)),
+            code("The state struct", CodeKind::Declarations, state::state_struct(names, fields)),
+            code("The state getter", CodeKind::Declarations, state::getter(names)),
+            code("`m_traverse`, `m_clear` and `m_free`", CodeKind::Declarations, state::gc_functions(names, fields)),
+            code("In the module definition", CodeKind::Excerpt, state::def_fields(names)),
+            code("Filling the state in exec", CodeKind::Declarations, state::exec_code(ctx, names, migrated)),
         ],
         notes,
     }
@@ -342,7 +336,7 @@ fn stage_3(ctx: &PlanCtx, names: &StateNames, heap: &[HeapType]) -> Stage {
             body.push_str(&types::exec_lines(ht, "state"));
         }
         blocks.push(code(
-            "creating the types in exec",
+            "Creating the types in exec",
             CodeKind::Declarations,
             format!(
                 "static int\n{p}_exec_types(PyObject *module)\n{{\n    {ty} *state = {getter}(module);\n{body}    return 0;\n}}\n",
@@ -440,7 +434,7 @@ fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage 
         ],
         accesses: Vec::new(),
         code: vec![code(
-            "slots",
+            "Slots",
             CodeKind::Excerpt,
             format!("#ifdef Py_mod_multiple_interpreters\n    {{Py_mod_multiple_interpreters, {PER_GIL}}},\n#endif\n#ifdef Py_mod_gil\n    /* only after the free-threading review */\n    {{Py_mod_gil, Py_MOD_GIL_NOT_USED}},\n#endif\n"),
         )],

@@ -136,20 +136,12 @@ fn stage(out: &mut String, s: &Stage) {
     }
     if s.status == StageStatus::Todo {
         for c in &s.code {
-            let _ = writeln!(out, "{}:\n", capitalise(&c.title));
+            let _ = writeln!(out, "{}:\n", c.title);
             out.push_str(&fence(&c.code, c.kind.fence()));
             out.push('\n');
         }
     }
     for n in &s.notes {
         let _ = writeln!(out, "> {n}\n");
-    }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
     }
 }

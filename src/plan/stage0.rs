@@ -133,6 +133,16 @@ fn build(ctx: &PlanCtx) -> Result<Vec<Edit>, String> {
     let (stmt_start, stmt_end) =
         statement_around(text, open + 1, close, call.span.start, call.span.end)
             .ok_or("the statement that creates the module could not be delimited")?;
+    // `return m;` becomes `return 0;` only if `m` is the module on every path: local
+    // assignments are not in the facts, so the body text is searched.
+    if let Some(m) = &module_var {
+        if let Some(at) = assignment_to(text, open + 1, close, m, (stmt_start, stmt_end)) {
+            let line = text[..at].matches('\n').count() + 1;
+            return Err(format!(
+                "`{m}` is assigned again (line {line}), so `return {m}` may not return the module"
+            ));
+        }
+    }
     let stmt = normalize(&text[stmt_start..stmt_end]);
     let call_text = normalize(&text[call.span.start..call.span.end]);
     let mut creation_is_return = false;
@@ -224,7 +234,13 @@ fn build(ctx: &PlanCtx) -> Result<Vec<Edit>, String> {
         e.0 = line_start_if_blank(text, e.0);
     }
     let new_body = apply_local(text, open + 1, close, &mut body_edits)?;
-    // `PyInit` keeps its own head (attributes, comments); only its body changes.
+    // `PyInit` keeps its own head, with whatever stands before it on its line (visibility
+    // macros the pre-pass blanked); the exec function goes above that line.
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let span = crate::facts::Span {
+        start: line_start,
+        ..span
+    };
     let head = text[span.start..open].trim_end();
     let replacement = format!(
         "static int\n{exec_name}(PyObject *{param})\n{{{new_body}}}\n\n{head}\n{{\n    return PyModuleDef_Init(&{});\n}}",
@@ -435,6 +451,34 @@ fn normalize(text: &str) -> String {
         }
     }
     out
+}
+
+/// The offset of an assignment `m = ...` (not `==`) in `lo..hi` outside `skip`.
+fn assignment_to(text: &str, lo: usize, hi: usize, m: &str, skip: (usize, usize)) -> Option<usize> {
+    let body = text.get(lo..hi)?;
+    let bytes = body.as_bytes();
+    body.match_indices(m)
+        .map(|(i, _)| i)
+        .find(|&i| {
+            let at = lo + i;
+            if at >= skip.0 && at < skip.1 {
+                return false;
+            }
+            let before = i.checked_sub(1).map(|j| bytes[j]);
+            let after_word = bytes.get(i + m.len()).copied();
+            if before.is_some_and(|b| is_word_byte(b) || b == b'.' || b == b'>')
+                || after_word.is_some_and(is_word_byte)
+            {
+                return false;
+            }
+            // `PyObject *m = NULL;` declares, it does not reassign.
+            if body[..i].trim_end().ends_with('*') {
+                return false;
+            }
+            let rest = body[i + m.len()..].trim_start();
+            rest.starts_with('=') && !rest.starts_with("==")
+        })
+        .map(|i| lo + i)
 }
 
 fn is_word_byte(b: u8) -> bool {
