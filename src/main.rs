@@ -1,9 +1,12 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use isolint::finding::Severity;
-use isolint::report::{human, json};
-use isolint::rules::{find_rule, RuleInfo, RULES};
+use isolint::baseline;
+use isolint::config::{self, Settings};
+use isolint::finding::{sort_findings, Severity};
+use isolint::report::{concise, github, human, json, sarif};
+use isolint::rules::RuleInfo;
+use isolint::suppress::Texts;
 use isolint::version::parse_version;
-use isolint::{analyze, AnalyzeOptions};
+use isolint::{analyze, Analysis};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,10 +33,26 @@ enum Command {
     },
     /// Load a built module in child processes and sub-interpreters, and report what happens.
     Verify(isolint::verify::VerifyArgs),
+    /// Run the Language Server (LSP over standard input and output) for editors.
+    Server,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Format {
+    /// Diagnostics with the source line and a summary.
+    Human,
+    /// One versioned document (docs/json-format.md).
+    Json,
+    /// SARIF 2.1.0, for code-scanning uploads.
+    Sarif,
+    /// GitHub Actions annotations.
+    Github,
+    /// One line per finding: `path:line:col: severity[rule] message`.
+    Concise,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum RulesFormat {
     Human,
     Json,
 }
@@ -58,25 +77,26 @@ struct CheckArgs {
     paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "human")]
     format: Format,
-    /// Lowest severity that makes the exit status 1.
-    #[arg(long, value_enum, default_value = "warning")]
-    fail_on: FailOn,
+    /// Lowest severity that makes the exit status 1 (default: `fail-on` from the config, else
+    /// `warning`).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
     /// Exit 0 even when there are findings (usage errors still exit 2).
     #[arg(long)]
     exit_zero: bool,
     /// Target Python version(s), e.g. `--python 3.12`: findings in code no target compiles are
-    /// dropped. Default: every Python 3.
+    /// dropped. Default: `target-python` from the config, else every Python 3.
     #[arg(long = "python", value_name = "X.Y")]
     python: Vec<String>,
-    /// Only these rules (ids or names, comma-separated).
+    /// Only these rules (ids or names, comma-separated); replaces the config's `select`.
     #[arg(long, value_delimiter = ',')]
     select: Vec<String>,
-    /// Not these rules (ids or names, comma-separated).
+    /// Not these rules (ids or names, comma-separated); added to the config's `ignore`.
     #[arg(long, value_delimiter = ',')]
     ignore: Vec<String>,
-    /// Files larger than this many bytes are skipped with a message.
-    #[arg(long, default_value_t = isolint::source::DEFAULT_MAX_FILE_SIZE)]
-    max_file_size: u64,
+    /// Files larger than this many bytes are skipped with a message (default 10 MB).
+    #[arg(long)]
+    max_file_size: Option<u64>,
     /// With `-`: the file name that findings on standard input carry.
     #[arg(long)]
     stdin_filename: Option<PathBuf>,
@@ -85,12 +105,28 @@ struct CheckArgs {
     exclude: Vec<String>,
     #[arg(long, value_enum, default_value = "auto")]
     color: Color,
+    /// Use this config file (`isolint.toml`, or a `pyproject.toml` with `[tool.isolint]`)
+    /// instead of looking for one.
+    #[arg(long, value_name = "FILE", conflicts_with = "isolated")]
+    config: Option<PathBuf>,
+    /// Ignore every config file.
+    #[arg(long)]
+    isolated: bool,
+    /// Report only findings that this baseline file does not record.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Record the current findings in FILE and exit 0.
+    #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
+    write_baseline: Option<PathBuf>,
+    /// With `--baseline`: rewrite the baseline without the entries whose findings are gone.
+    #[arg(long, requires = "baseline")]
+    prune_baseline: bool,
 }
 
 #[derive(Args)]
 struct RulesArgs {
     #[arg(long, value_enum, default_value = "human")]
-    format: Format,
+    format: RulesFormat,
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -101,39 +137,134 @@ fn usage_error(message: &str) -> ExitCode {
 fn resolve_rules(keys: &[String]) -> Result<Vec<&'static RuleInfo>, String> {
     keys.iter()
         .filter(|k| !k.is_empty())
-        .map(|k| find_rule(k).ok_or_else(|| format!("unknown rule `{k}` (see `isolint rules`)")))
+        .map(|k| {
+            config::find_any_rule(k)
+                .ok_or_else(|| format!("unknown rule `{k}` (see `isolint rules`)"))
+        })
         .collect()
 }
 
-fn check(args: CheckArgs) -> ExitCode {
-    let mut options = AnalyzeOptions {
-        max_file_size: args.max_file_size,
-        ..Default::default()
+fn severity_of(level: FailOn) -> Severity {
+    match level {
+        FailOn::Error => Severity::Error,
+        FailOn::Warning => Severity::Warning,
+        FailOn::Info => Severity::Info,
+    }
+}
+
+/// The scanned paths that share one config file (or none), and whether the standard input
+/// buffer is among them.
+struct Group {
+    config: Option<PathBuf>,
+    paths: Vec<PathBuf>,
+    stdin: bool,
+}
+
+/// Command-line settings layered over the config file's.
+struct Overrides {
+    select: Vec<&'static RuleInfo>,
+    ignore: Vec<&'static RuleInfo>,
+    targets: Vec<isolint::version::PyVersion>,
+    fail_on: Option<Severity>,
+    exclude: Vec<String>,
+    max_file_size: Option<u64>,
+}
+
+impl Overrides {
+    fn apply(&self, s: &mut Settings) {
+        if !self.select.is_empty() {
+            s.select = Some(self.select.clone());
+        }
+        s.ignore.extend(self.ignore.iter().copied());
+        if !self.targets.is_empty() {
+            s.targets = self.targets.clone();
+        }
+        if let Some(level) = self.fail_on {
+            s.fail_on = level;
+        }
+        s.extend_exclude.extend(self.exclude.iter().cloned());
+        if let Some(size) = self.max_file_size {
+            s.max_file_size = size;
+        }
+    }
+}
+
+fn merge(into: &mut Analysis, other: Analysis) {
+    into.files_scanned += other.files_scanned;
+    into.skipped.extend(other.skipped);
+    into.errors.extend(other.errors);
+    into.parse_errors.extend(other.parse_errors);
+    into.modules.extend(other.modules);
+    into.findings.extend(other.findings);
+}
+
+/// Groups the paths by the config file that applies to each, like ruff: the nearest
+/// `isolint.toml` or `pyproject.toml` with `[tool.isolint]` at or above the path.
+fn group_paths(
+    args: &CheckArgs,
+    paths: &[PathBuf],
+    stdin_name: Option<&PathBuf>,
+) -> Result<Vec<Group>, String> {
+    let fixed = if args.isolated {
+        Some(None)
+    } else {
+        args.config.as_ref().map(|c| Some(c.clone()))
     };
-    options.discover.extra_excludes = args.exclude.clone();
+    if let Some(config) = fixed {
+        return Ok(vec![Group {
+            config,
+            paths: paths.to_vec(),
+            stdin: stdin_name.is_some(),
+        }]);
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let mut add = |config: Option<PathBuf>, path: Option<&PathBuf>| {
+        let i = match groups.iter().position(|g| g.config == config) {
+            Some(i) => i,
+            None => {
+                groups.push(Group {
+                    config,
+                    paths: Vec::new(),
+                    stdin: false,
+                });
+                groups.len() - 1
+            }
+        };
+        match path {
+            Some(p) => groups[i].paths.push(p.clone()),
+            None => groups[i].stdin = true,
+        }
+    };
+    for p in paths {
+        add(config::find_config(p).map_err(|e| e.to_string())?, Some(p));
+    }
+    if let Some(name) = stdin_name {
+        add(config::find_config(name).map_err(|e| e.to_string())?, None);
+    }
+    Ok(groups)
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let mut targets = Vec::new();
     for v in &args.python {
         match parse_version(v) {
-            Some(v) => options.targets.push(v),
+            Some(v) => targets.push(v),
             None => return usage_error(&format!("`--python {v}`: expected a version like 3.12")),
         }
     }
-    let selected = match resolve_rules(&args.select) {
-        Ok(r) => r,
-        Err(e) => return usage_error(&e),
+    let overrides = match (resolve_rules(&args.select), resolve_rules(&args.ignore)) {
+        (Ok(select), Ok(ignore)) => Overrides {
+            select,
+            ignore,
+            targets,
+            fail_on: args.fail_on.map(severity_of),
+            exclude: args.exclude.clone(),
+            max_file_size: args.max_file_size,
+        },
+        (Err(e), _) | (_, Err(e)) => return usage_error(&e),
     };
-    let ignored = match resolve_rules(&args.ignore) {
-        Ok(r) => r,
-        Err(e) => return usage_error(&e),
-    };
-    let mut rules: Vec<&'static RuleInfo> = if selected.is_empty() {
-        RULES.to_vec()
-    } else {
-        selected
-    };
-    rules.retain(|r| !ignored.iter().any(|i| i.id == r.id));
-    options.rules = Some(rules);
 
-    let mut stdin_text = None;
+    let mut stdin_buffer = None;
     let mut paths = Vec::new();
     for p in &args.paths {
         if p.as_os_str() == "-" {
@@ -145,20 +276,106 @@ fn check(args: CheckArgs) -> ExitCode {
                 .stdin_filename
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("<stdin>.c"));
-            stdin_text = Some((name.clone(), String::from_utf8_lossy(&bytes).into_owned()));
-            options.stdin = Some((name, bytes));
+            stdin_buffer = Some((name, bytes));
         } else {
             paths.push(p.clone());
         }
     }
-    if paths.is_empty() && options.stdin.is_none() {
+    if paths.is_empty() && stdin_buffer.is_none() {
         paths.push(PathBuf::from("."));
     }
-    options.paths = paths;
+    let stdin_text: Vec<(PathBuf, String)> = stdin_buffer
+        .iter()
+        .map(|(n, b)| (n.clone(), String::from_utf8_lossy(b).into_owned()))
+        .collect();
 
-    let analysis = analyze(&options);
+    let groups = match group_paths(&args, &paths, stdin_buffer.as_ref().map(|(n, _)| n)) {
+        Ok(g) => g,
+        Err(e) => return usage_error(&e),
+    };
+    let baseline_entries = match &args.baseline {
+        Some(file) => match baseline::load(file) {
+            Ok(entries) => Some(entries),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
+    };
+    let baseline_file = args.baseline.as_ref().or(args.write_baseline.as_ref());
+    let baseline_base = baseline_file.map(|f| baseline::base_dir(f));
+    let mut matcher = baseline_entries.map(baseline::Matcher::new);
+
+    let mut texts = Texts::new(stdin_text.clone());
+    let mut merged: Option<Analysis> = None;
+    let mut failing = false;
+    for group in groups {
+        let mut settings = match &group.config {
+            Some(file) => match config::load(file) {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    return usage_error(&format!("{}: no [tool.isolint] table", file.display()))
+                }
+                Err(e) => return usage_error(&e.to_string()),
+            },
+            None => Settings::default(),
+        };
+        overrides.apply(&mut settings);
+        let mut options = settings.analyze_options();
+        options.paths = group.paths;
+        if group.stdin {
+            options.stdin = stdin_buffer.clone();
+        }
+        let mut analysis = analyze(&options);
+        settings.postprocess(&mut analysis, &mut texts);
+        if let (Some(m), Some(base)) = (matcher.as_mut(), baseline_base.as_ref()) {
+            m.filter(&mut analysis.findings, base, &mut texts);
+        }
+        failing |= analysis
+            .findings
+            .iter()
+            .any(|f| f.severity >= settings.fail_on);
+        match merged.as_mut() {
+            Some(m) => merge(m, analysis),
+            None => merged = Some(analysis),
+        }
+    }
+    let Some(mut analysis) = merged else {
+        return usage_error("nothing to scan");
+    };
+    sort_findings(&mut analysis.findings);
+    analysis
+        .errors
+        .sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+
+    if let (Some(file), Some(base)) = (&args.write_baseline, &baseline_base) {
+        if analysis.nothing_scanned() {
+            for e in &analysis.errors {
+                eprintln!("isolint: {}: {}", e.path.display(), e.message);
+            }
+            return usage_error("nothing could be scanned; the baseline was not written");
+        }
+        let entries: Vec<_> = analysis
+            .findings
+            .iter()
+            .map(|f| baseline::entry(f, base, &mut texts))
+            .collect();
+        let n = entries.len();
+        return match baseline::save(file, entries) {
+            Ok(()) => {
+                eprintln!("isolint: wrote {n} findings to {}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e),
+        };
+    }
+
     let text = match args.format {
         Format::Json => json::render(&analysis),
+        Format::Sarif => {
+            let rules: Vec<&'static RuleInfo> = config::all_rules().collect();
+            sarif::render(&analysis, &rules, &mut texts, &sarif::repository_root())
+        }
+        Format::Github => github::render(&analysis),
+        Format::Concise => concise::render(&analysis),
         Format::Human => {
             let color = match args.color {
                 Color::Always => true,
@@ -167,13 +384,14 @@ fn check(args: CheckArgs) -> ExitCode {
                     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
                 }
             };
-            human::render(
-                &analysis,
-                &mut human::Sources::new(stdin_text.into_iter().collect()),
-                color,
-            )
+            human::render(&analysis, &mut human::Sources::new(stdin_text), color)
         }
     };
+    if args.format == Format::Concise {
+        for e in &analysis.errors {
+            eprintln!("isolint: {}: {}", e.path.display(), e.message);
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     if stdout
         .write_all(text.as_bytes())
@@ -183,16 +401,42 @@ fn check(args: CheckArgs) -> ExitCode {
         // A closed pipe (`| head`) is not an error of the scan.
         return ExitCode::SUCCESS;
     }
+    drop(stdout);
+    if let (Some(m), Some(file)) = (&matcher, &args.baseline) {
+        let fixed = m.fixed();
+        if args.prune_baseline {
+            if let Err(e) = baseline::save(file, m.kept()) {
+                return usage_error(&e);
+            }
+            eprintln!(
+                "isolint: baseline: {} known findings; removed {} fixed entries from {}",
+                m.known,
+                fixed.len(),
+                file.display()
+            );
+        } else {
+            eprintln!("isolint: baseline: {} known findings not reported", m.known);
+            if !fixed.is_empty() {
+                eprintln!(
+                    "isolint: baseline: {} entries no longer match a finding (fixed); `--prune-baseline` removes them:",
+                    fixed.len()
+                );
+                for e in &fixed {
+                    eprintln!(
+                        "  {} [{}] {} {}",
+                        e.path,
+                        e.name,
+                        e.function.as_deref().unwrap_or("<file scope>"),
+                        e.symbol.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
     if analysis.nothing_scanned() {
         eprintln!("isolint: error: nothing could be scanned");
         return ExitCode::from(2);
     }
-    let threshold = match args.fail_on {
-        FailOn::Error => Severity::Error,
-        FailOn::Warning => Severity::Warning,
-        FailOn::Info => Severity::Info,
-    };
-    let failing = analysis.findings.iter().any(|f| f.severity >= threshold);
     if failing && !args.exit_zero {
         ExitCode::from(1)
     } else {
@@ -202,9 +446,8 @@ fn check(args: CheckArgs) -> ExitCode {
 
 fn list_rules(args: RulesArgs) -> ExitCode {
     match args.format {
-        Format::Json => {
-            let rules: Vec<_> = RULES
-                .iter()
+        RulesFormat::Json => {
+            let rules: Vec<_> = config::all_rules()
                 .map(|r| {
                     serde_json::json!({
                         "id": r.id, "name": r.name, "severity": r.severity,
@@ -217,12 +460,12 @@ fn list_rules(args: RulesArgs) -> ExitCode {
                 serde_json::to_string_pretty(&rules).unwrap_or_default()
             );
         }
-        Format::Human => {
+        RulesFormat::Human => {
             println!(
                 "{:<8} {:<32} {:<8} {:<6} summary",
                 "id", "name", "severity", "fix"
             );
-            for r in RULES {
+            for r in config::all_rules() {
                 println!(
                     "{:<8} {:<32} {:<8} {:<6} {}",
                     r.id,
@@ -238,16 +481,9 @@ fn list_rules(args: RulesArgs) -> ExitCode {
 }
 
 fn explain(key: &str) -> ExitCode {
-    match find_rule(key) {
+    match config::find_any_rule(key) {
         Some(rule) => {
-            println!(
-                "# {} ({})\n\nDefault severity: {}. Minimum Python for the fix: {}.\n",
-                rule.name,
-                rule.id,
-                rule.severity.as_str(),
-                rule.min_python
-            );
-            print!("{}", isolint::rules::docs_markdown_body(rule));
+            print!("{}", isolint::server::explain_markdown(rule));
             ExitCode::SUCCESS
         }
         None => usage_error(&format!("unknown rule `{key}` (see `isolint rules`)")),
@@ -267,6 +503,13 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Rules(args) => list_rules(args),
         Command::Explain { rule } => explain(&rule),
+        Command::Server => match isolint::server::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("isolint: server: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Verify(args) => ExitCode::from(isolint::verify::run(&args).clamp(0, 255) as u8),
     }
 }

@@ -1,7 +1,10 @@
 //! Reporters only read an `Analysis`; they never compute findings.
 
+pub mod concise;
+pub mod github;
 pub mod human;
 pub mod json;
+pub mod sarif;
 
 use crate::finding::{Finding, Severity};
 
