@@ -15,5 +15,9 @@ pub mod source;
 pub mod version;
 
 pub use analysis::{analyze, Analysis, AnalyzeOptions};
-pub mod verify;
+pub mod baseline;
+pub mod config;
 pub mod plan;
+pub mod server;
+pub mod suppress;
+pub mod verify;
