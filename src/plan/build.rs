@@ -153,9 +153,18 @@ fn stage_0(ctx: &PlanCtx, fix: &Stage0) -> Stage {
         Stage0::Refused(reason) => {
             notes.push(format!("`isolint fix --stage 0` refuses this module: {reason}. Make the change by hand, following the template."));
             let def = ctx.def_name().unwrap_or("module_def");
+            // A head written through a macro (`MOD_INIT(name)`) keeps its macro; the template
+            // spells the function it expands to.
             let init_name = init
-                .map(|f| ctx.function(f).name.clone())
-                .unwrap_or_else(|| format!("PyInit_{}", ctx.module.name));
+                .map(|f| ctx.function(f))
+                .filter(|f| f.macro_head.is_none())
+                .map(|f| f.name.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "PyInit_{}",
+                        ctx.module.name.rsplit('.').next().unwrap_or("")
+                    )
+                });
             blocks.push(code(
                 "Template",
                 CodeKind::Excerpt,
