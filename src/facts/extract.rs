@@ -21,6 +21,8 @@ pub(crate) struct Cx<'a> {
     pub lines: &'a LineIndex,
     pub cond: &'a ConditionalMap,
     pub errors: &'a ParseErrors,
+    /// This file's function-like macros that may write, expanded at their call sites.
+    pub macros: &'a super::macros::MacroTable,
 }
 
 impl<'a> Cx<'a> {
@@ -161,11 +163,13 @@ pub fn extract(
     first_invalid_utf8: Option<usize>,
 ) -> FileFacts {
     let lines = LineIndex::new(std::str::from_utf8(&parsed.text).unwrap_or(""));
+    let no_macros = super::macros::MacroTable::default();
     let cx = Cx {
         src: &parsed.text,
         lines: &lines,
         cond: &parsed.conditionals,
         errors: &parsed.errors,
+        macros: &no_macros,
     };
     let mut facts = FileFacts {
         path: path.to_path_buf(),
@@ -185,6 +189,11 @@ pub fn extract(
     };
     let root = parsed.tree.root_node();
     preprocessor_facts(root, &cx, &mut facts);
+    let macros = super::macros::MacroTable::new(&facts.macros);
+    let cx = Cx {
+        macros: &macros,
+        ..cx
+    };
 
     // Containers at file scope are transparent; an ERROR container makes what is inside it
     // uncertain, and its declarations are kept only when they cannot be a broken function's

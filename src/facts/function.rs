@@ -4,7 +4,9 @@
 use super::declarator::{declaration_type, shape_of};
 use super::expr::{root_name, summarize, unwrap};
 use super::extract::{declared_variables, fold_ws, Cx};
+use super::macros::MAX_EXPANSION_DEPTH;
 use super::*;
+use crate::source::LineIndex;
 use std::collections::{HashMap, HashSet};
 use tree_sitter::Node;
 
@@ -211,6 +213,8 @@ struct BodyWalker<'a, 'c> {
     handled: HashSet<usize>,
     /// Call node id -> the variable its result is assigned to.
     assigned_to: HashMap<usize, String>,
+    /// How many macro expansions deep this walker is.
+    depth: u8,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -226,6 +230,62 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             returns: Vec::new(),
             handled: HashSet::new(),
             assigned_to: HashMap::new(),
+            depth: 0,
+        }
+    }
+
+    /// Walks the expansion of a same-file macro called at `node`; what it writes and calls is
+    /// recorded at the call site.
+    fn expand_macro_call(&mut self, node: Node, callee: &str, args: &[String]) {
+        if self.depth >= MAX_EXPANSION_DEPTH {
+            return;
+        }
+        let Some(body) = self.cx.macros.expand(callee, args) else {
+            return;
+        };
+        let snippet = format!("void isolint_macro_expansion(void) {{\n{body}\n;}}\n");
+        let Ok(parsed) = crate::parse::parse(snippet.as_bytes()) else {
+            return;
+        };
+        let lines = LineIndex::new(&snippet);
+        let cx = Cx {
+            src: &parsed.text,
+            lines: &lines,
+            cond: &parsed.conditionals,
+            errors: &parsed.errors,
+            macros: self.cx.macros,
+        };
+        let root = parsed.tree.root_node();
+        let mut cursor = root.walk();
+        let Some(body_node) = root
+            .named_children(&mut cursor)
+            .find(|n| n.kind() == "function_definition")
+            .and_then(|f| f.child_by_field_name("body"))
+        else {
+            return;
+        };
+        let mut inner = BodyWalker::new(&cx, self.function.clone(), self.locals.clone());
+        inner.depth = self.depth + 1;
+        let mut ignored = Vec::new();
+        inner.walk(body_node, &mut ignored);
+        let at = self.cx.span(node);
+        let versions = self.cx.versions(node);
+        let uncertain = self.cx.uncertain(node);
+        for mut w in inner.writes {
+            (w.span, w.versions, w.uncertain) = (at, versions, uncertain);
+            self.writes.push(w);
+        }
+        for mut c in inner.calls {
+            (c.span, c.versions, c.uncertain) = (at, versions, uncertain);
+            self.calls.push(c);
+        }
+        for r in inner.references {
+            if self.referenced.insert(r.name.clone()) {
+                self.references.push(Reference {
+                    name: r.name,
+                    span: at,
+                });
+            }
         }
     }
 
@@ -247,6 +307,21 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let cx = self.cx;
         match node.kind() {
             "declaration" => {
+                // `INIT_STRING(write)` with no `;` before the next statement parses as a
+                // declaration whose type is a macro call: it is the call.
+                if let Some(ty) = node
+                    .child_by_field_name("type")
+                    .filter(|t| t.kind() == "macro_type_specifier")
+                {
+                    if let Some(name) = ty.child_by_field_name("name") {
+                        let name = cx.text(name).to_string();
+                        let args: Vec<String> = ty
+                            .child_by_field_name("type")
+                            .map(|a| vec![cx.text(a).to_string()])
+                            .unwrap_or_default();
+                        self.expand_macro_call(node, &name, &args);
+                    }
+                }
                 let info = declaration_type(node, cx);
                 if info.is_static || info.is_thread_local {
                     let mut prototypes = Vec::new();
@@ -423,6 +498,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 let value = arg_nodes.get(1).map(|v| summarize(*v, cx));
                 self.record_write(*first, WriteKind::Assign, value, None);
             }
+        }
+        if !self.cx.macros.is_empty() {
+            let texts: Vec<String> = arg_nodes.iter().map(|a| cx.text(*a).to_string()).collect();
+            self.expand_macro_call(node, &callee, &texts);
         }
         // Calls through a function name count as references too (the call graph needs them),
         // but the callee name itself is recorded here, not as a variable reference.

@@ -7,6 +7,7 @@ mod expr;
 mod extract;
 mod function;
 mod initializer;
+mod macros;
 mod structs;
 
 pub use extract::extract;

@@ -1,0 +1,146 @@
+//! Writes hidden in function-like macros defined in the same file, such as
+//! `#define INTERN(v, s) v = PyUnicode_InternFromString(s)`. At each call site the macro is
+//! expanded with its arguments and the expansion is parsed and walked like the function body it
+//! stands in.
+
+use super::MacroDef;
+use std::collections::HashMap;
+
+/// Function-like macros whose bodies may write: the only ones worth expanding.
+#[derive(Debug, Default)]
+pub(crate) struct MacroTable {
+    by_name: HashMap<String, (Vec<String>, String)>,
+}
+
+/// Expansions nest at most this deep (a macro calling a macro calling a macro).
+pub(crate) const MAX_EXPANSION_DEPTH: u8 = 3;
+/// A larger expansion is a code generator, not a helper; it is left alone.
+const MAX_EXPANSION_BYTES: usize = 4096;
+
+impl MacroTable {
+    pub fn new(macros: &[MacroDef]) -> Self {
+        let by_name = macros
+            .iter()
+            .filter_map(|m| {
+                let params = m.params.clone()?;
+                let writes = m.body.contains("++")
+                    || m.body.contains("--")
+                    || m.body
+                        .replace("==", "")
+                        .replace("!=", "")
+                        .replace("<=", "")
+                        .replace(">=", "")
+                        .contains('=');
+                (writes && !m.body.is_empty()).then(|| (m.name.clone(), (params, m.body.clone())))
+            })
+            .collect();
+        Self { by_name }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The macro's body with `args` substituted, `#param` stringized and `##` pasted.
+    pub fn expand(&self, name: &str, args: &[String]) -> Option<String> {
+        let (params, body) = self.by_name.get(name)?;
+        let variadic = params.last().is_some_and(|p| p == "...");
+        if args.len() != params.len() && !variadic && !(params.is_empty() && args.len() <= 1) {
+            return None;
+        }
+        let arg_of = |ident: &str| -> Option<String> {
+            if ident == "__VA_ARGS__" && variadic {
+                return Some(args[params.len().saturating_sub(1).min(args.len())..].join(", "));
+            }
+            params
+                .iter()
+                .position(|p| p == ident)
+                .and_then(|i| args.get(i).cloned())
+        };
+        let bytes = body.as_bytes();
+        let mut out = String::with_capacity(body.len() * 2);
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if c == b'#' && bytes.get(i + 1) == Some(&b'#') {
+                // Token pasting: drop the operator and the white space around it.
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                i += 2;
+                while i < bytes.len() && bytes[i] == b' ' {
+                    i += 1;
+                }
+            } else if c == b'#' {
+                let start = i + 1;
+                let mut end = start;
+                while end < bytes.len()
+                    && (bytes[end] == b'_' || bytes[end].is_ascii_alphanumeric())
+                {
+                    end += 1;
+                }
+                match arg_of(&body[start..end]) {
+                    Some(arg) => out.push_str(&format!("{:?}", arg)),
+                    None => out.push_str(&body[i..end]),
+                }
+                i = end;
+            } else if c == b'"' || c == b'\'' {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(bytes.len());
+                out.push_str(&body[start..i]);
+            } else if c == b'_' || c.is_ascii_alphabetic() {
+                let start = i;
+                while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
+                    i += 1;
+                }
+                match arg_of(&body[start..i]) {
+                    Some(arg) => out.push_str(&arg),
+                    None => out.push_str(&body[start..i]),
+                }
+            } else {
+                let len = body[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&body[i..i + len]);
+                i += len;
+            }
+        }
+        (out.len() <= MAX_EXPANSION_BYTES).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, params: &[&str], body: &str) -> MacroTable {
+        MacroTable::new(&[MacroDef {
+            name: name.into(),
+            params: Some(params.iter().map(|p| p.to_string()).collect()),
+            body: body.into(),
+            span: Default::default(),
+            versions: Default::default(),
+        }])
+    }
+
+    #[test]
+    fn pastes_and_stringizes() {
+        let t = table(
+            "INIT_STRING",
+            &["S"],
+            "if (!(py_ ## S = INTERN(#S))) return -1;",
+        );
+        assert_eq!(
+            t.expand("INIT_STRING", &["keys".into()]).unwrap(),
+            "if (!(py_keys = INTERN(\"keys\"))) return -1;"
+        );
+    }
+
+    #[test]
+    fn macros_that_only_compare_are_not_expanded() {
+        let t = table("IS_NONE", &["x"], "((x) == Py_None)");
+        assert!(t.expand("IS_NONE", &["o".into()]).is_none());
+    }
+}
