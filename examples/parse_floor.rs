@@ -22,7 +22,7 @@ use isolint::discover::{discover, DiscoverOptions};
 use isolint::source::{read_source, DEFAULT_MAX_FILE_SIZE};
 use rayon::prelude::*;
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tree_sitter::Parser;
 
@@ -79,7 +79,7 @@ fn raw_parse(text: &[u8]) -> usize {
     })
 }
 
-fn one(mode: Mode, path: &PathBuf, kind: isolint::discover::SourceKind) -> Tally {
+fn one(mode: Mode, path: &Path, kind: isolint::discover::SourceKind) -> Tally {
     let Ok(source) = read_source(path, DEFAULT_MAX_FILE_SIZE) else {
         return Tally {
             failed: 1,
@@ -96,8 +96,9 @@ fn one(mode: Mode, path: &PathBuf, kind: isolint::discover::SourceKind) -> Tally
     tally.nodes = match mode {
         Mode::Read => 0,
         Mode::Parse => raw_parse(text),
-        Mode::Prepass => isolint::parse::parse(text)
-            .map_or(0, |p| p.tree.root_node().child_count() as usize),
+        Mode::Prepass => {
+            isolint::parse::parse(text).map_or(0, |p| p.tree.root_node().child_count() as usize)
+        }
         Mode::Facts => match isolint::parse::parse(text) {
             Ok(parsed) => {
                 let facts = isolint::facts::extract(&parsed, path, kind, source.first_invalid_utf8);

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Fills fuzz/corpus/pipeline/ with seeds: every C file under fixtures/, and the C files of the
+# development corpus (../shared/corpus/fetch.sh DIR) given as the first argument, if any. Files
+# over 64 KB are left out: libFuzzer truncates its inputs to -max_len anyway, and small seeds
+# keep the executions fast. Seeds are generated, never committed (they belong to their authors).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+out="$here/corpus/pipeline"
+mkdir -p "$out"
+copy() {
+    find "$1" -type f \( -name '*.c' -o -name '*.h' -o -name '*.inc' \) -size -64k | while read -r f; do
+        # Content-addressed names, as libFuzzer names its own corpus entries.
+        cp "$f" "$out/$(sha1sum "$f" | cut -c1-40)"
+    done
+}
+copy "$here/../fixtures"
+if [ "${1:-}" ]; then
+    copy "$1"
+fi
+echo "$(ls "$out" | wc -l) seeds in $out"
