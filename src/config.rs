@@ -180,7 +180,16 @@ impl Loader<'_> {
         let message = err.message().trim().to_string();
         match err.span() {
             Some(span) => {
-                let named = if message.contains('`') {
+                let named = if let Some(rest) = message.strip_prefix("unknown field `") {
+                    // serde's wording is about struct fields; users write keys.
+                    let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));
+                    format!(
+                        "unknown key `{}{key}`{}",
+                        self.prefix,
+                        expected.replacen(", expected", " (expected", 1)
+                            + if expected.is_empty() { "" } else { ")" }
+                    )
+                } else if message.contains('`') {
                     message
                 } else if let Some(key) = key_on_line(self.text, span.start) {
                     format!("`{}{key}`: {message}", self.prefix)

@@ -1,0 +1,686 @@
+//! The CI gate end to end on copies of the fixture modules: config files, inline
+//! suppressions, the baseline, and the SARIF, GitHub and concise formats.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn isolint(args: &[&str], cwd: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("isolint runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    out
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/check")
+        .join(name)
+}
+
+/// A project folder holding a copy of fixture `name` under `ext/`.
+fn project(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("ext");
+    std::fs::create_dir_all(&dest).unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dest.join(entry.file_name())).unwrap();
+        }
+    }
+    tmp
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// (rule name, symbol) of each finding of a JSON run.
+fn findings(out: &Output) -> Vec<(String, String)> {
+    json(out)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["symbol"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has(list: &[(String, String)], name: &str, symbol: &str) -> bool {
+    list.iter().any(|(n, s)| n == name && s == symbol)
+}
+
+const SPEEDUPS: &str = "ext/_speedups.c";
+
+fn edit(path: &Path, f: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, f(text)).unwrap();
+}
+
+#[test]
+fn pyproject_config_is_found_upward_and_applied() {
+    let tmp = project("legacy_single_phase");
+    let root = tmp.path();
+    let all = findings(&isolint(&["check", "--format", "json", "ext"], root));
+    assert!(has(&all, "global-pyobject", "cache"), "{all:?}");
+    assert!(has(&all, "static-type-object", "Foo_Type"), "{all:?}");
+
+    std::fs::write(
+        root.join("pyproject.toml"),
+        r#"[project]
+name = "speedups"
+
+[tool.isolint]
+ignore = ["global-pyobject", "ISO008"]
+fail-on = "error"
+
+[tool.isolint.severity]
+static-type-object = "error"
+"#,
+    )
+    .unwrap();
+    // Run from inside ext/: the config two levels up still applies.
+    let out = isolint(&["check", "--format", "json", "."], &root.join("ext"));
+    let got = findings(&out);
+    assert!(!got.iter().any(|(n, _)| n == "global-pyobject"), "{got:?}");
+    assert!(!got.iter().any(|(n, _)| n == "could-be-const"), "{got:?}");
+    let doc = json(&out);
+    let foo = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["symbol"] == "Foo_Type")
+        .unwrap();
+    assert_eq!(foo["severity"], "error");
+    assert_eq!(out.status.code(), Some(1), "an error-level finding fails");
+
+    // fail-on = "error" with the override gone: warnings no longer fail.
+    edit(&root.join("pyproject.toml"), |t| {
+        t.replace("static-type-object = \"error\"", "")
+    });
+    assert_eq!(isolint(&["check", "ext"], root).status.code(), Some(0));
+    // The command line wins over the config.
+    assert_eq!(
+        isolint(&["check", "--fail-on", "warning", "ext"], root)
+            .status
+            .code(),
+        Some(1)
+    );
+    // --isolated ignores the file.
+    let isolated = findings(&isolint(
+        &["check", "--isolated", "--format", "json", "ext"],
+        root,
+    ));
+    assert_eq!(isolated, all);
+}
+
+#[test]
+fn isolint_toml_select_per_file_ignores_and_excludes() {
+    let tmp = project("split_module");
+    let root = tmp.path();
+    let base = findings(&isolint(&["check", "--format", "json", "."], root));
+    assert!(base.len() >= 2, "{base:?}");
+    // A pyproject without [tool.isolint] is passed over; isolint.toml in the same folder wins
+    // over one that has it.
+    std::fs::write(
+        root.join("pyproject.toml"),
+        "[tool.isolint]\nselect = [\"ISO001\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("isolint.toml"),
+        r#"select = ["global-pyobject", "mutable-global-state"]
+target-python = ["3.12", "3.13"]
+
+[per-file-ignores]
+"registry.c" = ["mutable-global-state"]
+"ext/state.h" = ["global-pyobject"]
+"#,
+    )
+    .unwrap();
+    let out = isolint(&["check", "--format", "json", "."], root);
+    let doc = json(&out);
+    for f in doc["findings"].as_array().unwrap() {
+        let (name, path) = (f["name"].as_str().unwrap(), f["path"].as_str().unwrap());
+        assert!(
+            name == "global-pyobject" || name == "mutable-global-state",
+            "{f}"
+        );
+        assert!(
+            !(path.ends_with("registry.c") && name == "mutable-global-state"),
+            "{f}"
+        );
+        assert!(
+            !(path.ends_with("state.h") && name == "global-pyobject"),
+            "{f}"
+        );
+    }
+    assert!(!doc["findings"].as_array().unwrap().is_empty());
+
+    // exclude replaces the default folder names; extend-exclude adds to them.
+    std::fs::write(root.join("isolint.toml"), "extend-exclude = [\"ext\"]\n").unwrap();
+    let out = isolint(&["check", "--format", "json", "."], root);
+    assert_eq!(json(&out)["files_scanned"], 0);
+    std::fs::create_dir_all(root.join("build")).unwrap();
+    std::fs::copy(root.join("ext/_split.c"), root.join("build/_split.c")).unwrap();
+    std::fs::write(root.join("isolint.toml"), "exclude = [\"ext\"]\n").unwrap();
+    let doc = json(&isolint(&["check", "--format", "json", "."], root));
+    assert_eq!(
+        doc["files_scanned"], 1,
+        "build/ is scanned once `exclude` replaces the defaults"
+    );
+
+    // --config names the file explicitly, from anywhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cfg = elsewhere.path().join("strict.toml");
+    std::fs::write(&cfg, "select = [\"ISO001\"]\n").unwrap();
+    let got = findings(&isolint(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--config",
+            cfg.to_str().unwrap(),
+            "ext",
+        ],
+        root,
+    ));
+    assert!(got.iter().all(|(n, _)| n == "single-phase-init"), "{got:?}");
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_line_and_key() {
+    let tmp = project("legacy_single_phase");
+    let root = tmp.path();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "[tool.isolint]\nselect = [\"ISO001\"]\nselekt = [\"ISO003\"]\n",
+            "pyproject.toml",
+            &["pyproject.toml:3:", "selekt"],
+        ),
+        (
+            "[tool.isolint]\n\nignore = [\"ISO001\", \"no-such-rule\"]\n",
+            "pyproject.toml",
+            &["pyproject.toml:3:", "tool.isolint.ignore", "no-such-rule"],
+        ),
+        (
+            "fail-on = \"fatal\"\n",
+            "isolint.toml",
+            &["isolint.toml:1:", "fail-on", "fatal"],
+        ),
+        (
+            "select = \"ISO001\"\n",
+            "isolint.toml",
+            &["isolint.toml:1:", "select"],
+        ),
+        (
+            "\n[severity]\nstatic-type-object = \"loud\"\n",
+            "isolint.toml",
+            &["isolint.toml:3:", "severity", "loud"],
+        ),
+        (
+            "target-python = \"three\"\n",
+            "isolint.toml",
+            &["isolint.toml:1:", "target-python"],
+        ),
+        (
+            "[per-file-ignores]\n\"a[.c\" = [\"ISO001\"]\n",
+            "isolint.toml",
+            &["isolint.toml:2:", "per-file-ignores"],
+        ),
+        ("select = [\"ISO001\"\n", "isolint.toml", &["isolint.toml:"]),
+    ];
+    for (text, file, needles) in cases {
+        let _ = std::fs::remove_file(root.join("pyproject.toml"));
+        let _ = std::fs::remove_file(root.join("isolint.toml"));
+        std::fs::write(root.join(file), text).unwrap();
+        let out = isolint(&["check", "ext"], root);
+        assert_eq!(out.status.code(), Some(2), "{text}: {}", stderr(&out));
+        let err = stderr(&out);
+        for n in *needles {
+            assert!(err.contains(n), "{text}: `{n}` not in {err}");
+        }
+        assert!(out.stdout.is_empty(), "no report after a config error");
+    }
+}
+
+#[test]
+fn inline_suppressions_and_their_findings() {
+    let tmp = project("legacy_single_phase");
+    let root = tmp.path();
+    let path = root.join(SPEEDUPS);
+    edit(&path, |t| {
+        t.replace(
+            "static PyObject *cache = NULL;   /* expect: global-pyobject */",
+            "static PyObject *cache = NULL;   /* isolint: ignore[global-pyobject] filled once at import, read-only after */",
+        )
+        .replace(
+            "static long call_count = 0;",
+            "// isolint: ignore-next-line[ISO006] a statistic; races are harmless\nstatic long call_count = 0;",
+        )
+        .replace(
+            "static int initialized = 0;",
+            "static int initialized = 0; /* isolint: ignore[mutable-global-state] */",
+        )
+        .replace(
+            "static const char *const version",
+            "/* isolint: ignore[static-type-object] left over from an old refactor */\nstatic const char *const version",
+        )
+        .replace(
+            "#include <Python.h>",
+            "#include <Python.h>\n// isolint: ignore-file[could-be-const, pystate-module-lookup] constants are tuned at build time",
+        )
+    });
+    let out = isolint(&["check", "--format", "json", "ext"], root);
+    let got = findings(&out);
+    assert!(!has(&got, "global-pyobject", "cache"), "same-line: {got:?}");
+    assert!(has(&got, "global-pyobject", "callbacks"), "{got:?}");
+    assert!(
+        !has(&got, "mutable-global-state", "call_count"),
+        "next-line: {got:?}"
+    );
+    assert!(
+        !got.iter().any(|(n, _)| n == "could-be-const"),
+        "file: {got:?}"
+    );
+    // No reason: suppressed, but reported itself.
+    assert!(!has(&got, "mutable-global-state", "initialized"), "{got:?}");
+    let doc = json(&out);
+    let meta: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "ISO900" || f["rule"] == "ISO901")
+        .collect();
+    let text = |rule: &str| {
+        meta.iter()
+            .filter(|f| f["rule"] == rule)
+            .map(|f| format!("{}:{}", f["line"], f["message"].as_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let invalid = text("ISO900");
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert!(invalid[0].contains("gives no reason"), "{invalid:?}");
+    // Stale: the comment names static-type-object on a line that has none; and the
+    // file-wide pystate-module-lookup suppression did match, so it is not stale.
+    let unused = text("ISO901");
+    assert_eq!(unused.len(), 1, "{unused:?}");
+    assert!(unused[0].contains("static-type-object"), "{unused:?}");
+    assert_eq!(out.status.code(), Some(1));
+
+    // Ignoring the suppression rules turns those reports off like any other rule.
+    let got = findings(&isolint(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--ignore",
+            "unused-suppression,ISO900",
+            "ext",
+        ],
+        root,
+    ));
+    assert!(
+        !got.iter().any(|(n, _)| n.ends_with("-suppression")),
+        "{got:?}"
+    );
+    // A suppression whose rule did not run is not stale.
+    let got = findings(&isolint(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--select",
+            "ISO004,ISO901",
+            "ext",
+        ],
+        root,
+    ));
+    assert!(
+        !got.iter().any(|(n, _)| n == "unused-suppression"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn baseline_survives_moved_lines_reports_fixed_entries_and_prunes() {
+    let tmp = project("legacy_single_phase");
+    let root = tmp.path();
+    let path = root.join(SPEEDUPS);
+    let out = isolint(
+        &["check", "--write-baseline", "isolint-baseline.json", "ext"],
+        root,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("isolint-baseline.json")).unwrap())
+            .unwrap();
+    let entries = written["entries"].as_array().unwrap();
+    let total = entries.len();
+    assert!(total >= 8, "{written}");
+    let cache = entries.iter().find(|e| e["symbol"] == "cache").unwrap();
+    assert_eq!(cache["path"], SPEEDUPS);
+    assert_eq!(cache["rule"], "ISO004");
+    assert!(cache.get("line").is_none(), "never keyed by line");
+
+    let check = || {
+        isolint(
+            &[
+                "check",
+                "--baseline",
+                "isolint-baseline.json",
+                "--format",
+                "json",
+                "ext",
+            ],
+            root,
+        )
+    };
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(findings(&out).is_empty());
+
+    // Lines added above every global, and re-indentation: still known.
+    edit(&path, |t| {
+        t.replacen(
+            "#include \"structmember.h\"\n",
+            "#include \"structmember.h\"\n\n/* A comment block\n   of several lines\n   pushed everything down. */\n\n",
+            1,
+        )
+        .replace("static PyObject *callbacks[4];", "static   PyObject   *callbacks[4];")
+    });
+    let out = check();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "moved lines: {:?} {}",
+        findings(&out),
+        stderr(&out)
+    );
+
+    // A new global fails, alone.
+    edit(&path, |t| {
+        t.replacen(
+            "static int default_level",
+            "static PyObject *fresh_cache = NULL;\nvoid touch(void) { fresh_cache = PyDict_New(); }\nstatic int default_level",
+            1,
+        )
+    });
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        findings(&out),
+        vec![("global-pyobject".to_string(), "fresh_cache".to_string())]
+    );
+
+    // Editing a baselined line makes it new code to look at.
+    edit(&path, |t| {
+        t.replace(
+            "static PyObject *SpeedupsError;",
+            "static PyObject *SpeedupsError = NULL;",
+        )
+    });
+    let got = findings(&check());
+    assert!(
+        has(&got, "global-exception-object", "SpeedupsError"),
+        "{got:?}"
+    );
+
+    // Fixing a finding reports its entry as fixed; --prune-baseline drops it.
+    edit(&path, |t| {
+        t.replace(
+            "static int default_level = 3;",
+            "static const int default_level = 3;",
+        )
+    });
+    let out = check();
+    let err = stderr(&out);
+    assert!(err.contains("no longer match"), "{err}");
+    assert!(err.contains("default_level"), "{err}");
+    let out = isolint(
+        &[
+            "check",
+            "--baseline",
+            "isolint-baseline.json",
+            "--prune-baseline",
+            "ext",
+        ],
+        root,
+    );
+    assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
+    let pruned: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("isolint-baseline.json")).unwrap())
+            .unwrap();
+    let left = pruned["entries"].as_array().unwrap();
+    assert!(!left.iter().any(|e| e["symbol"] == "default_level"));
+    // The edited SpeedupsError line is gone from the baseline too: it only shrinks, new
+    // findings are never added by pruning.
+    assert!(!left.iter().any(|e| e["symbol"] == "fresh_cache"));
+    assert_eq!(left.len(), total - 2, "{pruned}");
+
+    // A missing or broken baseline is a usage error.
+    assert_eq!(
+        isolint(&["check", "--baseline", "nope.json", "ext"], root)
+            .status
+            .code(),
+        Some(2)
+    );
+    std::fs::write(root.join("bad.json"), "{\"version\": 1, \"entries\": 3}").unwrap();
+    let out = isolint(&["check", "--baseline", "bad.json", "ext"], root);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn sarif_validates_against_the_official_schema() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sarif-schema-2.1.0.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft4::new(&schema).expect("the schema compiles");
+    let tmp = project("legacy_single_phase");
+    let root = tmp.path();
+    // A repository root above the scanned folder: URIs are relative to it.
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::write(root.join("ext/blob.c"), [0u8, 1, 2, 3]).unwrap();
+    edit(&root.join(SPEEDUPS), |t| {
+        t.replace(
+            "static int initialized = 0;",
+            "static int initialized = 0; /* isolint: ignore[ISO006] */",
+        )
+    });
+    let out = isolint(&["check", "--format", "sarif", "."], &root.join("ext"));
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let run = &doc["runs"][0];
+    assert_eq!(doc["version"], "2.1.0");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for rule in ["ISO001", "ISO003", "ISO900", "ISO901"] {
+        assert!(ids.contains(&rule), "{ids:?}");
+    }
+    let iso003 = rules.iter().find(|r| r["id"] == "ISO003").unwrap();
+    assert_eq!(iso003["name"], "static-type-object");
+    assert!(iso003["help"]["markdown"]
+        .as_str()
+        .unwrap()
+        .contains("## Why is this bad?"));
+    let results = run["results"].as_array().unwrap();
+    let foo = results
+        .iter()
+        .find(|r| r["properties"]["symbol"] == "Foo_Type")
+        .unwrap();
+    let loc = &foo["locations"][0]["physicalLocation"];
+    assert_eq!(loc["artifactLocation"]["uri"], SPEEDUPS);
+    assert_eq!(loc["artifactLocation"]["uriBaseId"], "%SRCROOT%");
+    assert_eq!(loc["region"]["startLine"], 33);
+    assert_eq!(foo["ruleId"], "ISO003");
+    assert_eq!(
+        rules[foo["ruleIndex"].as_u64().unwrap() as usize]["id"],
+        "ISO003"
+    );
+    assert!(results.iter().any(|r| r["ruleId"] == "ISO900"));
+    let notes = run["invocations"][0]["toolExecutionNotifications"]
+        .as_array()
+        .unwrap();
+    assert!(notes
+        .iter()
+        .any(|n| n["message"]["text"].as_str().unwrap().contains("binary")));
+
+    // Fingerprints are stable when lines move.
+    let fp = foo["partialFingerprints"]["isolint/v1"].clone();
+    edit(&root.join(SPEEDUPS), |t| {
+        format!("/* new header line */\n\n{t}")
+    });
+    let doc: Value = serde_json::from_slice(
+        &isolint(&["check", "--format", "sarif", "."], &root.join("ext")).stdout,
+    )
+    .unwrap();
+    let moved = doc["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["properties"]["symbol"] == "Foo_Type")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        moved["locations"][0]["physicalLocation"]["region"]["startLine"],
+        35
+    );
+    assert_eq!(moved["partialFingerprints"]["isolint/v1"], fp);
+}
+
+#[test]
+fn github_and_concise_formats() {
+    let root = fixture("legacy_single_phase");
+    let out = isolint(&["check", "--format", "github", "."], &root);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let foo = text
+        .lines()
+        .find(|l| l.contains("ISO003"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        foo.starts_with("::warning file=./_speedups.c,line=33,endLine=33,col=21,endColumn=29,title=ISO003 (static-type-object)::`Foo_Type`"),
+        "{foo}"
+    );
+    assert!(foo.contains("%0Ahelp: convert it to a heap type"), "{foo}");
+    assert!(
+        text.lines().any(|l| l.starts_with("::notice ")),
+        "info is a notice: {text}"
+    );
+
+    let out = isolint(&["check", "--format", "concise", "."], &root);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| {
+            l.starts_with(
+        "./_speedups.c:33:21: warning[ISO003] `Foo_Type` (`_speedups.Foo`) is a static type object"
+    )
+        }),
+        "{text}"
+    );
+    // Every line has the shape editors' problem matchers expect.
+    for line in text.lines() {
+        let mut parts = line.splitn(4, ':');
+        let (file, l, c, rest) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        assert!(file.ends_with(".c"), "{line}");
+        assert!(
+            l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok(),
+            "{line}"
+        );
+        assert!(
+            rest.starts_with(" warning[ISO")
+                || rest.starts_with(" info[ISO")
+                || rest.starts_with(" error[ISO"),
+            "{line}"
+        );
+    }
+    // --exit-zero still applies.
+    assert_eq!(
+        isolint(&["check", "--format", "concise", "--exit-zero", "."], &root)
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn stdin_buffer_uses_the_config_and_suppressions_of_its_path() {
+    use std::io::Write;
+    let tmp = project("legacy_single_phase");
+    let root = tmp.path();
+    std::fs::write(
+        root.join("isolint.toml"),
+        "ignore = [\"static-type-object\"]\n",
+    )
+    .unwrap();
+    let buffer = "static PyTypeObject Foo_Type = {PyVarObject_HEAD_INIT(NULL, 0) \"m.Foo\"};\n\
+                  static PyObject *cache; /* isolint: ignore[global-pyobject] interned, immortal */\n\
+                  static PyObject *other;\n\
+                  void f(void) { cache = PyDict_New(); other = PyDict_New(); }\n";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args([
+            "check",
+            "--format",
+            "concise",
+            "--stdin-filename",
+            "ext/new.c",
+            "-",
+        ])
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(buffer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Foo_Type"), "config applies: {text}");
+    assert!(!text.contains("`cache`"), "suppression applies: {text}");
+    assert!(
+        text.contains("ext/new.c:3:18: warning[ISO004] `other`"),
+        "{text}"
+    );
+}
