@@ -11,7 +11,7 @@ use crate::finding::{sort_findings, Finding, Severity};
 use crate::rules::{RuleInfo, RULES};
 use crate::suppress::{self, Texts};
 use crate::version::{parse_version, PyVersion};
-use globset::{Glob, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -260,17 +260,20 @@ impl Loader<'_> {
             s.ignore = self.rules("ignore", ignore)?;
         }
         for (pattern, rules) in raw.per_file_ignores.iter().flatten() {
-            let glob = Glob::new(pattern.get_ref()).map_err(|e| {
-                self.error_at(
-                    pattern.span().start,
-                    format!(
-                        "`{}per-file-ignores`: bad pattern `{}`: {}",
-                        self.prefix,
-                        pattern.get_ref(),
-                        e.kind()
-                    ),
-                )
-            })?;
+            let glob = GlobBuilder::new(pattern.get_ref())
+                .literal_separator(true)
+                .build()
+                .map_err(|e| {
+                    self.error_at(
+                        pattern.span().start,
+                        format!(
+                            "`{}per-file-ignores`: bad pattern `{}`: {}",
+                            self.prefix,
+                            pattern.get_ref(),
+                            e.kind()
+                        ),
+                    )
+                })?;
             s.per_file_ignores.push(PerFileIgnore {
                 pattern: pattern.get_ref().clone(),
                 matcher: glob.compile_matcher(),
