@@ -23,6 +23,8 @@ pub struct AnalyzeOptions {
     pub rules: Option<Vec<&'static RuleInfo>>,
     /// Source given directly (an editor's unsaved buffer), with the path findings carry.
     pub stdin: Option<(PathBuf, Vec<u8>)>,
+    /// Report findings in vendored libraries and generated files too.
+    pub include_vendored: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -34,6 +36,7 @@ impl Default for AnalyzeOptions {
             targets: Vec::new(),
             rules: None,
             stdin: None,
+            include_vendored: false,
         }
     }
 }
@@ -59,6 +62,9 @@ pub struct Analysis {
     pub parse_errors: Vec<ParseErrorSummary>,
     pub modules: Vec<ModuleSummary>,
     pub findings: Vec<Finding>,
+    /// Vendored folders and generated files whose findings are not reported (see
+    /// `AnalyzeOptions::include_vendored`).
+    pub hidden: Vec<HiddenCode>,
     pub project: Project,
 }
 
@@ -90,12 +96,11 @@ fn scan_one(path: PathBuf, kind: SourceKind, bytes: Option<Vec<u8>>, max: u64) -
     };
     match crate::parse::parse(source.text.as_bytes()) {
         // The tree is dropped at the end of this arm: only the facts outlive the file.
-        Ok(parsed) => FileOutcome::Facts(Box::new(extract(
-            &parsed,
-            &path,
-            kind,
-            source.first_invalid_utf8,
-        ))),
+        Ok(parsed) => {
+            let mut facts = extract(&parsed, &path, kind, source.first_invalid_utf8);
+            facts.generated = crate::origin::is_generated(&source.text);
+            FileOutcome::Facts(Box::new(facts))
+        }
         Err(err) => FileOutcome::Error(FileError {
             path,
             message: err.to_string(),
@@ -180,6 +185,12 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             Some(summary)
         })
         .collect();
+    let hidden = hide_vendored(
+        &mut findings,
+        &project,
+        &options.paths,
+        options.include_vendored,
+    );
     // A global in a header included by two modules is one definition: report it once.
     findings.dedup_by(|b, a| {
         a.rule == b.rule
@@ -194,8 +205,55 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         parse_errors,
         modules,
         findings,
+        hidden,
         project,
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HiddenCode {
+    /// The vendored folder, or the generated file.
+    pub path: PathBuf,
+    /// `vendored` or `generated`.
+    pub reason: &'static str,
+    pub findings: usize,
+}
+
+/// Moves findings in vendored folders and generated files out of the report, counting them.
+/// They still count in module verdicts: vendored state is the module's state.
+fn hide_vendored(
+    findings: &mut Vec<Finding>,
+    project: &Project,
+    roots: &[PathBuf],
+    include: bool,
+) -> Vec<HiddenCode> {
+    let mut index = crate::origin::OriginIndex::default();
+    let mut origin_of: std::collections::HashMap<PathBuf, Option<(PathBuf, &'static str)>> =
+        Default::default();
+    for f in &project.files {
+        let origin = match index.vendored_dir(&f.path, roots) {
+            Some(dir) => Some((dir, "vendored")),
+            None if f.generated => Some((f.path.clone(), "generated")),
+            None => None,
+        };
+        origin_of.insert(f.path.clone(), origin);
+    }
+    let mut hidden: std::collections::BTreeMap<(PathBuf, &'static str), usize> = Default::default();
+    findings.retain(|f| match origin_of.get(&f.path).cloned().flatten() {
+        Some(key) => {
+            *hidden.entry(key).or_default() += 1;
+            include
+        }
+        None => true,
+    });
+    hidden
+        .into_iter()
+        .map(|((path, reason), findings)| HiddenCode {
+            path,
+            reason,
+            findings,
+        })
+        .collect()
 }
 
 fn applies_to_targets(finding: &Finding, targets: &[PyVersion]) -> bool {

@@ -8,6 +8,7 @@ pub mod discover;
 pub mod facts;
 pub mod finding;
 pub mod model;
+pub mod origin;
 pub mod parse;
 pub mod report;
 pub mod rules;

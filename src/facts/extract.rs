@@ -179,6 +179,7 @@ pub fn extract(
         parse_errors: parsed.errors.clone(),
         first_error_line: parsed.errors.first_offset().map(|o| lines.position(o).0),
         first_invalid_utf8,
+        generated: false,
         includes: Vec::new(),
         macros: Vec::new(),
         variables: Vec::new(),

@@ -39,6 +39,9 @@ pub struct FileFacts {
     /// 1-based line of the first parse error.
     pub first_error_line: Option<usize>,
     pub first_invalid_utf8: Option<usize>,
+    /// A marker near the top says a tool wrote the file.
+    #[serde(default)]
+    pub generated: bool,
     pub includes: Vec<Include>,
     pub macros: Vec<MacroDef>,
     pub variables: Vec<Variable>,

@@ -13,6 +13,7 @@ pub fn to_value(analysis: &Analysis) -> Value {
         "skipped": analysis.skipped,
         "errors": analysis.errors,
         "parse_errors": analysis.parse_errors,
+        "hidden": analysis.hidden,
         "modules": analysis.modules.iter().map(|m| json!({
             "name": m.name,
             "path": m.path,
