@@ -196,6 +196,39 @@ fn fixture_modules_have_the_expected_shape() {
         "the fixture is meant to contain parse errors"
     );
 
+    // Bundled and generated code: counted, not listed, and still part of the module.
+    let vendored = scan("vendored_library");
+    let hidden: Vec<(String, &str, usize)> = vendored
+        .hidden
+        .iter()
+        .map(|h| {
+            (
+                h.path.file_name().unwrap().to_string_lossy().into_owned(),
+                h.reason,
+                h.findings,
+            )
+        })
+        .collect();
+    assert_eq!(
+        hidden,
+        vec![
+            ("libfoo".to_string(), "vendored", 1),
+            ("tables_gen.h".to_string(), "generated", 1)
+        ]
+    );
+    assert_eq!(
+        vendored.modules[0].files.len(),
+        3,
+        "{:?}",
+        vendored.modules[0].files
+    );
+    let with_vendored = analyze(&AnalyzeOptions {
+        paths: vec![root.join("vendored_library")],
+        include_vendored: true,
+        ..Default::default()
+    });
+    assert_eq!(with_vendored.findings.len(), vendored.findings.len() + 2);
+
     // Version ranges come from #if branches.
     let compat = scan("version_branches");
     let interned = compat
