@@ -526,3 +526,58 @@ fn corpus_plans() {
         );
     }
 }
+
+/// A module in a scratch folder, fixed in memory.
+fn fix_of(source: &str) -> (FixOutcome, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("_m.c"), source).expect("write");
+    let fix = fix_stage0(&analysis_of(dir.path()));
+    let outcome = fix.modules[0].outcome.clone();
+    let new = fix.files.first().map(|f| f.2.clone()).unwrap_or_default();
+    (outcome, new)
+}
+
+const GUARDED: &str = r#"#include <Python.h>
+static PyObject *Error;
+static struct PyModuleDef m_def = {PyModuleDef_HEAD_INIT, "_m", NULL, -1, NULL};
+PyMODINIT_FUNC
+PyInit__m(void)
+{
+    PyObject *m;
+    if ((m = PyModule_Create(&m_def)) == NULL) {
+        return NULL;
+    }
+    Error = PyErr_NewException("_m.Error", NULL, NULL);
+    if (PyModule_AddObject(m, "Error", Error) < 0) {
+        Py_XDECREF(m);
+        return NULL;
+    }
+    return m;
+}
+"#;
+
+#[test]
+fn fix_takes_a_guarded_creation() {
+    let (outcome, new) = fix_of(GUARDED);
+    assert_eq!(outcome, FixOutcome::Changed);
+    assert!(!new.contains("PyModule_Create"), "{new}");
+    assert!(!new.contains("Py_XDECREF(m)"), "{new}");
+    assert!(!new.contains("PyObject *m;"), "{new}");
+    assert!(new.contains("static int\nm_exec(PyObject *m)"), "{new}");
+    assert!(new.contains("0, NULL,\n    m_def_slots}"), "{new}");
+    assert!(new.contains("return PyModuleDef_Init(&m_def);"), "{new}");
+}
+
+#[test]
+fn fix_refuses_a_module_variable_set_again() {
+    let source = GUARDED.replace("Py_XDECREF(m);", "Py_XDECREF(m);\n        m = NULL;");
+    match fix_of(&source).0 {
+        FixOutcome::Refused(r) => assert!(r.contains("assigned again"), "{r}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let source = GUARDED.replace("return m;", "return Error;");
+    match fix_of(&source).0 {
+        FixOutcome::Refused(r) => assert!(r.contains("returns `Error`"), "{r}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -146,12 +146,36 @@ fn build(ctx: &PlanCtx) -> Result<Vec<Edit>, String> {
     let stmt = normalize(&text[stmt_start..stmt_end]);
     let call_text = normalize(&text[call.span.start..call.span.end]);
     let mut creation_is_return = false;
+    let mut removed: Option<(usize, usize)> = None;
+    let mut guard_returns = 0;
     match &module_var {
         Some(m) if stmt == format!("PyObject*{m}={call_text};") => {
             body_edits.push((stmt_start, stmt_end, String::new()));
         }
         Some(m) if stmt == format!("{m}={call_text};") => {
             body_edits.push((stmt_start, stmt_end, String::new()));
+            let decl = find_declaration(text, open + 1, close, m).ok_or_else(|| {
+                format!("the declaration of `{m}` in `PyInit` is not a plain `PyObject *{m};`")
+            })?;
+            body_edits.push((decl.0, decl.1, String::new()));
+        }
+        Some(m) if creation_guard(&stmt, m, &call_text) => {
+            // `if ((m = PyModule_Create(&def)) == NULL) return NULL;`: in exec the module
+            // exists, so the whole guard goes, its `return` with it.
+            let mut end = stmt_end;
+            if stmt.contains('{') {
+                let close_brace = text[stmt_end..close].find('}').map(|i| stmt_end + i + 1);
+                end = close_brace.ok_or("the guard around the module creation has no end")?;
+                if text[end..].starts_with('\n') {
+                    end += 1;
+                }
+                if normalize(&text[stmt_start..end]) != format!("{stmt}}}") {
+                    return Err("the guard around the module creation does more than return".into());
+                }
+            }
+            guard_returns = count_word(&text[stmt_start..end], "return");
+            removed = Some((stmt_start, end));
+            body_edits.push((stmt_start, end, String::new()));
             let decl = find_declaration(text, open + 1, close, m).ok_or_else(|| {
                 format!("the declaration of `{m}` in `PyInit` is not a plain `PyObject *{m};`")
             })?;
@@ -177,6 +201,9 @@ fn build(ctx: &PlanCtx) -> Result<Vec<Edit>, String> {
         if r.span.start <= call.span.start && r.span.end >= call.span.end {
             continue;
         }
+        if removed.is_some_and(|(s, e)| r.span.start >= s && r.span.end <= e) {
+            continue;
+        }
         returns += 1;
         let t = r.text.trim();
         let new = if module_var.as_deref() == Some(t) {
@@ -191,7 +218,8 @@ fn build(ctx: &PlanCtx) -> Result<Vec<Edit>, String> {
         };
         body_edits.push((r.span.start, r.span.end, new.into()));
     }
-    let keyword_returns = count_word(body, "return") - usize::from(creation_is_return);
+    let keyword_returns =
+        count_word(body, "return") - usize::from(creation_is_return) - guard_returns;
     if keyword_returns != returns {
         return Err(format!(
             "`PyInit` has {keyword_returns} `return` statements and {returns} could be read"
@@ -399,6 +427,26 @@ fn statement_around(
         e
     };
     Some((s, e))
+}
+
+/// `if((m=CALL)==NULL)returnNULL;` and its spellings, normalized, with or without braces.
+fn creation_guard(stmt: &str, m: &str, call: &str) -> bool {
+    let conditions = [
+        format!("if(({m}={call})==NULL)"),
+        format!("if(({m}={call})==0)"),
+        format!("if(!({m}={call}))"),
+        format!("if(NULL==({m}={call}))"),
+    ];
+    let Some(rest) = conditions
+        .iter()
+        .find_map(|c| stmt.strip_prefix(c.as_str()))
+    else {
+        return false;
+    };
+    matches!(
+        rest,
+        "returnNULL;" | "return0;" | "{returnNULL;" | "{return0;"
+    )
 }
 
 /// A deleted statement alone on its line takes its indentation with it.
