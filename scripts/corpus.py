@@ -65,7 +65,11 @@ def main() -> int:
         per_rule = collections.Counter(f["name"] for f in data["findings"])
         rule_names.update(per_rule)
         totals.update(per_rule)
-        modules = ", ".join(f"`{m['name']}` ({m['init']})" for m in data["modules"]) or "none found"
+        def verdict(m):
+            v = m.get("verdict") or {}
+            return f"`{m['name']}` ({m['init']}; declares {v.get('declared', {}).get('level', '?')}, supports {v.get('supported', '?')})"
+        modules = ", ".join(verdict(m) for m in data["modules"]) or "none found"
+        hidden = sum(h["findings"] for h in data.get("hidden", []))
         rows.append({
             "package": f"{name} {version}",
             "files": data["files_scanned"],
@@ -74,6 +78,7 @@ def main() -> int:
             "modules": modules,
             "per_rule": per_rule,
             "seconds": elapsed,
+            "hidden": hidden,
         })
 
     rules = sorted(rule_names)
@@ -83,11 +88,11 @@ def main() -> int:
                "(the sources are fetched, never committed). Each package is scanned as a whole with "
                "`isolint check --format json .` from its root.\n")
     out.append(f"Packages scanned: {len(rows)}. Runs that crashed or exited 2: {panics}.\n")
-    out.append("| package | C files | parse-error files | C++ skipped | modules (init) | findings | time (s) |")
-    out.append("|---|---:|---:|---:|---|---:|---:|")
+    out.append("| package | C files | parse-error files | C++ skipped | modules (init; declared and supported isolation level) | findings | hidden (vendored/generated) | time (s) |")
+    out.append("|---|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         out.append(f"| {r['package']} | {r['files']} | {r['parse_error_files']} | {r['skipped']} | {r['modules']} | "
-                   f"{sum(r['per_rule'].values())} | {r['seconds']:.2f} |")
+                   f"{sum(r['per_rule'].values())} | {r['hidden']} | {r['seconds']:.2f} |")
     out.append("\n## Findings per rule\n")
     out.append("| package | " + " | ".join(rules) + " |")
     out.append("|---|" + "---:|" * len(rules))
