@@ -100,7 +100,34 @@ fn build(ctx: &PlanCtx) -> Result<Vec<Edit>, String> {
         .texts
         .get(&init.file)
         .ok_or("the source file could not be read again")?;
+    // Every offset used below comes from these spans: check them once, so slicing cannot fail.
+    let def_list_span = match &def_var.init {
+        Some(Init::List(l)) => Some(l.span),
+        _ => None,
+    };
+    let spans = [
+        function.def_span,
+        function.span,
+        call.span,
+        def_var.decl_span,
+    ]
+    .into_iter()
+    .chain(def_list_span)
+    .chain(function.returns.iter().map(|r| r.span))
+    .chain(function.calls.iter().map(|c| c.span));
+    for sp in spans {
+        if sp.start > sp.end || text.get(sp.start..sp.end).is_none() {
+            return Err("the file changed since it was read".into());
+        }
+    }
     let span = function.def_span;
+    if !(span.start <= function.span.end
+        && function.span.end <= span.end
+        && span.start <= call.span.start
+        && call.span.end <= span.end)
+    {
+        return Err("`PyInit` could not be delimited".into());
+    }
     let open = text[function.span.end..span.end]
         .find('{')
         .map(|i| function.span.end + i)
