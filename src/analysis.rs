@@ -80,7 +80,13 @@ enum FileOutcome {
     Error(FileError),
 }
 
-fn scan_one(path: PathBuf, kind: SourceKind, bytes: Option<Vec<u8>>, max: u64) -> FileOutcome {
+fn scan_one(
+    path: PathBuf,
+    kind: SourceKind,
+    bytes: Option<Vec<u8>>,
+    max: u64,
+    shared_macros: &[String],
+) -> FileOutcome {
     let source = match bytes {
         Some(bytes) => decode_source(bytes, max),
         None => read_source(&path, max),
@@ -94,7 +100,7 @@ fn scan_one(path: PathBuf, kind: SourceKind, bytes: Option<Vec<u8>>, max: u64) -
             });
         }
     };
-    match crate::parse::parse(source.text.as_bytes()) {
+    match crate::parse::parse_with(source.text.as_bytes(), shared_macros) {
         // The tree is dropped at the end of this arm: only the facts outlive the file.
         Ok(parsed) => {
             let mut facts = extract(&parsed, &path, kind, source.first_invalid_utf8);
@@ -117,9 +123,12 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         jobs.retain(|(p, _, _)| p != path);
         jobs.push((path.clone(), kind, Some(bytes.clone())));
     }
+    let shared_macros = shared_attribute_macros(&jobs, options.max_file_size);
     let outcomes: Vec<FileOutcome> = jobs
         .into_par_iter()
-        .map(|(path, kind, bytes)| scan_one(path, kind, bytes, options.max_file_size))
+        .map(|(path, kind, bytes)| {
+            scan_one(path, kind, bytes, options.max_file_size, &shared_macros)
+        })
         .collect();
 
     let mut errors: Vec<FileError> = found
@@ -208,6 +217,31 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         hidden,
         project,
     }
+}
+
+/// Attribute-like macros (`#define HIDDEN __attribute__(...)`) defined anywhere in the scan.
+/// A first, cheap pass over the text: the definitions usually sit in a header, the uses in
+/// every `.c` file, and the parse of each file needs them.
+fn shared_attribute_macros(
+    jobs: &[(PathBuf, SourceKind, Option<Vec<u8>>)],
+    max: u64,
+) -> Vec<String> {
+    if jobs.len() < 2 {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = jobs
+        .par_iter()
+        .flat_map_iter(|(path, _, bytes)| {
+            let text = match bytes {
+                Some(b) => String::from_utf8_lossy(b).into_owned(),
+                None => read_source(path, max).map(|s| s.text).unwrap_or_default(),
+            };
+            crate::parse::prepass::attribute_macros_in(&text)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 #[derive(Debug, Clone, Serialize)]

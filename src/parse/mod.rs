@@ -4,7 +4,7 @@ pub mod condition;
 pub mod lexer;
 pub mod prepass;
 
-use prepass::{prepare, ConditionalMap};
+use prepass::ConditionalMap;
 use std::cell::RefCell;
 use tree_sitter::{Node, Parser, Tree};
 
@@ -63,7 +63,16 @@ pub fn new_parser() -> Result<Parser, ParseFailure> {
 
 /// Parses with one parser per thread (rayon workers reuse theirs).
 pub fn parse(source: &[u8]) -> Result<ParsedFile, ParseFailure> {
-    let prepared = prepare(source);
+    parse_with(source, &[])
+}
+
+/// [`parse`], with attribute macros defined elsewhere in the scan (see
+/// [`prepass::attribute_macros_in`]).
+pub fn parse_with(
+    source: &[u8],
+    shared_attribute_macros: &[String],
+) -> Result<ParsedFile, ParseFailure> {
+    let prepared = prepass::prepare_with(source, shared_attribute_macros);
     let tree = PARSER.with(|cell| -> Result<Tree, ParseFailure> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {

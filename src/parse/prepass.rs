@@ -105,6 +105,30 @@ fn directive_word(text: &[u8]) -> (&str, &str) {
 }
 
 pub fn prepare(src: &[u8]) -> Prepared {
+    prepare_with(src, &[])
+}
+
+/// Attribute-like macros the file's own `#define`s reveal, for [`prepare_with`] on the other
+/// files of a scan (`#define HIDDEN __attribute__((visibility("hidden")))` lives in a header;
+/// its uses are in every `.c` file).
+pub fn attribute_macros_in(src: &str) -> Vec<String> {
+    src.lines()
+        .filter_map(|line| {
+            let rest = line
+                .trim_start()
+                .strip_prefix('#')?
+                .trim_start()
+                .strip_prefix("define")?;
+            if line.trim_end().ends_with('\\') {
+                return None;
+            }
+            attribute_macro_name(rest)
+        })
+        .collect()
+}
+
+/// [`prepare`], also blanking attribute macros defined in other files of the scan.
+pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared {
     let toks = tokenize(src);
     let mut out = src.to_vec();
     let mut ctx = Context::default();
@@ -114,7 +138,7 @@ pub fn prepare(src: &[u8]) -> Prepared {
     let mut macros = VersionMacros::new();
     let mut prev_sig: Option<u8> = None;
     let mut statement_macros: Vec<(usize, usize)> = Vec::new();
-    let mut attribute_macros: Vec<String> = Vec::new();
+    let mut attribute_macros: Vec<String> = shared_attribute_macros.to_vec();
 
     for (index, tok) in toks.iter().enumerate() {
         match tok.kind {
@@ -609,6 +633,17 @@ mod tests {
         let p = prepare(src.as_bytes());
         assert_eq!(p.text.len(), src.len());
         String::from_utf8(p.text).unwrap()
+    }
+
+    #[test]
+    fn attribute_macros_from_another_file() {
+        let header =
+            "#define HIDDEN __attribute__((visibility(\"hidden\")))\n#define RAISES\n#define N 3\n";
+        let shared = attribute_macros_in(header);
+        assert_eq!(shared, vec!["HIDDEN".to_string(), "RAISES".to_string()]);
+        let out =
+            String::from_utf8(prepare_with(b"HIDDEN PyObject *cb = NULL;", &shared).text).unwrap();
+        assert_eq!(out, "       PyObject *cb = NULL;");
     }
 
     #[test]
