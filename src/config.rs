@@ -32,13 +32,16 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Found files are absolute; show them as the user would type them.
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let path = self.path.strip_prefix(&cwd).unwrap_or(&self.path);
         if self.line == 0 {
-            write!(f, "{}: {}", self.path.display(), self.message)
+            write!(f, "{}: {}", path.display(), self.message)
         } else {
             write!(
                 f,
                 "{}:{}:{}: {}",
-                self.path.display(),
+                path.display(),
                 self.line,
                 self.column,
                 self.message
@@ -143,19 +146,36 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, offset - line_start + 1)
 }
 
-/// The key written at the start of the line that holds `offset`, to name it in type errors
-/// whose message only describes the value.
+/// The dotted key written on the line that holds `offset` (with the table header above it),
+/// to name it in type errors whose message only describes the value.
 fn key_on_line(text: &str, offset: usize) -> Option<String> {
     let offset = offset.min(text.len());
     let start = text[..offset].rfind('\n').map_or(0, |p| p + 1);
     let line = text[start..].lines().next().unwrap_or("");
     let (key, _) = line.split_once('=')?;
     let key = key.trim().trim_matches('"');
-    (!key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
-    .then(|| key.to_string())
+    let plain = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    if !plain(key) {
+        return None;
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        .unwrap_or_default();
+    Some(match table.as_str() {
+        "" | "tool.isolint" => key.to_string(),
+        t => {
+            let t = t.strip_prefix("tool.isolint.").unwrap_or(t);
+            format!("{t}.{key}")
+        }
+    })
 }
 
 struct Loader<'a> {
@@ -189,8 +209,6 @@ impl Loader<'_> {
                         expected.replacen(", expected", " (expected", 1)
                             + if expected.is_empty() { "" } else { ")" }
                     )
-                } else if message.contains('`') {
-                    message
                 } else if let Some(key) = key_on_line(self.text, span.start) {
                     format!("`{}{key}`: {message}", self.prefix)
                 } else {

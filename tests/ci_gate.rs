@@ -239,6 +239,11 @@ fn bad_config_exits_2_naming_file_line_and_key() {
             &["isolint.toml:3:", "severity", "loud"],
         ),
         (
+            "[severity]\nstatic-type-object = 3\n",
+            "isolint.toml",
+            &["isolint.toml:2:", "`severity.static-type-object`"],
+        ),
+        (
             "target-python = \"three\"\n",
             "isolint.toml",
             &["isolint.toml:1:", "target-python"],
