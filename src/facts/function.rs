@@ -215,6 +215,9 @@ struct BodyWalker<'a, 'c> {
     assigned_to: HashMap<usize, String>,
     /// How many macro expansions deep this walker is.
     depth: u8,
+    /// Locals that hold the address of a global (`Table *t = &table;`): writes through them are
+    /// writes to the global, and taking the address is not an escape by itself.
+    aliases: HashMap<String, String>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -231,6 +234,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             handled: HashSet::new(),
             assigned_to: HashMap::new(),
             depth: 0,
+            aliases: HashMap::new(),
         }
     }
 
@@ -344,6 +348,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                                 if init.kind() == "call_expression" {
                                     self.assigned_to.insert(init.id(), name.clone());
                                 }
+                                self.note_alias(&name, init);
                             }
                             if !info.is_extern {
                                 self.locals.insert(name);
@@ -374,6 +379,12 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     } else {
                         WriteKind::CompoundAssign
                     };
+                    if let (Some(r), "identifier") = (right.map(unwrap), unwrap(left).kind()) {
+                        let local = cx.text(unwrap(left)).to_string();
+                        if self.locals.contains(&local) {
+                            self.note_alias(&local, r);
+                        }
+                    }
                     if let Some(r) = right.map(unwrap) {
                         if r.kind() == "call_expression" {
                             if let Some((name, _)) = root_name(left, cx) {
@@ -516,6 +527,29 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         });
     }
 
+    /// `local = &global...`: remember the alias, and do not count the `&` as an escape.
+    fn note_alias(&mut self, local: &str, value: Node) {
+        let cx = self.cx;
+        if value.kind() != "pointer_expression"
+            || !value
+                .child_by_field_name("operator")
+                .is_some_and(|o| cx.text(o) == "&")
+        {
+            self.aliases.remove(local);
+            return;
+        }
+        let Some((global, _)) = value
+            .child_by_field_name("argument")
+            .and_then(|a| root_name(a, cx))
+        else {
+            return;
+        };
+        if !self.locals.contains(&global) {
+            self.handled.insert(value.id());
+            self.aliases.insert(local.to_string(), global);
+        }
+    }
+
     fn record_write(
         &mut self,
         target: Node,
@@ -524,13 +558,18 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         via_call: Option<String>,
     ) {
         let cx = self.cx;
-        let Some((name, root)) = root_name(target, cx) else {
+        let Some((mut name, root)) = root_name(target, cx) else {
             return;
         };
-        if self.locals.contains(&name) {
-            return;
-        }
         let outer = unwrap(target);
+        if self.locals.contains(&name) {
+            // Writing through a local that points at a global writes the global; assigning
+            // the local itself does not.
+            match self.aliases.get(&name) {
+                Some(global) if root.id() != outer.id() && !kind.escapes() => name = global.clone(),
+                _ => return,
+            }
+        }
         if outer.kind() == "pointer_expression"
             && outer
                 .child_by_field_name("argument")
