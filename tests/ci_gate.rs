@@ -689,3 +689,41 @@ fn stdin_buffer_uses_the_config_and_suppressions_of_its_path() {
         "{text}"
     );
 }
+
+#[test]
+fn each_path_gets_its_nearest_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for sub in ["strict", "lenient"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+        std::fs::copy(
+            fixture("legacy_single_phase").join("_speedups.c"),
+            root.join(sub).join("_speedups.c"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        root.join("lenient/pyproject.toml"),
+        "[project]\nname = \"lenient\"\n\n[tool.isolint]\nignore = [\"global-pyobject\"]\nfail-on = \"error\"\n",
+    )
+    .unwrap();
+    let out = isolint(&["check", "--format", "json", "strict", "lenient"], root);
+    let doc = json(&out);
+    let pyobject_paths: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == "global-pyobject")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(!pyobject_paths.is_empty());
+    assert!(
+        pyobject_paths.iter().all(|p| p.starts_with("strict/")),
+        "{pyobject_paths:?}"
+    );
+    assert_eq!(doc["files_scanned"], 2);
+    assert_eq!(doc["modules"].as_array().unwrap().len(), 2);
+    // strict/ has warnings and the default fail-on: the run fails. lenient/ alone passes.
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(isolint(&["check", "lenient"], root).status.code(), Some(0));
+}
