@@ -104,14 +104,57 @@ impl PreprocessorQuery {
     }
 }
 
-/// Preprocessor lines sit at file scope or inside `#if` blocks, never deep in the tree.
-const PREPROCESSOR_MAX_DEPTH: u32 = 8;
+/// Containers at file scope that the walks look through.
+fn is_file_scope_container(kind: &str) -> bool {
+    matches!(
+        kind,
+        "preproc_if"
+            | "preproc_ifdef"
+            | "preproc_else"
+            | "preproc_elif"
+            | "preproc_elifdef"
+            | "declaration_list"
+            | "ERROR"
+    )
+}
+
+/// `#include` and `#define` lines: they sit at file scope or inside `#if` blocks (and ERROR
+/// regions), never in function bodies or data tables. The query runs on each such line alone:
+/// a query over the whole tree would visit every number of a 50 MB table.
+fn preprocessor_lines(root: Node) -> Vec<Node> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        let mut cursor = node.walk();
+        for child in node.children(&mut cursor) {
+            match child.kind() {
+                "preproc_include" | "preproc_def" | "preproc_function_def" => out.push(child),
+                "linkage_specification" => stack.extend(child.child_by_field_name("body")),
+                k if is_file_scope_container(k) => stack.push(child),
+                _ => {}
+            }
+        }
+    }
+    out.sort_by_key(|n| n.start_byte());
+    out
+}
 
 fn preprocessor_facts(root: Node, cx: &Cx, facts: &mut FileFacts) {
     let q = &*PREPROCESSOR_QUERY;
     let mut cursor = QueryCursor::new();
-    cursor.set_max_start_depth(Some(PREPROCESSOR_MAX_DEPTH));
-    let mut matches = cursor.matches(&q.query, root, cx.src);
+    for line in preprocessor_lines(root) {
+        preprocessor_line_facts(line, cx, q, &mut cursor, facts);
+    }
+}
+
+fn preprocessor_line_facts(
+    line: Node,
+    cx: &Cx,
+    q: &PreprocessorQuery,
+    cursor: &mut QueryCursor,
+    facts: &mut FileFacts,
+) {
+    let mut matches = cursor.matches(&q.query, line, cx.src);
     while let Some(m) = matches.next() {
         let mut name = None;
         let mut params = None;

@@ -530,11 +530,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
     /// `local = &global...`: remember the alias, and do not count the `&` as an escape.
     fn note_alias(&mut self, local: &str, value: Node) {
         let cx = self.cx;
-        if value.kind() != "pointer_expression"
-            || !value
+        let takes_address = value.kind() == "pointer_expression"
+            && value
                 .child_by_field_name("operator")
-                .is_some_and(|o| cx.text(o) == "&")
-        {
+                .is_some_and(|o| cx.text(o) == "&");
+        if !takes_address {
             self.aliases.remove(local);
             return;
         }
