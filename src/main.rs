@@ -35,6 +35,10 @@ enum Command {
     Verify(isolint::verify::VerifyArgs),
     /// Run the Language Server (LSP over standard input and output) for editors.
     Server,
+    /// Write a staged migration plan to module state, per extension module.
+    Plan(isolint::plan::PlanArgs),
+    /// Apply the mechanical stage of the plan (stage 0: multi-phase init); prints a diff.
+    Fix(isolint::plan::FixArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -84,6 +88,10 @@ struct CheckArgs {
     /// Exit 0 even when there are findings (usage errors still exit 2).
     #[arg(long)]
     exit_zero: bool,
+    /// Also report findings in vendored libraries (a folder with its own LICENSE, or
+    /// vendor/, third_party/...) and generated files; by default they are only counted.
+    #[arg(long)]
+    include_vendored: bool,
     /// Target Python version(s), e.g. `--python 3.12`: findings in code no target compiles are
     /// dropped. Default: `target-python` from the config, else every Python 3.
     #[arg(long = "python", value_name = "X.Y")]
@@ -196,6 +204,7 @@ fn merge(into: &mut Analysis, other: Analysis) {
     into.parse_errors.extend(other.parse_errors);
     into.modules.extend(other.modules);
     into.findings.extend(other.findings);
+    into.hidden.extend(other.hidden);
 }
 
 /// Groups the paths by the config file that applies to each, like ruff: the nearest
@@ -321,6 +330,7 @@ fn check(args: CheckArgs) -> ExitCode {
         overrides.apply(&mut settings);
         let mut options = settings.analyze_options();
         options.paths = group.paths;
+        options.include_vendored = args.include_vendored;
         if group.stdin {
             options.stdin = stdin_buffer.clone();
         }
@@ -511,5 +521,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Verify(args) => ExitCode::from(isolint::verify::run(&args).clamp(0, 255) as u8),
+        Command::Plan(args) => ExitCode::from(isolint::plan::run_plan(&args).clamp(0, 255) as u8),
+        Command::Fix(args) => ExitCode::from(isolint::plan::run_fix(&args).clamp(0, 255) as u8),
     }
 }

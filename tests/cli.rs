@@ -375,3 +375,52 @@ fn scanning_never_runs_code_from_the_repository() {
         "isolint ran something from the scanned repository"
     );
 }
+
+#[test]
+fn plan_fix_and_vendored_code_from_the_command_line() {
+    let root = fixtures();
+    let plan = isolint(&["plan", "legacy_single_phase"], &root);
+    assert_eq!(plan.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.starts_with("# Isolation migration plan") && text.contains("## Module `_speedups`"),
+        "{text}"
+    );
+
+    // `fix` prints a diff and leaves the file alone without --apply.
+    let tmp = tempfile::tempdir().unwrap();
+    let source = root.join("split_module");
+    for name in ["_split.c", "registry.c", "state.h"] {
+        std::fs::copy(source.join(name), tmp.path().join(name)).unwrap();
+    }
+    let before = std::fs::read_to_string(tmp.path().join("_split.c")).unwrap();
+    let fix = isolint(&["fix", "--stage", "0", "."], tmp.path());
+    let diff = String::from_utf8_lossy(&fix.stdout);
+    assert!(
+        diff.contains("PyModuleDef_Init"),
+        "{diff}\n{}",
+        String::from_utf8_lossy(&fix.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("_split.c")).unwrap(),
+        before
+    );
+
+    let hidden = json(&isolint(
+        &["check", "--format", "json", "vendored_library"],
+        &root,
+    ));
+    let shown = json(&isolint(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--include-vendored",
+            "vendored_library",
+        ],
+        &root,
+    ));
+    let count = |d: &serde_json::Value| d["findings"].as_array().unwrap().len();
+    assert_eq!(count(&shown), count(&hidden) + 2);
+    assert_eq!(hidden["hidden"].as_array().unwrap().len(), 2);
+}

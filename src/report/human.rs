@@ -208,6 +208,13 @@ pub fn summary_line(analysis: &Analysis) -> String {
     if !analysis.errors.is_empty() {
         line.push_str(&format!(", {} unreadable", analysis.errors.len()));
     }
+    let hidden: usize = analysis.hidden.iter().map(|h| h.findings).sum();
+    if hidden > 0 {
+        line.push_str(&format!(
+            ", {} in vendored or generated code not shown: --include-vendored",
+            plural(hidden, "finding")
+        ));
+    }
     line.push_str(")\n");
     line
 }
