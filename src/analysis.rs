@@ -177,19 +177,30 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut findings = run_rules(&project, &rules);
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
+    // Each module's own findings, grouped once: the verdict reads them.
+    let mut by_module: std::collections::HashMap<&str, Vec<&Finding>> =
+        std::collections::HashMap::new();
+    for f in &findings {
+        if let Some(m) = f.module.as_deref() {
+            by_module.entry(m).or_default().push(f);
+        }
+    }
     let modules = project
         .modules
         .iter()
         .filter_map(|m| {
             let mut summary = ModuleSummary::of(&project, m)?;
-            let files: Vec<&PathBuf> = m.files.iter().map(|&f| &project.files[f].path).collect();
-            let own: Vec<Finding> = findings
-                .iter()
-                .filter(|f| {
-                    f.module.as_deref() == Some(m.name.as_str()) && files.contains(&&f.path)
+            let files: std::collections::HashSet<&PathBuf> =
+                m.files.iter().map(|&f| &project.files[f].path).collect();
+            let own: Vec<Finding> = by_module
+                .get(m.name.as_str())
+                .map(|list| {
+                    list.iter()
+                        .filter(|f| files.contains(&f.path))
+                        .map(|f| (*f).clone())
+                        .collect()
                 })
-                .cloned()
-                .collect();
+                .unwrap_or_default();
             summary.verdict = Some(crate::rules::module_verdict(m, &own));
             Some(summary)
         })

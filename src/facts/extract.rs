@@ -104,45 +104,64 @@ impl PreprocessorQuery {
     }
 }
 
-/// Containers at file scope that the walks look through.
-fn is_file_scope_container(kind: &str) -> bool {
-    matches!(
-        kind,
-        "preproc_if"
-            | "preproc_ifdef"
-            | "preproc_else"
-            | "preproc_elif"
-            | "preproc_elifdef"
-            | "declaration_list"
-            | "ERROR"
-    )
-}
-
-/// `#include` and `#define` lines: they sit at file scope or inside `#if` blocks (and ERROR
-/// regions), never in function bodies or data tables. The query runs on each such line alone:
-/// a query over the whole tree would visit every number of a 50 MB table.
-fn preprocessor_lines(root: Node) -> Vec<Node> {
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
-        let mut cursor = node.walk();
-        for child in node.children(&mut cursor) {
-            match child.kind() {
-                "preproc_include" | "preproc_def" | "preproc_function_def" => out.push(child),
-                "linkage_specification" => stack.extend(child.child_by_field_name("body")),
-                k if is_file_scope_container(k) => stack.push(child),
-                _ => {}
+/// `#include` and `#define` lines, wherever they are (a `#define` may sit inside a function
+/// body). They are found in the text, then mapped to their nodes: walking the tree to find them
+/// would visit every number of a 50 MB table.
+fn preprocessor_lines<'t>(root: Node<'t>, src: &[u8]) -> Vec<Node<'t>> {
+    let mut out: Vec<Node> = Vec::new();
+    let mut line_start = 0;
+    for (i, &b) in src
+        .iter()
+        .enumerate()
+        .chain(std::iter::once((src.len(), &b'\n')))
+    {
+        if b != b'\n' {
+            continue;
+        }
+        let line = &src[line_start..i];
+        let offset = line_start;
+        line_start = i + 1;
+        let trimmed = line
+            .iter()
+            .position(|c| !c.is_ascii_whitespace())
+            .map(|p| (p, &line[p..]));
+        let Some((indent, text)) = trimmed else {
+            continue;
+        };
+        if text.first() != Some(&b'#') {
+            continue;
+        }
+        let word = text[1..]
+            .iter()
+            .skip_while(|c| c.is_ascii_whitespace())
+            .take(7)
+            .copied()
+            .collect::<Vec<u8>>();
+        if !(word.starts_with(b"define") || word.starts_with(b"include")) {
+            continue;
+        }
+        let at = offset + indent;
+        let mut node = root.descendant_for_byte_range(at, at + 1);
+        while let Some(n) = node {
+            if matches!(
+                n.kind(),
+                "preproc_include" | "preproc_def" | "preproc_function_def"
+            ) {
+                if n.start_byte() == at && out.last().is_none_or(|l| l.id() != n.id()) {
+                    out.push(n);
+                }
+                break;
             }
+            node = n.parent();
         }
     }
-    out.sort_by_key(|n| n.start_byte());
     out
 }
 
 fn preprocessor_facts(root: Node, cx: &Cx, facts: &mut FileFacts) {
     let q = &*PREPROCESSOR_QUERY;
     let mut cursor = QueryCursor::new();
-    for line in preprocessor_lines(root) {
+    for line in preprocessor_lines(root, cx.src) {
         preprocessor_line_facts(line, cx, q, &mut cursor, facts);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::classify::classify_writes;
 use super::pytypes::{bare_type, is_type_object};
-use super::{ExtensionModule, FnRef, Global, InitStyle, ModuleCreation, NameIndex, VarRef};
+use super::{ExtensionModule, FnRef, Global, InitStyle, ModuleCreation, VarRef};
 use crate::facts::{Expr, ExprKind, FileFacts, Init, InitEntry, InitList};
 use crate::version::{py, VersionRange};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -154,31 +154,27 @@ pub struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    fn new(files: &'a [FileFacts], index: &'a NameIndex, members: &'a BTreeSet<usize>) -> Self {
-        let keep_f = |v: &Vec<FnRef>| {
-            v.iter()
-                .copied()
-                .filter(|r| members.contains(&r.file))
-                .collect::<Vec<_>>()
-        };
-        let keep_v = |v: &Vec<VarRef>| {
-            v.iter()
-                .copied()
-                .filter(|r| members.contains(&r.file))
-                .collect::<Vec<_>>()
-        };
-        let functions = index
-            .functions
-            .iter()
-            .map(|(k, v)| (k.as_str(), keep_f(v)))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        let globals = index
-            .globals
-            .iter()
-            .map(|(k, v)| (k.as_str(), keep_v(v)))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
+    /// Name tables of the member files only: the cost follows the module's size, not the
+    /// project's.
+    fn new(files: &'a [FileFacts], members: &'a BTreeSet<usize>) -> Self {
+        let mut functions: HashMap<&'a str, Vec<FnRef>> = HashMap::new();
+        let mut globals: HashMap<&'a str, Vec<VarRef>> = HashMap::new();
+        for &fi in members {
+            for (i, f) in files[fi].functions.iter().enumerate() {
+                functions
+                    .entry(f.name.as_str())
+                    .or_default()
+                    .push(FnRef { file: fi, index: i });
+            }
+            for (i, v) in files[fi].variables.iter().enumerate() {
+                if v.function.is_none() && v.is_definition() {
+                    globals
+                        .entry(v.name.as_str())
+                        .or_default()
+                        .push(VarRef { file: fi, index: i });
+                }
+            }
+        }
         Self {
             files,
             members,
@@ -244,13 +240,12 @@ impl<'a> Scope<'a> {
 
 pub fn build_module(
     files: &[FileFacts],
-    index: &NameIndex,
     name: String,
     init: Option<FnRef>,
     member_files: Vec<usize>,
 ) -> ExtensionModule {
     let members: BTreeSet<usize> = member_files.iter().copied().collect();
-    let scope = Scope::new(files, index, &members);
+    let scope = Scope::new(files, &members);
 
     let (init_style, creation) = match init {
         Some(init) => find_creation(&scope, init),

@@ -8,7 +8,7 @@ pub mod pytypes;
 
 use crate::facts::{Call, FileFacts, Function, Variable, WriteSite};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use definitions::{
     current_entries, module_def_fields, ModuleDef, SlotValue, TypeDef, TypeKind,
@@ -135,7 +135,6 @@ impl Project {
     }
 
     pub fn build(files: Vec<FileFacts>) -> Project {
-        let index = NameIndex::new(&files);
         let groups = linking::group_files(&files);
         let mut modules = Vec::new();
         let mut attached = vec![false; files.len()];
@@ -145,7 +144,6 @@ impl Project {
             }
             modules.push(definitions::build_module(
                 &files,
-                &index,
                 group.name,
                 Some(group.init),
                 group.files,
@@ -157,43 +155,12 @@ impl Project {
                 .then(a.init_function.cmp(&b.init_function))
         });
         let rest: Vec<usize> = (0..files.len()).filter(|&f| !attached[f]).collect();
-        let unattached = definitions::build_module(&files, &index, String::new(), None, rest);
+        let unattached = definitions::build_module(&files, String::new(), None, rest);
         Project {
             files,
             modules,
             unattached,
         }
-    }
-}
-
-/// Where each name is defined, across all files.
-pub struct NameIndex {
-    pub functions: HashMap<String, Vec<FnRef>>,
-    /// File-scope variable definitions (not `extern` declarations).
-    pub globals: HashMap<String, Vec<VarRef>>,
-}
-
-impl NameIndex {
-    fn new(files: &[FileFacts]) -> Self {
-        let mut functions: HashMap<String, Vec<FnRef>> = HashMap::new();
-        let mut globals: HashMap<String, Vec<VarRef>> = HashMap::new();
-        for (fi, file) in files.iter().enumerate() {
-            for (i, f) in file.functions.iter().enumerate() {
-                functions
-                    .entry(f.name.clone())
-                    .or_default()
-                    .push(FnRef { file: fi, index: i });
-            }
-            for (i, v) in file.variables.iter().enumerate() {
-                if v.function.is_none() && v.is_definition() {
-                    globals
-                        .entry(v.name.clone())
-                        .or_default()
-                        .push(VarRef { file: fi, index: i });
-                }
-            }
-        }
-        Self { functions, globals }
     }
 }
 
