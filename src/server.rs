@@ -8,7 +8,7 @@
 
 use crate::config::{self, absolute, find_any_rule, Settings};
 use crate::finding::{Finding, Severity};
-use crate::rules::{docs_markdown_body, RuleInfo};
+use crate::rules::RuleInfo;
 use crate::suppress::Texts;
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
 use lsp_types::notification::{
@@ -31,14 +31,7 @@ type BoxError = Box<dyn Error + Send + Sync>;
 
 /// `isolint explain RULE`: the same Markdown on the command line and in hover.
 pub fn explain_markdown(rule: &RuleInfo) -> String {
-    format!(
-        "# {} ({})\n\nDefault severity: {}. Minimum Python for the fix: {}.\n\n{}",
-        rule.name,
-        rule.id,
-        rule.severity.as_str(),
-        rule.min_python,
-        docs_markdown_body(rule)
-    )
+    crate::rules::doc_page(rule)
 }
 
 /// Lints one buffer as if it were the file at `path`, with the config that applies there.

@@ -1,5 +1,5 @@
-use super::support::{global_role, GlobalRole};
-use super::{declare_rule, write_summary, Ctx, Site};
+use super::support::{call_site, calls_where, global_role, GlobalRole};
+use super::{declare_rule, write_summary, Ctx};
 use crate::facts::ExprKind;
 
 declare_rule! {
@@ -65,27 +65,18 @@ fn check(ctx: &mut Ctx) {
     if !has_module_state(ctx) {
         return;
     }
-    let project = ctx.project;
-    for &fi in &ctx.module.files {
-        for f in &project.files[fi].functions {
-            for call in f.calls.iter().filter(|c| c.callee == "PyState_FindModule") {
-                let site = Site {
-                    file: fi,
-                    span: call.span,
-                    versions: call.versions,
-                    uncertain: call.uncertain,
-                };
-                let message = format!("`PyState_FindModule` in `{}` reaches module state of a module with `m_size > 0`: one module per definition, the last registered wins", f.name);
-                let help = "pass the module down, or use `PyType_GetModuleByDef(Py_TYPE(self), &def)` in methods".to_string();
-                ctx.report(
-                    site,
-                    Some("PyState_FindModule"),
-                    Some(&f.name),
-                    message,
-                    help,
-                );
-            }
-        }
+    for (fi, f, call) in calls_where(ctx, |c| c == "PyState_FindModule") {
+        let message = format!("`PyState_FindModule` in `{}` reaches module state of a module with `m_size > 0`: one module per definition, the last registered wins", f.name);
+        let help =
+            "pass the module down, or use `PyType_GetModuleByDef(Py_TYPE(self), &def)` in methods"
+                .to_string();
+        ctx.report(
+            call_site(fi, call),
+            Some("PyState_FindModule"),
+            Some(&f.name),
+            message,
+            help,
+        );
     }
 }
 

@@ -1,4 +1,5 @@
-use super::{declare_rule, Ctx, Site};
+use super::support::{call_site, calls_where};
+use super::{declare_rule, Ctx};
 
 declare_rule! {
     /// ## What it does
@@ -50,29 +51,23 @@ const LOOKUPS: &[&str] = &[
 ];
 
 fn check(ctx: &mut Ctx) {
-    let project = ctx.project;
     let has_state = super::module_state_via_global::has_module_state(ctx);
-    for &fi in &ctx.module.files {
-        for f in &project.files[fi].functions {
-            for call in f
-                .calls
-                .iter()
-                .filter(|c| LOOKUPS.contains(&c.callee.as_str()))
-            {
-                // With module state, `module-state-via-global` says more about this call.
-                if call.callee == "PyState_FindModule" && has_state {
-                    continue;
-                }
-                let site = Site {
-                    file: fi,
-                    span: call.span,
-                    versions: call.versions,
-                    uncertain: call.uncertain,
-                };
-                let message = format!("`{}` looks the module up by its definition: one module per interpreter, and none for multi-phase modules", call.callee);
-                let help = "pass the module or its state down from a function that has it, or use `PyType_GetModuleByDef(Py_TYPE(self), &def)` in methods".to_string();
-                ctx.report(site, Some(&call.callee), Some(&f.name), message, help);
-            }
+    for (fi, f, call) in calls_where(ctx, |c| LOOKUPS.contains(&c)) {
+        // With module state, `module-state-via-global` says more about this call.
+        if call.callee == "PyState_FindModule" && has_state {
+            continue;
         }
+        let message = match call.callee.as_str() {
+            "PyState_FindModule" => "`PyState_FindModule` looks the module up by its definition: one module per interpreter, and none for multi-phase modules".to_string(),
+            other => format!("`{other}` keeps one module per definition in each interpreter: it does not work for multi-phase modules"),
+        };
+        let help = "pass the module or its state down from a function that has it, or use `PyType_GetModuleByDef(Py_TYPE(self), &def)` in methods".to_string();
+        ctx.report(
+            call_site(fi, call),
+            Some(&call.callee),
+            Some(&f.name),
+            message,
+            help,
+        );
     }
 }
