@@ -1,15 +1,16 @@
 //! `analyze`: the whole pipeline from paths to sorted findings.
 
+use crate::cache::{content_hash, facts_key, CacheStats, FactsCache};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::{extract, FileFacts};
 use crate::finding::{sort_findings, Finding};
 use crate::model::{ModuleSummary, Project};
 use crate::rules::{run_rules, RuleInfo, RULES};
-use crate::source::{decode_source, read_source, DEFAULT_MAX_FILE_SIZE};
+use crate::source::{decode_source, read_source, SourceError, SourceText, DEFAULT_MAX_FILE_SIZE};
 use crate::version::PyVersion;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
@@ -25,6 +26,8 @@ pub struct AnalyzeOptions {
     pub stdin: Option<(PathBuf, Vec<u8>)>,
     /// Report findings in vendored libraries and generated files too.
     pub include_vendored: bool,
+    /// The `.isolint_cache` folder to read facts from and write them to; `None`: no cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for AnalyzeOptions {
@@ -37,6 +40,7 @@ impl Default for AnalyzeOptions {
             rules: None,
             stdin: None,
             include_vendored: false,
+            cache_dir: None,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct Analysis {
     /// `AnalyzeOptions::include_vendored`).
     pub hidden: Vec<HiddenCode>,
     pub project: Project,
+    /// What the scan did with the facts cache, when it used one.
+    pub cache: Option<CacheStats>,
 }
 
 impl Analysis {
@@ -80,18 +86,75 @@ enum FileOutcome {
     Error(FileError),
 }
 
-fn scan_one(
-    path: PathBuf,
-    kind: SourceKind,
-    bytes: Option<Vec<u8>>,
+type Job = (PathBuf, SourceKind, Option<Vec<u8>>);
+
+/// What the first, cheap pass learns about a file from its text alone.
+#[derive(Default)]
+struct PreScan {
+    bytes: u64,
+    /// The hash of the text, when a cache is in use.
+    content: Option<u128>,
+    attribute_macros: Vec<String>,
+}
+
+fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
+    match bytes {
+        Some(bytes) => decode_source(bytes.clone(), max),
+        None => read_source(path, max),
+    }
+}
+
+/// Reads each file once before the scan: its size (the largest files are scheduled first),
+/// the attribute-like macros it defines (every other file's parse needs them), and, with a
+/// cache, the hash of its text. A file whose text the cache already holds is not tokenized.
+fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
+    let want_macros = jobs.len() >= 2;
+    jobs.par_iter()
+        .map(|(path, _, bytes)| {
+            if !want_macros && cache.is_none() {
+                let size = match bytes {
+                    Some(b) => b.len() as u64,
+                    None => std::fs::metadata(path).map_or(0, |m| m.len()),
+                };
+                return PreScan {
+                    bytes: size,
+                    ..PreScan::default()
+                };
+            }
+            let Ok(source) = load(path, bytes, max) else {
+                return PreScan::default();
+            };
+            let content = cache.map(|_| content_hash(&source.text, source.first_invalid_utf8));
+            let cached = match (cache, content) {
+                (Some(c), Some(h)) => c.attribute_macros(path, h),
+                _ => None,
+            };
+            let attribute_macros =
+                cached.unwrap_or_else(|| crate::parse::prepass::attribute_macros_in(&source.text));
+            PreScan {
+                bytes: source.text.len() as u64,
+                content,
+                attribute_macros,
+            }
+        })
+        .collect()
+}
+
+struct ScanContext<'a> {
     max: u64,
-    shared_macros: &[String],
-) -> FileOutcome {
-    let source = match bytes {
-        Some(bytes) => decode_source(bytes, max),
-        None => read_source(&path, max),
-    };
-    let source = match source {
+    shared_macros: &'a [String],
+    cache: Option<&'a FactsCache>,
+}
+
+fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
+    let (path, kind, bytes) = job;
+    let key = facts_key(kind.into(), cx.shared_macros);
+    if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
+        if let Some(facts) = cache.facts(&path, content, key) {
+            return FileOutcome::Facts(Box::new(facts));
+        }
+    }
+    let source = match load(&path, &bytes, cx.max) {
         Ok(s) => s,
         Err(err) => {
             return FileOutcome::Error(FileError {
@@ -100,11 +163,22 @@ fn scan_one(
             });
         }
     };
-    match crate::parse::parse_with(source.text.as_bytes(), shared_macros) {
+    match crate::parse::parse_with(source.text.as_bytes(), cx.shared_macros) {
         // The tree is dropped at the end of this arm: only the facts outlive the file.
         Ok(parsed) => {
             let mut facts = extract(&parsed, &path, kind, source.first_invalid_utf8);
             facts.generated = crate::origin::is_generated(&source.text);
+            if let Some(cache) = cx.cache {
+                let content = content_hash(&source.text, source.first_invalid_utf8);
+                // The pre-scan's macros belong to the text it read; re-derive them if the file
+                // changed in between.
+                let macros = if pre.content == Some(content) {
+                    pre.attribute_macros.clone()
+                } else {
+                    crate::parse::prepass::attribute_macros_in(&source.text)
+                };
+                cache.store(&path, content, macros, key, &facts);
+            }
             FileOutcome::Facts(Box::new(facts))
         }
         Err(err) => FileOutcome::Error(FileError {
@@ -116,20 +190,41 @@ fn scan_one(
 
 pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut found = discover(&options.paths, &options.discover);
-    let mut jobs: Vec<(PathBuf, SourceKind, Option<Vec<u8>>)> =
-        found.sources.drain(..).map(|(p, k)| (p, k, None)).collect();
+    let mut jobs: Vec<Job> = found.sources.drain(..).map(|(p, k)| (p, k, None)).collect();
     if let Some((path, bytes)) = &options.stdin {
         let kind = crate::discover::classify(path).unwrap_or(SourceKind::C);
         jobs.retain(|(p, _, _)| p != path);
         jobs.push((path.clone(), kind, Some(bytes.clone())));
     }
-    let shared_macros = shared_attribute_macros(&jobs, options.max_file_size);
-    let outcomes: Vec<FileOutcome> = jobs
-        .into_par_iter()
-        .map(|(path, kind, bytes)| {
-            scan_one(path, kind, bytes, options.max_file_size, &shared_macros)
-        })
+    let cache = options.cache_dir.as_deref().map(FactsCache::open);
+    let pre = prescan(&jobs, options.max_file_size, cache.as_ref());
+    let shared_macros = shared_attribute_macros(&pre);
+    let cx = ScanContext {
+        max: options.max_file_size,
+        shared_macros: &shared_macros,
+        cache: cache.as_ref(),
+    };
+    // Largest files first, each taken by the next free worker: a big file started last would
+    // leave the other workers idle at the end.
+    let mut order: Vec<(usize, Job)> = jobs.into_iter().enumerate().collect();
+    order.sort_by_key(|(i, _)| std::cmp::Reverse(pre[*i].bytes));
+    let mut outcomes: Vec<(usize, FileOutcome)> = order
+        .into_iter()
+        .par_bridge()
+        .map(|(i, job)| (i, scan_one(job, &pre[i], &cx)))
         .collect();
+    outcomes.sort_by_key(|(i, _)| *i);
+    let outcomes = outcomes.into_iter().map(|(_, o)| o);
+    let cache = cache.map(|c| {
+        let mut stats = CacheStats {
+            discarded: c.discarded(),
+            ..CacheStats::default()
+        };
+        stats.hits = c.hits();
+        stats.misses = c.misses();
+        stats.write_error = c.save().err();
+        stats
+    });
 
     let mut errors: Vec<FileError> = found
         .errors
@@ -227,28 +322,17 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         findings,
         hidden,
         project,
+        cache,
     }
 }
 
 /// Attribute-like macros (`#define HIDDEN __attribute__(...)`) defined anywhere in the scan.
-/// A first, cheap pass over the text: the definitions usually sit in a header, the uses in
-/// every `.c` file, and the parse of each file needs them.
-fn shared_attribute_macros(
-    jobs: &[(PathBuf, SourceKind, Option<Vec<u8>>)],
-    max: u64,
-) -> Vec<String> {
-    if jobs.len() < 2 {
-        return Vec::new();
-    }
-    let mut names: Vec<String> = jobs
-        .par_iter()
-        .flat_map_iter(|(path, _, bytes)| {
-            let text = match bytes {
-                Some(b) => String::from_utf8_lossy(b).into_owned(),
-                None => read_source(path, max).map(|s| s.text).unwrap_or_default(),
-            };
-            crate::parse::prepass::attribute_macros_in(&text)
-        })
+/// The definitions usually sit in a header, the uses in every `.c` file, and the parse of each
+/// file needs them.
+fn shared_attribute_macros(pre: &[PreScan]) -> Vec<String> {
+    let mut names: Vec<String> = pre
+        .iter()
+        .flat_map(|p| p.attribute_macros.iter().cloned())
         .collect();
     names.sort();
     names.dedup();

@@ -4,6 +4,7 @@
 //! discover → parse → facts → model → rules → findings → report.
 
 pub mod analysis;
+pub mod cache;
 pub mod discover;
 pub mod facts;
 pub mod finding;

@@ -8,7 +8,7 @@ use isolint::suppress::Texts;
 use isolint::version::parse_version;
 use isolint::{analyze, Analysis};
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Find process-global state in CPython C extension modules, and move it to per-interpreter
@@ -129,6 +129,13 @@ struct CheckArgs {
     /// With `--baseline`: rewrite the baseline without the entries whose findings are gone.
     #[arg(long, requires = "baseline")]
     prune_baseline: bool,
+    /// Parse every file again: neither read nor write the facts cache.
+    #[arg(long, env = "ISOLINT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    no_cache: bool,
+    /// Keep the facts cache here instead of `.isolint_cache` beside the config file (or in the
+    /// current folder when there is none).
+    #[arg(long, value_name = "DIR", env = "ISOLINT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -209,6 +216,23 @@ fn merge(into: &mut Analysis, other: Analysis) {
 
 /// Groups the paths by the config file that applies to each, like ruff: the nearest
 /// `isolint.toml` or `pyproject.toml` with `[tool.isolint]` at or above the path.
+/// Where a config group's facts cache lives: `--cache-dir`, else `.isolint_cache` in the
+/// project, which is the config file's folder, or the current folder.
+fn cache_dir(args: &CheckArgs, config: Option<&Path>) -> Option<PathBuf> {
+    if args.no_cache {
+        return None;
+    }
+    if let Some(dir) = &args.cache_dir {
+        return Some(dir.clone());
+    }
+    let project = config
+        .and_then(|c| c.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::current_dir().ok())?;
+    Some(project.join(isolint::cache::CACHE_DIR))
+}
+
 fn group_paths(
     args: &CheckArgs,
     paths: &[PathBuf],
@@ -331,10 +355,14 @@ fn check(args: CheckArgs) -> ExitCode {
         let mut options = settings.analyze_options();
         options.paths = group.paths;
         options.include_vendored = args.include_vendored;
+        options.cache_dir = cache_dir(&args, group.config.as_deref());
         if group.stdin {
             options.stdin = stdin_buffer.clone();
         }
         let mut analysis = analyze(&options);
+        if let Some(e) = analysis.cache.as_ref().and_then(|c| c.write_error.as_ref()) {
+            eprintln!("isolint: warning: the cache was not written: {e}");
+        }
         settings.postprocess(&mut analysis, &mut texts);
         if let (Some(m), Some(base)) = (matcher.as_mut(), baseline_base.as_ref()) {
             m.filter(&mut analysis.findings, base, &mut texts);

@@ -3,10 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs from a folder of the source tree, so without the cache (`cache_lives_in_the_project`
+/// covers it).
 fn isolint(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_isolint"))
         .args(args)
         .current_dir(cwd)
+        .env("ISOLINT_NO_CACHE", "1")
         .output()
         .expect("isolint runs")
 }
@@ -423,4 +426,59 @@ fn plan_fix_and_vendored_code_from_the_command_line() {
     let count = |d: &serde_json::Value| d["findings"].as_array().unwrap().len();
     assert_eq!(count(&shown), count(&hidden) + 2);
     assert_eq!(hidden["hidden"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn cache_lives_in_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::copy(
+        fixtures().join("legacy_single_phase/_speedups.c"),
+        src.join("_speedups.c"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_isolint"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("ISOLINT_NO_CACHE")
+            .env_remove("ISOLINT_CACHE_DIR")
+            .output()
+            .unwrap()
+    };
+    let cache = dir.path().join(".isolint_cache");
+
+    let uncached = run(&["check", "--format", "json", "--no-cache", "src"]);
+    assert!(!cache.exists(), "--no-cache wrote a cache");
+    let cold = run(&["check", "--format", "json", "src"]);
+    assert!(
+        cache.join(".gitignore").exists(),
+        "no cache in the current folder"
+    );
+    assert!(cache.join("CACHEDIR.TAG").exists());
+    let warm = run(&["check", "--format", "json", "src"]);
+    assert_eq!(cold.stdout, uncached.stdout);
+    assert_eq!(warm.stdout, uncached.stdout);
+    assert_eq!(warm.status.code(), Some(1));
+
+    // With a config file, the cache sits beside it.
+    std::fs::write(src.join("isolint.toml"), "").unwrap();
+    run(&["check", "--format", "json", "src"]);
+    assert!(src.join(".isolint_cache").exists());
+
+    let elsewhere = dir.path().join("elsewhere");
+    let other = run(&[
+        "check",
+        "--format",
+        "json",
+        "--cache-dir",
+        elsewhere.to_str().unwrap(),
+        "src",
+    ]);
+    assert!(elsewhere
+        .join(env!("CARGO_PKG_VERSION"))
+        .join("facts.bin")
+        .exists());
+    assert_eq!(other.stdout, uncached.stdout);
 }

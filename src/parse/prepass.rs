@@ -518,6 +518,12 @@ fn attribute_macro_name(rest: &str) -> Option<String> {
 }
 
 fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], attribute_macros: &[String]) {
+    // Every identifier of the file is looked up: a hash set, not a scan of the list.
+    let attribute_macros: rustc_hash::FxHashSet<&[u8]> = ATTRIBUTE_MACROS
+        .iter()
+        .copied()
+        .chain(attribute_macros.iter().map(|m| m.as_bytes()))
+        .collect();
     for (i, tok) in toks.iter().enumerate() {
         if tok.kind != TokKind::Ident {
             continue;
@@ -591,9 +597,7 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], attribute_macros: &[St
             {
                 write_padded(out, tok.start, tok.end, b"");
             }
-            _ if ATTRIBUTE_MACROS.contains(&name)
-                || attribute_macros.iter().any(|m| m.as_bytes() == name) =>
-            {
+            _ if attribute_macros.contains(name) => {
                 let end = if next_is_paren {
                     call_end(toks, i + 1).map(|c| toks[c].end)
                 } else {

@@ -1,0 +1,245 @@
+//! The facts cache: a re-run on an unchanged tree (pre-commit, CI, an editor's save) reads each
+//! file's facts back instead of parsing it again.
+//!
+//! One file per project and isolint version, `.isolint_cache/<version>/facts.bin`, holding for
+//! every scanned path the hash of its text, the attribute macros it defines, and its facts with
+//! the key they were extracted under. An entry is used only when its text hash and its facts key
+//! (isolint's version, the cache format, the file's kind and the scan-wide attribute macros that
+//! shaped its parse) both match, so a stale entry is re-extracted, never trusted. The whole file
+//! carries a checksum: a corrupted or truncated cache is dropped as a whole and rebuilt. Nothing
+//! after the facts (model, rules, configuration) is cached; those run on every scan, so a config
+//! change can never be answered from the cache.
+
+use crate::facts::FileFacts;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
+
+/// The cache folder's name, beside the config file or in the current folder.
+pub const CACHE_DIR: &str = ".isolint_cache";
+const FILE_NAME: &str = "facts.bin";
+/// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
+const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x01";
+const HEADER_LEN: usize = FORMAT.len() + 16;
+
+/// What a scan did with the cache, for `--statistics`-like reporting and for the tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Files whose facts came from the cache.
+    pub hits: usize,
+    /// Files parsed because the cache had no usable entry.
+    pub misses: usize,
+    /// The cache file existed but was corrupted, truncated or of another format: it was ignored.
+    pub discarded: bool,
+    /// Why the cache could not be written, if it could not; the scan itself is unaffected.
+    pub write_error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    content: u128,
+    attribute_macros: Vec<String>,
+    facts_key: u64,
+    /// The facts, serialized on their own: only the entries a scan uses are decoded, by the
+    /// worker that needs them, and an entry kept as it was is written back without re-encoding.
+    facts: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct CacheFile {
+    entries: Vec<(PathBuf, Entry)>,
+}
+
+/// The cache of one scan: the entries loaded at the start, what the scan used and found.
+pub struct FactsCache {
+    file: PathBuf,
+    old: FxHashMap<PathBuf, Entry>,
+    used: Mutex<Vec<PathBuf>>,
+    fresh: Mutex<Vec<(PathBuf, Entry)>>,
+    discarded: bool,
+}
+
+/// The hash of a file's text as it is scanned (invalid UTF-8 already replaced), with the offset
+/// of the first replaced byte, which the facts record.
+pub fn content_hash(text: &str, first_invalid_utf8: Option<usize>) -> u128 {
+    let offset = first_invalid_utf8.map_or(u128::MAX, |o| o as u128);
+    xxh3_128(text.as_bytes()) ^ offset.rotate_left(64)
+}
+
+/// The key of facts extracted from a file of this kind with these scan-wide attribute macros.
+pub fn facts_key(kind: crate::facts::SourceKindFact, shared_attribute_macros: &[String]) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(FORMAT);
+    h.update(format!("{kind:?}").as_bytes());
+    for m in shared_attribute_macros {
+        h.update(m.as_bytes());
+        h.update(b"\0");
+    }
+    h.digest()
+}
+
+impl FactsCache {
+    /// The cache under `dir` (the `.isolint_cache` folder itself). A missing, unreadable or
+    /// corrupted cache file gives an empty cache.
+    pub fn open(dir: &Path) -> Self {
+        let file = dir.join(env!("CARGO_PKG_VERSION")).join(FILE_NAME);
+        let (old, discarded) = match std::fs::read(&file) {
+            Ok(bytes) => match decode(&bytes) {
+                Some(c) => (c.entries.into_iter().collect(), false),
+                None => (FxHashMap::default(), true),
+            },
+            Err(_) => (FxHashMap::default(), false),
+        };
+        Self {
+            file,
+            old,
+            used: Mutex::new(Vec::new()),
+            fresh: Mutex::new(Vec::new()),
+            discarded,
+        }
+    }
+
+    /// Files whose facts came from the cache so far.
+    pub fn hits(&self) -> usize {
+        self.used.lock().map_or(0, |u| u.len())
+    }
+
+    /// Files whose facts were extracted and stored so far.
+    pub fn misses(&self) -> usize {
+        self.fresh.lock().map_or(0, |f| f.len())
+    }
+
+    /// The cache file existed but could not be used.
+    pub fn discarded(&self) -> bool {
+        self.discarded
+    }
+
+    /// The attribute macros a file defines, if the cache holds the file with this text.
+    pub fn attribute_macros(&self, path: &Path, content: u128) -> Option<Vec<String>> {
+        self.old
+            .get(path)
+            .filter(|e| e.content == content)
+            .map(|e| e.attribute_macros.clone())
+    }
+
+    /// The file's facts, if the cache holds them for this text under this key.
+    pub fn facts(&self, path: &Path, content: u128, key: u64) -> Option<FileFacts> {
+        let entry = self
+            .old
+            .get(path)
+            .filter(|e| e.content == content && e.facts_key == key)?;
+        let facts: FileFacts = postcard::from_bytes(&entry.facts).ok()?;
+        if facts.path != path {
+            return None;
+        }
+        if let Ok(mut used) = self.used.lock() {
+            used.push(path.to_path_buf());
+        }
+        Some(facts)
+    }
+
+    /// Records the facts a scan extracted from a file.
+    pub fn store(
+        &self,
+        path: &Path,
+        content: u128,
+        attribute_macros: Vec<String>,
+        key: u64,
+        facts: &FileFacts,
+    ) {
+        let Ok(bytes) = postcard::to_stdvec(facts) else {
+            return;
+        };
+        let entry = Entry {
+            content,
+            attribute_macros,
+            facts_key: key,
+            facts: bytes,
+        };
+        if let Ok(mut fresh) = self.fresh.lock() {
+            fresh.push((path.to_path_buf(), entry));
+        }
+    }
+
+    /// Writes the cache back: this scan's entries, plus the old entries of files this scan did
+    /// not visit that still exist (another config group, a narrower scan). Written to a
+    /// temporary file and renamed, so a concurrent reader sees the old cache or the new one.
+    /// Nothing is written when every file came from the cache.
+    pub fn save(self) -> Result<(), String> {
+        let fresh = self.fresh.into_inner().unwrap_or_default();
+        if fresh.is_empty() && !self.discarded {
+            return Ok(());
+        }
+        let used = self.used.into_inner().unwrap_or_default();
+        let mut old = self.old;
+        let mut entries: Vec<(PathBuf, Entry)> = Vec::with_capacity(old.len() + fresh.len());
+        let fresh_paths: Vec<PathBuf> = fresh.iter().map(|(p, _)| p.clone()).collect();
+        // Fresh entries first: the stable sort and the dedup below keep them over old ones.
+        entries.extend(fresh);
+        for path in &used {
+            if let Some(entry) = old.remove(path) {
+                entries.push((path.clone(), entry));
+            }
+        }
+        let visited: rustc_hash::FxHashSet<&PathBuf> = used.iter().chain(&fresh_paths).collect();
+        entries.extend(
+            old.into_iter()
+                .filter(|(path, _)| !visited.contains(path) && path.exists()),
+        );
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|b, a| a.0 == b.0);
+        let payload = postcard::to_stdvec(&CacheFile { entries }).map_err(|e| e.to_string())?;
+        write_atomically(&self.file, &payload)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<CacheFile> {
+    if bytes.len() < HEADER_LEN || &bytes[..FORMAT.len()] != FORMAT {
+        return None;
+    }
+    let checksum = u128::from_le_bytes(bytes[FORMAT.len()..HEADER_LEN].try_into().ok()?);
+    let payload = &bytes[HEADER_LEN..];
+    if xxh3_128(payload) != checksum {
+        return None;
+    }
+    postcard::from_bytes(payload).ok()
+}
+
+fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
+    let version_dir = file.parent().ok_or("no cache folder")?;
+    let root = version_dir.parent().ok_or("no cache folder")?;
+    let describe = |e: std::io::Error| format!("{}: {e}", root.display());
+    std::fs::create_dir_all(version_dir).map_err(describe)?;
+    // Like ruff's cache: never committed, never backed up.
+    let ignore = root.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "# Created by isolint.\n*\n").map_err(describe)?;
+    }
+    let tag = root.join("CACHEDIR.TAG");
+    if !tag.exists() {
+        std::fs::write(
+            &tag,
+            "Signature: 8a477f597d28d172789f06886806bc55\n# isolint's cache: see https://bford.info/cachedir/\n",
+        )
+        .map_err(describe)?;
+    }
+    let unique =
+        xxh3_64(format!("{:?}{:?}", std::process::id(), std::time::SystemTime::now()).as_bytes());
+    let tmp = version_dir.join(format!("{FILE_NAME}.{unique:016x}.tmp"));
+    let result = (|| {
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(FORMAT)?;
+        out.write_all(&xxh3_128(payload).to_le_bytes())?;
+        out.write_all(payload)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(describe)
+}
