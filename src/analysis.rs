@@ -1,6 +1,6 @@
 //! `analyze`: the whole pipeline from paths to sorted findings.
 
-use crate::cache::{content_hash, facts_key, CacheStats, FactsCache};
+use crate::cache::{content_hash, facts_key, CacheStats, FactsCache, Outcome};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::{extract, FileFacts};
 use crate::finding::{sort_findings, Finding};
@@ -10,6 +10,7 @@ use crate::source::{decode_source, read_source, SourceError, SourceText, DEFAULT
 use crate::version::PyVersion;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct AnalyzeOptions {
     /// Report findings in vendored libraries and generated files too.
     pub include_vendored: bool,
     /// The `.isolint_cache` folder to read facts from and write them to; `None`: no cache.
+    /// With a cache, a scan of an unchanged tree is answered whole from it, and
+    /// `Analysis::project` is then empty: callers that need the model leave this `None`.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -69,6 +72,10 @@ pub struct Analysis {
     /// Vendored folders and generated files whose findings are not reported (see
     /// `AnalyzeOptions::include_vendored`).
     pub hidden: Vec<HiddenCode>,
+    /// Every file scanned.
+    pub files: Vec<PathBuf>,
+    /// The model. Empty when the result came whole from the cache's run memo, which only a
+    /// scan with `AnalyzeOptions::cache_dir` set can do.
     pub project: Project,
     /// What the scan did with the facts cache, when it used one.
     pub cache: Option<CacheStats>,
@@ -196,8 +203,37 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         jobs.retain(|(p, _, _)| p != path);
         jobs.push((path.clone(), kind, Some(bytes.clone())));
     }
+    let discover_errors: Vec<FileError> = found
+        .errors
+        .into_iter()
+        .map(|(path, message)| FileError { path, message })
+        .collect();
+    let skipped: Vec<FileError> = found
+        .skipped_cpp
+        .into_iter()
+        .map(|path| FileError {
+            path,
+            message: "C++ source: not scanned".to_string(),
+        })
+        .collect();
     let cache = options.cache_dir.as_deref().map(FactsCache::open);
     let pre = prescan(&jobs, options.max_file_size, cache.as_ref());
+    let origins = vendored_dirs(&jobs, &options.paths);
+    let memo_key = cache
+        .as_ref()
+        .and_then(|_| memo_key(options, &jobs, &pre, &origins));
+
+    if let (Some(c), Some((scan, inputs))) = (cache.as_ref(), memo_key) {
+        if let Some(outcome) = c.recall(scan, inputs) {
+            let stats = CacheStats {
+                hits: jobs.len(),
+                whole_run: true,
+                ..CacheStats::default()
+            };
+            return Analysis::from_outcome(outcome, discover_errors, skipped, stats);
+        }
+    }
+
     let shared_macros = shared_attribute_macros(&pre);
     let cx = ScanContext {
         max: options.max_file_size,
@@ -214,25 +250,10 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         .map(|(i, job)| (i, scan_one(job, &pre[i], &cx)))
         .collect();
     outcomes.sort_by_key(|(i, _)| *i);
-    let outcomes = outcomes.into_iter().map(|(_, o)| o);
-    let cache = cache.map(|c| {
-        let mut stats = CacheStats {
-            discarded: c.discarded(),
-            ..CacheStats::default()
-        };
-        stats.hits = c.hits();
-        stats.misses = c.misses();
-        stats.write_error = c.save().err();
-        stats
-    });
 
-    let mut errors: Vec<FileError> = found
-        .errors
-        .into_iter()
-        .map(|(path, message)| FileError { path, message })
-        .collect();
+    let mut errors: Vec<FileError> = Vec::new();
     let mut files = Vec::new();
-    for outcome in outcomes {
+    for (_, outcome) in outcomes {
         match outcome {
             FileOutcome::Facts(f) => files.push(*f),
             FileOutcome::Error(e) => errors.push(e),
@@ -246,15 +267,6 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             });
         }
     }
-    errors.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
-    let skipped = found
-        .skipped_cpp
-        .into_iter()
-        .map(|path| FileError {
-            path,
-            message: "C++ source: not scanned".to_string(),
-        })
-        .collect();
 
     let files_scanned = files.len();
     let parse_errors = files
@@ -266,25 +278,93 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             first_line: f.first_error_line.unwrap_or(1),
         })
         .collect();
+    let file_paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
 
     let project = Project::build(files);
     let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
     let mut findings = run_rules(&project, &rules);
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
-    // Each module's own findings, grouped once: the verdict reads them.
-    let mut by_module: std::collections::HashMap<&str, Vec<&Finding>> =
-        std::collections::HashMap::new();
-    for f in &findings {
+    let modules = module_summaries(&project, &findings);
+    let hidden = hide_vendored(&mut findings, &project, &origins, options.include_vendored);
+    // A global in a header included by two modules is one definition: report it once.
+    findings.dedup_by(|b, a| {
+        a.rule == b.rule
+            && a.path == b.path
+            && a.location.start_byte == b.location.start_byte
+            && a.symbol == b.symbol
+    });
+    let outcome = Outcome {
+        files_scanned,
+        files: file_paths,
+        errors,
+        parse_errors,
+        modules,
+        findings,
+        hidden,
+    };
+    let stats = cache.map(|c| {
+        let mut stats = CacheStats {
+            discarded: c.discarded(),
+            hits: c.hits(),
+            misses: c.misses(),
+            ..CacheStats::default()
+        };
+        let memo = match memo_key {
+            Some((scan, inputs)) => c.memorize(scan, inputs, &outcome),
+            None => Ok(()),
+        };
+        stats.write_error = c.save().and(memo).err();
+        stats
+    });
+    let mut analysis = Analysis::from_outcome(
+        outcome,
+        discover_errors,
+        skipped,
+        stats.clone().unwrap_or_default(),
+    );
+    analysis.cache = stats;
+    analysis.project = project;
+    analysis
+}
+
+impl Analysis {
+    fn from_outcome(
+        outcome: Outcome,
+        mut errors: Vec<FileError>,
+        skipped: Vec<FileError>,
+        stats: CacheStats,
+    ) -> Self {
+        errors.extend(outcome.errors);
+        errors.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+        Self {
+            files_scanned: outcome.files_scanned,
+            files: outcome.files,
+            skipped,
+            errors,
+            parse_errors: outcome.parse_errors,
+            modules: outcome.modules,
+            findings: outcome.findings,
+            hidden: outcome.hidden,
+            project: Project::build(Vec::new()),
+            cache: Some(stats),
+        }
+    }
+}
+
+/// Each module's summary and verdict; the verdict reads the module's own findings.
+fn module_summaries(project: &Project, findings: &[Finding]) -> Vec<ModuleSummary> {
+    let mut by_module: HashMap<&str, Vec<&Finding>> = HashMap::new();
+    for f in findings {
         if let Some(m) = f.module.as_deref() {
             by_module.entry(m).or_default().push(f);
         }
     }
-    let modules = project
+    project
         .modules
         .iter()
         .filter_map(|m| {
-            let mut summary = ModuleSummary::of(&project, m)?;
+            let mut summary = ModuleSummary::of(project, m)?;
             let files: std::collections::HashSet<&PathBuf> =
                 m.files.iter().map(|&f| &project.files[f].path).collect();
             let own: Vec<Finding> = by_module
@@ -299,31 +379,57 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             summary.verdict = Some(crate::rules::module_verdict(m, &own));
             Some(summary)
         })
-        .collect();
-    let hidden = hide_vendored(
-        &mut findings,
-        &project,
-        &options.paths,
+        .collect()
+}
+
+/// The vendored folder each file sits in, if any: part of what decides which findings are
+/// reported, and read from the file system (license files), not from the file's text.
+fn vendored_dirs(jobs: &[Job], roots: &[PathBuf]) -> HashMap<PathBuf, Option<PathBuf>> {
+    let mut index = crate::origin::OriginIndex::default();
+    jobs.iter()
+        .map(|(path, _, _)| (path.clone(), index.vendored_dir(path, roots)))
+        .collect()
+}
+
+/// The run memo's keys: the scan's identity (its roots and options) and a hash of every input
+/// the result depends on. `None` when some file could not be read ahead.
+fn memo_key(
+    options: &AnalyzeOptions,
+    jobs: &[Job],
+    pre: &[PreScan],
+    origins: &HashMap<PathBuf, Option<PathBuf>>,
+) -> Option<(u64, u128)> {
+    let rules: Option<Vec<&str>> = options
+        .rules
+        .as_ref()
+        .map(|r| r.iter().map(|r| r.id).collect());
+    let identity = format!(
+        "{:?} {:?} {:?} {} {} {:?} {}",
+        options.paths,
+        options.targets,
+        rules,
         options.include_vendored,
+        options.max_file_size,
+        options.discover,
+        options
+            .stdin
+            .as_ref()
+            .map_or(String::new(), |(p, _)| p.display().to_string()),
     );
-    // A global in a header included by two modules is one definition: report it once.
-    findings.dedup_by(|b, a| {
-        a.rule == b.rule
-            && a.path == b.path
-            && a.location.start_byte == b.location.start_byte
-            && a.symbol == b.symbol
-    });
-    Analysis {
-        files_scanned,
-        skipped,
-        errors,
-        parse_errors,
-        modules,
-        findings,
-        hidden,
-        project,
-        cache,
+    let mut inputs = xxhash_rust::xxh3::Xxh3::new();
+    inputs.update(identity.as_bytes());
+    for ((path, kind, _), pre) in jobs.iter().zip(pre) {
+        inputs.update(path.as_os_str().as_encoded_bytes());
+        inputs.update(format!("{kind:?}").as_bytes());
+        inputs.update(&pre.content?.to_le_bytes());
+        let vendored = origins.get(path).cloned().flatten().unwrap_or_default();
+        inputs.update(vendored.as_os_str().as_encoded_bytes());
+        inputs.update(b"\0");
     }
+    Some((
+        xxhash_rust::xxh3::xxh3_64(identity.as_bytes()),
+        inputs.digest128(),
+    ))
 }
 
 /// Attribute-like macros (`#define HIDDEN __attribute__(...)`) defined anywhere in the scan.
@@ -353,14 +459,12 @@ pub struct HiddenCode {
 fn hide_vendored(
     findings: &mut Vec<Finding>,
     project: &Project,
-    roots: &[PathBuf],
+    vendored: &HashMap<PathBuf, Option<PathBuf>>,
     include: bool,
 ) -> Vec<HiddenCode> {
-    let mut index = crate::origin::OriginIndex::default();
-    let mut origin_of: std::collections::HashMap<PathBuf, Option<(PathBuf, &'static str)>> =
-        Default::default();
+    let mut origin_of: HashMap<PathBuf, Option<(PathBuf, &'static str)>> = HashMap::new();
     for f in &project.files {
-        let origin = match index.vendored_dir(&f.path, roots) {
+        let origin = match vendored.get(&f.path).cloned().flatten() {
             Some(dir) => Some((dir, "vendored")),
             None if f.generated => Some((f.path.clone(), "generated")),
             None => None,

@@ -528,14 +528,8 @@ impl Settings {
     /// (and the findings about them), severity overrides. Findings stay sorted.
     pub fn postprocess(&self, analysis: &mut Analysis, texts: &mut Texts) {
         analysis.findings.retain(|f| !self.ignored_for_file(f));
-        let files: Vec<PathBuf> = analysis
-            .project
-            .files
-            .iter()
-            .map(|f| f.path.clone())
-            .collect();
         let ran = self.analysis_rules();
-        let mut meta = suppress::apply(&mut analysis.findings, &files, texts, &ran);
+        let mut meta = suppress::apply(&mut analysis.findings, &analysis.files, texts, &ran);
         meta.retain(|f| self.enabled(f.rule) && !self.ignored_for_file(f));
         analysis.findings.extend(meta);
         for f in &mut analysis.findings {

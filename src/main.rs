@@ -212,10 +212,9 @@ fn merge(into: &mut Analysis, other: Analysis) {
     into.modules.extend(other.modules);
     into.findings.extend(other.findings);
     into.hidden.extend(other.hidden);
+    into.files.extend(other.files);
 }
 
-/// Groups the paths by the config file that applies to each, like ruff: the nearest
-/// `isolint.toml` or `pyproject.toml` with `[tool.isolint]` at or above the path.
 /// Where a config group's facts cache lives: `--cache-dir`, else `.isolint_cache` in the
 /// project, which is the config file's folder, or the current folder.
 fn cache_dir(args: &CheckArgs, config: Option<&Path>) -> Option<PathBuf> {
@@ -233,6 +232,8 @@ fn cache_dir(args: &CheckArgs, config: Option<&Path>) -> Option<PathBuf> {
     Some(project.join(isolint::cache::CACHE_DIR))
 }
 
+/// Groups the paths by the config file that applies to each, like ruff: the nearest
+/// `isolint.toml` or `pyproject.toml` with `[tool.isolint]` at or above the path.
 fn group_paths(
     args: &CheckArgs,
     paths: &[PathBuf],

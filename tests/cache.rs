@@ -49,6 +49,26 @@ fn cache_file(root: &Path) -> PathBuf {
         .join("facts.bin")
 }
 
+/// Deletes the run memos, so that the next scan goes through the per-file facts.
+fn forget_runs(root: &Path) {
+    let dir = cache_file(root).parent().unwrap().to_path_buf();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("run-") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+}
+
+fn run_memos(root: &Path) -> Vec<PathBuf> {
+    let dir = cache_file(root).parent().unwrap().to_path_buf();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("run-"))
+        .collect()
+}
+
 fn c_file_count(root: &Path) -> usize {
     let (report, _) = scan(root, false);
     let v: serde_json::Value = serde_json::from_str(&report).unwrap();
@@ -73,10 +93,59 @@ fn a_warm_run_reads_every_file_from_the_cache_and_reports_the_same() {
     assert!(root.join(".isolint_cache/.gitignore").exists());
     assert_eq!(cold, uncached);
 
+    assert!(!stats.whole_run);
+
+    // Nothing changed: the result comes whole from the run memo.
     let (warm, stats) = scan(root, true);
     let stats = stats.unwrap();
+    assert!(stats.whole_run);
     assert_eq!((stats.hits, stats.misses), (files, 0));
     assert_eq!(warm, uncached);
+
+    // Without the memo, every file's facts come from the cache.
+    forget_runs(root);
+    let (warm, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert!(!stats.whole_run);
+    assert_eq!((stats.hits, stats.misses), (files, 0));
+    assert_eq!(warm, uncached);
+}
+
+#[test]
+fn the_run_memo_answers_only_the_same_inputs_and_options() {
+    let dir = project();
+    let root = dir.path();
+    scan(root, true);
+    assert!(scan(root, true).1.unwrap().whole_run);
+
+    // Other target Pythons: other findings may apply.
+    let mut older = options(root, true);
+    older.targets = vec![isolint::version::parse_version("3.8").unwrap()];
+    let memo = analyze(&older);
+    assert!(!memo.cache.as_ref().unwrap().whole_run);
+    let mut plain = older.clone();
+    plain.cache_dir = None;
+    assert_eq!(json::render(&memo), json::render(&analyze(&plain)));
+
+    // A license file makes a folder vendored: its findings are hidden, though no C file changed.
+    let before = scan(root, true);
+    assert!(before.1.unwrap().whole_run);
+    std::fs::write(root.join("src/split_module/LICENSE"), "MIT\n").unwrap();
+    let (after, stats) = scan(root, true);
+    assert!(!stats.unwrap().whole_run);
+    assert_eq!(after, scan(root, false).0);
+    assert_ne!(after, before.0, "the vendored folder changed nothing");
+
+    // A damaged memo is never used.
+    for memo in run_memos(root) {
+        let mut bytes = std::fs::read(&memo).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&memo, bytes).unwrap();
+    }
+    let (damaged, stats) = scan(root, true);
+    assert!(!stats.unwrap().whole_run);
+    assert_eq!(damaged, after);
 }
 
 #[test]
@@ -95,6 +164,7 @@ fn an_edited_file_is_scanned_again_and_its_new_findings_reported() {
 
     let (warm, stats) = scan(root, true);
     let stats = stats.unwrap();
+    assert!(!stats.whole_run);
     assert_eq!((stats.hits, stats.misses), (files - 1, 1));
     let (uncached, _) = scan(root, false);
     assert_eq!(warm, uncached);
@@ -152,6 +222,7 @@ fn a_corrupted_truncated_or_foreign_cache_never_changes_a_finding() {
     cases.push(("another format", other_format));
 
     for (what, bytes) in cases {
+        forget_runs(root);
         std::fs::write(cache_file(root), &bytes).unwrap();
         let (report, stats) = scan(root, true);
         let stats = stats.unwrap();
@@ -162,6 +233,7 @@ fn a_corrupted_truncated_or_foreign_cache_never_changes_a_finding() {
             assert!(stats.discarded, "{what}: not reported as discarded");
         }
         // The damaged cache was replaced by a good one.
+        forget_runs(root);
         let (_, stats) = scan(root, true);
         assert_eq!(stats.unwrap().hits, files, "{what}: cache not rebuilt");
     }

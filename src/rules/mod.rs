@@ -34,7 +34,7 @@ use crate::model::{ExtensionModule, Project};
 use crate::version::VersionRange;
 
 pub use support::{describe_writes, write_summary};
-pub use verdict::{module_verdict, Blocks, Level, Verdict};
+pub use verdict::{module_verdict, Blocker, Blocks, Level, Verdict};
 
 #[derive(Debug)]
 pub struct RuleInfo {

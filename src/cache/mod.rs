@@ -10,6 +10,10 @@
 //! after the facts (model, rules, configuration) is cached; those run on every scan, so a config
 //! change can never be answered from the cache.
 
+mod memo;
+
+pub use memo::Outcome;
+
 use crate::facts::FileFacts;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -34,6 +38,8 @@ pub struct CacheStats {
     pub misses: usize,
     /// The cache file existed but was corrupted, truncated or of another format: it was ignored.
     pub discarded: bool,
+    /// The whole result came from the run memo: same files, texts and options as last time.
+    pub whole_run: bool,
     /// Why the cache could not be written, if it could not; the scan itself is unaffected.
     pub write_error: Option<String>,
 }
@@ -55,6 +61,7 @@ struct CacheFile {
 
 /// The cache of one scan: the entries loaded at the start, what the scan used and found.
 pub struct FactsCache {
+    dir: PathBuf,
     file: PathBuf,
     old: FxHashMap<PathBuf, Entry>,
     used: Mutex<Vec<PathBuf>>,
@@ -88,13 +95,16 @@ impl FactsCache {
     pub fn open(dir: &Path) -> Self {
         let file = dir.join(env!("CARGO_PKG_VERSION")).join(FILE_NAME);
         let (old, discarded) = match std::fs::read(&file) {
-            Ok(bytes) => match decode(&bytes) {
+            Ok(bytes) => match checked_payload(&bytes)
+                .and_then(|p| postcard::from_bytes::<CacheFile>(p).ok())
+            {
                 Some(c) => (c.entries.into_iter().collect(), false),
                 None => (FxHashMap::default(), true),
             },
             Err(_) => (FxHashMap::default(), false),
         };
         Self {
+            dir: dir.join(env!("CARGO_PKG_VERSION")),
             file,
             old,
             used: Mutex::new(Vec::new()),
@@ -165,6 +175,29 @@ impl FactsCache {
         }
     }
 
+    fn memo_file(&self, scan: u64) -> PathBuf {
+        self.dir.join(format!("run-{scan:016x}.bin"))
+    }
+
+    /// The result of the last scan with identity `scan` (its roots and options), if that scan
+    /// saw exactly the inputs hashed into `inputs`.
+    pub fn recall(&self, scan: u64, inputs: u128) -> Option<Outcome> {
+        let bytes = std::fs::read(self.memo_file(scan)).ok()?;
+        let (key, record): (u128, memo::Record) =
+            postcard::from_bytes(checked_payload(&bytes)?).ok()?;
+        if key != inputs {
+            return None;
+        }
+        record.outcome()
+    }
+
+    /// Keeps a scan's result for the next scan with the same identity and inputs.
+    pub fn memorize(&self, scan: u64, inputs: u128, outcome: &Outcome) -> Result<(), String> {
+        let payload =
+            postcard::to_stdvec(&(inputs, memo::Record::of(outcome))).map_err(|e| e.to_string())?;
+        write_atomically(&self.memo_file(scan), &payload)
+    }
+
     /// Writes the cache back: this scan's entries, plus the old entries of files this scan did
     /// not visit that still exist (another config group, a narrower scan). Written to a
     /// temporary file and renamed, so a concurrent reader sees the old cache or the new one.
@@ -197,16 +230,14 @@ impl FactsCache {
     }
 }
 
-fn decode(bytes: &[u8]) -> Option<CacheFile> {
+/// The payload of a cache file whose format and checksum are right.
+fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.len() < HEADER_LEN || &bytes[..FORMAT.len()] != FORMAT {
         return None;
     }
     let checksum = u128::from_le_bytes(bytes[FORMAT.len()..HEADER_LEN].try_into().ok()?);
     let payload = &bytes[HEADER_LEN..];
-    if xxh3_128(payload) != checksum {
-        return None;
-    }
-    postcard::from_bytes(payload).ok()
+    (xxh3_128(payload) == checksum).then_some(payload)
 }
 
 fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
@@ -229,7 +260,11 @@ fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
     }
     let unique =
         xxh3_64(format!("{:?}{:?}", std::process::id(), std::time::SystemTime::now()).as_bytes());
-    let tmp = version_dir.join(format!("{FILE_NAME}.{unique:016x}.tmp"));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = version_dir.join(format!("{name}.{unique:016x}.tmp"));
     let result = (|| {
         let mut out = std::fs::File::create(&tmp)?;
         out.write_all(FORMAT)?;

@@ -1,0 +1,335 @@
+//! The run memo: when a scan sees exactly the files, texts, vendored folders and options of the
+//! scan before it, its result is that scan's result. The per-file facts cache saves the parse;
+//! this saves the model and the rules too, which matters for the commonest re-run of all, on a
+//! tree nothing touched.
+//!
+//! The memo is stored in plain records, not in the reporting types: those carry `&'static str`s
+//! and skip fields in their JSON form. A record that names a rule this build does not know makes
+//! the memo unusable, never a wrong finding.
+
+use crate::analysis::{FileError, HiddenCode, ParseErrorSummary};
+use crate::finding::{Finding, Location, Severity};
+use crate::model::ModuleSummary;
+use crate::rules::{Blocker, Level, Verdict};
+use crate::version::VersionRange;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Everything `analyze` returns after the scan, except the model itself.
+pub struct Outcome {
+    pub files_scanned: usize,
+    pub files: Vec<PathBuf>,
+    pub errors: Vec<FileError>,
+    pub parse_errors: Vec<ParseErrorSummary>,
+    pub modules: Vec<ModuleSummary>,
+    pub findings: Vec<Finding>,
+    pub hidden: Vec<HiddenCode>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct Record {
+    files_scanned: usize,
+    files: Vec<PathBuf>,
+    errors: Vec<(PathBuf, String)>,
+    parse_errors: Vec<(PathBuf, usize, usize)>,
+    modules: Vec<ModuleRecord>,
+    findings: Vec<FindingRecord>,
+    hidden: Vec<(PathBuf, String, usize)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FindingRecord {
+    rule: String,
+    severity: u8,
+    path: PathBuf,
+    location: [usize; 6],
+    symbol: Option<String>,
+    function: Option<String>,
+    module: Option<String>,
+    message: String,
+    help: String,
+    python: (u16, u16),
+    uncertain: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ModuleRecord {
+    name: String,
+    path: PathBuf,
+    line: usize,
+    init: String,
+    m_size: Option<String>,
+    slots: Vec<(String, Option<String>)>,
+    files: Vec<PathBuf>,
+    static_types: usize,
+    heap_types: usize,
+    verdict: Option<VerdictRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VerdictRecord {
+    multiple_interpreters: String,
+    multiple_interpreters_is_default: bool,
+    declared: u8,
+    gil: String,
+    gil_is_default: bool,
+    supported: u8,
+    gil_not_used_possible: bool,
+    blockers: Vec<(u8, Vec<BlockerRecord>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlockerRecord {
+    rule: String,
+    path: PathBuf,
+    line: usize,
+    symbol: Option<String>,
+}
+
+const SEVERITIES: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Error];
+const LEVELS: [Level; 3] = [Level::None, Level::SharedGil, Level::PerInterpreterGil];
+/// The few other `&'static str`s of the reporting types.
+const WORDS: &[&str] = &[
+    "single-phase",
+    "multi-phase",
+    "unknown",
+    "multiple_interpreters",
+    "gil",
+    "vendored",
+    "generated",
+];
+
+fn word(s: &str) -> Option<&'static str> {
+    WORDS.iter().copied().find(|w| *w == s)
+}
+
+/// A rule's id and name, as this build knows them.
+fn rule(id: &str) -> Option<(&'static str, &'static str)> {
+    crate::rules::RULES
+        .iter()
+        .map(|r| (r.id, r.name))
+        .chain(crate::suppress::META_RULES.iter().map(|r| (r.id, r.name)))
+        .find(|(rule_id, _)| *rule_id == id)
+}
+
+fn index_of<T: PartialEq>(all: &[T], x: &T) -> u8 {
+    all.iter().position(|a| a == x).unwrap_or(0) as u8
+}
+
+impl Record {
+    pub(super) fn of(o: &Outcome) -> Self {
+        Self {
+            files_scanned: o.files_scanned,
+            files: o.files.clone(),
+            errors: o
+                .errors
+                .iter()
+                .map(|e| (e.path.clone(), e.message.clone()))
+                .collect(),
+            parse_errors: o
+                .parse_errors
+                .iter()
+                .map(|p| (p.path.clone(), p.count, p.first_line))
+                .collect(),
+            modules: o.modules.iter().map(module_record).collect(),
+            findings: o.findings.iter().map(finding_record).collect(),
+            hidden: o
+                .hidden
+                .iter()
+                .map(|h| (h.path.clone(), h.reason.to_string(), h.findings))
+                .collect(),
+        }
+    }
+
+    /// The outcome back, or `None` when anything in the record is foreign to this build.
+    pub(super) fn outcome(self) -> Option<Outcome> {
+        Some(Outcome {
+            files_scanned: self.files_scanned,
+            files: self.files,
+            errors: self
+                .errors
+                .into_iter()
+                .map(|(path, message)| FileError { path, message })
+                .collect(),
+            parse_errors: self
+                .parse_errors
+                .into_iter()
+                .map(|(path, count, first_line)| ParseErrorSummary {
+                    path,
+                    count,
+                    first_line,
+                })
+                .collect(),
+            modules: self
+                .modules
+                .into_iter()
+                .map(module_summary)
+                .collect::<Option<_>>()?,
+            findings: self
+                .findings
+                .into_iter()
+                .map(finding)
+                .collect::<Option<_>>()?,
+            hidden: self
+                .hidden
+                .into_iter()
+                .map(|(path, reason, findings)| {
+                    Some(HiddenCode {
+                        path,
+                        reason: word(&reason)?,
+                        findings,
+                    })
+                })
+                .collect::<Option<_>>()?,
+        })
+    }
+}
+
+fn finding_record(f: &Finding) -> FindingRecord {
+    let l = &f.location;
+    FindingRecord {
+        rule: f.rule.to_string(),
+        severity: index_of(&SEVERITIES, &f.severity),
+        path: f.path.clone(),
+        location: [
+            l.line,
+            l.column,
+            l.end_line,
+            l.end_column,
+            l.start_byte,
+            l.end_byte,
+        ],
+        symbol: f.symbol.clone(),
+        function: f.function.clone(),
+        module: f.module.clone(),
+        message: f.message.clone(),
+        help: f.help.clone(),
+        python: (f.python.lo, f.python.hi),
+        uncertain: f.uncertain,
+    }
+}
+
+fn finding(r: FindingRecord) -> Option<Finding> {
+    let (rule, name) = rule(&r.rule)?;
+    let [line, column, end_line, end_column, start_byte, end_byte] = r.location;
+    Some(Finding {
+        rule,
+        name,
+        severity: *SEVERITIES.get(r.severity as usize)?,
+        path: r.path,
+        location: Location {
+            line,
+            column,
+            end_line,
+            end_column,
+            start_byte,
+            end_byte,
+        },
+        symbol: r.symbol,
+        function: r.function,
+        module: r.module,
+        message: r.message,
+        help: r.help,
+        python: VersionRange {
+            lo: r.python.0,
+            hi: r.python.1,
+        },
+        uncertain: r.uncertain,
+    })
+}
+
+fn module_record(m: &ModuleSummary) -> ModuleRecord {
+    ModuleRecord {
+        name: m.name.clone(),
+        path: m.path.clone(),
+        line: m.line,
+        init: m.init.to_string(),
+        m_size: m.m_size.clone(),
+        slots: m
+            .slots
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        files: m.files.clone(),
+        static_types: m.static_types,
+        heap_types: m.heap_types,
+        verdict: m.verdict.as_ref().map(|v| VerdictRecord {
+            multiple_interpreters: v.multiple_interpreters.clone(),
+            multiple_interpreters_is_default: v.multiple_interpreters_is_default,
+            declared: index_of(&LEVELS, &v.declared),
+            gil: v.gil.clone(),
+            gil_is_default: v.gil_is_default,
+            supported: index_of(&LEVELS, &v.supported),
+            gil_not_used_possible: v.gil_not_used_possible,
+            blockers: v
+                .blockers
+                .iter()
+                .map(|(level, list)| {
+                    (
+                        index_of(&LEVELS, level),
+                        list.iter()
+                            .map(|b| BlockerRecord {
+                                rule: b.rule.to_string(),
+                                path: b.path.clone(),
+                                line: b.line,
+                                symbol: b.symbol.clone(),
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        }),
+    }
+}
+
+fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
+    let level = |i: u8| LEVELS.get(i as usize).copied();
+    let verdict = match r.verdict {
+        None => None,
+        Some(v) => Some(Verdict {
+            multiple_interpreters: v.multiple_interpreters,
+            multiple_interpreters_is_default: v.multiple_interpreters_is_default,
+            declared: level(v.declared)?,
+            gil: v.gil,
+            gil_is_default: v.gil_is_default,
+            supported: level(v.supported)?,
+            gil_not_used_possible: v.gil_not_used_possible,
+            blockers: v
+                .blockers
+                .into_iter()
+                .map(|(l, list)| {
+                    let list = list
+                        .into_iter()
+                        .map(|b| {
+                            let (rule, name) = rule(&b.rule)?;
+                            Some(Blocker {
+                                rule,
+                                name,
+                                path: b.path,
+                                line: b.line,
+                                symbol: b.symbol,
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    Some((level(l)?, list))
+                })
+                .collect::<Option<_>>()?,
+        }),
+    };
+    Some(ModuleSummary {
+        name: r.name,
+        path: r.path,
+        line: r.line,
+        init: word(&r.init)?,
+        m_size: r.m_size,
+        slots: r
+            .slots
+            .into_iter()
+            .map(|(k, v)| Some((word(&k)?, v)))
+            .collect::<Option<_>>()?,
+        files: r.files,
+        static_types: r.static_types,
+        heap_types: r.heap_types,
+        verdict,
+    })
+}
