@@ -18,7 +18,10 @@ Inputs (each skipped with a message when it cannot be had):
 Rounds interleave the configurations (isolint, parse floor, read floor, each at 2 and 1
 threads through RAYON_NUM_THREADS), so that noise from a busy machine falls on all of them
 alike. Binaries are built with `cargo build --release` and copied aside first, so that a
-rebuild in the working tree cannot swap them mid-run.
+rebuild in the working tree cannot swap them mid-run. `isolint` runs with --no-cache; two more
+configurations time re-runs with a warm cache: `warm` (nothing changed: the run memo answers)
+and `warmfacts` (the run memo deleted first: every file's facts come from the cache, the model
+and rules run again).
 
     bench/run.py                       # everything, 5 runs
     bench/run.py --only corpus,table --runs 7
@@ -85,6 +88,13 @@ def run_once(argv, threads, capture=False):
     }
 
 
+def forget_run_memos(cache_dir):
+    for dirpath, _, names in os.walk(cache_dir):
+        for name in names:
+            if name.startswith("run-"):
+                os.remove(os.path.join(dirpath, name))
+
+
 def floor_fields(bins, paths):
     out = run_once([bins["parse_floor"], "read"] + paths, 2, capture=True)["stdout"]
     return dict(kv.split("=", 1) for kv in out.split())
@@ -100,8 +110,16 @@ def measure(bins, name, paths, runs, configs):
         "lines": int(fields["lines"]),
     }
     log(f"{name}: {info['files']} files, {info['mb']:.1f} MB, {info['lines']} lines")
+    check = [bins["isolint"], "check", "--format", "json", "--exit-zero"]
+    cache_dir = tempfile.mkdtemp(prefix="isolint-bench-cache-")
+    cached = check + ["--cache-dir", cache_dir] + paths
     argvs = {
-        "isolint": [bins["isolint"], "check", "--format", "json", "--exit-zero"] + paths,
+        "isolint": check + ["--no-cache"] + paths,
+        # A re-run on an unchanged tree: answered whole from the cache's run memo.
+        "warm": cached,
+        # A re-run after a change the memo cannot answer: every file's facts come from the
+        # cache, the model and the rules run again.
+        "warmfacts": cached,
         "parse": [bins["parse_floor"], "parse"] + paths,
         "read": [bins["parse_floor"], "read"] + paths,
     }
@@ -109,10 +127,15 @@ def measure(bins, name, paths, runs, configs):
     # The read floor above already brought every file into the page cache; one warm-up of the
     # parse floor loads the binaries' pages too, so the first round is not the odd one out.
     run_once(argvs["parse"], 2)
+    if any(tool in ("warm", "warmfacts") for tool, _ in configs):
+        run_once(cached, 2)  # fills the cache
     for i in range(runs):
         for tool, threads in configs:
+            if tool == "warmfacts":
+                forget_run_memos(cache_dir)
             samples[(tool, threads)].append(run_once(argvs[tool], threads))
         log(f"  round {i + 1}/{runs} done")
+    shutil.rmtree(cache_dir, ignore_errors=True)
     result = dict(info)
     result["configs"] = {}
     for (tool, threads), runs_ in samples.items():
@@ -144,6 +167,13 @@ def report(result):
             print(
                 f"isolint / raw parse @{t} thread(s): wall {iso['wall'] / parse['wall']:.2f}x, "
                 f"CPU {(iso['user'] + iso['sys']) / (parse['user'] + parse['sys']):.2f}x"
+            )
+    for tool in ("warm", "warmfacts"):
+        warm, parse = c.get(f"{tool}@2"), c.get("parse@2")
+        if warm and parse:
+            print(
+                f"{tool} re-run / raw parse @2 threads: wall {warm['wall'] / parse['wall']:.3f}x, "
+                f"CPU {(warm['user'] + warm['sys']) / (parse['user'] + parse['sys']):.3f}x"
             )
     for tool in ("isolint", "parse"):
         one, two = c.get(f"{tool}@1"), c.get(f"{tool}@2")
@@ -248,7 +278,8 @@ def main():
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}")
     print(f"isolint: {git_describe()}; runs per figure: {args.runs} (medians)")
-    both = [("isolint", 2), ("parse", 2), ("read", 2), ("isolint", 1), ("parse", 1)]
+    both = [("isolint", 2), ("parse", 2), ("read", 2), ("isolint", 1), ("parse", 1),
+            ("warm", 2), ("warmfacts", 2)]
     results = []
 
     corpus = args.corpus

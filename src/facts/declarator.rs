@@ -2,6 +2,7 @@
 //! of each declarator (pointers with their const-ness, arrays, function pointers).
 
 use super::extract::{fold_ws, Cx};
+use super::fields::FIELD;
 use super::structs::struct_def;
 use super::{Span, StructDef};
 use tree_sitter::Node;
@@ -43,7 +44,7 @@ pub(crate) fn declaration_type(node: Node, cx: &Cx) -> TypeInfo {
             _ => {}
         }
     }
-    if let Some(ty) = node.child_by_field_name("type") {
+    if let Some(ty) = node.child_by_field_id(FIELD.ty.get()) {
         info.type_name = type_text(ty, cx);
         // `PyAPI_DATA(PyObject *) name;` declares data that the interpreter defines.
         if let Some(inner) = info
@@ -66,7 +67,7 @@ pub(crate) fn type_text(ty: Node, cx: &Cx) -> String {
     match ty.kind() {
         "struct_specifier" | "union_specifier" | "enum_specifier" => {
             let keyword = ty.kind().trim_end_matches("_specifier");
-            match ty.child_by_field_name("name") {
+            match ty.child_by_field_id(FIELD.name.get()) {
                 Some(name) => format!("{keyword} {}", cx.text(name)),
                 None => keyword.to_string(),
             }
@@ -95,8 +96,8 @@ pub(crate) fn shape_of<'t>(declarator: Node<'t>, cx: &Cx) -> Shape<'t> {
     while let Some(node) = current {
         current = match node.kind() {
             "init_declarator" => {
-                shape.init = node.child_by_field_name("value");
-                node.child_by_field_name("declarator")
+                shape.init = node.child_by_field_id(FIELD.value.get());
+                node.child_by_field_id(FIELD.declarator.get())
             }
             "pointer_declarator" | "abstract_pointer_declarator" => {
                 let mut cursor = node.walk();
@@ -107,15 +108,15 @@ pub(crate) fn shape_of<'t>(declarator: Node<'t>, cx: &Cx) -> Shape<'t> {
                 if saw_function {
                     pointer_after_function = true;
                 }
-                node.child_by_field_name("declarator")
+                node.child_by_field_id(FIELD.declarator.get())
             }
             "array_declarator" | "abstract_array_declarator" => {
                 shape.array_dims += 1;
-                node.child_by_field_name("declarator")
+                node.child_by_field_id(FIELD.declarator.get())
             }
             "function_declarator" | "abstract_function_declarator" => {
                 saw_function = true;
-                node.child_by_field_name("declarator")
+                node.child_by_field_id(FIELD.declarator.get())
             }
             "parenthesized_declarator"
             | "attributed_declarator"

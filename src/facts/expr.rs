@@ -1,6 +1,7 @@
 //! A small summary of an expression: what the model needs to know without a tree.
 
 use super::extract::{fold_ws, Cx};
+use super::fields::FIELD;
 use super::{Expr, ExprKind};
 use tree_sitter::Node;
 
@@ -32,7 +33,7 @@ pub(crate) fn unwrap(mut node: Node) -> Node {
                 Some(inner) => inner,
                 None => return node,
             },
-            "cast_expression" => match node.child_by_field_name("value") {
+            "cast_expression" => match node.child_by_field_id(FIELD.value.get()) {
                 Some(inner) => inner,
                 None => return node,
             },
@@ -49,7 +50,7 @@ pub(crate) fn root_name<'t>(node: Node<'t>, cx: &Cx) -> Option<(String, Node<'t>
         node = match node.kind() {
             "identifier" => return Some((cx.text(node).to_string(), node)),
             "subscript_expression" | "field_expression" | "pointer_expression" => {
-                unwrap(node.child_by_field_name("argument")?)
+                unwrap(node.child_by_field_id(FIELD.argument.get())?)
             }
             _ => return None,
         };
@@ -65,8 +66,13 @@ pub(crate) fn summarize(node: Node, cx: &Cx) -> Expr {
         "number_literal" => ExprKind::Number(parse_number(cx.text(inner))),
         "string_literal" | "concatenated_string" => ExprKind::Str,
         "unary_expression" => {
-            let op = inner.child_by_field_name("operator").map(|o| cx.text(o));
-            match (op, inner.child_by_field_name("argument").map(unwrap)) {
+            let op = inner
+                .child_by_field_id(FIELD.operator.get())
+                .map(|o| cx.text(o));
+            match (
+                op,
+                inner.child_by_field_id(FIELD.argument.get()).map(unwrap),
+            ) {
                 (Some("-"), Some(arg)) if arg.kind() == "number_literal" => {
                     ExprKind::Number(parse_number(cx.text(arg)).map(|n| -n))
                 }
@@ -75,18 +81,18 @@ pub(crate) fn summarize(node: Node, cx: &Cx) -> Expr {
         }
         "pointer_expression"
             if inner
-                .child_by_field_name("operator")
+                .child_by_field_id(FIELD.operator.get())
                 .is_some_and(|o| cx.text(o) == "&") =>
         {
             match inner
-                .child_by_field_name("argument")
+                .child_by_field_id(FIELD.argument.get())
                 .and_then(|a| root_name(a, cx))
             {
                 Some((name, _)) => ExprKind::AddressOf(name),
                 None => ExprKind::Other,
             }
         }
-        "call_expression" => match inner.child_by_field_name("function") {
+        "call_expression" => match inner.child_by_field_id(FIELD.function.get()) {
             Some(f) => ExprKind::Call {
                 callee: fold_ws(cx.text(f)),
             },
@@ -94,8 +100,8 @@ pub(crate) fn summarize(node: Node, cx: &Cx) -> Expr {
         },
         "sizeof_expression" => {
             let target = inner
-                .child_by_field_name("type")
-                .or_else(|| inner.child_by_field_name("value"));
+                .child_by_field_id(FIELD.ty.get())
+                .or_else(|| inner.child_by_field_id(FIELD.value.get()));
             ExprKind::SizeOf(target.map(|t| short_text(t, cx)).unwrap_or_default())
         }
         _ => ExprKind::Other,

@@ -2,6 +2,7 @@
 
 use super::declarator::{declaration_type, shape_of, TypeInfo};
 use super::expr::summarize;
+use super::fields::FIELD;
 use super::function::function_facts;
 
 use super::initializer::parse_init;
@@ -275,7 +276,7 @@ pub fn extract(
                 "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif"
                 | "preproc_elifdef" | "declaration_list" => stack.push((child, in_error)),
                 "linkage_specification" => {
-                    if let Some(body) = child.child_by_field_name("body") {
+                    if let Some(body) = child.child_by_field_id(FIELD.body.get()) {
                         stack.push((body, in_error));
                     }
                 }
@@ -316,8 +317,8 @@ pub fn extract(
 }
 
 fn file_scope_call(node: Node, cx: &Cx) -> Option<Call> {
-    let callee = node.child_by_field_name("function")?;
-    let args = node.child_by_field_name("arguments")?;
+    let callee = node.child_by_field_id(FIELD.function.get())?;
+    let args = node.child_by_field_id(FIELD.arguments.get())?;
     let mut cursor = args.walk();
     let args = args
         .named_children(&mut cursor)
@@ -376,7 +377,7 @@ pub(crate) fn declared_variables(
     prototypes: &mut Vec<String>,
 ) {
     let mut cursor = node.walk();
-    for declarator in node.children_by_field_name("declarator", &mut cursor) {
+    for declarator in node.children_by_field_id(FIELD.declarator, &mut cursor) {
         let shape = shape_of(declarator, cx);
         let Some(name) = shape.name.clone() else {
             continue;

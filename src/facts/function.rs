@@ -4,10 +4,13 @@
 use super::declarator::{declaration_type, shape_of};
 use super::expr::{root_name, summarize, unwrap};
 use super::extract::{declared_variables, fold_ws, Cx};
+use super::fields::{kind_table, FIELD};
 use super::macros::MAX_EXPANSION_DEPTH;
 use super::*;
 use crate::source::LineIndex;
-use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+// Hashed once per identifier of every function body: Fx, not SipHash.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tree_sitter::Node;
 
 /// C library calls that write through their first argument: passing a global array (or
@@ -41,8 +44,8 @@ pub(crate) fn function_facts(
     variables: &mut Vec<Variable>,
 ) -> Option<Function> {
     let info = declaration_type(node, cx);
-    let declarator = node.child_by_field_name("declarator")?;
-    let body = node.child_by_field_name("body")?;
+    let declarator = node.child_by_field_id(FIELD.declarator.get())?;
+    let body = node.child_by_field_id(FIELD.body.get())?;
 
     let mut name_node = None;
     let mut params_node = None;
@@ -53,11 +56,11 @@ pub(crate) fn function_facts(
         current = match d.kind() {
             "pointer_declarator" => {
                 pointers += 1;
-                d.child_by_field_name("declarator")
+                d.child_by_field_id(FIELD.declarator.get())
             }
             "function_declarator" => {
-                params_node = d.child_by_field_name("parameters");
-                let inner = d.child_by_field_name("declarator");
+                params_node = d.child_by_field_id(FIELD.parameters.get());
+                let inner = d.child_by_field_id(FIELD.declarator.get());
                 match inner {
                     Some(i) if i.kind() == "identifier" => {
                         name_node = Some(i);
@@ -66,9 +69,9 @@ pub(crate) fn function_facts(
                     // `INIT_MODULE(_psycopg)(void)`: a macro call that pastes the name.
                     Some(i) if i.kind() == "function_declarator" => {
                         let macro_name = i
-                            .child_by_field_name("declarator")
+                            .child_by_field_id(FIELD.declarator.get())
                             .filter(|m| m.kind() == "identifier");
-                        let args = i.child_by_field_name("parameters").map(|p| {
+                        let args = i.child_by_field_id(FIELD.parameters.get()).map(|p| {
                             let mut c = p.walk();
                             p.named_children(&mut c)
                                 .map(|a| fold_ws(cx.text(a)))
@@ -96,11 +99,11 @@ pub(crate) fn function_facts(
             m
         }
         (None, None) => {
-            let ty = node.child_by_field_name("type")?;
+            let ty = node.child_by_field_id(FIELD.ty.get())?;
             let args: Vec<String> = match declarator.kind() {
                 "parenthesized_declarator" => shape_of(declarator, cx).name.into_iter().collect(),
                 "function_declarator" => declarator
-                    .child_by_field_name("declarator")
+                    .child_by_field_id(FIELD.declarator.get())
                     .and_then(|d| shape_of(d, cx).name)
                     .into_iter()
                     .collect(),
@@ -116,7 +119,7 @@ pub(crate) fn function_facts(
     };
 
     let mut params = Vec::new();
-    let mut locals: HashSet<String> = HashSet::new();
+    let mut locals: HashSet<String> = HashSet::default();
     if let Some(list) = params_node {
         let mut c = list.walk();
         for p in list
@@ -124,10 +127,12 @@ pub(crate) fn function_facts(
             .filter(|p| p.kind() == "parameter_declaration")
         {
             let ty = p
-                .child_by_field_name("type")
+                .child_by_field_id(FIELD.ty.get())
                 .map(|t| fold_ws(cx.text(t)))
                 .unwrap_or_default();
-            let shape = p.child_by_field_name("declarator").map(|d| shape_of(d, cx));
+            let shape = p
+                .child_by_field_id(FIELD.declarator.get())
+                .map(|d| shape_of(d, cx));
             let name = shape.as_ref().and_then(|s| s.name.clone());
             if let Some(n) = &name {
                 locals.insert(n.clone());
@@ -141,7 +146,7 @@ pub(crate) fn function_facts(
     }
     let return_type = format!(
         "{}{}",
-        node.child_by_field_name("type")
+        node.child_by_field_id(FIELD.ty.get())
             .map(|t| fold_ws(cx.text(t)))
             .unwrap_or_default(),
         if pointers > 0 {
@@ -176,7 +181,7 @@ pub(crate) fn function_facts(
 pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
     let line = cx.lines.position(node.start_byte()).0;
     let name = format!("<unparsed code at line {line}>");
-    let mut walker = BodyWalker::new(cx, name.clone(), HashSet::new());
+    let mut walker = BodyWalker::new(cx, name.clone(), HashSet::default());
     let mut ignored = Vec::new();
     walker.walk(node, &mut ignored);
     if walker.writes.is_empty() && walker.calls.is_empty() && walker.references.is_empty() {
@@ -198,6 +203,40 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
         uncertain: true,
     })
 }
+
+/// What the walker does at a node kind, decided once per kind id rather than per node.
+#[derive(Clone, Copy)]
+enum Visit {
+    /// Nothing to record: visit the children.
+    Descend,
+    /// Nothing to record below either.
+    Leaf,
+    /// A kind `BodyWalker::visit` reads.
+    Inspect,
+}
+
+static VISIT: LazyLock<Vec<Visit>> = LazyLock::new(|| {
+    kind_table(|name, named| match name {
+        _ if !named => Visit::Leaf,
+        "declaration"
+        | "assignment_expression"
+        | "update_expression"
+        | "pointer_expression"
+        | "call_expression"
+        | "return_statement"
+        | "identifier" => Visit::Inspect,
+        "field_identifier"
+        | "type_identifier"
+        | "primitive_type"
+        | "string_literal"
+        | "number_literal"
+        | "comment"
+        | "char_literal"
+        | "statement_identifier"
+        | "type_descriptor" => Visit::Leaf,
+        _ => Visit::Descend,
+    })
+});
 
 struct BodyWalker<'a, 'c> {
     cx: &'c Cx<'a>,
@@ -227,14 +266,14 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             function,
             locals,
             references: Vec::new(),
-            referenced: HashSet::new(),
+            referenced: HashSet::default(),
             writes: Vec::new(),
             calls: Vec::new(),
             returns: Vec::new(),
-            handled: HashSet::new(),
-            assigned_to: HashMap::new(),
+            handled: HashSet::default(),
+            assigned_to: HashMap::default(),
             depth: 0,
-            aliases: HashMap::new(),
+            aliases: HashMap::default(),
         }
     }
 
@@ -264,7 +303,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let Some(body_node) = root
             .named_children(&mut cursor)
             .find(|n| n.kind() == "function_definition")
-            .and_then(|f| f.child_by_field_name("body"))
+            .and_then(|f| f.child_by_field_id(FIELD.body.get()))
         else {
             return;
         };
@@ -294,14 +333,21 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
     }
 
     fn walk(&mut self, body: Node, variables: &mut Vec<Variable>) {
-        // An explicit stack: 100 000 nested blocks must not overflow the call stack.
-        let mut stack = vec![body];
-        while let Some(node) = stack.pop() {
-            let descend = self.visit(node, variables);
-            if descend {
-                let mut cursor = node.walk();
-                let children: Vec<Node> = node.named_children(&mut cursor).collect();
-                stack.extend(children.into_iter().rev());
+        // A tree cursor, not recursion: 100 000 nested blocks must not overflow the call
+        // stack. The cursor keeps its path on the heap and allocates nothing per node. Visits
+        // the named nodes in pre-order, left to right.
+        let mut cursor = body.walk();
+        loop {
+            let node = cursor.node();
+            let descend = node.is_named() && self.visit(node, variables);
+            if descend && cursor.goto_first_child() {
+                continue;
+            }
+            // The cursor was made at `body`: it cannot leave it.
+            while !cursor.goto_next_sibling() {
+                if !cursor.goto_parent() {
+                    return;
+                }
             }
         }
     }
@@ -309,18 +355,23 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
     /// Records what `node` says; returns whether its children need a visit.
     fn visit(&mut self, node: Node, variables: &mut Vec<Variable>) -> bool {
         let cx = self.cx;
+        match VISIT.get(node.kind_id() as usize) {
+            Some(Visit::Descend) | None => return true,
+            Some(Visit::Leaf) => return false,
+            Some(Visit::Inspect) => {}
+        }
         match node.kind() {
             "declaration" => {
                 // `INIT_STRING(write)` with no `;` before the next statement parses as a
                 // declaration whose type is a macro call: it is the call.
                 if let Some(ty) = node
-                    .child_by_field_name("type")
+                    .child_by_field_id(FIELD.ty.get())
                     .filter(|t| t.kind() == "macro_type_specifier")
                 {
-                    if let Some(name) = ty.child_by_field_name("name") {
+                    if let Some(name) = ty.child_by_field_id(FIELD.name.get()) {
                         let name = cx.text(name).to_string();
                         let args: Vec<String> = ty
-                            .child_by_field_name("type")
+                            .child_by_field_id(FIELD.ty.get())
                             .map(|a| vec![cx.text(a).to_string()])
                             .unwrap_or_default();
                         self.expand_macro_call(node, &name, &args);
@@ -340,7 +391,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     );
                 } else {
                     let mut c = node.walk();
-                    for d in node.children_by_field_name("declarator", &mut c) {
+                    for d in node.children_by_field_id(FIELD.declarator, &mut c) {
                         let shape = shape_of(d, cx);
                         if let Some(name) = shape.name {
                             if let (Some(init), false) = (shape.init, info.is_extern) {
@@ -359,8 +410,8 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 // Initializers may call functions and read globals.
                 let mut c = node.walk();
                 let values: Vec<Node> = node
-                    .children_by_field_name("declarator", &mut c)
-                    .filter_map(|d| d.child_by_field_name("value"))
+                    .children_by_field_id(FIELD.declarator, &mut c)
+                    .filter_map(|d| d.child_by_field_id(FIELD.value.get()))
                     .collect();
                 for v in values {
                     self.walk_expression(v, variables);
@@ -368,12 +419,12 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 false
             }
             "assignment_expression" => {
-                if let Some(left) = node.child_by_field_name("left") {
+                if let Some(left) = node.child_by_field_id(FIELD.left.get()) {
                     let op = node
-                        .child_by_field_name("operator")
+                        .child_by_field_id(FIELD.operator.get())
                         .map(|o| cx.text(o))
                         .unwrap_or("=");
-                    let right = node.child_by_field_name("right");
+                    let right = node.child_by_field_id(FIELD.right.get());
                     let kind = if op == "=" {
                         WriteKind::Assign
                     } else {
@@ -397,17 +448,17 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 true
             }
             "update_expression" => {
-                if let Some(arg) = node.child_by_field_name("argument") {
+                if let Some(arg) = node.child_by_field_id(FIELD.argument.get()) {
                     self.record_write(arg, WriteKind::IncDec, None, None);
                 }
                 true
             }
             "pointer_expression" => {
                 let is_address = node
-                    .child_by_field_name("operator")
+                    .child_by_field_id(FIELD.operator.get())
                     .is_some_and(|o| cx.text(o) == "&");
                 if is_address && !self.handled.contains(&node.id()) {
-                    if let Some(arg) = node.child_by_field_name("argument") {
+                    if let Some(arg) = node.child_by_field_id(FIELD.argument.get()) {
                         self.record_write(arg, WriteKind::AddressTaken, None, None);
                     }
                 }
@@ -425,7 +476,8 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             "identifier" => {
                 let name = cx.text(node);
-                if !self.locals.contains(name) && self.referenced.insert(name.to_string()) {
+                if !self.locals.contains(name) && !self.referenced.contains(name) {
+                    self.referenced.insert(name.to_string());
                     self.references.push(Reference {
                         name: name.to_string(),
                         span: cx.span(node),
@@ -447,24 +499,17 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
     }
 
     fn walk_expression(&mut self, node: Node, variables: &mut Vec<Variable>) {
-        let mut stack = vec![node];
-        while let Some(n) = stack.pop() {
-            if self.visit(n, variables) {
-                let mut c = n.walk();
-                let children: Vec<Node> = n.named_children(&mut c).collect();
-                stack.extend(children.into_iter().rev());
-            }
-        }
+        self.walk(node, variables);
     }
 
     fn visit_call(&mut self, node: Node) {
         let cx = self.cx;
-        let Some(function) = node.child_by_field_name("function") else {
+        let Some(function) = node.child_by_field_id(FIELD.function.get()) else {
             return;
         };
         let callee = fold_ws(cx.text(function));
         let arg_nodes: Vec<Node> = node
-            .child_by_field_name("arguments")
+            .child_by_field_id(FIELD.arguments.get())
             .map(|a| {
                 let mut c = a.walk();
                 a.named_children(&mut c)
@@ -476,11 +521,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             let inner = unwrap(*arg);
             if inner.kind() == "pointer_expression"
                 && inner
-                    .child_by_field_name("operator")
+                    .child_by_field_id(FIELD.operator.get())
                     .is_some_and(|o| cx.text(o) == "&")
             {
                 self.handled.insert(inner.id());
-                if let Some(target) = inner.child_by_field_name("argument") {
+                if let Some(target) = inner.child_by_field_id(FIELD.argument.get()) {
                     self.record_write(
                         target,
                         WriteKind::PassedByAddress,
@@ -532,14 +577,14 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let cx = self.cx;
         let takes_address = value.kind() == "pointer_expression"
             && value
-                .child_by_field_name("operator")
+                .child_by_field_id(FIELD.operator.get())
                 .is_some_and(|o| cx.text(o) == "&");
         if !takes_address {
             self.aliases.remove(local);
             return;
         }
         let Some((global, _)) = value
-            .child_by_field_name("argument")
+            .child_by_field_id(FIELD.argument.get())
             .and_then(|a| root_name(a, cx))
         else {
             return;
@@ -572,7 +617,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         }
         if outer.kind() == "pointer_expression"
             && outer
-                .child_by_field_name("argument")
+                .child_by_field_id(FIELD.argument.get())
                 .map(unwrap)
                 .is_some_and(|a| a.kind() != "identifier")
         {
@@ -585,7 +630,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 "field_expression" => (
                     WriteKind::FieldWrite,
                     outer
-                        .child_by_field_name("field")
+                        .child_by_field_id(FIELD.field.get())
                         .map(|f| cx.text(f).to_string()),
                 ),
                 _ => (WriteKind::ElementWrite, None),

@@ -5,6 +5,7 @@
 mod declarator;
 mod expr;
 mod extract;
+mod fields;
 mod function;
 mod initializer;
 mod macros;

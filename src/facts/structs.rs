@@ -2,6 +2,7 @@
 
 use super::declarator::{shape_of, type_text};
 use super::extract::Cx;
+use super::fields::FIELD;
 use super::{Field, StructDef};
 use std::sync::LazyLock;
 use streaming_iterator::StreamingIterator;
@@ -34,9 +35,9 @@ static FIELD_QUERY: LazyLock<FieldQuery> = LazyLock::new(|| {
 });
 
 pub(crate) fn struct_def(spec: Node, cx: &Cx, typedef_names: Vec<String>) -> Option<StructDef> {
-    let body = spec.child_by_field_name("body")?;
+    let body = spec.child_by_field_id(FIELD.body.get())?;
     let mut names = Vec::new();
-    if let Some(tag) = spec.child_by_field_name("name") {
+    if let Some(tag) = spec.child_by_field_id(FIELD.name.get()) {
         names.push(cx.text(tag).to_string());
     }
     names.extend(typedef_names);
@@ -91,13 +92,13 @@ pub(crate) fn struct_def(spec: Node, cx: &Cx, typedef_names: Vec<String>) -> Opt
 
 /// `typedef struct tag { ... } Name;` and `typedef struct tag Name;` after the fact.
 pub(crate) fn typedef_structs(node: Node, cx: &Cx) -> Option<StructDef> {
-    let ty = node.child_by_field_name("type")?;
+    let ty = node.child_by_field_id(FIELD.ty.get())?;
     if ty.kind() != "struct_specifier" {
         return None;
     }
     let mut cursor = node.walk();
     let names: Vec<String> = node
-        .children_by_field_name("declarator", &mut cursor)
+        .children_by_field_id(FIELD.declarator, &mut cursor)
         .filter_map(|d| shape_of(d, cx).name)
         .collect();
     struct_def(ty, cx, names)

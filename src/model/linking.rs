@@ -110,9 +110,15 @@ pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
                         queue.push(target);
                     }
                 }
-                // Link with other translation units that provide what this file needs.
+                // Link with other translation units that provide what this file needs. When
+                // several do (two packages of a monorepo, each with its own copy of a
+                // library), the nearest ones: a build links its own copy.
                 for want in &wants[f] {
-                    for &other in providers.get(want).map(Vec::as_slice).unwrap_or(&[]) {
+                    let Some(candidates) = providers.get(want) else {
+                        continue;
+                    };
+                    let nearest = nearest(&resolver.paths, f, candidates);
+                    for other in nearest {
                         if !members.contains(&other) {
                             queue.push(other);
                         }
@@ -125,6 +131,25 @@ pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
                 files: members.into_iter().collect(),
             }
         })
+        .collect()
+}
+
+/// The candidates whose paths share the longest prefix with file `from`'s.
+fn nearest(paths: &[std::path::PathBuf], from: usize, candidates: &[usize]) -> Vec<usize> {
+    if candidates.len() < 2 {
+        return candidates.to_vec();
+    }
+    let dir = paths[from].parent().unwrap_or(Path::new(""));
+    let shared: Vec<usize> = candidates
+        .iter()
+        .map(|&c| common_prefix(&paths[c], dir))
+        .collect();
+    let best = shared.iter().copied().max().unwrap_or(0);
+    candidates
+        .iter()
+        .zip(&shared)
+        .filter(|(_, &s)| s == best)
+        .map(|(&c, _)| c)
         .collect()
 }
 
