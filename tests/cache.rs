@@ -220,6 +220,10 @@ fn a_corrupted_truncated_or_foreign_cache_never_changes_a_finding() {
     let mut other_format = good.clone();
     other_format[0] ^= 0xff;
     cases.push(("another format", other_format));
+    // The 8 bytes after the format tag fingerprint the build that wrote the cache.
+    let mut other_build = good.clone();
+    other_build[8] ^= 0x01;
+    cases.push(("another build", other_build));
 
     for (what, bytes) in cases {
         forget_runs(root);

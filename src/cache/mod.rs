@@ -27,7 +27,14 @@ pub const CACHE_DIR: &str = ".isolint_cache";
 const FILE_NAME: &str = "facts.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
 const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x01";
-const HEADER_LEN: usize = FORMAT.len() + 16;
+/// Format, build fingerprint, checksum.
+const HEADER_LEN: usize = FORMAT.len() + 8 + 16;
+
+/// This build's facts fingerprint (see build.rs): a cache written by another build of the same
+/// version is dropped whole.
+fn build_fingerprint() -> u64 {
+    u64::from_str_radix(env!("ISOLINT_FACTS_FINGERPRINT"), 16).unwrap_or(0)
+}
 
 /// What a scan did with the cache, for `--statistics`-like reporting and for the tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -80,6 +87,7 @@ pub fn content_hash(text: &str, first_invalid_utf8: Option<usize>) -> u128 {
 pub fn facts_key(kind: crate::facts::SourceKindFact, shared_attribute_macros: &[String]) -> u64 {
     let mut h = Xxh3::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(env!("ISOLINT_FACTS_FINGERPRINT").as_bytes());
     h.update(FORMAT);
     h.update(format!("{kind:?}").as_bytes());
     for m in shared_attribute_macros {
@@ -230,12 +238,16 @@ impl FactsCache {
     }
 }
 
-/// The payload of a cache file whose format and checksum are right.
+/// The payload of a cache file whose format, build and checksum are right.
 fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.len() < HEADER_LEN || &bytes[..FORMAT.len()] != FORMAT {
         return None;
     }
-    let checksum = u128::from_le_bytes(bytes[FORMAT.len()..HEADER_LEN].try_into().ok()?);
+    let build = u64::from_le_bytes(bytes[FORMAT.len()..FORMAT.len() + 8].try_into().ok()?);
+    if build != build_fingerprint() {
+        return None;
+    }
+    let checksum = u128::from_le_bytes(bytes[FORMAT.len() + 8..HEADER_LEN].try_into().ok()?);
     let payload = &bytes[HEADER_LEN..];
     (xxh3_128(payload) == checksum).then_some(payload)
 }
@@ -268,6 +280,7 @@ fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
     let result = (|| {
         let mut out = std::fs::File::create(&tmp)?;
         out.write_all(FORMAT)?;
+        out.write_all(&build_fingerprint().to_le_bytes())?;
         out.write_all(&xxh3_128(payload).to_le_bytes())?;
         out.write_all(payload)?;
         out.sync_all()?;

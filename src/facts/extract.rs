@@ -31,7 +31,16 @@ impl<'a> Cx<'a> {
         std::str::from_utf8(&self.src[node.start_byte()..node.end_byte()]).unwrap_or("")
     }
     pub fn span(&self, node: Node) -> Span {
-        self.span_of(node.start_byte(), node.end_byte())
+        // The tree already knows rows and byte columns: no search of the line index.
+        let (start, end) = (node.start_position(), node.end_position());
+        Span {
+            start: node.start_byte(),
+            end: node.end_byte(),
+            line: start.row + 1,
+            column: start.column + 1,
+            end_line: end.row + 1,
+            end_column: end.column + 1,
+        }
     }
     pub fn span_of(&self, start: usize, end: usize) -> Span {
         let (line, column) = self.lines.position(start);

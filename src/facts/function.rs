@@ -35,6 +35,15 @@ const WRITES_FIRST_ARGUMENT: &[&str] = &[
     "bzero",
 ];
 
+/// Whether a call's arguments are kept in the facts: for the C API (`Py*`, `_Py*`) only, the
+/// calls the model and the rules read arguments of (module creation, `Py_VISIT`, `Py_CLEAR`,
+/// `PyObject_New`, `_Py_IDENTIFIER`, `PyType_GetModule`...). Arguments of every other call
+/// were most of the facts' memory; what a call to one of the module's own functions does
+/// with `&global` is recorded as a write while walking, not read back from here.
+pub(crate) fn keeps_arguments(callee: &str) -> bool {
+    callee.starts_with("Py") || callee.starts_with("_Py")
+}
+
 /// Macros that assign their first argument.
 const ASSIGNING_MACROS: &[&str] = &["Py_CLEAR", "Py_SETREF", "Py_XSETREF", "Py_CLEARREF"];
 
@@ -555,13 +564,17 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 self.record_write(*first, WriteKind::Assign, value, None);
             }
         }
-        if !self.cx.macros.is_empty() {
+        if self.cx.macros.defines(&callee) {
             let texts: Vec<String> = arg_nodes.iter().map(|a| cx.text(*a).to_string()).collect();
             self.expand_macro_call(node, &callee, &texts);
         }
         // Calls through a function name count as references too (the call graph needs them),
         // but the callee name itself is recorded here, not as a variable reference.
-        let args = arg_nodes.iter().map(|a| summarize(*a, cx)).collect();
+        let args = if keeps_arguments(&callee) {
+            arg_nodes.iter().map(|a| summarize(*a, cx)).collect()
+        } else {
+            Vec::new()
+        };
         self.calls.push(Call {
             callee,
             args,

@@ -37,8 +37,9 @@ impl MacroTable {
         Self { by_name }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+    /// A function-like macro of this name is defined in the file.
+    pub fn defines(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
     }
 
     /// The macro's body with `args` substituted, `#param` stringized and `##` pasted.

@@ -328,6 +328,7 @@ pub struct WriteSite {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub callee: String,
+    /// The arguments, for C API calls only (see `function::keeps_arguments`); empty otherwise.
     pub args: Vec<Expr>,
     pub span: Span,
     /// `x = call(...)`: the variable that receives the result.

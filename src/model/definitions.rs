@@ -322,31 +322,32 @@ fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTree
         }
     }
     set.retain(|f| starts.contains(f) || !named_in_tables.contains(f));
-    loop {
-        let mut removed = false;
-        for &fi in scope.members {
-            for (i, function) in scope.files[fi].functions.iter().enumerate() {
-                if set.contains(&FnRef { file: fi, index: i }) {
-                    continue;
-                }
-                let used = function
-                    .calls
-                    .iter()
-                    .map(|c| c.callee.as_str())
-                    .chain(function.references.iter().map(|r| r.name.as_str()));
-                for name in used {
-                    if let Some(callee) = scope.function(name, fi) {
-                        if !starts.contains(&callee) && set.remove(&callee) {
-                            removed = true;
-                        }
-                    }
+    // Whatever a function outside the set calls runs after init too: a worklist from every
+    // such function, each visited once.
+    let mut runtime: Vec<FnRef> = scope
+        .members
+        .iter()
+        .flat_map(|&fi| {
+            (0..scope.files[fi].functions.len()).map(move |index| FnRef { file: fi, index })
+        })
+        .filter(|f| !set.contains(f))
+        .collect();
+    while let Some(caller) = runtime.pop() {
+        let function = &scope.files[caller.file].functions[caller.index];
+        let used = function
+            .calls
+            .iter()
+            .map(|c| c.callee.as_str())
+            .chain(function.references.iter().map(|r| r.name.as_str()));
+        for name in used {
+            if let Some(callee) = scope.function(name, caller.file) {
+                if !starts.contains(&callee) && set.remove(&callee) {
+                    runtime.push(callee);
                 }
             }
         }
-        if !removed {
-            return set;
-        }
     }
+    set
 }
 
 fn collect_idents<'l>(list: &'l InitList, out: &mut Vec<&'l str>, depth: usize) {
