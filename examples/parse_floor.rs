@@ -1,5 +1,6 @@
 //! The floors `bench/run.py` measures `isolint check` against: the same files, found by the same
-//! walk, handled with the same rayon parallelism, doing less work per file.
+//! walk, handled with the same rayon parallelism and the same schedule (largest first), doing
+//! less work per file.
 //!
 //! ```text
 //! cargo run --release --example parse_floor -- MODE PATH...
@@ -135,10 +136,17 @@ fn main() {
     }
     let start = Instant::now();
     let found = discover(&roots, &DiscoverOptions::default());
-    let total = found
+    // The same schedule as `isolint check`: largest files first, each to the next free worker.
+    let mut jobs: Vec<(u64, &PathBuf, isolint::discover::SourceKind)> = found
         .sources
-        .par_iter()
-        .map(|(path, kind)| one(mode, path, *kind))
+        .iter()
+        .map(|(path, kind)| (std::fs::metadata(path).map_or(0, |m| m.len()), path, *kind))
+        .collect();
+    jobs.sort_by_key(|(size, _, _)| std::cmp::Reverse(*size));
+    let total = jobs
+        .into_iter()
+        .par_bridge()
+        .map(|(_, path, kind)| one(mode, path, kind))
         .reduce(Tally::default, |a, b| a + b);
     let elapsed = start.elapsed().as_secs_f64();
     println!(

@@ -7,6 +7,7 @@ mod linking;
 pub mod pytypes;
 
 use crate::facts::{Call, FileFacts, Function, Variable, WriteSite};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -136,19 +137,20 @@ impl Project {
 
     pub fn build(files: Vec<FileFacts>) -> Project {
         let groups = linking::group_files(&files);
-        let mut modules = Vec::new();
         let mut attached = vec![false; files.len()];
-        for group in groups {
+        for group in &groups {
             for &f in &group.files {
                 attached[f] = true;
             }
-            modules.push(definitions::build_module(
-                &files,
-                group.name,
-                Some(group.init),
-                group.files,
-            ));
         }
+        // Modules are independent of each other: built on every worker, not after the scan on
+        // one thread alone.
+        let mut modules: Vec<ExtensionModule> = groups
+            .into_par_iter()
+            .map(|group| {
+                definitions::build_module(&files, group.name, Some(group.init), group.files)
+            })
+            .collect();
         modules.sort_by(|a, b| {
             a.name
                 .cmp(&b.name)

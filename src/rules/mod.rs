@@ -189,23 +189,29 @@ impl Ctx<'_> {
 
 /// Runs every rule over every module (and the unattached code).
 pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding> {
+    use rayon::prelude::*;
     let layouts = Layouts::new(project.files.iter());
-    let mut out = Vec::new();
-    for module in project.units() {
-        let first = out.len();
-        for rule in rules {
-            let mut ctx = Ctx {
-                project,
-                module,
-                layouts: &layouts,
-                rule,
-                out: &mut out,
-                first,
-            };
-            (rule.check)(&mut ctx);
-        }
-    }
-    out
+    let units: Vec<_> = project.units().collect();
+    // Each module's rules read only that module's findings: modules run on every worker.
+    let per_module: Vec<Vec<Finding>> = units
+        .into_par_iter()
+        .map(|module| {
+            let mut out = Vec::new();
+            for rule in rules {
+                let mut ctx = Ctx {
+                    project,
+                    module,
+                    layouts: &layouts,
+                    rule,
+                    out: &mut out,
+                    first: 0,
+                };
+                (rule.check)(&mut ctx);
+            }
+            out
+        })
+        .collect();
+    per_module.into_iter().flatten().collect()
 }
 
 /// The rule's doc comment as Markdown: the doc comment lines carry one leading space.
