@@ -9,8 +9,10 @@ use std::fmt;
 /// `major * 256 + minor`.
 pub type PyVersion = u16;
 
+/// Saturates at `UNBOUNDED`: `#if PY_MAJOR_VERSION > 255` in a fuzzed or broken file must not
+/// overflow.
 pub const fn py(major: u16, minor: u16) -> PyVersion {
-    major * 256 + minor
+    major.saturating_mul(256).saturating_add(minor)
 }
 
 /// Highest version any range reasons about; `hi == UNBOUNDED` means "and later".

@@ -290,3 +290,29 @@ fn deeply_nested_conditionals_do_not_blow_the_stack() {
         ),
     );
 }
+
+/// Inputs the fuzzer found crashes with, kept in `tests/data/fuzz-regressions/`, and their
+/// minimal forms.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions");
+    let mut found = 0;
+    for entry in std::fs::read_dir(&dir)
+        .expect("the regression folder exists")
+        .flatten()
+    {
+        check_buffer("fuzz/_mod.c", std::fs::read(entry.path()).unwrap());
+        found += 1;
+    }
+    assert!(found > 0);
+    // `py(256, 0)` overflowed: the major version after 255, from a comparison past it.
+    for condition in [
+        "PY_MAJOR_VERSION > 0x1000",
+        "PY_MAJOR_VERSION <= 255",
+        "PY_MINOR_VERSION > 912",
+        "PY_VERSION_HEX >= 0xFFFFFFFF",
+    ] {
+        let text = format!("#if {condition}\nstatic PyObject *cache;\n#endif\n");
+        check_buffer("fuzz/_mod.c", text.into_bytes());
+    }
+}

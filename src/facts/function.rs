@@ -35,11 +35,12 @@ const WRITES_FIRST_ARGUMENT: &[&str] = &[
     "bzero",
 ];
 
-/// Whether a call's arguments are kept in the facts: for the C API (`Py*`, `_Py*`) only, the
-/// calls the model and the rules read arguments of (module creation, `Py_VISIT`, `Py_CLEAR`,
-/// `PyObject_New`, `_Py_IDENTIFIER`, `PyType_GetModule`...). Arguments of every other call
-/// were most of the facts' memory; what a call to one of the module's own functions does
-/// with `&global` is recorded as a write while walking, not read back from here.
+/// Whether a call's first argument is kept in the facts: for the C API (`Py*`, `_Py*`) only.
+/// Those are the calls the model and the rules read an argument of, and always the first
+/// (module creation's `PyModuleDef`, `Py_VISIT(x)`, `Py_CLEAR(x)`, `PyObject_New(T, ...)`,
+/// `_Py_IDENTIFIER(x)`, `PyType_GetModule(Py_TYPE(self))`). Every argument of every call was
+/// most of the facts' memory; what a call does with `&global` is recorded as a write while
+/// walking, not read back from here.
 pub(crate) fn keeps_arguments(callee: &str) -> bool {
     callee.starts_with("Py") || callee.starts_with("_Py")
 }
@@ -176,13 +177,19 @@ pub(crate) fn function_facts(
         return_type,
         params,
         macro_head,
-        references: walker.references,
-        writes: walker.writes,
-        calls: walker.calls,
-        returns: walker.returns,
+        references: shrunk(walker.references),
+        writes: shrunk(walker.writes),
+        calls: shrunk(walker.calls),
+        returns: shrunk(walker.returns),
         versions: cx.versions(node),
         uncertain: cx.uncertain(node),
     })
+}
+
+/// These lists live until the end of the scan: without the slack growth left in them.
+fn shrunk<T>(mut list: Vec<T>) -> Vec<T> {
+    list.shrink_to_fit();
+    list
 }
 
 /// Code inside an ERROR at file scope, often a function whose head was lost: its writes and
@@ -570,10 +577,9 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         }
         // Calls through a function name count as references too (the call graph needs them),
         // but the callee name itself is recorded here, not as a variable reference.
-        let args = if keeps_arguments(&callee) {
-            arg_nodes.iter().map(|a| summarize(*a, cx)).collect()
-        } else {
-            Vec::new()
+        let args = match arg_nodes.first() {
+            Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],
+            _ => Vec::new(),
         };
         self.calls.push(Call {
             callee,
