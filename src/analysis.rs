@@ -153,11 +153,17 @@ struct ScanContext<'a> {
     cache: Option<&'a FactsCache>,
 }
 
+impl ScanContext<'_> {
+    /// The cache key of this scan's facts for a file of `kind`.
+    fn facts_key(&self, kind: SourceKind) -> u64 {
+        facts_key(kind.into(), self.shared_macros)
+    }
+}
+
 fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
     let (path, kind, bytes) = job;
-    let key = facts_key(kind.into(), cx.shared_macros);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
-        if let Some(facts) = cache.facts(&path, content, key) {
+        if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind)) {
             return FileOutcome::Facts(Box::new(facts));
         }
     }
@@ -184,7 +190,7 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
                 } else {
                     crate::parse::prepass::attribute_macros_in(&source.text)
                 };
-                cache.store(&path, content, macros, key, &facts);
+                cache.store(&path, content, macros, cx.facts_key(kind), &facts);
             }
             FileOutcome::Facts(Box::new(facts))
         }
@@ -230,7 +236,8 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
                 whole_run: true,
                 ..CacheStats::default()
             };
-            return Analysis::from_outcome(outcome, discover_errors, skipped, stats);
+            let empty = Project::build(Vec::new());
+            return Analysis::from_outcome(outcome, discover_errors, skipped, empty, Some(stats));
         }
     }
 
@@ -317,15 +324,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         stats.write_error = c.save().and(memo).err();
         stats
     });
-    let mut analysis = Analysis::from_outcome(
-        outcome,
-        discover_errors,
-        skipped,
-        stats.clone().unwrap_or_default(),
-    );
-    analysis.cache = stats;
-    analysis.project = project;
-    analysis
+    Analysis::from_outcome(outcome, discover_errors, skipped, project, stats)
 }
 
 impl Analysis {
@@ -333,7 +332,8 @@ impl Analysis {
         outcome: Outcome,
         mut errors: Vec<FileError>,
         skipped: Vec<FileError>,
-        stats: CacheStats,
+        project: Project,
+        cache: Option<CacheStats>,
     ) -> Self {
         errors.extend(outcome.errors);
         errors.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
@@ -346,8 +346,8 @@ impl Analysis {
             modules: outcome.modules,
             findings: outcome.findings,
             hidden: outcome.hidden,
-            project: Project::build(Vec::new()),
-            cache: Some(stats),
+            project,
+            cache,
         }
     }
 }

@@ -51,11 +51,8 @@ fn cache_file(root: &Path) -> PathBuf {
 
 /// Deletes the run memos, so that the next scan goes through the per-file facts.
 fn forget_runs(root: &Path) {
-    let dir = cache_file(root).parent().unwrap().to_path_buf();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        if entry.file_name().to_string_lossy().starts_with("run-") {
-            std::fs::remove_file(entry.path()).unwrap();
-        }
+    for memo in run_memos(root) {
+        std::fs::remove_file(memo).unwrap();
     }
 }
 

@@ -430,7 +430,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     .filter_map(|d| d.child_by_field_id(FIELD.value.get()))
                     .collect();
                 for v in values {
-                    self.walk_expression(v, variables);
+                    self.walk(v, variables);
                 }
                 false
             }
@@ -512,10 +512,6 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             | "type_descriptor" => false,
             _ => true,
         }
-    }
-
-    fn walk_expression(&mut self, node: Node, variables: &mut Vec<Variable>) {
-        self.walk(node, variables);
     }
 
     fn visit_call(&mut self, node: Node) {

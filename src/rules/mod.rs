@@ -132,16 +132,15 @@ pub struct Ctx<'a> {
     pub module: &'a ExtensionModule,
     pub layouts: &'a Layouts<'a>,
     rule: &'static RuleInfo,
+    /// This module's findings so far.
     out: &'a mut Vec<Finding>,
-    /// Where this module's findings start in `out`.
-    first: usize,
 }
 
 impl Ctx<'_> {
     /// Findings of the rules that ran before this one on this module: the verdict rules run
     /// last and read them.
     pub fn module_findings(&self) -> &[Finding] {
-        &self.out[self.first..]
+        self.out
     }
 
     pub fn report(
@@ -204,7 +203,6 @@ pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding>
                     layouts: &layouts,
                     rule,
                     out: &mut out,
-                    first: 0,
                 };
                 (rule.check)(&mut ctx);
             }
