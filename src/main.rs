@@ -338,7 +338,7 @@ fn check(args: CheckArgs) -> ExitCode {
     let baseline_base = baseline_file.map(|f| baseline::base_dir(f));
     let mut matcher = baseline_entries.map(baseline::Matcher::new);
 
-    let mut texts = Texts::new(stdin_text.clone());
+    let mut texts = Texts::new(stdin_text);
     let mut merged: Option<Analysis> = None;
     let mut failing = false;
     for group in groups {
@@ -423,7 +423,7 @@ fn check(args: CheckArgs) -> ExitCode {
                     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
                 }
             };
-            human::render(&analysis, &mut human::Sources::new(stdin_text), color)
+            human::render(&analysis, &mut texts, color)
         }
     };
     if args.format == Format::Concise {

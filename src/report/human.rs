@@ -4,10 +4,9 @@
 use super::{count, plural};
 use crate::analysis::Analysis;
 use crate::finding::{Finding, Severity};
+use crate::suppress::Texts;
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
-use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 struct FindingDiagnostic<'a> {
     finding: &'a Finding,
@@ -71,30 +70,9 @@ impl Diagnostic for FindingDiagnostic<'_> {
     }
 }
 
-/// Source text for findings: read once per file (or taken from standard input).
-pub struct Sources {
-    cache: HashMap<PathBuf, String>,
-}
-
-impl Sources {
-    pub fn new(overrides: Vec<(PathBuf, String)>) -> Self {
-        Self {
-            cache: overrides.into_iter().collect(),
-        }
-    }
-    fn get(&mut self, path: &Path) -> String {
-        self.cache
-            .entry(path.to_path_buf())
-            .or_insert_with(|| {
-                std::fs::read(path)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            })
-            .clone()
-    }
-}
-
-pub fn render(analysis: &Analysis, sources: &mut Sources, color: bool) -> String {
+/// `texts`: the scanned files' text, read once per file for every consumer (suppressions,
+/// baselines, SARIF and this report).
+pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
     let theme = if color {
         GraphicalTheme::unicode()
     } else {
@@ -103,7 +81,7 @@ pub fn render(analysis: &Analysis, sources: &mut Sources, color: bool) -> String
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     let mut out = String::new();
     for finding in &analysis.findings {
-        let text = sources.get(&finding.path);
+        let text = texts.get(&finding.path).unwrap_or("").to_string();
         let loc = &finding.location;
         let diagnostic = if loc.end_byte <= text.len()
             && text.is_char_boundary(loc.start_byte)
