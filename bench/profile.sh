@@ -1,14 +1,14 @@
 #!/bin/sh
 # Where isolint's time goes, stage by stage: perf with DWARF call graphs on one thread, then the
-# inclusive share of each pipeline stage. Needs `perf` and a release build with debug info
-# (Cargo.toml's release profile keeps `debug = 1`).
+# inclusive share of each pipeline stage. Needs `perf` and a build with debug info
+# (the `profiling` profile in Cargo.toml).
 #
 #   bench/profile.sh PATH...            # e.g. a CPython tree's Modules Objects Python Parser
 #   ISOLINT=/path/to/isolint bench/profile.sh PATH...
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${ISOLINT:-$root/target/release/isolint}
-[ -x "$bin" ] || (cd "$root" && cargo build --release --bin isolint)
+bin=${ISOLINT:-$root/target/profiling/isolint}
+[ -x "$bin" ] || (cd "$root" && cargo build --profile profiling --bin isolint)
 data=$(mktemp /tmp/isolint-perf.XXXXXX)
 trap 'rm -f "$data"' EXIT
 # One thread: the shares are then shares of CPU time, not of waiting on the other worker.
