@@ -65,13 +65,26 @@ pub struct Finding {
     pub message: String,
     pub help: String,
     /// The Python versions whose build compiles this code.
-    #[serde(serialize_with = "crate::version::serialize_display")]
+    #[serde(serialize_with = "crate::version::serialize_range")]
     pub python: VersionRange,
     /// The code overlaps a parse error, so the fact behind the finding may be wrong.
     pub uncertain: bool,
 }
 
 impl Finding {
+    /// What every format adds after the message: the Python versions that compile the code,
+    /// when not all, and the parse-error caveat. One function, so no format drops one.
+    pub fn qualifiers(&self) -> String {
+        let mut out = String::new();
+        if !self.python.is_all() {
+            out.push_str(&format!(" [Python {}]", self.python));
+        }
+        if self.uncertain {
+            out.push_str(" (near a parse error: uncertain)");
+        }
+        out
+    }
+
     pub fn sort_key_cmp(&self, other: &Self) -> Ordering {
         (
             &self.path,

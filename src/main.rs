@@ -2,7 +2,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use isolint::baseline;
 use isolint::config::{self, Settings};
 use isolint::finding::{sort_findings, Severity};
-use isolint::report::{concise, github, human, json, sarif};
+use isolint::report::{concise, github, human, json, sarif, statistics};
 use isolint::rules::RuleInfo;
 use isolint::suppress::Texts;
 use isolint::version::parse_version;
@@ -111,8 +111,17 @@ struct CheckArgs {
     /// Extra folder names to skip (on top of build/, dist/, .tox, venvs...).
     #[arg(long = "exclude", value_name = "NAME")]
     exclude: Vec<String>,
+    /// Colour in the human format: `auto` is on for a terminal unless `NO_COLOR` is set.
     #[arg(long, value_enum, default_value = "auto")]
     color: Color,
+    /// Wrap the human format at this many columns (default: the terminal's width, or 100 when
+    /// the output is not a terminal).
+    #[arg(long, value_name = "COLUMNS")]
+    width: Option<usize>,
+    /// Print how many findings each rule has instead of the findings (a table, or a JSON list
+    /// with `--format json`).
+    #[arg(long)]
+    statistics: bool,
     /// Use this config file (`isolint.toml`, or a `pyproject.toml` with `[tool.isolint]`)
     /// instead of looking for one.
     #[arg(long, value_name = "FILE", conflicts_with = "isolated")]
@@ -142,6 +151,39 @@ struct CheckArgs {
 struct RulesArgs {
     #[arg(long, value_enum, default_value = "human")]
     format: RulesFormat,
+    /// Wrap the summaries at this many columns (default: the terminal's width, or 100).
+    #[arg(long, value_name = "COLUMNS")]
+    width: Option<usize>,
+}
+
+/// Columns when the output is not a terminal and no `--width` is given: wide enough for a
+/// diagnostic's source line, narrow enough for a CI log or a review comment.
+const PIPE_WIDTH: usize = 100;
+
+/// `--width`, else the terminal's width (`COLUMNS` when the terminal does not say), else 100.
+fn output_width(requested: Option<usize>) -> usize {
+    if let Some(width) = requested {
+        return width;
+    }
+    if !std::io::stdout().is_terminal() {
+        return PIPE_WIDTH;
+    }
+    terminal_columns()
+        .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or(PIPE_WIDTH)
+}
+
+fn terminal_columns() -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we own; a failure leaves it 0.
+    let status = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (status == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -407,7 +449,22 @@ fn check(args: CheckArgs) -> ExitCode {
         };
     }
 
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let layout = human::Layout {
+        color,
+        width: output_width(args.width),
+    };
     let text = match args.format {
+        Format::Json if args.statistics => statistics::render_json(&analysis),
+        _ if args.statistics => {
+            let mut text = statistics::render_table(&analysis);
+            text.push_str(&human::tail(&analysis, layout.width));
+            text
+        }
         Format::Json => json::render(&analysis),
         Format::Sarif => {
             let rules: Vec<&'static RuleInfo> = config::all_rules().collect();
@@ -415,16 +472,7 @@ fn check(args: CheckArgs) -> ExitCode {
         }
         Format::Github => github::render(&analysis),
         Format::Concise => concise::render(&analysis),
-        Format::Human => {
-            let color = match args.color {
-                Color::Always => true,
-                Color::Never => false,
-                Color::Auto => {
-                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-                }
-            };
-            human::render(&analysis, &mut texts, color)
-        }
+        Format::Human => human::render(&analysis, &mut texts, layout),
     };
     if args.format == Format::Concise {
         for e in &analysis.errors {
@@ -486,9 +534,12 @@ fn check(args: CheckArgs) -> ExitCode {
 }
 
 fn list_rules(args: RulesArgs) -> ExitCode {
+    let mut rules: Vec<&'static RuleInfo> = config::all_rules().collect();
+    rules.sort_by_key(|r| r.id);
     match args.format {
         RulesFormat::Json => {
-            let rules: Vec<_> = config::all_rules()
+            let rules: Vec<_> = rules
+                .iter()
                 .map(|r| {
                     serde_json::json!({
                         "id": r.id, "name": r.name, "severity": r.severity,
@@ -501,24 +552,42 @@ fn list_rules(args: RulesArgs) -> ExitCode {
                 serde_json::to_string_pretty(&rules).unwrap_or_default()
             );
         }
-        RulesFormat::Human => {
-            println!(
-                "{:<8} {:<32} {:<8} {:<6} summary",
-                "id", "name", "severity", "fix"
-            );
-            for r in config::all_rules() {
-                println!(
-                    "{:<8} {:<32} {:<8} {:<6} {}",
-                    r.id,
-                    r.name,
-                    r.severity.as_str(),
-                    r.min_python,
-                    r.summary
-                );
-            }
-        }
+        RulesFormat::Human => print!("{}", rules_table(&rules, output_width(args.width))),
     }
     ExitCode::SUCCESS
+}
+
+/// `id  name  severity  fix  summary`, columns as wide as their widest entry, the summary
+/// wrapped under itself.
+fn rules_table(rules: &[&'static RuleInfo], width: usize) -> String {
+    let headers = ["id", "name", "severity", "fix"];
+    let cells = |r: &RuleInfo| [r.id, r.name, r.severity.as_str(), r.min_python];
+    let mut widths = headers.map(str::len);
+    for r in rules {
+        for (w, cell) in widths.iter_mut().zip(cells(r)) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let lead: usize = widths.iter().map(|w| w + 2).sum();
+    let row = |cols: [&str; 4], summary: &str| {
+        let mut head = String::new();
+        for (cell, w) in cols.iter().zip(widths) {
+            head.push_str(&format!("{cell:<w$}  "));
+        }
+        let indent = " ".repeat(lead);
+        // Too narrow a terminal for a summary column: let it run on instead.
+        let summary_width = width.saturating_sub(lead).max(30) + lead;
+        let options = textwrap::Options::new(summary_width)
+            .initial_indent(&head)
+            .subsequent_indent(&indent)
+            .break_words(false);
+        format!("{}\n", textwrap::fill(summary, options))
+    };
+    let mut out = row(headers, "summary");
+    for r in rules {
+        out.push_str(&row(cells(r), r.summary));
+    }
+    out
 }
 
 fn explain(key: &str) -> ExitCode {

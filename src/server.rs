@@ -114,7 +114,13 @@ fn diagnostic(text: &str, f: &Finding) -> Diagnostic {
         }),
         code: Some(NumberOrString::String(f.rule.to_string())),
         source: Some("isolint".to_string()),
-        message: format!("{} [{}]\nhelp: {}", f.message, f.name, f.help),
+        message: format!(
+            "{}{} [{}]\nhelp: {}",
+            f.message,
+            f.qualifiers(),
+            f.name,
+            f.help
+        ),
         data: Some(serde_json::json!({"name": f.name})),
         ..Default::default()
     }

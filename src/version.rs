@@ -135,12 +135,27 @@ impl fmt::Display for VersionRange {
     }
 }
 
-/// For `#[serde(serialize_with)]`: a range as people read it, `>=3.12`.
-pub fn serialize_display<S: serde::Serializer>(
+/// For `#[serde(serialize_with)]`: a range as data, `{"min": "3.8", "max": "3.12",
+/// "free_threaded": null}`. `min` is the first version that compiles the code and `max` the
+/// first that does not (both `null` when unbounded), so `>=3.8,<3.12` reads as written.
+/// `free_threaded` is `true` or `false` for code only one build compiles, `null` for both.
+pub fn serialize_range<S: serde::Serializer>(
     range: &VersionRange,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    s.collect_str(range)
+    use serde::ser::SerializeStruct;
+    let bound = |v: PyVersion, open: PyVersion| (v != open).then(|| format_version(v));
+    let mut out = s.serialize_struct("PythonRange", 3)?;
+    if range.is_empty() {
+        // Nothing compiles it; `min == max` says so without a special value.
+        out.serialize_field("min", &Some(format_version(range.lo)))?;
+        out.serialize_field("max", &Some(format_version(range.lo)))?;
+    } else {
+        out.serialize_field("min", &bound(range.lo, 0))?;
+        out.serialize_field("max", &bound(range.hi, UNBOUNDED))?;
+    }
+    out.serialize_field("free_threaded", &None::<bool>)?;
+    out.end()
 }
 
 #[cfg(test)]
@@ -156,5 +171,27 @@ mod tests {
         assert!(VersionRange::below(py(3, 0)).python2_only());
         assert_eq!(parse_version("3.13"), Some(py(3, 13)));
         assert_eq!(parse_version("x"), None);
+    }
+
+    #[test]
+    fn ranges_serialize_as_data() {
+        #[derive(Serialize)]
+        struct Wrap(#[serde(serialize_with = "serialize_range")] VersionRange);
+        let json = |r| serde_json::to_string(&Wrap(r)).unwrap();
+        assert_eq!(
+            json(VersionRange::ALL),
+            r#"{"min":null,"max":null,"free_threaded":null}"#
+        );
+        assert_eq!(
+            json(VersionRange {
+                lo: py(3, 8),
+                hi: py(3, 12)
+            }),
+            r#"{"min":"3.8","max":"3.12","free_threaded":null}"#
+        );
+        assert_eq!(
+            json(VersionRange::below(py(3, 12))),
+            r#"{"min":null,"max":"3.12","free_threaded":null}"#
+        );
     }
 }

@@ -9,13 +9,14 @@ pub fn render(analysis: &Analysis) -> String {
         // The message is one line today; keep it so if a rule ever writes two.
         let message = f.message.replace('\n', " ");
         out.push_str(&format!(
-            "{}:{}:{}: {}[{}] {} ({})\n",
+            "{}:{}:{}: {}[{}] {}{} ({})\n",
             f.path.display(),
             f.location.line,
             f.location.column,
             f.severity.as_str(),
             f.rule,
             message,
+            f.qualifiers(),
             f.name
         ));
     }

@@ -34,7 +34,12 @@ pub fn render(analysis: &Analysis) -> String {
             loc.column,
             loc.end_column,
             escape_property(&format!("{} ({})", f.rule, f.name)),
-            escape_data(&format!("{}\nhelp: {}", f.message, f.help)),
+            escape_data(&format!(
+                "{}{}\nhelp: {}",
+                f.message,
+                f.qualifiers(),
+                f.help
+            )),
         ));
     }
     for e in &analysis.errors {

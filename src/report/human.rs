@@ -21,14 +21,7 @@ impl fmt::Debug for FindingDiagnostic<'_> {
 
 impl fmt::Display for FindingDiagnostic<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.finding.message)?;
-        if !self.finding.python.is_all() {
-            write!(f, " [Python {}]", self.finding.python)?;
-        }
-        if self.finding.uncertain {
-            write!(f, " (near a parse error: uncertain)")?;
-        }
-        Ok(())
+        write!(f, "{}{}", self.finding.message, self.finding.qualifiers())
     }
 }
 
@@ -70,15 +63,52 @@ impl Diagnostic for FindingDiagnostic<'_> {
     }
 }
 
+/// How the report is laid out on the reader's screen.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub color: bool,
+    /// Columns to wrap prose at: the terminal's width, or `--width`, or 100 into a pipe.
+    pub width: usize,
+}
+
+/// Below this, wrapping would leave one word per line; long words overflow instead.
+const MIN_WIDTH: usize = 40;
+
+/// `text` wrapped to the layout's width; lines after the first start with `indent`.
+fn wrapped(text: &str, first: &str, indent: &str, width: usize) -> String {
+    let options = textwrap::Options::new(width.max(MIN_WIDTH))
+        .initial_indent(first)
+        .subsequent_indent(indent)
+        .break_words(false);
+    let mut out = textwrap::fill(text, options);
+    out.push('\n');
+    out
+}
+
 /// `texts`: the scanned files' text, read once per file for every consumer (suppressions,
 /// baselines, SARIF and this report).
-pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
-    let theme = if color {
+pub fn render(analysis: &Analysis, texts: &mut Texts, layout: Layout) -> String {
+    let theme = if layout.color {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
     };
-    let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+    let width = layout.width.max(MIN_WIDTH);
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_context_lines(1)
+        .with_width(width);
+    let mut out = String::new();
+    out.push_str(&findings_text(analysis, texts, &handler));
+    out.push_str(&tail(analysis, width));
+    out
+}
+
+/// The findings, one diagnostic each.
+fn findings_text(
+    analysis: &Analysis,
+    texts: &mut Texts,
+    handler: &GraphicalReportHandler,
+) -> String {
     let mut out = String::new();
     for finding in &analysis.findings {
         let text = texts.get(&finding.path).unwrap_or("").to_string();
@@ -109,11 +139,20 @@ pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
         }
         out.push('\n');
     }
+    out
+}
+
+/// Everything after the findings: unreadable and skipped files, the module lines, the
+/// summary. Also what `--statistics` prints after its table.
+pub fn tail(analysis: &Analysis, width: usize) -> String {
+    let mut out = String::new();
     for e in &analysis.errors {
-        out.push_str(&format!("error: {}: {}\n", e.path.display(), e.message));
+        let line = format!("error: {}: {}", e.path.display(), e.message);
+        out.push_str(&wrapped(&line, "", "  ", width));
     }
     for s in &analysis.skipped {
-        out.push_str(&format!("skipped: {}: {}\n", s.path.display(), s.message));
+        let line = format!("skipped: {}: {}", s.path.display(), s.message);
+        out.push_str(&wrapped(&line, "", "  ", width));
     }
     if !analysis.modules.is_empty() {
         out.push_str("\nmodules:\n");
@@ -126,8 +165,8 @@ pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
                     .flatten()
                     .unwrap_or_else(|| "-".to_string())
             };
-            out.push_str(&format!(
-                "  {} ({}:{}): {} init, m_size = {}, multiple_interpreters = {}, gil = {}, {} static / {} heap types\n",
+            let line = format!(
+                "{} ({}:{}): {} init, m_size = {}, multiple_interpreters = {}, gil = {}, {} static / {} heap types",
                 m.name,
                 m.path.display(),
                 m.line,
@@ -137,31 +176,62 @@ pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
                 slot("gil"),
                 m.static_types,
                 m.heap_types
-            ));
+            );
+            out.push_str(&wrapped(&line, "  ", "      ", width));
             if let Some(v) = &m.verdict {
                 let default = if v.multiple_interpreters_is_default {
                     " (default)"
                 } else {
                     ""
                 };
-                out.push_str(&format!(
-                    "    declares {}{default}; supports {}",
+                let mut line = format!(
+                    "declares {}{default}; supports {}",
                     v.declared.as_str(),
                     v.supported.as_str()
-                ));
+                );
                 for (level, blockers) in &v.blockers {
-                    out.push_str(&format!(
-                        "; {} blocked by {} finding(s)",
+                    line.push_str(&format!(
+                        "; {} blocked by {}",
                         level.as_str(),
-                        blockers.len()
+                        super::plural(blockers.len(), "finding")
                     ));
                 }
-                out.push('\n');
+                out.push_str(&wrapped(&line, "    ", "      ", width));
             }
         }
     }
-    out.push_str(&summary_line(analysis));
+    out.push_str(&wrapped(summary_line(analysis).trim_end(), "", "  ", width));
+    if let Some(files) = parse_error_files(analysis) {
+        out.push_str(&wrapped(&files, "", "  ", width));
+    }
     out
+}
+
+/// How many files with parse errors the summary names before "and N more".
+const PARSE_ERROR_FILES_SHOWN: usize = 5;
+
+/// `parse errors in: a.c (3, first at line 12), ...`, so "2 with parse errors" can be acted
+/// on.
+fn parse_error_files(analysis: &Analysis) -> Option<String> {
+    if analysis.parse_errors.is_empty() {
+        return None;
+    }
+    let mut files: Vec<_> = analysis.parse_errors.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut line = String::from("parse errors in: ");
+    let shown: Vec<String> = files
+        .iter()
+        .take(PARSE_ERROR_FILES_SHOWN)
+        .map(|p| format!("{} (line {})", p.path.display(), p.first_line))
+        .collect();
+    line.push_str(&shown.join(", "));
+    if files.len() > PARSE_ERROR_FILES_SHOWN {
+        line.push_str(&format!(
+            " and {} more (--format json lists them all)",
+            files.len() - PARSE_ERROR_FILES_SHOWN
+        ));
+    }
+    Some(line)
 }
 
 pub fn summary_line(analysis: &Analysis) -> String {

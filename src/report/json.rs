@@ -3,7 +3,8 @@
 use crate::analysis::Analysis;
 use serde_json::{json, Value};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: `findings[].python` became a range object (it was a display string).
+pub const FORMAT_VERSION: u32 = 2;
 
 pub fn to_value(analysis: &Analysis) -> Value {
     json!({

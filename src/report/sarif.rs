@@ -9,6 +9,7 @@ use crate::config::{absolute, relative_slash};
 use crate::finding::{Finding, Severity};
 use crate::rules::{docs_markdown_body, RuleInfo};
 use crate::suppress::Texts;
+use crate::version::VersionRange;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -124,7 +125,7 @@ pub fn to_value(
             let mut result = json!({
                 "ruleId": f.rule,
                 "level": level(f.severity),
-                "message": {"text": format!("{}\nhelp: {}", f.message, f.help)},
+                "message": {"text": format!("{}{}\nhelp: {}", f.message, f.qualifiers(), f.help)},
                 "locations": [{"physicalLocation": {
                     "artifactLocation": artifact(&f.path, root),
                     "region": {
@@ -140,7 +141,7 @@ pub fn to_value(
                     "symbol": f.symbol,
                     "function": f.function,
                     "module": f.module,
-                    "python": f.python.to_string(),
+                    "python": python_range(f),
                     "uncertain": f.uncertain,
                 },
             });
@@ -182,6 +183,13 @@ pub fn to_value(
             "results": results,
         }],
     })
+}
+
+/// The same range object as the JSON format's `python`.
+fn python_range(f: &Finding) -> Value {
+    #[derive(serde::Serialize)]
+    struct Range(#[serde(serialize_with = "crate::version::serialize_range")] VersionRange);
+    serde_json::to_value(Range(f.python)).unwrap_or(Value::Null)
 }
 
 pub fn render(

@@ -34,7 +34,8 @@ pub struct JoinedFinding {
     pub symbol: Option<String>,
     pub module: Option<String>,
     pub message: String,
-    /// `confirmed` or `not observed`.
+    /// `confirmed`, `not observed`, or `not checkable` for a finding no run-time check can
+    /// observe (an info hint, a missing slot).
     pub status: &'static str,
     pub evidence: Vec<Evidence>,
 }
@@ -213,6 +214,33 @@ const OBJECT_STATICS: [&str; 3] = [
 /// Rules about the module's init kind.
 const KIND_RULES: [&str; 2] = ["single-phase-init", "negative-m-size"];
 
+/// Rules whose findings a run-time check can observe: the init kind (refused or copied),
+/// objects shared between interpreters (types, exceptions, singletons, cached objects), and
+/// the flags that make a second instance skip its setup. Anything else (a `const` hint, a
+/// missing slot, a C table) no child process can see, so "not observed" would say nothing.
+const OBSERVABLE_RULES: [&str; 8] = [
+    "single-phase-init",
+    "negative-m-size",
+    "global-pyobject",
+    "static-local-pyobject",
+    "static-type-object",
+    "global-exception-object",
+    "static-object-singleton",
+    "mutable-global-state",
+];
+
+fn observable(finding: &Finding) -> bool {
+    finding.severity >= Severity::Warning && OBSERVABLE_RULES.contains(&finding.name)
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 struct Joiner<'a> {
     findings: &'a [Finding],
     evidence: Vec<Vec<Evidence>>,
@@ -281,19 +309,39 @@ impl Joiner<'_> {
             .filter(|&i| OBJECT_STATICS.contains(&self.findings[i].name) && !named.contains(&i))
             .collect();
         let mut shared = std::mem::take(&mut cell.shared);
-        for object in &mut shared {
+        // CPython itself hands a single-phase module's functions to every legacy interpreter:
+        // the init kind explains those, all of them at once, so they make one observation
+        // (eleven functions are one fact, not eleven).
+        let copied: Vec<usize> = (0..shared.len())
+            .filter(|&k| {
+                single_phase
+                    && shared[k].type_name == "builtin_function_or_method"
+                    && self.naming(module, &shared[k].name).is_empty()
+            })
+            .collect();
+        if !copied.is_empty() {
+            let names: Vec<&str> = copied.iter().map(|&k| shared[k].name.as_str()).collect();
+            let observed = seen(format!(
+                "{} copied with the module dict: {}",
+                plural(names.len(), "shared function"),
+                names.join(", ")
+            ));
+            let kinds: Vec<usize> = self
+                .of_module(module)
+                .filter(|&i| KIND_RULES.contains(&self.findings[i].name))
+                .collect();
+            let cited = self.attach(&observed, &kinds, Link::Kind);
+            for &k in &copied {
+                shared[k].explained_by = cited.clone();
+            }
+        }
+        for (k, object) in shared.iter_mut().enumerate() {
+            if copied.contains(&k) {
+                continue;
+            }
             let observed = seen(format!("shared {} ({})", object.name, object.type_name));
             let hits = self.naming(module, &object.name);
-            // CPython itself hands a single-phase module's functions to every
-            // legacy interpreter: the init kind explains those.
-            let copied_function = single_phase && object.type_name == "builtin_function_or_method";
-            object.explained_by = if copied_function && hits.is_empty() {
-                let kinds: Vec<usize> = self
-                    .of_module(module)
-                    .filter(|&i| KIND_RULES.contains(&self.findings[i].name))
-                    .collect();
-                self.attach(&observed, &kinds, Link::Kind)
-            } else if hits.is_empty() {
+            object.explained_by = if hits.is_empty() {
                 let link = if spare.len() == 1 {
                     Link::SoleCandidate
                 } else {
@@ -384,6 +432,9 @@ impl Joiner<'_> {
     }
 }
 
+/// The status of a finding that no run-time check could have observed.
+pub const NOT_CHECKABLE: &str = "not checkable";
+
 pub fn join_findings(
     paths: &[PathBuf],
     findings: &[Finding],
@@ -447,8 +498,10 @@ pub fn join_findings(
             message: f.message.clone(),
             status: if evidence.iter().any(|e| e.link.confirms()) {
                 "confirmed"
-            } else {
+            } else if observable(f) || !evidence.is_empty() {
                 "not observed"
+            } else {
+                NOT_CHECKABLE
             },
             evidence,
         })
@@ -493,18 +546,22 @@ impl ScanJoin {
 
     pub fn write_human(&self, out: &mut String) {
         out.push_str(&self.miss_banner());
-        let confirmed = self
-            .findings
-            .iter()
-            .filter(|f| f.status == "confirmed")
-            .count();
-        let _ = writeln!(
+        let count = |status: &str| self.findings.iter().filter(|f| f.status == status).count();
+        let unchecked = count(NOT_CHECKABLE);
+        let _ = write!(
             out,
             "static findings: {} confirmed, {} not observed",
-            confirmed,
-            self.findings.len() - confirmed
+            count("confirmed"),
+            count("not observed")
         );
-        for f in &self.findings {
+        if unchecked > 0 {
+            let _ = write!(
+                out,
+                ", {unchecked} no run-time check can observe (hints, slots, C tables; not listed)"
+            );
+        }
+        out.push('\n');
+        for f in self.findings.iter().filter(|f| f.status != NOT_CHECKABLE) {
             let _ = writeln!(
                 out,
                 "  {:<12} {}:{} {} {} `{}`",
@@ -515,15 +572,8 @@ impl ScanJoin {
                 f.name,
                 f.symbol.as_deref().unwrap_or("-")
             );
-            for e in &f.evidence {
-                let _ = writeln!(
-                    out,
-                    "      [{}] {}: {} ({})",
-                    e.python,
-                    e.check,
-                    e.observed,
-                    link_text(e.link)
-                );
+            for line in evidence_lines(&f.evidence) {
+                let _ = writeln!(out, "      {line}");
             }
         }
         for e in &self.unexplained {
@@ -534,6 +584,37 @@ impl ScanJoin {
             );
         }
     }
+}
+
+/// One line per observation, with every Python that made it: `[3.12, 3.13] shared-objects:
+/// ...` instead of the same line once per Python.
+fn evidence_lines(evidence: &[Evidence]) -> Vec<String> {
+    let mut grouped: Vec<(&Evidence, Vec<&str>)> = Vec::new();
+    for e in evidence {
+        let same = grouped
+            .iter_mut()
+            .find(|(g, _)| g.check == e.check && g.observed == e.observed && g.link == e.link);
+        match same {
+            Some((_, pythons)) => {
+                if !pythons.contains(&e.python.as_str()) {
+                    pythons.push(&e.python);
+                }
+            }
+            None => grouped.push((e, vec![e.python.as_str()])),
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(e, pythons)| {
+            format!(
+                "[{}] {}: {} ({})",
+                pythons.join(", "),
+                e.check,
+                e.observed,
+                link_text(e.link)
+            )
+        })
+        .collect()
 }
 
 fn link_text(link: Link) -> &'static str {
@@ -669,6 +750,45 @@ mod tests {
         );
         assert_eq!(join.unexplained.len(), 1);
         assert!(join.miss_banner().contains("SCANNER MISS"));
+    }
+
+    #[test]
+    fn copied_functions_are_one_observation_and_hints_are_not_listed() {
+        let mut hint = finding("could-be-const", "table", "m");
+        hint.severity = Severity::Info;
+        let findings = vec![finding("single-phase-init", "PyInit_m", "m"), hint];
+        let copied = |python: &str| {
+            let mut cell = shared(&["f1", "f2", "f3"]);
+            for object in &mut cell.shared {
+                object.type_name = "builtin_function_or_method".into();
+            }
+            cell.mode = Some("legacy".into());
+            Column {
+                python: python.into(),
+                target: Some("m".into()),
+                module: Some(serde_json::json!({"init": "single-phase"})),
+                cells: vec![cell],
+            }
+        };
+        let mut modules = vec![ModuleResult {
+            name: "m".into(),
+            targets: vec!["m".into()],
+            results: vec![copied("3.12.1"), copied("3.13.0")],
+        }];
+        let join = join_findings(&[], &findings, &[], &mut modules);
+        let init = &join.findings[0];
+        assert_eq!(init.status, "confirmed");
+        let mut text = String::new();
+        join.write_human(&mut text);
+        let copied_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("copied with the module dict: f1, f2, f3"))
+            .collect();
+        assert_eq!(copied_lines.len(), 1, "{text}");
+        assert!(copied_lines[0].contains("[3.12.1, 3.13.0]"), "{text}");
+        assert_eq!(join.findings[1].status, NOT_CHECKABLE);
+        assert!(!text.contains("could-be-const"), "{text}");
+        assert!(text.contains("1 no run-time check can observe"), "{text}");
     }
 
     #[test]

@@ -79,15 +79,7 @@ pub fn describe(
     let mut out: Vec<PythonInfo> = Vec::new();
     for ((name, job), run) in requested.iter().zip(&jobs).zip(runs) {
         let Some(info) = run.result.filter(|_| run.outcome == Outcome::Exited(0)) else {
-            let why = match &run.outcome {
-                Outcome::SpawnFailed(err) => err.clone(),
-                Outcome::TimedOut => "it did not answer within 30 s".into(),
-                _ => first_line(&run.stderr),
-            };
-            return Err(format!(
-                "cannot use python `{name}` ({}): {why}",
-                job.python.display()
-            ));
+            return Err(unusable(name, &job.python, &run.outcome, &run.stderr));
         };
         let text = |key: &str| info.get(key).and_then(|v| v.as_str()).map(str::to_string);
         let version = info
@@ -129,11 +121,48 @@ pub fn describe(
     Ok(out)
 }
 
-fn first_line(text: &str) -> String {
-    let line = text
+/// One line: the name as given, what it resolved to, how it ended, and the first thing it
+/// said (a pyenv shim's "command not found", not the last line of its advice).
+fn unusable(name: &str, resolved: &Path, outcome: &Outcome, stderr: &str) -> String {
+    let how = match outcome {
+        Outcome::SpawnFailed(err) => format!("it could not be started: {err}"),
+        Outcome::TimedOut => "it did not answer within 30 s".into(),
+        Outcome::Signaled(signal) => format!("it was killed by signal {signal}"),
+        Outcome::Exited(0) => "it ran, but the probe gave no answer".into(),
+        Outcome::Exited(code) => format!("it exited with status {code}"),
+    };
+    let said = stderr
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output");
-    line.trim().to_string()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default();
+    let same = resolved.as_os_str() == name;
+    let resolved = if same {
+        String::new()
+    } else {
+        format!(" (resolved to {})", resolved.display())
+    };
+    format!("cannot use python `{name}`{resolved}: {how}{said}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pyenv_shim_that_cannot_run_is_one_clear_line() {
+        let stderr = "pyenv: python3.12: command not found\n\nThe `python3.12' command exists in these Python versions:\n  3.12.1\n\nNote: See 'pyenv help global' for tips on allowing multiple\n      Python versions to be found at the same time.\n";
+        let line = unusable(
+            "python3.12",
+            Path::new("/root/.pyenv/shims/python3.12"),
+            &Outcome::Exited(127),
+            stderr,
+        );
+        assert_eq!(
+            line,
+            "cannot use python `python3.12` (resolved to /root/.pyenv/shims/python3.12): it exited with status 127: pyenv: python3.12: command not found"
+        );
+        assert!(!line.contains('\n'));
+    }
 }

@@ -1,6 +1,6 @@
 //! Reporters: they only read a finished `VerifyReport`.
 
-use super::matrix::{Cell, Check, Status};
+use super::matrix::{Cell, Check, SharedObject, Status};
 use super::plan::{Column, ModuleResult};
 use super::VerifyReport;
 use serde_json::Value;
@@ -124,7 +124,22 @@ fn cell_details(out: &mut String, column: &Column, cell: &Cell) {
         cell.label(),
         cell.detail
     );
+    // Objects that are shared in the same way for the same reason (a single-phase module's
+    // functions, copied with its dict) are one line, not one block each.
+    let mut groups: Vec<(&SharedObject, Vec<&str>)> = Vec::new();
     for shared in &cell.shared {
+        let same = groups.iter_mut().find(|(first, _)| {
+            first.type_name == shared.type_name
+                && first.interpreters == shared.interpreters
+                && first.nested == shared.nested
+                && first.explained_by == shared.explained_by
+        });
+        match same {
+            Some((_, names)) => names.push(&shared.name),
+            None => groups.push((shared, vec![&shared.name])),
+        }
+    }
+    for (shared, names) in groups {
         let nested = match shared.nested {
             0 => String::new(),
             n => format!(", {n} more inside"),
@@ -132,7 +147,7 @@ fn cell_details(out: &mut String, column: &Column, cell: &Cell) {
         let _ = writeln!(
             out,
             "      shared: {} ({}) in {}{nested}",
-            shared.name,
+            names.join(", "),
             shared.type_name,
             shared.interpreters.join(", ")
         );

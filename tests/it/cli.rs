@@ -94,7 +94,7 @@ fn json_document_has_the_documented_shape() {
         &fixtures(),
     );
     let doc = json(&out);
-    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["version"], 2);
     assert_eq!(doc["tool"]["name"], "isolint");
     assert_eq!(doc["files_scanned"], 1);
     assert!(doc["errors"].as_array().unwrap().is_empty());

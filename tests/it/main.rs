@@ -6,6 +6,7 @@ mod cache;
 mod ci_gate;
 mod cli;
 mod fixtures;
+mod formats;
 mod linking;
 mod lsp;
 mod plan;

@@ -516,6 +516,38 @@ fn bad_input_is_a_usage_error() {
     let (code, _, stderr) = isolint(&["verify", "not a module"]);
     assert_eq!(code, 2, "{stderr}");
 
+    // A name on PATH that cannot run, as a pyenv shim for a version that is not selected:
+    // one line with the name, what it resolved to, the status and its first words.
+    let bin = tempfile::tempdir().expect("tempdir");
+    let shim = bin.path().join("python3.99");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\necho 'pyenv: python3.99: command not found' >&2\necho >&2\necho 'Note: See pyenv help global' >&2\nexit 127\n",
+    )
+    .expect("write shim");
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(["verify", "--python", "python3.99", "json"])
+        .env("PATH", path)
+        .output()
+        .expect("run isolint");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot use python `python3.99` (resolved to {}): it exited with status 127: pyenv: python3.99: command not found",
+            shim.display()
+        )),
+        "{stderr}"
+    );
+
     let Some(pythons) = pythons() else { return };
     let python = pythons[0].python.display().to_string();
     let (code, _, stderr) = isolint(&[
@@ -588,6 +620,47 @@ fn with_scan_joins_static_findings_to_what_happened() {
         "only the verified modules' findings are joined"
     );
     assert_eq!(report["scan"]["missed"], serde_json::json!([]));
+}
+
+#[test]
+fn with_scan_groups_copied_functions_and_lists_only_what_can_be_observed() {
+    let Some(pythons) = pythons() else { return };
+    let Some(python) = pythons.iter().find(|b| b.version >= (3, 12)) else {
+        return;
+    };
+    let so = python.module("legacy_statics").display().to_string();
+    let py = python.python.display().to_string();
+    let sources = fixture_dir().display().to_string();
+    let (_, stdout, stderr) = isolint(&["verify", "--python", &py, "--with-scan", &sources, &so]);
+    let copied: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("copied with the module dict"))
+        .collect();
+    assert!(!copied.is_empty(), "{stdout}\n{stderr}");
+    // One line per finding the copies explain, naming every copied function at once.
+    let findings_explained = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("confirmed") && l.contains("single-phase-init"))
+        .count();
+    assert!(copied.len() <= findings_explained.max(1) * 2, "{stdout}");
+    assert!(
+        copied[0].contains("remember") && copied[0].contains("get_cache"),
+        "{stdout}"
+    );
+    // The matrix's details too: the copied functions share one line and one list of causes.
+    assert!(
+        stdout.contains("shared: get_cache, remember (builtin_function_or_method)"),
+        "{stdout}"
+    );
+    for line in stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("not observed"))
+    {
+        assert!(
+            !line.contains("could-be-const") && !line.contains("missing-"),
+            "a finding no run-time check can see is listed as not observed: {line}"
+        );
+    }
 }
 
 #[test]
