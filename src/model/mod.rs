@@ -107,6 +107,18 @@ impl ExtensionModule {
     pub fn slot(&self, name: &str) -> Option<&SlotValue> {
         self.def.as_ref()?.slots.iter().find(|s| s.slot == name)
     }
+    /// Single-phase init with `m_size = -1`: CPython runs `PyInit` once per process (per
+    /// runtime, between `Py_Initialize` and `Py_Finalize`). Later legacy sub-interpreters get a
+    /// copy of the first module's dict, and isolated ones refuse the module, so what `PyInit`
+    /// stores is the first interpreter's, shared by every later one.
+    pub fn initialises_once_per_process(&self) -> bool {
+        self.init_style == InitStyle::SinglePhase
+            && self
+                .def
+                .as_ref()
+                .and_then(|d| d.m_size())
+                .is_some_and(|e| e.kind == crate::facts::ExprKind::Number(Some(-1)))
+    }
 }
 
 #[derive(Debug)]

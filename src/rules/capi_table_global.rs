@@ -10,8 +10,10 @@ declare_rule! {
     ///
     /// ## Why is this bad?
     /// The table points into another module's objects, which belong to the interpreter that
-    /// imported them. Each interpreter's import overwrites the static, so code in one
-    /// interpreter calls through (and keeps alive) another interpreter's types and functions.
+    /// imported them. With multi-phase init each interpreter's import overwrites the static
+    /// (with single-phase init and `m_size = -1`, the first import's table stays), so code in
+    /// one interpreter calls through (and keeps alive) another interpreter's types and
+    /// functions.
     ///
     /// ## Example
     /// ```c
@@ -64,7 +66,7 @@ fn check(ctx: &mut Ctx) {
         let message = format!(
             "`{}` holds an imported C-API table in a process-global variable, {}",
             v.name,
-            write_summary(ctx.project, g)
+            write_summary(ctx, g)
         );
         let help = "keep the table in module state, imported in the exec slot".to_string();
         let site = ctx.var_site(g.var);

@@ -8,10 +8,12 @@ declare_rule! {
     /// extension modules.
     ///
     /// ## Why is this bad?
-    /// The class belongs to the interpreter that created it. Every import overwrites the
-    /// global, so interpreters raise each other's exception classes: `except mod.Error` then
-    /// fails to catch the error in every interpreter but the last one to import the module,
-    /// and the class leaks or dangles when its interpreter goes away.
+    /// The class belongs to the interpreter that created it. With multi-phase init every
+    /// import overwrites the global, so interpreters raise each other's exception classes:
+    /// `except mod.Error` then fails to catch the error in every interpreter but the last one
+    /// to import the module. With single-phase init and `m_size = -1`, `PyInit` runs once per
+    /// process and every legacy sub-interpreter shares the first interpreter's class. Either
+    /// way the class leaks or dangles when its interpreter goes away.
     ///
     /// ## Example
     /// ```c
@@ -53,7 +55,7 @@ fn check(ctx: &mut Ctx) {
         let message = format!(
             "exception class `{}` is stored in a process-global variable, {}",
             v.name,
-            write_summary(ctx.project, g)
+            write_summary(ctx, g)
         );
         let help = "create it in the exec slot, keep it in module state, and raise it from there (`PyErr_SetString(state->error, ...)`)".to_string();
         let site = ctx.var_site(g.var);

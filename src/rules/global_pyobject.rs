@@ -9,10 +9,13 @@ declare_rule! {
     /// them. The message says where it is written.
     ///
     /// ## Why is this bad?
-    /// The variable is process-global. Each interpreter that imports the module overwrites it,
-    /// so one interpreter ends up using objects that belong to another: wrong answers,
-    /// reference leaks, and crashes once the owning interpreter is gone. A global written only
-    /// at init is still overwritten by every import.
+    /// The variable is process-global, so one interpreter ends up using objects that belong to
+    /// another: wrong answers, reference leaks, and crashes once the owning interpreter is
+    /// gone. With multi-phase init each interpreter's import overwrites it, even when it is
+    /// written only at init. With single-phase init and `m_size = -1`, `PyInit` runs once per
+    /// process: every later legacy sub-interpreter gets a copy of the first module's dict and
+    /// shares the first interpreter's objects (isolated interpreters refuse the module). The
+    /// message says which of the two applies.
     ///
     /// ## Example
     /// ```c
@@ -79,7 +82,7 @@ fn check(ctx: &mut Ctx) {
             "`{}` (`{}`) holds Python objects in a process-global variable, {}",
             v.name,
             v.type_display().trim(),
-            write_summary(ctx.project, g)
+            write_summary(ctx, g)
         );
         let help = "move it into the module state struct and reach it with `PyModule_GetState(module)` (or `PyType_GetModuleByDef` from methods)".to_string();
         let site = ctx.var_site(g.var);

@@ -237,7 +237,7 @@ pub fn doc_page(rule: &RuleInfo) -> String {
 /// `docs/rules/README.md`: the table of every rule.
 pub fn doc_index() -> String {
     let mut out = String::from(
-        "# Rules\n\nGenerated from the rules' doc comments (`ISOLINT_BLESS=1 cargo test --test registry` rewrites these pages).\n\n| id | name | severity | fix needs | summary |\n|---|---|---|---|---|\n",
+        "# Rules\n\nGenerated from the rules' doc comments (`ISOLINT_BLESS=1 cargo test --test it registry::` rewrites these pages).\n\n| id | name | severity | fix needs | summary |\n|---|---|---|---|---|\n",
     );
     for r in RULES {
         out.push_str(&format!(

@@ -9,8 +9,10 @@ declare_rule! {
     /// `PyState_FindModule` call in a module that has module state (`m_size > 0`).
     ///
     /// ## Why is this bad?
-    /// There is one module object per interpreter, and the global holds only the last one
-    /// imported: every other interpreter then reads and writes the wrong interpreter's state.
+    /// There is one module object per interpreter, and the global holds only one of them (the
+    /// last one imported with multi-phase init, the first with single-phase init and
+    /// `m_size = -1`): every other interpreter then reads and writes the wrong interpreter's
+    /// state.
     /// `PyState_FindModule` finds a single module per definition, so a second module instance
     /// in one interpreter sees the first one's state.
     ///
@@ -57,7 +59,17 @@ fn check(ctx: &mut Ctx) {
             continue;
         }
         let v = ctx.project.var(g.var);
-        let message = format!("`{}` keeps the module object in a process-global variable, {}; the last interpreter to import the module wins", v.name, write_summary(ctx.project, g));
+        // Single-phase init with `m_size = -1` runs once: the first module object stays.
+        let outcome = if ctx.module.initialises_once_per_process() {
+            "every interpreter reaches the first interpreter's module through it"
+        } else {
+            "the last interpreter to import the module wins"
+        };
+        let message = format!(
+            "`{}` keeps the module object in a process-global variable, {}; {outcome}",
+            v.name,
+            write_summary(ctx, g)
+        );
         let help = "reach the module from what each function receives: `self` for module functions, `PyType_GetModuleByDef(Py_TYPE(obj), &def)` or `defining_class` in methods".to_string();
         let site = ctx.var_site(g.var);
         ctx.report(site, Some(&v.name), v.function.as_deref(), message, help);

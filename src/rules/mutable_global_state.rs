@@ -81,7 +81,7 @@ fn check(ctx: &mut Ctx) {
             "`{}` (`{}`) is a mutable C {scope}, {}",
             v.name,
             v.type_display().trim(),
-            write_summary(ctx.project, g)
+            write_summary(ctx, g)
         );
         let help = "keep it in module state (`PyModule_GetState`), or make it `const` if it never changes after start-up".to_string();
         let site = ctx.var_site(g.var);

@@ -70,7 +70,7 @@ fn check(ctx: &mut Ctx) {
         let message = format!(
             "`{}` in `{function}` is a function-local static cache of Python objects, {}",
             v.name,
-            write_summary(ctx.project, g)
+            write_summary(ctx, g)
         );
         let help = "create the object in the exec slot and keep it in module state; reach it through the module or the defining class".to_string();
         let site = ctx.var_site(g.var);

@@ -24,11 +24,18 @@ pub fn describe_writes(project: &Project, global: &Global) -> String {
     text
 }
 
-/// The sentence on how a global is written, by class.
-pub fn write_summary(project: &Project, global: &Global) -> String {
+/// The sentence on how a global is written, by class. What an init-time write means
+/// depends on the module: multi-phase init runs once per interpreter (each overwrites the
+/// global), single-phase init with `m_size = -1` once per process (the first interpreter's
+/// objects are shared by all later ones).
+pub fn write_summary(ctx: &super::Ctx, global: &Global) -> String {
+    let project = ctx.project;
     let places = describe_writes(project, global);
     match global.class {
         WriteClass::NeverWritten => "never written after its initializer".to_string(),
+        WriteClass::InitOnly if ctx.module.initialises_once_per_process() => format!(
+            "written only while the module initialises, in {places}; with single-phase init and `m_size = -1` that happens once per process, so every later legacy sub-interpreter shares what the first interpreter stored, which outlives that interpreter (isolated interpreters refuse the module)"
+        ),
         WriteClass::InitOnly => format!(
             "written only while the module initialises, in {places}; every interpreter that imports the module overwrites it"
         ),

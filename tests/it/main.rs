@@ -9,6 +9,7 @@ mod fixtures;
 mod formats;
 mod linking;
 mod lsp;
+mod messages;
 mod plan;
 mod registry;
 mod robustness;

@@ -124,7 +124,7 @@ fn rule_docs_are_generated_and_current() {
     }
     assert!(
         stale.is_empty(),
-        "docs/rules is stale for {stale:?}: run `ISOLINT_BLESS=1 cargo test --test registry`"
+        "docs/rules is stale for {stale:?}: run `ISOLINT_BLESS=1 cargo test --test it registry::`"
     );
     let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
         .unwrap()

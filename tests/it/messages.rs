@@ -1,0 +1,40 @@
+//! Rule messages say what really happens to the module they are about.
+
+use isolint::{analyze, AnalyzeOptions};
+use std::path::PathBuf;
+
+fn messages(fixture: &str, rule: &str) -> Vec<String> {
+    let options = AnalyzeOptions {
+        paths: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/check")
+            .join(fixture)],
+        ..AnalyzeOptions::default()
+    };
+    analyze(&options)
+        .findings
+        .into_iter()
+        .filter(|f| f.name == rule && f.message.contains("only while the module initialises"))
+        .map(|f| f.message)
+        .collect()
+}
+
+/// Single-phase init with `m_size = -1` runs `PyInit` once per process: the first
+/// interpreter's objects are shared, nothing is overwritten by later imports.
+#[test]
+fn single_phase_init_time_writes_are_shared_not_overwritten() {
+    let single = messages("legacy_single_phase", "global-pyobject");
+    assert!(!single.is_empty());
+    for m in &single {
+        assert!(m.contains("once per process"), "{m}");
+        assert!(!m.contains("overwrites"), "{m}");
+    }
+    let multi = messages("multi_phase_exec_static", "global-pyobject");
+    assert!(!multi.is_empty());
+    for m in &multi {
+        assert!(
+            m.contains("every interpreter that imports the module overwrites it"),
+            "{m}"
+        );
+        assert!(!m.contains("once per process"), "{m}");
+    }
+}
