@@ -580,7 +580,10 @@ fn rules_table(rules: &[&'static RuleInfo], width: usize) -> String {
         let options = textwrap::Options::new(summary_width)
             .initial_indent(&head)
             .subsequent_indent(&indent)
-            .break_words(false);
+            .break_words(false)
+            // Only at spaces: a path or `m_size = -1` must not be split at a `/` or a `-`.
+            .word_separator(textwrap::WordSeparator::AsciiSpace)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation);
         format!("{}\n", textwrap::fill(summary, options))
     };
     let mut out = row(headers, "summary");

@@ -79,7 +79,10 @@ fn wrapped(text: &str, first: &str, indent: &str, width: usize) -> String {
     let options = textwrap::Options::new(width.max(MIN_WIDTH))
         .initial_indent(first)
         .subsequent_indent(indent)
-        .break_words(false);
+        .break_words(false)
+        // Only at spaces: a path or `m_size = -1` must not be split at a `/` or a `-`.
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
     let mut out = textwrap::fill(text, options);
     out.push('\n');
     out

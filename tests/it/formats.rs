@@ -106,7 +106,7 @@ fn every_format_carries_the_same_facts() {
     let concise = stdout(&isolint(&["check", "--format", "concise", FIXTURE]));
     let github = stdout(&isolint(&["check", "--format", "github", FIXTURE]));
     let human = stdout(&isolint(&[
-        "check", "--format", "human", "--color", "never", "--width", "400", FIXTURE,
+        "check", "--format", "human", "--color", "never", "--width", "5000", FIXTURE,
     ]));
     let sarif: Value =
         serde_json::from_str(&stdout(&isolint(&["check", "--format", "sarif", FIXTURE])))
