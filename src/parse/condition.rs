@@ -340,6 +340,85 @@ fn compare(left: Value, op: &str, right: Value) -> Cond {
     }
 }
 
+/// `#  ifdef X` as (`ifdef`, `X`): the directive's word and the rest, trimmed.
+pub fn directive(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim_start().strip_prefix('#')?.trim_start();
+    let word_end = rest
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(rest.len());
+    Some((&rest[..word_end], rest[word_end..].trim()))
+}
+
+/// The versions an `#if` / `#ifdef` / `#ifndef` / `#elif` line selects on its own, when it is
+/// about versions.
+pub fn directive_versions(word: &str, arg: &str, macros: &VersionMacros) -> Option<VersionRange> {
+    let cond = match word {
+        "if" | "elif" => evaluate(arg, macros),
+        "ifdef" => evaluate(&format!("defined({arg})"), macros),
+        "ifndef" => evaluate(&format!("!defined({arg})"), macros),
+        _ => Cond::Unknown,
+    };
+    match cond {
+        Cond::Version(r) => Some(r),
+        Cond::Unknown => None,
+    }
+}
+
+/// Adds to `macros` the object-like macros `text` defines only under a version condition
+/// (`#define IS_PY3K` inside `#if PY_MAJOR_VERSION >= 3`), for reading another file's
+/// `#ifdef IS_PY3K`. A line scan: cheap, and wrong only where the pre-pass is too.
+pub fn collect_version_macros(text: &str, macros: &mut VersionMacros) {
+    // (range of the enclosing branch, versions earlier branches took) per open `#if`.
+    let mut open: Vec<(VersionRange, Option<VersionRange>)> = Vec::new();
+    for line in text.lines() {
+        let Some((word, arg)) = directive(line) else {
+            continue;
+        };
+        let parent = open.last().map_or(VersionRange::ALL, |o| o.0);
+        match word {
+            "if" | "ifdef" | "ifndef" => {
+                let own = directive_versions(word, arg, macros);
+                open.push((own.unwrap_or(VersionRange::ALL).intersect(&parent), own));
+            }
+            "elif" | "else" => {
+                let grand = open
+                    .len()
+                    .checked_sub(2)
+                    .map_or(VersionRange::ALL, |i| open[i].0);
+                if let Some(top) = open.last_mut() {
+                    let own = if word == "else" {
+                        Some(VersionRange::ALL)
+                    } else {
+                        directive_versions(word, arg, macros)
+                    };
+                    let range = match (own, top.1) {
+                        (Some(r), Some(taken)) => r.intersect(&taken.complement()),
+                        _ => VersionRange::ALL,
+                    };
+                    top.1 = match (top.1, own) {
+                        (Some(t), Some(r)) => Some(t.hull(&r)),
+                        _ => None,
+                    };
+                    top.0 = range.intersect(&grand);
+                }
+            }
+            "endif" => {
+                open.pop();
+            }
+            "define" if !parent.is_all() => {
+                let name: String = arg
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() && !arg[name.len()..].starts_with('(') {
+                    macros.insert(name, parent);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Evaluates the text after `#if` / `#elif`.
 pub fn evaluate(expr: &str, macros: &VersionMacros) -> Cond {
     let Some(toks) = lex(expr) else {
@@ -400,6 +479,22 @@ mod tests {
             Cond::Version(VersionRange::ALL)
         );
         assert_eq!(eval("Py_GIL_DISABLED && HAVE_X"), Cond::Unknown);
+    }
+
+    #[test]
+    fn version_macros_from_another_file() {
+        let mut macros = VersionMacros::new();
+        collect_version_macros(
+            "#if PY_MAJOR_VERSION >= 3\n#define PY3K\n#define MOD_INIT(n) PyInit_##n\n#else\n#define PY2K\n#endif\n",
+            &mut macros,
+        );
+        assert_eq!(macros.get("PY3K"), Some(&VersionRange::at_least(py(3, 0))));
+        assert_eq!(macros.get("PY2K"), Some(&VersionRange::below(py(3, 0))));
+        assert!(!macros.contains_key("MOD_INIT"));
+        assert_eq!(
+            evaluate("defined(PY3K)", &macros),
+            Cond::Version(VersionRange::at_least(py(3, 0)))
+        );
     }
 
     #[test]

@@ -151,7 +151,8 @@ fn stage_0(ctx: &PlanCtx, fix: &Stage0) -> Stage {
             }
         }
         Stage0::Refused(reason) => {
-            notes.push(format!("`isolint fix --stage 0` refuses this module: {reason}. Make the change by hand, following the template."));
+            let reasons = reason.replace('\n', "; ");
+            notes.push(format!("`isolint fix --stage 0` refuses this module: {reasons}. Make the change by hand, following the template."));
             let def = ctx.def_name().unwrap_or("module_def");
             // A head written through a macro (`MOD_INIT(name)`) keeps its macro; the template
             // spells the function it expands to.

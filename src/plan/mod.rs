@@ -219,12 +219,38 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
 
 /// A unified diff of one file.
 pub fn unified_diff(path: &std::path::Path, old: &str, new: &str) -> String {
-    let shown = path.display().to_string();
+    let shown = diff_path(path);
     similar::TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
         .header(&format!("a/{shown}"), &format!("b/{shown}"))
         .to_string()
+}
+
+/// The path a diff names: relative to the root of the git repository that holds the file, so
+/// `git apply` takes it from there whatever path the scan was given (`.`, `./src`, an
+/// absolute path); relative to the current folder, without `./`, outside a repository.
+fn diff_path(path: &std::path::Path) -> String {
+    let absolute = crate::config::absolute(path);
+    let root = absolute
+        .ancestors()
+        .skip(1)
+        .find(|d| d.join(".git").exists())
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::current_dir().ok());
+    let relative = root
+        .as_deref()
+        .and_then(|r| absolute.strip_prefix(r).ok())
+        .unwrap_or(path);
+    if relative.is_absolute() {
+        return relative.display().to_string();
+    }
+    let parts: Vec<String> = relative
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
 }
 
 /// The diff stage 0 makes for one module, for the plan.
@@ -273,7 +299,11 @@ pub fn run_fix(args: &FixArgs) -> i32 {
             FixOutcome::Changed => {}
             FixOutcome::Refused(r) => {
                 refused = true;
-                eprintln!("isolint: `{}` ({place}): not changed: {r}", m.module);
+                // Every reason at once, each with its place, so one run says all there is to do.
+                eprintln!("isolint: `{}` ({place}): not changed:", m.module);
+                for reason in r.lines() {
+                    eprintln!("  {}: {reason}", m.path.display());
+                }
             }
         }
     }

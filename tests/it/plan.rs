@@ -384,13 +384,19 @@ fn copy_tree(from: &Path, to: &Path) {
 // ---------------------------------------------------------------- the end-to-end proof
 
 fn build_module(py: &Python, dir: &Path) -> Result<(), String> {
-    let out = dir.join(format!("_speedups{}", py.ext_suffix));
+    build_named(py, dir, "_speedups", &[])
+}
+
+/// Builds `dir/NAME.c` into `dir/NAME<ext suffix>` with the strict flags and `extra`.
+fn build_named(py: &Python, dir: &Path, name: &str, extra: &[&str]) -> Result<(), String> {
+    let out = dir.join(format!("{name}{}", py.ext_suffix));
     let _ = std::fs::remove_file(&out);
     let inc = format!("-I{}", py.include.display());
-    let src = dir.join("_speedups.c").display().to_string();
+    let src = dir.join(format!("{name}.c")).display().to_string();
     let o = out.display().to_string();
     let mut args = vec!["-shared", "-fPIC", "-O0", inc.as_str()];
     args.extend_from_slice(STRICT);
+    args.extend_from_slice(extra);
     args.extend(["-o", o.as_str(), src.as_str()]);
     gcc(
         &args,
@@ -579,5 +585,202 @@ fn fix_refuses_a_module_variable_set_again() {
     match fix_of(&source).0 {
         FixOutcome::Refused(r) => assert!(r.contains("returns `Error`"), "{r}"),
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Styles real legacy modules are written in, all in one `PyInit`: a Python 2 branch around
+/// the creation, `return (NULL);`, a definition mixing `PyModuleDef_HEAD_INIT,` with
+/// designated fields, `PyUnstable_Module_SetGIL` under `#ifdef Py_GIL_DISABLED`, and a platform
+/// branch that must stay where it is.
+const STYLES: &str = r#"#include <Python.h>
+
+static PyObject *StylesError;
+
+static PyMethodDef styles_methods[] = {{NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef styles_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_styles",
+    .m_size = -1,
+    .m_methods = styles_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__styles(void)
+{
+    PyObject *m;
+#if PY_MAJOR_VERSION >= 3
+    m = PyModule_Create(&styles_def);
+#else
+    m = Py_InitModule3("_styles", styles_methods, "old");
+#endif
+    if (m == NULL)
+        return (NULL);
+#ifdef Py_GIL_DISABLED
+    PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED);
+#endif
+    StylesError = PyErr_NewException("_styles.Error", NULL, NULL);
+    if (StylesError == NULL) {
+        Py_DECREF(m);
+        return (NULL);
+    }
+#ifdef MS_WINDOWS
+    if (PyModule_AddIntConstant(m, "windows", 1) < 0) {
+        return NULL;
+    }
+#else
+    if (PyModule_AddIntConstant(m, "windows", 0) < 0) {
+        return NULL;
+    }
+#endif
+    if (PyModule_AddObject(m, "Error", StylesError) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return (m);
+}
+"#;
+
+/// How the main interpreter sees `NAME`'s definition: `single-phase`, or `multi-phase` with
+/// its `Py_mod_multiple_interpreters` and `Py_mod_gil` values.
+const SLOTS_OF: &str = r#"
+import ctypes, importlib, sys
+mod = importlib.import_module(sys.argv[1])
+get_def = ctypes.pythonapi.PyModule_GetDef
+get_def.restype = ctypes.c_void_p
+get_def.argtypes = [ctypes.py_object]
+ptr = get_def(mod)
+word = ctypes.sizeof(ctypes.c_void_p)
+slots = ctypes.c_void_p.from_address(ptr + 9 * word).value
+if not slots:
+    print("single-phase")
+else:
+    found = {}
+    at = slots
+    while True:
+        slot = ctypes.c_int.from_address(at).value
+        if slot == 0:
+            break
+        found[slot] = ctypes.c_void_p.from_address(at + word).value or 0
+        at += 2 * word
+    print("multi-phase", found.get(3), found.get(4))
+print("windows", mod.windows, mod.Error.__name__)
+"#;
+
+#[test]
+fn fix_takes_common_legacy_styles_and_the_result_builds() {
+    let (outcome, new) = fix_of(STYLES);
+    assert_eq!(outcome, FixOutcome::Changed, "{new}");
+    // The Python 2 branch is gone; the Python 3 one lost its directives.
+    assert!(!new.contains("Py_InitModule3"), "{new}");
+    assert!(!new.contains("PY_MAJOR_VERSION"), "{new}");
+    // `return (NULL)` became `return -1`, `return (m)` became `return 0`.
+    assert!(
+        !new.contains("return (NULL)") && !new.contains("return (m)"),
+        "{new}"
+    );
+    assert!(
+        new.contains("return -1;") && new.contains("return 0;"),
+        "{new}"
+    );
+    // SetGIL is a slot now, and the `#ifdef` that held only it is gone.
+    assert!(!new.contains("PyUnstable_Module_SetGIL(m"), "{new}");
+    assert!(!new.contains("Py_GIL_DISABLED"), "{new}");
+    assert!(new.contains("{Py_mod_gil, Py_MOD_GIL_NOT_USED}"), "{new}");
+    // The platform branch stays, in exec.
+    assert!(new.contains("#ifdef MS_WINDOWS"), "{new}");
+    // The mixed definition gets a designated `m_slots` and `m_size = 0`.
+    assert!(new.contains(".m_slots = styles_def_slots"), "{new}");
+    assert!(new.contains(".m_size = 0,"), "{new}");
+
+    let pythons = pythons();
+    if pythons.is_empty() {
+        eprintln!("build part skipped: no Python >= 3.11 with headers found");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("_styles.c"), &new).expect("write");
+    let script = dir.path().join("slots_of.py");
+    std::fs::write(&script, SLOTS_OF).expect("write");
+    let script = script.display().to_string();
+    for py in pythons {
+        build_named(py, dir.path(), "_styles", &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&script, "_styles"], dir.path()).expect("it imports");
+        let gil = if py.version >= (3, 13) { "1" } else { "None" };
+        let interpreters = if py.version >= (3, 12) { "0" } else { "None" };
+        assert!(
+            out.starts_with(&format!("multi-phase {interpreters} {gil}\n")),
+            "{}.{}: {out}",
+            py.version.0,
+            py.version.1
+        );
+        assert!(out.contains("windows 0 Error"), "{out}");
+    }
+}
+
+#[test]
+fn fix_names_every_refusal_at_once_with_its_line() {
+    let source = STYLES
+        .replace("return (m);", "return StylesError;")
+        .replace(
+            "    StylesError = PyErr_NewException",
+            "    m = NULL;\n    StylesError = PyErr_NewException",
+        )
+        .replace(
+            "    .m_methods = styles_methods,\n",
+            "    .m_methods = styles_methods,\n    0,\n",
+        );
+    let FixOutcome::Refused(reasons) = fix_of(&source).0 else {
+        panic!("expected a refusal");
+    };
+    let lines: Vec<&str> = reasons.lines().collect();
+    assert!(lines.len() >= 3, "{reasons}");
+    for wanted in [
+        "a positional field after a designated one",
+        "is assigned again",
+        "returns `StylesError`",
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(wanted))
+            .unwrap_or_else(|| panic!("no `{wanted}` in:\n{reasons}"));
+        assert!(line.starts_with("line "), "{line}");
+    }
+}
+
+#[test]
+fn fix_diff_applies_from_the_repository_root_whatever_path_was_given() {
+    if Command::new("git").arg("--version").output().is_err() {
+        eprintln!("skipped: no git");
+        return;
+    }
+    let repo = tempfile::tempdir().expect("tempdir");
+    let git = |args: &[&str], dir: &Path| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        out
+    };
+    git(&["init", "-q"], repo.path());
+    let src = repo.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("_styles.c"), STYLES).expect("write");
+    for arg in [".", "./", "_styles.c", "./_styles.c"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+            .args(["fix", "--stage", "0", arg])
+            .current_dir(&src)
+            .output()
+            .expect("isolint runs");
+        let diff = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            diff.starts_with("--- a/src/_styles.c\n+++ b/src/_styles.c\n"),
+            "{arg}: {diff}"
+        );
+        let patch = repo.path().join("fix.diff");
+        std::fs::write(&patch, &diff).expect("write");
+        git(&["apply", "--check", "fix.diff"], repo.path());
     }
 }
