@@ -81,6 +81,27 @@ impl<'a> Layouts<'a> {
         is_api_object_type(type_name) || self.get(type_name).is_some_and(|s| s.is_object_layout())
     }
 
+    /// The fields after the object header of the instance struct a type's `tp_basicsize`
+    /// names (`sizeof(FooObject)`) that point to Python objects: what makes its instances
+    /// hold references, so the type needs the GC protocol. Empty when the struct is unknown.
+    pub fn instance_object_fields(&self, basicsize: &crate::facts::Expr) -> Vec<&'a str> {
+        let crate::facts::ExprKind::SizeOf(instance) = &basicsize.kind else {
+            return Vec::new();
+        };
+        let instance = instance.trim_matches(|c| c == '(' || c == ')').trim();
+        self.get(instance)
+            .map(|layout| {
+                layout
+                    .fields
+                    .iter()
+                    .skip(1)
+                    .filter(|f| f.pointers > 0 && self.is_object(&f.type_name))
+                    .map(|f| f.name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A value of this type (with these pointer levels) holds a reference to a Python object.
     pub fn holds_objects(&self, type_name: &str, pointers: usize, depth: usize) -> bool {
         if pointers > 0 {

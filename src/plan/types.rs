@@ -65,7 +65,12 @@ pub struct HeapType {
     pub code: String,
     pub notes: Vec<String>,
     pub dealloc: Option<String>,
+    /// The existing dealloc's parameter as declared (`FooObject *self`), so the template keeps
+    /// the signature its prototype already has.
+    pub dealloc_param: Option<String>,
     pub traverse: Option<String>,
+    /// The plan adds `traverse` (the static type had none, its instances hold references).
+    pub traverse_is_new: bool,
     pub gc: bool,
     /// The static base type it named in `tp_base`, created first.
     pub base: Option<String>,
@@ -94,6 +99,8 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
     let mut notes = Vec::new();
     let mut slot_lines = Vec::new();
     let mut base = None;
+    // A `tp_traverse` the plan adds, for a type whose instances hold references.
+    let mut new_traverse: Option<String> = None;
     let has = |k: &str| t.slots.get(k).filter(|e| !is_nothing(e));
     for (field, value) in &t.slots {
         if is_nothing(value) {
@@ -131,7 +138,22 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
         .filter(|e| !is_nothing(e))
         .map(|e| e.text.clone())
         .unwrap_or_else(|| "Py_TPFLAGS_DEFAULT".to_string());
-    let gc = has("tp_traverse").is_some();
+    // Instances that hold references need the GC protocol as heap types, traverse or not
+    // (the `heap-type-gc-protocol` rule asks the same of the result).
+    let object_fields: Vec<String> = t
+        .slots
+        .get("tp_basicsize")
+        .map(|size| ctx.layouts.instance_object_fields(size))
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let gc = has("tp_traverse").is_some() || !object_fields.is_empty();
+    if gc && has("tp_traverse").is_none() {
+        let traverse = ctx.fresh(&format!("{var_name}_traverse"));
+        slot_lines.push(format!("    {{Py_tp_traverse, {traverse}}},"));
+        new_traverse = Some(traverse);
+    }
     if gc && !flags.contains("Py_TPFLAGS_HAVE_GC") {
         flags.push_str(" | Py_TPFLAGS_HAVE_GC");
     }
@@ -153,8 +175,18 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
         .get("tp_itemsize")
         .map(|e| e.text.clone())
         .unwrap_or_else(|| "0".into());
+    let instance = t.slots.get("tp_basicsize").and_then(|e| match &e.kind {
+        ExprKind::SizeOf(s) => Some(s.trim_matches(|c| c == '(' || c == ')').trim().to_string()),
+        _ => None,
+    });
+    // A traverse the plan adds is complete (the type, then every object field), so it is
+    // declared with the spec that names it.
+    let traverse_code = new_traverse
+        .as_deref()
+        .map(|traverse| new_traverse_function(traverse, instance.as_deref(), &object_fields))
+        .unwrap_or_default();
     let code = format!(
-        "static PyType_Slot {slots_name}[] = {{\n{}\n    {{0, NULL}},\n}};\n\nstatic PyType_Spec {spec_name} = {{\n    .name = \"{tp_name}\",\n    .basicsize = {basicsize},\n    .itemsize = {itemsize},\n    .flags = {flags},\n    .slots = {slots_name},\n}};\n",
+        "{traverse_code}static PyType_Slot {slots_name}[] = {{\n{}\n    {{0, NULL}},\n}};\n\nstatic PyType_Spec {spec_name} = {{\n    .name = \"{tp_name}\",\n    .basicsize = {basicsize},\n    .itemsize = {itemsize},\n    .flags = {flags},\n    .slots = {slots_name},\n}};\n",
         slot_lines.join("\n"),
     );
     // `state->Base` in a slot array would not compile at file scope: the base goes in the
@@ -174,8 +206,12 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
         spec_name,
         code,
         notes,
+        dealloc_param: has("tp_dealloc")
+            .and_then(function_of)
+            .and_then(|name| first_param(ctx, &name)),
         dealloc: has("tp_dealloc").and_then(function_of),
-        traverse: has("tp_traverse").and_then(function_of),
+        traverse_is_new: new_traverse.is_some(),
+        traverse: new_traverse.or_else(|| has("tp_traverse").and_then(function_of)),
         gc,
         base,
     })
@@ -240,6 +276,35 @@ pub fn exec_lines(ht: &HeapType, state_var: &str) -> String {
     )
 }
 
+/// The `tp_traverse` of a type that had none: its type, then every object field.
+fn new_traverse_function(traverse: &str, instance: Option<&str>, fields: &[String]) -> String {
+    let instance = instance.unwrap_or("PyObject");
+    let mut visits = String::new();
+    for field in fields {
+        visits.push_str(&format!("    Py_VISIT((({instance} *)self)->{field});\n"));
+    }
+    format!(
+        "/* {traverse}: new with Py_TPFLAGS_HAVE_GC: the type, then every object field. */\nstatic int\n{traverse}(PyObject *self, visitproc visit, void *arg)\n{{\n    Py_VISIT(Py_TYPE(self));\n{visits}    return 0;\n}}\n\n"
+    )
+}
+
+/// `FooObject *self` for the module's function `name`, as its definition declares it.
+fn first_param(ctx: &PlanCtx, name: &str) -> Option<String> {
+    let f = ctx
+        .module
+        .files
+        .iter()
+        .flat_map(|&fi| ctx.project.files[fi].functions.iter())
+        .find(|f| f.name == name)?;
+    let p = f.params.first()?;
+    let param = p.name.clone().unwrap_or_else(|| "self".into());
+    Some(format!(
+        "{} {}{param}",
+        p.type_name.trim(),
+        "*".repeat(p.pointers)
+    ))
+}
+
 /// The dealloc and traverse bodies the HOWTO asks of a heap type.
 pub fn instance_changes(ht: &HeapType) -> String {
     let mut out = String::new();
@@ -247,17 +312,33 @@ pub fn instance_changes(ht: &HeapType) -> String {
         .dealloc
         .clone()
         .unwrap_or_else(|| format!("{}_dealloc", ht.var_name));
+    // The existing definition's parameter, so the template matches its prototype.
+    let param = ht
+        .dealloc_param
+        .clone()
+        .unwrap_or_else(|| "PyObject *self".into());
+    let self_name = param
+        .rsplit(|c: char| c == '*' || c.is_whitespace())
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("self")
+        .to_string();
     out.push_str(&format!(
-        "/* {dealloc}: a heap type's instances own a reference to their type. */\nstatic void\n{dealloc}(PyObject *self)\n{{\n    PyTypeObject *tp = Py_TYPE(self);\n"
+        "/* {dealloc}: a heap type's instances own a reference to their type. */\nstatic void\n{dealloc}({param})\n{{\n    PyTypeObject *tp = Py_TYPE({self_name});\n"
     ));
     if ht.gc {
-        out.push_str("    PyObject_GC_UnTrack(self);\n");
+        out.push_str(&format!("    PyObject_GC_UnTrack({self_name});\n"));
     }
-    out.push_str("    /* ... release the instance's fields as before ... */\n    tp->tp_free(self);\n    Py_DECREF(tp);\n}\n");
-    if let Some(traverse) = &ht.traverse {
+    out.push_str(&format!(
+        "    /* ... release the instance's fields as before ... */\n    tp->tp_free((PyObject *){self_name});\n    Py_DECREF(tp);\n}}\n"
+    ));
+    if let Some(traverse) = ht.traverse.as_ref().filter(|_| !ht.traverse_is_new) {
         out.push_str(&format!(
             "\n/* {traverse}: visit the type first (3.9+). */\nstatic int\n{traverse}(PyObject *self, visitproc visit, void *arg)\n{{\n    Py_VISIT(Py_TYPE(self));\n    /* ... visit the instance's fields as before ... */\n    return 0;\n}}\n"
         ));
+    }
+    if ht.gc && ht.traverse_is_new {
+        out.push_str("\n/* Instances are GC objects now: allocate them with `PyObject_GC_New` (or\n   `tp_alloc`), not `PyObject_New`, and track them once their fields are set. */\n");
     }
     out
 }

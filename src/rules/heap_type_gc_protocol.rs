@@ -89,16 +89,10 @@ fn check(ctx: &mut Ctx) {
             }
             _ => None,
         });
-        let holds = instance
-            .as_deref()
-            .and_then(|s| ctx.layouts.get(s))
-            .is_some_and(|layout| {
-                layout
-                    .fields
-                    .iter()
-                    .skip(1)
-                    .any(|f| f.pointers > 0 && ctx.layouts.is_object(&f.type_name))
-            });
+        let holds = t
+            .slots
+            .get("tp_basicsize")
+            .is_some_and(|size| !ctx.layouts.instance_object_fields(size).is_empty());
         let help = "follow the HOWTO's heap-type GC protocol: `Py_TPFLAGS_HAVE_GC`, visit `Py_TYPE(self)` in `tp_traverse`, untrack and `Py_DECREF` the type in `tp_dealloc`, keep the default `tp_free`".to_string();
         if holds && !is_gc {
             let message = format!("heap type `{name}`: instances of `{}` hold references, but the flags lack `Py_TPFLAGS_HAVE_GC`", instance.as_deref().unwrap_or("?"));
