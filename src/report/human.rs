@@ -112,6 +112,9 @@ pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
     for e in &analysis.errors {
         out.push_str(&format!("error: {}: {}\n", e.path.display(), e.message));
     }
+    for n in &analysis.build_notes {
+        out.push_str(&format!("note: {}: {}\n", n.path.display(), n.message));
+    }
     for s in &analysis.skipped {
         out.push_str(&format!("skipped: {}: {}\n", s.path.display(), s.message));
     }
@@ -126,8 +129,12 @@ pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
                     .flatten()
                     .unwrap_or_else(|| "-".to_string())
             };
+            let import = match &m.import_name {
+                Some(dotted) if *dotted != m.name => format!(" `{dotted}`"),
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "  {} ({}:{}): {} init, m_size = {}, multiple_interpreters = {}, gil = {}, {} static / {} heap types\n",
+                "  {}{import} ({}:{}): {} init, m_size = {}, multiple_interpreters = {}, gil = {}, {} static / {} heap types, {} file(s) from {}\n",
                 m.name,
                 m.path.display(),
                 m.line,
@@ -136,7 +143,9 @@ pub fn render(analysis: &Analysis, texts: &mut Texts, color: bool) -> String {
                 slot("multiple_interpreters"),
                 slot("gil"),
                 m.static_types,
-                m.heap_types
+                m.heap_types,
+                m.files.len(),
+                m.files_from
             ));
             if let Some(v) = &m.verdict {
                 let default = if v.multiple_interpreters_is_default {
