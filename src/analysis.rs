@@ -158,19 +158,28 @@ struct ScanContext<'a> {
     max: u64,
     shared_macros: &'a [String],
     cache: Option<&'a FactsCache>,
+    build: &'a BuildInfo,
 }
 
 impl ScanContext<'_> {
-    /// The cache key of this scan's facts for a file of `kind`.
-    fn facts_key(&self, kind: SourceKind) -> u64 {
-        facts_key(kind.into(), self.shared_macros)
+    /// The cache key of this scan's facts for a file of `kind` compiled with `defines`.
+    fn facts_key(&self, kind: SourceKind, defines: &[(String, bool)]) -> u64 {
+        let mut macros = self.shared_macros.to_vec();
+        // The build's macros shape the parse too: they are part of the key.
+        macros.extend(
+            defines
+                .iter()
+                .map(|(n, d)| format!("-{}{n}", if *d { 'D' } else { 'U' })),
+        );
+        facts_key(kind.into(), &macros)
     }
 }
 
 fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
     let (path, kind, bytes) = job;
+    let defines = cx.build.defines_for(&path);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
-        if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind)) {
+        if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind, &defines)) {
             return FileOutcome::Facts(Box::new(facts));
         }
     }
@@ -183,7 +192,7 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
             });
         }
     };
-    match crate::parse::parse_with(source.text.as_bytes(), cx.shared_macros) {
+    match crate::parse::parse_with_defines(source.text.as_bytes(), cx.shared_macros, &defines) {
         // The tree is dropped at the end of this arm: only the facts outlive the file.
         Ok(parsed) => {
             let mut facts = extract(&parsed, &path, kind, source.first_invalid_utf8);
@@ -197,7 +206,7 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
                 } else {
                     crate::parse::prepass::attribute_macros_in(&source.text)
                 };
-                cache.store(&path, content, macros, cx.facts_key(kind), &facts);
+                cache.store(&path, content, macros, cx.facts_key(kind, &defines), &facts);
             }
             FileOutcome::Facts(Box::new(facts))
         }
@@ -262,6 +271,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         max: options.max_file_size,
         shared_macros: &shared_macros,
         cache: cache.as_ref(),
+        build: &build,
     };
     // Largest files first, each taken by the next free worker: a big file started last would
     // leave the other workers idle at the end.

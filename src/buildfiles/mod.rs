@@ -92,6 +92,9 @@ pub struct BuildNote {
 pub struct BuildInfo {
     pub targets: Vec<BuildTarget>,
     pub notes: Vec<BuildNote>,
+    /// Dotted names of extensions whose sources could not be read: a module found by includes
+    /// whose `PyInit_` name ends one of them still gets its import name.
+    pub unread_names: Vec<String>,
     /// Per source file (by [`file_key`]), the `-D`/`-U` macros its compile command gives.
     pub defines: BTreeMap<PathBuf, Vec<(String, bool)>>,
 }
@@ -273,7 +276,12 @@ pub(crate) fn defines_in_arguments(args: &[String]) -> Vec<(String, bool)> {
         } else {
             rest
         };
-        let name = spec.split('=').next().unwrap_or("");
+        let (name, value) = spec.split_once('=').unwrap_or((spec, "1"));
+        // `-DFOO=0` is defined for `#ifdef` but false for `#if FOO`: the condition code
+        // cannot tell those apart, so it is not used.
+        if value.trim() == "0" {
+            continue;
+        }
         if !name.is_empty()
             && name
                 .chars()

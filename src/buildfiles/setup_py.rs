@@ -198,6 +198,7 @@ impl<'a> Evaluator<'a> {
         // extension; an `Extension(**kw)` call spreads a dict built in code.
         let Some(sources_node) = keywords.get("sources").copied().or(positional.get(1).copied())
         else {
+            info.unread_names.extend(name.clone());
             info.notes.push(BuildNote {
                 path: path.to_path_buf(),
                 message: format!(
@@ -209,6 +210,7 @@ impl<'a> Evaluator<'a> {
         let sources = match self.eval(sources_node, &HashMap::new(), 0).strings() {
             Ok(list) => list,
             Err(why) => {
+                info.unread_names.extend(name.clone());
                 info.notes.push(BuildNote {
                     path: path.to_path_buf(),
                     message: format!(

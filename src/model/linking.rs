@@ -220,7 +220,17 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
                     let (target, members) = &targets[t];
                     (vec![init.file], Some(members), target.from, None)
                 }
-                (None, None) => (vec![init.file], None, FilesFrom::Includes, None),
+                (None, None) => {
+                    let mut named = build
+                        .unread_names
+                        .iter()
+                        .filter(|n| n.rsplit('.').next() == Some(name.as_str()));
+                    let import_name = match (named.next(), named.next()) {
+                        (Some(only), None) => Some(only.clone()),
+                        _ => None,
+                    };
+                    (vec![init.file], None, FilesFrom::Includes, import_name)
+                }
             };
             let linking = exact.is_none();
             let home = &resolver.paths[init.file];
