@@ -47,10 +47,11 @@ pub(super) fn read(path: &Path, info: &mut BuildInfo) {
     let mut groups: BTreeMap<Option<String>, Vec<PathBuf>> = BTreeMap::new();
     let mut missing = Vec::new();
     for entry in &entries {
+        // A relative `directory` is taken from the database's own folder.
         let dir = entry
             .directory
             .as_deref()
-            .map(PathBuf::from)
+            .map(|d| db_dir.join(d))
             .unwrap_or_else(|| db_dir.to_path_buf());
         let Some(file) = c_source(&dir, &entry.file) else {
             continue;

@@ -8,6 +8,7 @@ mod cli;
 mod fixtures;
 mod linking;
 mod lsp;
+mod modules;
 mod plan;
 mod registry;
 mod robustness;
