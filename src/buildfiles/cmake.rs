@@ -151,6 +151,14 @@ struct Reader<'i> {
 }
 
 pub(super) fn read(path: &Path, info: &mut BuildInfo) {
+    read_with(path, None, info);
+}
+
+pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
+    read_with(path, Some(text), info);
+}
+
+fn read_with(path: &Path, text: Option<&str>, info: &mut BuildInfo) {
     let top_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let mut reader = Reader {
         info,
@@ -159,7 +167,13 @@ pub(super) fn read(path: &Path, info: &mut BuildInfo) {
         visited: Vec::new(),
         top_dir,
     };
-    reader.read_file(path, 0);
+    match text {
+        Some(text) => {
+            reader.visited.push(path.to_path_buf());
+            reader.read_commands(path, text, 0);
+        }
+        None => reader.read_file(path, 0),
+    }
     let Reader { info, targets, .. } = reader;
     let by_name: HashMap<&str, &Target> = targets.iter().map(|(n, t)| (n.as_str(), t)).collect();
     for (name, target) in &targets {
@@ -223,8 +237,12 @@ impl Reader<'_> {
         let Some(text) = read_text(path, self.info) else {
             return;
         };
+        self.read_commands(path, &text, depth);
+    }
+
+    fn read_commands(&mut self, path: &Path, text: &str, depth: usize) {
         let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
-        for command in commands(&text) {
+        for command in commands(text) {
             self.command(command, path, &dir, depth);
         }
     }
@@ -254,6 +272,10 @@ impl Reader<'_> {
                 },
             };
             text.replace_range(start..start + len + 1, &value);
+            // `set(A ${A}${A})` repeated doubles a value each time.
+            if text.len() > 1 << 20 {
+                return Err(format!("`{arg}` expands past 1 MB"));
+            }
         }
         Ok(text
             .split(';')

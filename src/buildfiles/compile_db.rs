@@ -22,16 +22,19 @@ struct Entry {
 }
 
 pub(super) fn read(path: &Path, info: &mut BuildInfo) {
-    let Some(text) = read_text(path, info) else {
-        return;
-    };
+    if let Some(text) = read_text(path, info) {
+        read_text_of(path, &text, info);
+    }
+}
+
+pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
     let note = |info: &mut BuildInfo, message: String| {
         info.notes.push(BuildNote {
             path: path.to_path_buf(),
             message,
         })
     };
-    let entries: Vec<Entry> = match serde_json::from_str(&text) {
+    let entries: Vec<Entry> = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(e) => {
             note(

@@ -119,11 +119,23 @@ pub(super) fn read(path: &Path, info: &mut BuildInfo) {
     reader.read_file(path, 0);
 }
 
+pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
+    let mut reader = Reader {
+        info,
+        env: HashMap::new(),
+        visited: vec![path.to_path_buf()],
+        top: path.to_path_buf(),
+    };
+    reader.read_tokens(path, text, 0);
+}
+
 struct Cursor<'t> {
     toks: &'t [Tok],
     pos: usize,
     /// Bracket depth: newlines inside brackets do not end a statement.
     depth: usize,
+    /// Expressions being read, one inside the other: past a limit, the rest is not read.
+    nesting: usize,
 }
 
 impl Cursor<'_> {
@@ -159,12 +171,17 @@ impl Reader<'_> {
         let Some(text) = read_text(path, self.info) else {
             return;
         };
-        let toks = tokenize(&text);
+        self.read_tokens(path, &text, depth);
+    }
+
+    fn read_tokens(&mut self, path: &Path, text: &str, depth: usize) {
+        let toks = tokenize(text);
         let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let mut cur = Cursor {
             toks: &toks,
             pos: 0,
             depth: 0,
+            nesting: 0,
         };
         while cur.pos < toks.len() {
             self.statement(&mut cur, &dir, depth);
@@ -220,6 +237,16 @@ impl Reader<'_> {
     }
 
     fn expr(&mut self, cur: &mut Cursor, dir: &Path, depth: usize) -> Value {
+        if cur.nesting > 200 {
+            return Value::Unknown("expressions nested too deep".into());
+        }
+        cur.nesting += 1;
+        let value = self.expr_inner(cur, dir, depth);
+        cur.nesting -= 1;
+        value
+    }
+
+    fn expr_inner(&mut self, cur: &mut Cursor, dir: &Path, depth: usize) -> Value {
         let mut value = self.postfix(cur, dir, depth);
         loop {
             if cur.eat("+") {
@@ -285,7 +312,7 @@ impl Reader<'_> {
             Some(Tok::Ident(name)) => match name.as_str() {
                 "true" | "false" => Value::Unknown("a boolean".into()),
                 "not" => {
-                    let _ = self.postfix(cur, dir, depth);
+                    let _ = self.expr(cur, dir, depth);
                     Value::Unknown("`not`".into())
                 }
                 _ => self

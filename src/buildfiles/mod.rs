@@ -184,6 +184,21 @@ pub fn read_build(roots: &[PathBuf], options: &BuildOptions) -> BuildInfo {
     info
 }
 
+/// What one build file's text says, read as the file `path` (its name picks the reader;
+/// relative sources are taken from its folder). For tests and the fuzzer: nothing is run, and
+/// any text gives a result or notes, never a panic.
+pub fn read_build_text(path: &Path, text: &str) -> BuildInfo {
+    let mut info = BuildInfo::default();
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some("compile_commands.json") => compile_db::read_text_of(path, text, &mut info),
+        Some("pyproject.toml") => pyproject::read_text_of(path, text, &mut info),
+        Some("meson.build") => meson::read_text_of(path, text, &mut info),
+        Some("CMakeLists.txt") => cmake::read_text_of(path, text, &mut info),
+        _ => setup_py::read_text_of(path, text, &mut info),
+    }
+    info
+}
+
 /// The scanned folder and the folders below it that hold a `setup.py` or `pyproject.toml`
 /// of their own (the packages of a monorepo), two levels deep at most. `meson.build` and
 /// `CMakeLists.txt` below the root are reached through `subdir()` / `add_subdirectory()`.

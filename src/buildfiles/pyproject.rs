@@ -4,9 +4,12 @@ use super::{c_source, read_text, BuildInfo, BuildNote, BuildTarget, FilesFrom};
 use std::path::{Path, PathBuf};
 
 pub(super) fn read(path: &Path, info: &mut BuildInfo) {
-    let Some(text) = read_text(path, info) else {
-        return;
-    };
+    if let Some(text) = read_text(path, info) {
+        read_text_of(path, &text, info);
+    }
+}
+
+pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
     let table: toml::Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {

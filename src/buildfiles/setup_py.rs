@@ -39,6 +39,8 @@ struct Evaluator<'a> {
     base: &'a Path,
     /// Every binding of a name in the file: `=` (true) or `+=` / `.append` / `.extend` (false).
     assignments: HashMap<&'a str, Vec<(bool, Node<'a>)>>,
+    /// Evaluation steps left: names that refer to lists of names can multiply the work.
+    budget: std::cell::Cell<usize>,
 }
 
 pub(super) fn read(path: &Path, info: &mut BuildInfo) {
@@ -74,6 +76,7 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
         text,
         base,
         assignments: HashMap::new(),
+        budget: std::cell::Cell::new(200_000),
     };
     let mut calls = Vec::new();
     collect(root, &mut evaluator, &mut calls, 0);
@@ -82,16 +85,19 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
     }
 }
 
-fn first_error(node: Node) -> Option<Node> {
-    if node.is_error() || node.is_missing() {
-        return Some(node);
+/// The first ERROR or MISSING node, walking down (no recursion: the tree may be deep).
+fn first_error(root: Node) -> Option<Node> {
+    let mut node = root;
+    loop {
+        if node.is_error() || node.is_missing() {
+            return Some(node);
+        }
+        let mut cursor = node.walk();
+        let next = node
+            .children(&mut cursor)
+            .find(|c| c.has_error() || c.is_missing());
+        node = next?;
     }
-    let mut cursor = node.walk();
-    let children: Vec<Node> = node.children(&mut cursor).collect();
-    children
-        .into_iter()
-        .filter(|c| c.has_error())
-        .find_map(first_error)
 }
 
 /// Records bindings and `...Extension(...)` calls anywhere in the file.
@@ -264,6 +270,11 @@ impl<'a> Evaluator<'a> {
         if depth > MAX_DEPTH {
             return Value::Unknown("names nested too deep".into());
         }
+        let left = self.budget.get();
+        if left == 0 {
+            return Value::Unknown("too much to evaluate".into());
+        }
+        self.budget.set(left - 1);
         let line = node.start_position().row + 1;
         match node.kind() {
             "string" => string_value(node, self.text),
@@ -529,7 +540,8 @@ fn string_value(node: Node, text: &str) -> Value {
     } else {
         1
     };
-    if body.len() < 2 * quote {
+    let closing = &body[..quote.min(body.len())];
+    if body.len() < 2 * quote || !body.ends_with(closing) {
         return Value::Unknown(format!("a string at line {line}"));
     }
     let inner = &body[quote..body.len() - quote];
