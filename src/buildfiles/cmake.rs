@@ -367,8 +367,7 @@ impl Reader<'_> {
                             .strip_prefix(dir)
                             .map(|r| r.to_string_lossy().into_owned())
                             .unwrap_or(p);
-                        let relative = if args[0] == "GLOB_RECURSE" && !relative.contains("**")
-                        {
+                        let relative = if args[0] == "GLOB_RECURSE" && !relative.contains("**") {
                             match relative.rsplit_once('/') {
                                 Some((d, f)) => format!("{d}/**/{f}"),
                                 None => format!("**/{relative}"),
@@ -378,9 +377,7 @@ impl Reader<'_> {
                         };
                         match expand_glob(dir, &relative) {
                             Some(files) => found.extend(
-                                files
-                                    .into_iter()
-                                    .map(|f| f.to_string_lossy().into_owned()),
+                                files.into_iter().map(|f| f.to_string_lossy().into_owned()),
                             ),
                             None => known = false,
                         }

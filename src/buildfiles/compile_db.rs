@@ -69,7 +69,8 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
             (None, Some(c)) => c.split_whitespace().map(str::to_string).collect(),
             (None, None) => Vec::new(),
         };
-        info.defines.insert(file.clone(), defines_in_arguments(&args));
+        info.defines
+            .insert(file.clone(), defines_in_arguments(&args));
         groups
             .entry(entry.output.as_deref().and_then(target_of_output))
             .or_default()

@@ -83,8 +83,8 @@ fn tokenize(text: &str) -> Vec<Tok> {
             _ if c.is_ascii_whitespace() => i += 1,
             _ => {
                 const PUNCT: &[&str] = &[
-                    "+=", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ",", ":", "=",
-                    ".", "+", "-", "*", "/", "%", "<", ">", "?",
+                    "+=", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ",", ":", "=", ".",
+                    "+", "-", "*", "/", "%", "<", ">", "?",
                 ];
                 match PUNCT.iter().find(|p| b[i..].starts_with(p.as_bytes())) {
                     Some(p) => {
@@ -203,8 +203,10 @@ impl Reader<'_> {
             "foreach" => {
                 cur.pos += 1;
                 while let Some(Tok::Ident(var)) = cur.peek().cloned() {
-                    self.env
-                        .insert(var.clone(), Value::Unknown(format!("loop variable `{var}`")));
+                    self.env.insert(
+                        var.clone(),
+                        Value::Unknown(format!("loop variable `{var}`")),
+                    );
                     cur.pos += 1;
                     if !cur.eat(",") {
                         break;

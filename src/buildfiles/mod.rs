@@ -297,11 +297,7 @@ pub(crate) fn defines_in_arguments(args: &[String]) -> Vec<(String, bool)> {
         if value.trim() == "0" {
             continue;
         }
-        if !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             out.retain(|(n, _): &(String, bool)| n != name);
             out.push((name.to_string(), flag));
         }
@@ -394,10 +390,18 @@ mod tests {
 
     #[test]
     fn defines_from_arguments() {
-        let args: Vec<String> = ["cc", "-DFOO", "-D", "BAR=1", "-UBAZ", "-Iinclude", "-DFOO=2"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            "cc",
+            "-DFOO",
+            "-D",
+            "BAR=1",
+            "-UBAZ",
+            "-Iinclude",
+            "-DFOO=2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
             defines_in_arguments(&args),
             vec![

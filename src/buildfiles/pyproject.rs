@@ -15,7 +15,10 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
         Err(e) => {
             info.notes.push(BuildNote {
                 path: path.to_path_buf(),
-                message: format!("not valid TOML ({}): its extensions are not read", e.message()),
+                message: format!(
+                    "not valid TOML ({}): its extensions are not read",
+                    e.message()
+                ),
             });
             return;
         }
@@ -30,7 +33,10 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
     };
     let base = path.parent().unwrap_or(Path::new(""));
     for module in modules {
-        let name = module.get("name").and_then(|n| n.as_str()).map(str::to_string);
+        let name = module
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
         let Some(sources) = module.get("sources").and_then(|s| s.as_array()) else {
             continue;
         };

@@ -192,7 +192,10 @@ impl<'a> Evaluator<'a> {
             }
         }
         let line = call.start_position().row + 1;
-        let name_node = keywords.get("name").copied().or(positional.first().copied());
+        let name_node = keywords
+            .get("name")
+            .copied()
+            .or(positional.first().copied());
         let name = match name_node.map(|n| self.eval(n, &HashMap::new(), 0)) {
             Some(Value::Str(s)) => Some(s),
             _ => None,
@@ -202,7 +205,10 @@ impl<'a> Evaluator<'a> {
             .map_or_else(|| format!("at line {line}"), |n| format!("`{n}`"));
         // A definition of an Extension subclass or a factory (`def Extension(...)`) is no
         // extension; an `Extension(**kw)` call spreads a dict built in code.
-        let Some(sources_node) = keywords.get("sources").copied().or(positional.get(1).copied())
+        let Some(sources_node) = keywords
+            .get("sources")
+            .copied()
+            .or(positional.get(1).copied())
         else {
             info.unread_names.extend(name.clone());
             info.notes.push(BuildNote {
@@ -321,7 +327,7 @@ impl<'a> Evaluator<'a> {
                 if let Some(v) = env.get(name) {
                     return v.clone();
                 }
-                self.lookup(name, line, depth)
+                self.lookup(name, line, node.start_byte(), depth)
             }
             "binary_operator" => {
                 let op = node
@@ -353,15 +359,24 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// A name bound once with `=`, then extended with `+=`, `.append` or `.extend`.
-    fn lookup(&self, name: &str, line: usize, depth: usize) -> Value {
-        let Some(bindings) = self.assignments.get(name) else {
+    /// A name's value where it is used (byte `at`): the last `=` before it, then the `+=`,
+    /// `.append` and `.extend` after that one. Several `=` of which one is inside an `if`,
+    /// `for`, `while` or `try` could each be the one that ran: unknown.
+    fn lookup(&self, name: &str, line: usize, at: usize, depth: usize) -> Value {
+        let Some(all) = self.assignments.get(name) else {
             return Value::Unknown(format!("`{name}` is not assigned in the file"));
         };
-        let plain = bindings.iter().filter(|(plain, _)| *plain).count();
-        if plain != 1 || !bindings[0].0 {
-            return Value::Unknown(format!("`{name}` (line {line}) is assigned more than once"));
+        let before: Vec<&(bool, Node)> = all.iter().filter(|(_, n)| n.end_byte() <= at).collect();
+        let plain: Vec<usize> = (0..before.len()).filter(|&i| before[i].0).collect();
+        let Some(&last) = plain.last() else {
+            return Value::Unknown(format!("`{name}` is not assigned before line {line}"));
+        };
+        if plain.len() > 1 && plain.iter().any(|&i| in_branch(before[i].1)) {
+            return Value::Unknown(format!(
+                "`{name}` (line {line}) is assigned in more than one branch"
+            ));
         }
+        let bindings = &before[last..];
         let empty = HashMap::new();
         let mut value = self.eval(bindings[0].1, &empty, depth + 1);
         for (_, node) in &bindings[1..] {
@@ -518,6 +533,21 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Inside a statement that may or may not run.
+fn in_branch(node: Node) -> bool {
+    let mut current = node.parent();
+    while let Some(n) = current {
+        match n.kind() {
+            "if_statement" | "for_statement" | "while_statement" | "try_statement"
+            | "match_statement" => return true,
+            "function_definition" | "module" => return false,
+            _ => {}
+        }
+        current = n.parent();
+    }
+    false
+}
+
 /// A string literal's value; f-strings with fields are unknown.
 fn string_value(node: Node, text: &str) -> Value {
     let line = node.start_position().row + 1;
@@ -628,9 +658,21 @@ setup(ext_modules=[
     }
 
     #[test]
-    fn reassigned_names_are_unknown() {
+    fn names_assigned_in_branches_are_unknown() {
         let info = read_str("s = ['a.c']\nif x:\n    s = ['b.c']\nExtension('m', s)\n");
         assert!(info.targets.is_empty());
-        assert!(info.notes[0].message.contains("more than once"));
+        assert!(info.notes[0].message.contains("more than one branch"));
+    }
+
+    #[test]
+    fn a_name_rebound_from_itself() {
+        let info = read_str(
+            "s = ['a.c', 'b.c']\ns = [os.path.join('src', x) for x in s]\nExtension('m', s)\ns = []\n",
+        );
+        assert!(info.notes.is_empty(), "{:?}", info.notes);
+        assert_eq!(
+            info.targets[0].sources,
+            [Path::new("proj/src/a.c"), Path::new("proj/src/b.c")]
+        );
     }
 }

@@ -575,9 +575,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         // but the callee name itself is recorded here, not as a variable reference.
         let args = match arg_nodes.first() {
             // The GIL a single-phase module declares is its second argument.
-            Some(_) if callee == "PyUnstable_Module_SetGIL" => {
-                arg_nodes.iter().take(2).map(|a| summarize(*a, cx)).collect()
-            }
+            Some(_) if callee == "PyUnstable_Module_SetGIL" => arg_nodes
+                .iter()
+                .take(2)
+                .map(|a| summarize(*a, cx))
+                .collect(),
             Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],
             _ => Vec::new(),
         };

@@ -87,9 +87,10 @@ fn init_name_in(text: &str) -> Option<String> {
 fn is_alias_init(function: &Function) -> bool {
     !function.calls.is_empty()
         && function.writes.is_empty()
-        && function.calls.iter().all(|c| {
-            c.callee.starts_with("PyInit_") && c.callee != function.name
-        })
+        && function
+            .calls
+            .iter()
+            .all(|c| c.callee.starts_with("PyInit_") && c.callee != function.name)
 }
 
 pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {

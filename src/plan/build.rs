@@ -51,7 +51,11 @@ pub fn module_plan(ctx: &PlanCtx, findings: &[Finding]) -> Option<ModulePlan> {
             shell_word(&init_site.path),
             // `import` needs the dotted name (`pkg.sub._ext`), which the build file or
             // `m_name` gives; the `PyInit_` name is the last resort.
-            shell_word(&ctx.module.import_name().unwrap_or_else(|| ctx.module.name.clone()))
+            shell_word(
+                &ctx.module
+                    .import_name()
+                    .unwrap_or_else(|| ctx.module.name.clone())
+            )
         ),
     })
 }

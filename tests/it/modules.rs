@@ -60,7 +60,8 @@ PyMODINIT_FUNC PyInit_{name}(void) {{ return PyModule_Create(&def); }}
 }
 
 const LIB_H: &str = "int lib_value(void);\nint lib_other(void);\n";
-const LIB_C: &str = "#include \"lib.h\"\nstatic int counter;\nint lib_value(void) { return ++counter; }\n";
+const LIB_C: &str =
+    "#include \"lib.h\"\nstatic int counter;\nint lib_value(void) { return ++counter; }\n";
 const LIB2_C: &str = "#include \"lib.h\"\nint lib_other(void) { return 2; }\n";
 
 /// Two extensions share a library folder (a `glob`), a third includes the library's header
@@ -92,7 +93,11 @@ setup(
     write(root, "lib/lib.c", LIB_C);
     write(root, "lib/lib2.c", LIB2_C);
     let analysis = scan(root);
-    assert!(analysis.build_notes.is_empty(), "{:?}", analysis.build_notes);
+    assert!(
+        analysis.build_notes.is_empty(),
+        "{:?}",
+        analysis.build_notes
+    );
     assert_eq!(names(&analysis), ["_one", "_three", "_two"]);
     for (name, import) in [("_one", "pkg._one"), ("_two", "pkg.sub._two")] {
         let m = module(&analysis, name);
@@ -356,9 +361,17 @@ py.extension_module('_one', one_sources, link_with: lib, subdir: 'pkg', install:
 fn bad_build_files_fall_back_with_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(root, "setup.py", "from setuptools import Extension\nExtension('m', ['m.c'\n");
+    write(
+        root,
+        "setup.py",
+        "from setuptools import Extension\nExtension('m', ['m.c'\n",
+    );
     write(root, "compile_commands.json", "{\"not\": \"a list\"");
-    write(root, "pyproject.toml", "[tool.setuptools\next-modules = 3\n");
+    write(
+        root,
+        "pyproject.toml",
+        "[tool.setuptools\next-modules = 3\n",
+    );
     write(
         root,
         "m.c",

@@ -361,9 +361,10 @@ fn bad_and_mutated_build_files_never_panic() {
             .collect::<Vec<_>>()
     };
     // The malformed ones say so.
-    assert!(by_name("compile_commands")
+    assert!(by_name("compile_commands").iter().any(|i| i
+        .notes
         .iter()
-        .any(|i| i.notes.iter().any(|n| n.message.contains("not a compile database"))));
+        .any(|n| n.message.contains("not a compile database"))));
     assert!(by_name("setup.py")
         .iter()
         .any(|i| i.notes.iter().any(|n| n.message.contains("does not parse"))));
@@ -408,7 +409,10 @@ fn hostile_build_files_stay_bounded() {
     let info = read_build("setup.py", &chain);
     assert!(info.targets.is_empty());
     assert_eq!(info.notes.len(), 1, "{:?}", info.notes);
-    let json = format!("[{}]", "{\"file\": \"a.c\"},".repeat(1000) + "{\"file\": \"b.c\"}");
+    let json = format!(
+        "[{}]",
+        "{\"file\": \"a.c\"},".repeat(1000) + "{\"file\": \"b.c\"}"
+    );
     let info = read_build("compile_commands.json", &json);
     assert!(info.notes[0].message.contains("do not exist"));
 }
