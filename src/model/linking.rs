@@ -155,6 +155,22 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
         })
         .filter(|(_, m): &(&BuildTarget, BTreeSet<usize>)| !m.is_empty())
         .collect();
+    // One extension written twice in a build file (`if USE_SYSTEM_LIB:` one source, `else:`
+    // the bundled library too): whichever the build takes, the module is at most the union.
+    let mut merged: Vec<(&BuildTarget, BTreeSet<usize>)> = Vec::new();
+    for (target, members) in targets {
+        let same = merged.iter_mut().find(|(t, _)| {
+            t.name.is_some()
+                && t.name == target.name
+                && t.from == target.from
+                && t.build_file == target.build_file
+        });
+        match same {
+            Some((_, existing)) => existing.extend(members),
+            None => merged.push((target, members)),
+        }
+    }
+    let targets = merged;
     let target_of = |name: &str, init_file: usize| -> Option<usize> {
         let candidates = targets
             .iter()

@@ -124,6 +124,36 @@ setup(
     assert!(!counter.contains(&Some("_three")), "{counter:?}");
 }
 
+/// One extension written twice (`if USE_SYSTEM_LIB:` its own source, `else:` the bundled
+/// library too): the module is the union, so the bundled library's state counts.
+#[test]
+fn an_extension_written_in_two_branches_is_their_union() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "setup.py",
+        r#"from setuptools import setup, Extension
+if USE_SYSTEM_LIB:
+    ext = Extension("_one", sources=["src/one.c"], libraries=["lib"])
+else:
+    ext = Extension("_one", sources=["src/one.c", "lib/lib.c", "lib/lib2.c"])
+setup(ext_modules=[ext])
+"#,
+    );
+    write(root, "src/one.c", &module_source("_one", "_one"));
+    write(root, "lib/lib.h", LIB_H);
+    write(root, "lib/lib.c", LIB_C);
+    write(root, "lib/lib2.c", LIB2_C);
+    let analysis = scan(root);
+    let m = module(&analysis, "_one");
+    assert_eq!(m.files_from, "setup.py");
+    assert_eq!(
+        files(m, root),
+        ["lib/lib.c", "lib/lib.h", "lib/lib2.c", "src/one.c"]
+    );
+}
+
 /// Without build information, include-and-definition linking still finds the library, but
 /// never a stub in `tests/` that defines the same function.
 #[test]
