@@ -159,6 +159,8 @@ struct ScanContext<'a> {
     shared_macros: &'a [String],
     cache: Option<&'a FactsCache>,
     build: &'a BuildInfo,
+    /// The macros every compile command shares: what a header not compiled on its own sees.
+    common_defines: Vec<(String, bool)>,
 }
 
 impl ScanContext<'_> {
@@ -177,7 +179,7 @@ impl ScanContext<'_> {
 
 fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
     let (path, kind, bytes) = job;
-    let defines = cx.build.defines_for(&path);
+    let defines = cx.build.defines_for(&path, &cx.common_defines);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
         if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind, &defines)) {
             return FileOutcome::Facts(Box::new(facts));
@@ -272,6 +274,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         shared_macros: &shared_macros,
         cache: cache.as_ref(),
         build: &build,
+        common_defines: build.common_defines(),
     };
     // Largest files first, each taken by the next free worker: a big file started last would
     // leave the other workers idle at the end.

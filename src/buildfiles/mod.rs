@@ -118,14 +118,15 @@ impl BuildInfo {
         common
     }
 
-    /// The macros the build gives the file at `path`.
-    pub fn defines_for(&self, path: &Path) -> Vec<(String, bool)> {
+    /// The macros the build gives the file at `path`; `common` is [`Self::common_defines`],
+    /// computed once per scan.
+    pub fn defines_for(&self, path: &Path, common: &[(String, bool)]) -> Vec<(String, bool)> {
         if self.defines.is_empty() {
             return Vec::new();
         }
         match self.defines.get(&file_key(path)) {
             Some(list) => list.clone(),
-            None => self.common_defines(),
+            None => common.to_vec(),
         }
     }
 }
