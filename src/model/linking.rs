@@ -176,16 +176,27 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
             .iter()
             .enumerate()
             .filter(|(_, (t, m))| !t.open_group && m.contains(&init_file));
-        // The target whose name ends in the module's name, then the most trusted source.
+        // Not a target named for another module, then the most trusted source.
         candidates
             .min_by_key(|(_, (t, _))| {
-                let named = t
+                let other_name = t
                     .name
                     .as_deref()
-                    .is_some_and(|n| n.rsplit('.').next() == Some(name));
-                (!named, t.from)
+                    .is_some_and(|n| n.rsplit('.').next() != Some(name));
+                (other_name, t.from)
             })
             .map(|(i, _)| i)
+    };
+    // The dotted name a build file gives the module, even when another build file (a compile
+    // database, which names no modules) gives its files.
+    let build_name = |name: &str, init_file: usize| -> Option<String> {
+        let mut named = targets
+            .iter()
+            .filter(|(_, m)| m.contains(&init_file))
+            .filter_map(|(t, _)| t.name.as_deref())
+            .chain(build.unread_names.iter().map(String::as_str))
+            .filter(|n| n.rsplit('.').next() == Some(name));
+        named.next().map(str::to_string)
     };
     // Files the build gives to a module: include linking of another module never takes them.
     let mut claimed: HashMap<usize, BTreeSet<usize>> = HashMap::new();
@@ -231,21 +242,16 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
                 (Some(t), _) => {
                     let (target, members) = &targets[t];
                     let seeds: Vec<usize> = members.iter().copied().collect();
-                    (seeds, Some(members), target.from, target.name.clone())
+                    let import_name = target.name.clone().or_else(|| build_name(&name, init.file));
+                    (seeds, Some(members), target.from, import_name)
                 }
                 (None, Some(t)) => {
                     let (target, members) = &targets[t];
-                    (vec![init.file], Some(members), target.from, None)
+                    let import_name = build_name(&name, init.file);
+                    (vec![init.file], Some(members), target.from, import_name)
                 }
                 (None, None) => {
-                    let mut named = build
-                        .unread_names
-                        .iter()
-                        .filter(|n| n.rsplit('.').next() == Some(name.as_str()));
-                    let import_name = match (named.next(), named.next()) {
-                        (Some(only), None) => Some(only.clone()),
-                        _ => None,
-                    };
+                    let import_name = build_name(&name, init.file);
                     (vec![init.file], None, FilesFrom::Includes, import_name)
                 }
             };
