@@ -179,6 +179,7 @@ fn read_with(path: &Path, text: Option<&str>, info: &mut BuildInfo) {
     for (name, target) in &targets {
         if let Some(why) = &target.unknown {
             if target.python {
+                info.unread_names.push(name.clone());
                 info.notes.push(BuildNote {
                     path: target.file.clone(),
                     message: format!(

@@ -480,6 +480,7 @@ impl Reader<'_> {
                     }
                     Ok(_) => Value::Target(Vec::new()),
                     Err(why) => {
+                        self.info.unread_names.extend(name);
                         self.info.notes.push(BuildNote {
                             path: dir.join("meson.build"),
                             message: format!("extension `{label}`: sources computed ({why}); its files are found by includes"),
