@@ -18,3 +18,8 @@ if [ "${1:-}" ]; then
     copy "$1"
 fi
 echo "$(ls "$out" | wc -l) seeds in $out"
+# The build-file readers' target: the committed seeds (first byte: which file, see
+# fuzz_targets/build_files.rs), written for isolint's tests.
+mkdir -p "$here/corpus/build_files"
+cp "$here"/seeds/build_files/* "$here/corpus/build_files/"
+echo "$(ls "$here/corpus/build_files" | wc -l) seeds in $here/corpus/build_files"

@@ -40,6 +40,8 @@ def main() -> int:
         packages.append((name, version))
 
     rows = []
+    module_rows = []
+    build_notes = []
     totals = collections.Counter()
     rule_names = set()
     panics = 0
@@ -70,6 +72,17 @@ def main() -> int:
             v = m.get("verdict") or {}
             return f"`{m['name']}` ({m['init']}; declares {v.get('declared', {}).get('level', '?')}, supports {v.get('supported', '?')})"
         modules = ", ".join(verdict(m) for m in data["modules"]) or "none found"
+        for m in data["modules"]:
+            module_rows.append({
+                "package": f"{name} {version}",
+                "module": m["name"],
+                "import_name": m.get("import_name"),
+                "files_from": m.get("files_from", "includes"),
+                "files": len(m["files"]),
+            })
+        notes = data.get("build_notes", [])
+        if notes:
+            build_notes.append((f"{name} {version}", notes))
         hidden = sum(h["findings"] for h in data.get("hidden", []))
         rows.append({
             "package": f"{name} {version}",
@@ -94,6 +107,25 @@ def main() -> int:
     for r in rows:
         out.append(f"| {r['package']} | {r['files']} | {r['parse_error_files']} | {r['skipped']} | {r['modules']} | "
                    f"{sum(r['per_rule'].values())} | {r['hidden']} | {r['seconds']:.2f} |")
+    out.append("\n## Which files make each module\n")
+    out.append("Where each module's file list came from (`files_from` in the JSON): a build file that "
+               "names its sources (`compile_commands.json`, `setup.py`, `pyproject.toml`, `meson.build`, "
+               "`CMakeLists.txt`), or `includes` (the init file, what it includes, and the `.c` files that "
+               "define what it uses) when no build file names them.\n")
+    out.append("| package | module | import name | files from | files |")
+    out.append("|---|---|---|---|---:|")
+    for r in module_rows:
+        out.append(f"| {r['package']} | `{r['module']}` | {('`' + r['import_name'] + '`') if r['import_name'] else '-'} | "
+                   f"{r['files_from']} | {r['files']} |")
+    by_source = collections.Counter(r["files_from"] for r in module_rows)
+    out.append("\nModules by source of their file list: " +
+               ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) + ".\n")
+    if build_notes:
+        out.append("Build files read with a note (sources computed in code, or a file that does not parse):\n")
+        for package, notes in build_notes:
+            for n in notes:
+                out.append(f"- {package}: `{n['path']}`: {n['message']}")
+        out.append("")
     out.append("\n## Findings per rule\n")
     out.append("| package | " + " | ".join(rules) + " |")
     out.append("|---|" + "---:|" * len(rules))

@@ -1,5 +1,6 @@
 //! `analyze`: the whole pipeline from paths to sorted findings.
 
+use crate::buildfiles::{read_build, BuildInfo, BuildNote, BuildOptions};
 use crate::cache::{content_hash, facts_key, CacheStats, FactsCache, Outcome};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::{extract, FileFacts};
@@ -31,6 +32,8 @@ pub struct AnalyzeOptions {
     /// With a cache, a scan of an unchanged tree is answered whole from it, and
     /// `Analysis::project` is then empty: callers that need the model leave this `None`.
     pub cache_dir: Option<PathBuf>,
+    /// Where to read the build's file lists from (`--compile-commands`).
+    pub build: BuildOptions,
 }
 
 impl Default for AnalyzeOptions {
@@ -44,6 +47,7 @@ impl Default for AnalyzeOptions {
             stdin: None,
             include_vendored: false,
             cache_dir: None,
+            build: BuildOptions::default(),
         }
     }
 }
@@ -79,6 +83,9 @@ pub struct Analysis {
     pub project: Project,
     /// What the scan did with the facts cache, when it used one.
     pub cache: Option<CacheStats>,
+    /// Build files that could not be read, and extensions whose sources are computed (their
+    /// modules' files are then found by includes).
+    pub build_notes: Vec<BuildNote>,
 }
 
 impl Analysis {
@@ -151,19 +158,30 @@ struct ScanContext<'a> {
     max: u64,
     shared_macros: &'a [String],
     cache: Option<&'a FactsCache>,
+    build: &'a BuildInfo,
+    /// The macros every compile command shares: what a header not compiled on its own sees.
+    common_defines: Vec<(String, bool)>,
 }
 
 impl ScanContext<'_> {
-    /// The cache key of this scan's facts for a file of `kind`.
-    fn facts_key(&self, kind: SourceKind) -> u64 {
-        facts_key(kind.into(), self.shared_macros)
+    /// The cache key of this scan's facts for a file of `kind` compiled with `defines`.
+    fn facts_key(&self, kind: SourceKind, defines: &[(String, bool)]) -> u64 {
+        let mut macros = self.shared_macros.to_vec();
+        // The build's macros shape the parse too: they are part of the key.
+        macros.extend(
+            defines
+                .iter()
+                .map(|(n, d)| format!("-{}{n}", if *d { 'D' } else { 'U' })),
+        );
+        facts_key(kind.into(), &macros)
     }
 }
 
 fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
     let (path, kind, bytes) = job;
+    let defines = cx.build.defines_for(&path, &cx.common_defines);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
-        if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind)) {
+        if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind, &defines)) {
             return FileOutcome::Facts(Box::new(facts));
         }
     }
@@ -176,7 +194,7 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
             });
         }
     };
-    match crate::parse::parse_with(source.text.as_bytes(), cx.shared_macros) {
+    match crate::parse::parse_with_defines(source.text.as_bytes(), cx.shared_macros, &defines) {
         // The tree is dropped at the end of this arm: only the facts outlive the file.
         Ok(parsed) => {
             let mut facts = extract(&parsed, &path, kind, source.first_invalid_utf8);
@@ -190,7 +208,7 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
                 } else {
                     crate::parse::prepass::attribute_macros_in(&source.text)
                 };
-                cache.store(&path, content, macros, cx.facts_key(kind), &facts);
+                cache.store(&path, content, macros, cx.facts_key(kind, &defines), &facts);
             }
             FileOutcome::Facts(Box::new(facts))
         }
@@ -222,12 +240,18 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             message: "C++ source: not scanned".to_string(),
         })
         .collect();
+    let build = if options.stdin.is_some() && options.build.compile_commands.is_none() {
+        // An editor's buffer: one file, no build.
+        BuildInfo::default()
+    } else {
+        read_build(&options.paths, &options.build)
+    };
     let cache = options.cache_dir.as_deref().map(FactsCache::open);
     let pre = prescan(&jobs, options.max_file_size, cache.as_ref());
     let origins = vendored_dirs(&jobs, &options.paths);
     let memo_key = cache
         .as_ref()
-        .and_then(|_| memo_key(options, &jobs, &pre, &origins));
+        .and_then(|_| memo_key(options, &jobs, &pre, &origins, &build));
 
     if let (Some(c), Some((scan, inputs))) = (cache.as_ref(), memo_key) {
         if let Some(outcome) = c.recall(scan, inputs) {
@@ -237,7 +261,10 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
                 ..CacheStats::default()
             };
             let empty = Project::build(Vec::new());
-            return Analysis::from_outcome(outcome, discover_errors, skipped, empty, Some(stats));
+            let mut analysis =
+                Analysis::from_outcome(outcome, discover_errors, skipped, empty, Some(stats));
+            analysis.build_notes = build.notes;
+            return analysis;
         }
     }
 
@@ -246,6 +273,8 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         max: options.max_file_size,
         shared_macros: &shared_macros,
         cache: cache.as_ref(),
+        build: &build,
+        common_defines: build.common_defines(),
     };
     // Largest files first, each taken by the next free worker: a big file started last would
     // leave the other workers idle at the end.
@@ -287,7 +316,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         .collect();
     let file_paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
 
-    let project = Project::build(files);
+    let project = Project::build_with(files, &build);
     let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
     let mut findings = run_rules(&project, &rules);
     findings.retain(|f| applies_to_targets(f, &options.targets));
@@ -324,7 +353,9 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         stats.write_error = c.save().and(memo).err();
         stats
     });
-    Analysis::from_outcome(outcome, discover_errors, skipped, project, stats)
+    let mut analysis = Analysis::from_outcome(outcome, discover_errors, skipped, project, stats);
+    analysis.build_notes = build.notes;
+    analysis
 }
 
 impl Analysis {
@@ -348,6 +379,7 @@ impl Analysis {
             hidden: outcome.hidden,
             project,
             cache,
+            build_notes: Vec::new(),
         }
     }
 }
@@ -398,6 +430,7 @@ fn memo_key(
     jobs: &[Job],
     pre: &[PreScan],
     origins: &HashMap<PathBuf, Option<PathBuf>>,
+    build: &BuildInfo,
 ) -> Option<(u64, u128)> {
     let rules: Option<Vec<&str>> = options
         .rules
@@ -418,6 +451,8 @@ fn memo_key(
     );
     let mut inputs = xxhash_rust::xxh3::Xxh3::new();
     inputs.update(identity.as_bytes());
+    // What the build files say decides the modules' file lists.
+    inputs.update(format!("{build:?}").as_bytes());
     for ((path, kind, _), pre) in jobs.iter().zip(pre) {
         inputs.update(path.as_os_str().as_encoded_bytes());
         inputs.update(format!("{kind:?}").as_bytes());

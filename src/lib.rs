@@ -18,6 +18,7 @@ pub mod version;
 
 pub use analysis::{analyze, Analysis, AnalyzeOptions};
 pub mod baseline;
+pub mod buildfiles;
 pub mod config;
 pub mod plan;
 pub mod server;

@@ -145,6 +145,11 @@ struct CheckArgs {
     /// current folder when there is none).
     #[arg(long, value_name = "DIR", env = "ISOLINT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Take each module's files from this compile database (default: `compile_commands.json`
+    /// at the scanned folder or in its `build/`, then setup.py, pyproject.toml, meson.build,
+    /// CMakeLists.txt).
+    #[arg(long, value_name = "FILE")]
+    compile_commands: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -255,6 +260,7 @@ fn merge(into: &mut Analysis, other: Analysis) {
     into.findings.extend(other.findings);
     into.hidden.extend(other.hidden);
     into.files.extend(other.files);
+    into.build_notes.extend(other.build_notes);
 }
 
 /// Where a config group's facts cache lives: `--cache-dir`, else `.isolint_cache` in the
@@ -399,6 +405,7 @@ fn check(args: CheckArgs) -> ExitCode {
         options.paths = group.paths;
         options.include_vendored = args.include_vendored;
         options.cache_dir = cache_dir(&args, group.config.as_deref());
+        options.build.compile_commands = args.compile_commands.clone();
         if group.stdin {
             options.stdin = stdin_buffer.clone();
         }

@@ -55,6 +55,8 @@ struct FindingRecord {
 #[derive(Serialize, Deserialize)]
 struct ModuleRecord {
     name: String,
+    import_name: Option<String>,
+    files_from: String,
     path: PathBuf,
     line: usize,
     init: String,
@@ -241,6 +243,8 @@ fn finding(r: FindingRecord) -> Option<Finding> {
 fn module_record(m: &ModuleSummary) -> ModuleRecord {
     ModuleRecord {
         name: m.name.clone(),
+        import_name: m.import_name.clone(),
+        files_from: m.files_from.to_string(),
         path: m.path.clone(),
         line: m.line,
         init: m.init.to_string(),
@@ -318,6 +322,8 @@ fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
     };
     Some(ModuleSummary {
         name: r.name,
+        import_name: r.import_name,
+        files_from: crate::buildfiles::FilesFrom::from_name(&r.files_from)?.as_str(),
         path: r.path,
         line: r.line,
         init: word(&r.init)?,

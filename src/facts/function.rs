@@ -574,6 +574,12 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         // Calls through a function name count as references too (the call graph needs them),
         // but the callee name itself is recorded here, not as a variable reference.
         let args = match arg_nodes.first() {
+            // The GIL a single-phase module declares is its second argument.
+            Some(_) if callee == "PyUnstable_Module_SetGIL" => arg_nodes
+                .iter()
+                .take(2)
+                .map(|a| summarize(*a, cx))
+                .collect(),
             Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],
             _ => Vec::new(),
         };

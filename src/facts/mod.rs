@@ -328,8 +328,8 @@ pub struct WriteSite {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub callee: String,
-    /// The first argument, for C API calls only (see `function::keeps_arguments`); empty
-    /// otherwise. The walk records what the other arguments do (`&x` passed, writes).
+    /// The first argument, for C API calls only (see `function::keeps_arguments`; both for
+    /// `PyUnstable_Module_SetGIL`); empty otherwise. The walk records what the other arguments do (`&x` passed, writes).
     pub args: Vec<Expr>,
     pub span: Span,
     /// `x = call(...)`: the variable that receives the result.

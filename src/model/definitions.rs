@@ -278,9 +278,17 @@ pub fn build_module(
 
     let types = find_types(&scope);
     let globals = collect_globals(&scope, &init_functions, init.is_some());
+    let set_gil = match init {
+        Some(init) if init_style == InitStyle::SinglePhase => {
+            declared_gil_by_call(&scope, init, &init_functions)
+        }
+        _ => None,
+    };
 
     ExtensionModule {
         name,
+        files_from: crate::buildfiles::FilesFrom::Includes,
+        build_name: None,
         init_function: init,
         files: member_files,
         init_style,
@@ -289,7 +297,28 @@ pub fn build_module(
         types,
         globals,
         init_functions,
+        set_gil,
     }
+}
+
+/// `PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED)` while a single-phase module initialises:
+/// its `Py_mod_gil` declaration.
+fn declared_gil_by_call(
+    scope: &Scope,
+    init: FnRef,
+    init_functions: &BTreeSet<FnRef>,
+) -> Option<SlotValue> {
+    std::iter::once(init)
+        .chain(init_functions.iter().copied())
+        .flat_map(|f| scope.files[f.file].functions[f.index].calls.iter())
+        .filter(|c| c.callee == "PyUnstable_Module_SetGIL" && !c.versions.python2_only())
+        .find_map(|c| {
+            Some(SlotValue {
+                slot: "Py_mod_gil".to_string(),
+                value: c.args.get(1)?.clone(),
+                versions: c.versions,
+            })
+        })
 }
 
 fn call_closure(scope: &Scope, starts: &[FnRef]) -> BTreeSet<FnRef> {
@@ -470,7 +499,19 @@ fn find_module_def(
             slots: Vec::new(),
         });
     };
-    let fields = module_def_fields(list);
+    let mut fields = module_def_fields(list);
+    // `m_size` left out of the initializer (designated, or positional entries that stop
+    // before it) is zero, as C zero-fills what an initializer does not name.
+    if !list.opaque && !fields.contains_key("m_size") {
+        fields.insert(
+            "m_size".to_string(),
+            Expr {
+                text: "0".to_string(),
+                kind: ExprKind::Number(Some(0)),
+                span: list.span,
+            },
+        );
+    }
     let slots_var = fields
         .get("m_slots")
         .and_then(|e| e.ident())

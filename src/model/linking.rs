@@ -1,16 +1,25 @@
-//! Which files make up which module. A module is its `PyInit_<name>` file, the files it
-//! `#include`s, and the files it links with: `.c` files that define a function it calls or a
-//! global it declares `extern`.
+//! Which files make up which module. In this order of trust:
+//!
+//! 1. the build (`crate::buildfiles`): the target whose sources hold the module's `PyInit`
+//!    gives the exact translation units, plus the headers they `#include`;
+//! 2. otherwise the `PyInit` file, the files it `#include`s, and the files it links with:
+//!    `.c` files that define a function it calls or a global it declares `extern`. That
+//!    linking never crosses into a `tests/` or `test/` folder the module does not live in, and
+//!    never takes a file the build gives to another module.
 
 use super::FnRef;
-use crate::facts::{FileFacts, SourceKindFact};
+use crate::buildfiles::{file_key, BuildInfo, BuildTarget, FilesFrom};
+use crate::facts::{FileFacts, Function, SourceKindFact};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct ModuleGroup {
     pub name: String,
     pub init: FnRef,
     pub files: Vec<usize>,
+    pub files_from: FilesFrom,
+    /// The dotted import name the build gives the module.
+    pub import_name: Option<String>,
 }
 
 /// `PyInit_foo`, or a function whose head is a macro that pastes `PyInit_##name`.
@@ -22,22 +31,35 @@ pub fn module_name_of(
     if function.versions.python2_only() {
         return None;
     }
-    if let Some(name) = function.name.strip_prefix("PyInit_") {
-        return Some(name.to_string());
-    }
-    // `#define INITFUNC PyInit_heapyc` then `PyMODINIT_FUNC INITFUNC(void)`.
     if function.macro_head.is_none() {
+        if let Some(name) = init_name_in(&function.name) {
+            return Some(name);
+        }
+        // `#define INITFUNC PyInit_heapyc` then `PyMODINIT_FUNC INITFUNC(void)`.
         let alias = file
             .macros
             .iter()
             .find(|m| m.params.is_none() && m.name == function.name && !m.versions.python2_only());
         if let Some(name) = alias.and_then(|m| m.body.trim().strip_prefix("PyInit_")) {
-            if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Some(name.to_string());
             }
         }
+        return None;
     }
     let (macro_name, args) = function.macro_head.as_ref()?;
+    // `PyMODINIT_FUNC\nEXPORT_MACRO\nPyInit_foo(void)`: the unknown word reads as the type,
+    // and `PyInit_foo(void)` as a macro call with the argument `void`.
+    if args.iter().all(|a| a.is_empty() || a == "void") {
+        if let Some(name) = init_name_in(macro_name) {
+            return Some(name);
+        }
+    }
+    // `PyMODINIT_FUNC EXPORT_MACRO PyInit_foo(void)`: a word between the return type and the
+    // name makes the head look like a macro call whose argument is the real name.
+    if let Some(name) = args.iter().find_map(|a| init_name_in(a)) {
+        return Some(name);
+    }
     let body = macros.get(macro_name.as_str()).copied().or_else(|| {
         file.macros
             .iter()
@@ -50,7 +72,28 @@ pub fn module_name_of(
     None
 }
 
-pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
+/// `foo` from text that starts with `PyInit_foo` (`PyInit_foo(void)` included).
+fn init_name_in(text: &str) -> Option<String> {
+    let rest = text.trim_start().strip_prefix("PyInit_")?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A `PyInit_` that only hands over to another one (`return PyInit__impl();`), e.g. the
+/// Windows-only `PyInit___init__` some packages add: not a module of its own.
+fn is_alias_init(function: &Function) -> bool {
+    !function.calls.is_empty()
+        && function.writes.is_empty()
+        && function
+            .calls
+            .iter()
+            .all(|c| c.callee.starts_with("PyInit_") && c.callee != function.name)
+}
+
+pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
     // Function-like macros that paste a module init name, from every file (they often live in a
     // shared compat header).
     let mut init_macros: HashMap<&str, &str> = HashMap::new();
@@ -63,17 +106,108 @@ pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
     }
     let resolver = IncludeResolver::new(files);
     let mut roots: Vec<(String, FnRef)> = Vec::new();
+    let mut aliases: Vec<(String, FnRef)> = Vec::new();
     let mut seen = HashSet::new();
     for (fi, file) in files.iter().enumerate() {
         for (i, function) in file.functions.iter().enumerate() {
             if let Some(name) = module_name_of(file, function, &init_macros) {
                 if seen.insert((fi, name.clone())) {
-                    roots.push((name, FnRef { file: fi, index: i }));
+                    let r = FnRef { file: fi, index: i };
+                    if is_alias_init(function) {
+                        aliases.push((name, r));
+                    } else {
+                        roots.push((name, r));
+                    }
                 }
             }
         }
     }
+    // An alias whose target is not in the scan is the only module there is.
+    let real: HashSet<String> = roots.iter().map(|(n, _)| format!("PyInit_{n}")).collect();
+    roots.extend(aliases.into_iter().filter(|(_, r)| {
+        !files[r.file].functions[r.index]
+            .calls
+            .iter()
+            .any(|c| real.contains(&c.callee))
+    }));
     let root_files: HashSet<usize> = roots.iter().map(|(_, r)| r.file).collect();
+
+    // The build's targets, as scanned files.
+    let index_of: HashMap<PathBuf, usize> = if build.is_empty() {
+        HashMap::new()
+    } else {
+        files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (file_key(&f.path), i))
+            .collect()
+    };
+    let targets: Vec<(&BuildTarget, BTreeSet<usize>)> = build
+        .targets
+        .iter()
+        .map(|t| {
+            let members = t
+                .sources
+                .iter()
+                .filter_map(|s| index_of.get(&file_key(s)).copied())
+                .collect();
+            (t, members)
+        })
+        .filter(|(_, m): &(&BuildTarget, BTreeSet<usize>)| !m.is_empty())
+        .collect();
+    // One extension written twice in a build file (`if USE_SYSTEM_LIB:` one source, `else:`
+    // the bundled library too): whichever the build takes, the module is at most the union.
+    let mut merged: Vec<(&BuildTarget, BTreeSet<usize>)> = Vec::new();
+    for (target, members) in targets {
+        let same = merged.iter_mut().find(|(t, _)| {
+            t.name.is_some()
+                && t.name == target.name
+                && t.from == target.from
+                && t.build_file == target.build_file
+        });
+        match same {
+            Some((_, existing)) => existing.extend(members),
+            None => merged.push((target, members)),
+        }
+    }
+    let targets = merged;
+    let target_of = |name: &str, init_file: usize| -> Option<usize> {
+        let candidates = targets
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, m))| !t.open_group && m.contains(&init_file));
+        // Not a target named for another module, then the most trusted source.
+        candidates
+            .min_by_key(|(_, (t, _))| {
+                let other_name = t
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.rsplit('.').next() != Some(name));
+                (other_name, t.from)
+            })
+            .map(|(i, _)| i)
+    };
+    // The dotted name a build file gives the module, even when another build file (a compile
+    // database, which names no modules) gives its files.
+    let build_name = |name: &str, init_file: usize| -> Option<String> {
+        let mut named = targets
+            .iter()
+            .filter(|(_, m)| m.contains(&init_file))
+            .filter_map(|(t, _)| t.name.as_deref())
+            .chain(build.unread_names.iter().map(String::as_str))
+            .filter(|n| n.rsplit('.').next() == Some(name));
+        named.next().map(str::to_string)
+    };
+    // Files the build gives to a module: include linking of another module never takes them.
+    let mut claimed: HashMap<usize, BTreeSet<usize>> = HashMap::new();
+    for (name, init) in &roots {
+        if let Some(t) = target_of(name, init.file) {
+            for &f in &targets[t].1 {
+                claimed.entry(f).or_default().insert(t);
+            }
+        }
+    }
+
     // Which translation units define each non-static name.
     let mut providers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (fi, f) in files.iter().enumerate() {
@@ -95,12 +229,35 @@ pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
         }
     }
     let wants: Vec<BTreeSet<&str>> = files.iter().map(|f| external_names(f)).collect();
+    let test_dirs: Vec<Option<PathBuf>> = resolver.paths.iter().map(|p| test_dir(p)).collect();
 
     roots
         .into_iter()
         .map(|(name, init)| {
+            let exact = target_of(&name, init.file);
+            let open = targets
+                .iter()
+                .position(|(t, m)| t.open_group && m.contains(&init.file));
+            let (mut queue, allowed, files_from, import_name) = match (exact, open) {
+                (Some(t), _) => {
+                    let (target, members) = &targets[t];
+                    let seeds: Vec<usize> = members.iter().copied().collect();
+                    let import_name = target.name.clone().or_else(|| build_name(&name, init.file));
+                    (seeds, Some(members), target.from, import_name)
+                }
+                (None, Some(t)) => {
+                    let (target, members) = &targets[t];
+                    let import_name = build_name(&name, init.file);
+                    (vec![init.file], Some(members), target.from, import_name)
+                }
+                (None, None) => {
+                    let import_name = build_name(&name, init.file);
+                    (vec![init.file], None, FilesFrom::Includes, import_name)
+                }
+            };
+            let linking = exact.is_none();
+            let home = &resolver.paths[init.file];
             let mut members: BTreeSet<usize> = BTreeSet::new();
-            let mut queue = vec![init.file];
             while let Some(f) = queue.pop() {
                 if !members.insert(f) {
                     continue;
@@ -110,6 +267,9 @@ pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
                         queue.push(target);
                     }
                 }
+                if !linking {
+                    continue;
+                }
                 // Link with other translation units that provide what this file needs. When
                 // several do (two packages of a monorepo, each with its own copy of a
                 // library), the nearest ones: a build links its own copy.
@@ -117,8 +277,18 @@ pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
                     let Some(candidates) = providers.get(want) else {
                         continue;
                     };
-                    let nearest = nearest(&resolver.paths, f, candidates);
-                    for other in nearest {
+                    let candidates: Vec<usize> = candidates
+                        .iter()
+                        .copied()
+                        .filter(|c| allowed.is_none_or(|a| a.contains(c)))
+                        .filter(|c| !claimed.contains_key(c))
+                        .filter(|&c| {
+                            test_dirs[c]
+                                .as_ref()
+                                .is_none_or(|dir| home.starts_with(dir))
+                        })
+                        .collect();
+                    for other in nearest(&resolver.paths, f, &candidates) {
                         if !members.contains(&other) {
                             queue.push(other);
                         }
@@ -129,9 +299,23 @@ pub fn group_files(files: &[FileFacts]) -> Vec<ModuleGroup> {
                 name,
                 init,
                 files: members.into_iter().collect(),
+                files_from,
+                import_name,
             }
         })
         .collect()
+}
+
+/// The `tests/` or `test/` folder a path lies in (the outermost one), if any.
+fn test_dir(path: &Path) -> Option<PathBuf> {
+    let mut prefix = PathBuf::new();
+    for c in path.parent()?.components() {
+        prefix.push(c);
+        if matches!(c.as_os_str().to_str(), Some("tests" | "test")) {
+            return Some(prefix);
+        }
+    }
+    None
 }
 
 /// The candidates whose paths share the longest prefix with file `from`'s.

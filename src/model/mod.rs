@@ -88,6 +88,10 @@ pub struct ModuleCreation {
 #[derive(Debug, Clone)]
 pub struct ExtensionModule {
     pub name: String,
+    /// Where `files` came from: the build, or include-and-definition linking.
+    pub files_from: crate::buildfiles::FilesFrom,
+    /// The dotted import name the build file gives (`pkg.sub._ext`).
+    pub build_name: Option<String>,
     /// `None` for the code that no scanned `PyInit` reaches.
     pub init_function: Option<FnRef>,
     pub files: Vec<usize>,
@@ -98,14 +102,38 @@ pub struct ExtensionModule {
     pub globals: Vec<Global>,
     /// Functions that run while the module initialises.
     pub init_functions: BTreeSet<FnRef>,
+    /// The GIL declaration a single-phase module makes with `PyUnstable_Module_SetGIL`.
+    pub set_gil: Option<SlotValue>,
 }
 
 impl ExtensionModule {
+    /// The dotted name `import` takes: the build file's, else `m_name` when it is a string
+    /// literal.
+    pub fn import_name(&self) -> Option<String> {
+        self.build_name.clone().or_else(|| {
+            let m_name = self.def.as_ref()?.field("m_name")?;
+            if m_name.kind != crate::facts::ExprKind::Str {
+                return None;
+            }
+            let text = m_name.text.trim();
+            let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+            let valid = !inner.is_empty()
+                && inner
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            valid.then(|| inner.to_string())
+        })
+    }
     pub fn is_real(&self) -> bool {
         self.init_function.is_some()
     }
+    /// A slot the module declares; for a single-phase module, `Py_mod_gil` is what it passes
+    /// to `PyUnstable_Module_SetGIL`.
     pub fn slot(&self, name: &str) -> Option<&SlotValue> {
-        self.def.as_ref()?.slots.iter().find(|s| s.slot == name)
+        self.def
+            .as_ref()
+            .and_then(|d| d.slots.iter().find(|s| s.slot == name))
+            .or_else(|| self.set_gil.as_ref().filter(|s| s.slot == name))
     }
     /// Single-phase init with `m_size = -1`: CPython runs `PyInit` once per process (per
     /// runtime, between `Py_Initialize` and `Py_Finalize`). Later legacy sub-interpreters get a
@@ -148,7 +176,12 @@ impl Project {
     }
 
     pub fn build(files: Vec<FileFacts>) -> Project {
-        let groups = linking::group_files(&files);
+        Self::build_with(files, &crate::buildfiles::BuildInfo::default())
+    }
+
+    /// The model, with the file lists the build gives where it gives them.
+    pub fn build_with(files: Vec<FileFacts>, build: &crate::buildfiles::BuildInfo) -> Project {
+        let groups = linking::group_files(&files, build);
         let mut attached = vec![false; files.len()];
         for group in &groups {
             for &f in &group.files {
@@ -160,7 +193,11 @@ impl Project {
         let mut modules: Vec<ExtensionModule> = groups
             .into_par_iter()
             .map(|group| {
-                definitions::build_module(&files, group.name, Some(group.init), group.files)
+                let mut module =
+                    definitions::build_module(&files, group.name, Some(group.init), group.files);
+                module.files_from = group.files_from;
+                module.build_name = group.import_name;
+                module
             })
             .collect();
         modules.sort_by(|a, b| {
@@ -182,6 +219,10 @@ impl Project {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleSummary {
     pub name: String,
+    /// The dotted name `import` takes: the build file's, else a string-literal `m_name`.
+    pub import_name: Option<String>,
+    /// Where `files` came from (`setup.py`, `includes`, ...).
+    pub files_from: &'static str,
     pub path: std::path::PathBuf,
     pub line: usize,
     pub init: &'static str,
@@ -207,6 +248,8 @@ impl ModuleSummary {
         slots.insert("gil", slot("Py_mod_gil"));
         Some(Self {
             name: module.name.clone(),
+            import_name: module.import_name(),
+            files_from: module.files_from.as_str(),
             path: project.files[init.file].path.clone(),
             line: f.span.line,
             init: module.init_style.as_str(),

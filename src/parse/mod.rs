@@ -72,7 +72,17 @@ pub fn parse_with(
     source: &[u8],
     shared_attribute_macros: &[String],
 ) -> Result<ParsedFile, ParseFailure> {
-    let prepared = prepass::prepare_with(source, shared_attribute_macros);
+    parse_with_defines(source, shared_attribute_macros, &[])
+}
+
+/// [`parse_with`], with the `-D`/`-U` macros of the file's compile command (see
+/// [`prepass::prepare_with_defines`]).
+pub fn parse_with_defines(
+    source: &[u8],
+    shared_attribute_macros: &[String],
+    build_defines: &[(String, bool)],
+) -> Result<ParsedFile, ParseFailure> {
+    let prepared = prepass::prepare_with_defines(source, shared_attribute_macros, build_defines);
     let tree = PARSER.with(|cell| -> Result<Tree, ParseFailure> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {

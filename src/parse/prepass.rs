@@ -129,13 +129,34 @@ pub fn attribute_macros_in(src: &str) -> Vec<String> {
 
 /// [`prepare`], also blanking attribute macros defined in other files of the scan.
 pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared {
+    prepare_with_defines(src, shared_attribute_macros, &[])
+}
+
+/// [`prepare_with`], with the macros the build defines (`true`) or undefines (`false`) on the
+/// compiler's command line: `#ifdef` / `defined()` of them selects every Python or none, so
+/// the branch the build does not compile is left out like `#if 0`.
+pub fn prepare_with_defines(
+    src: &[u8],
+    shared_attribute_macros: &[String],
+    build_defines: &[(String, bool)],
+) -> Prepared {
     let toks = tokenize(src);
     let mut out = src.to_vec();
     let mut ctx = Context::default();
     let mut open: Vec<OpenBlock> = Vec::new();
     let mut blocks: Vec<Block> = Vec::new();
     let mut regions: Vec<Region> = Vec::new();
-    let mut macros = VersionMacros::new();
+    let mut macros: VersionMacros = build_defines
+        .iter()
+        .map(|(name, defined)| {
+            let range = if *defined {
+                VersionRange::ALL
+            } else {
+                VersionRange::EMPTY
+            };
+            (name.clone(), range)
+        })
+        .collect();
     let mut prev_sig: Option<u8> = None;
     let mut statement_macros: Vec<(usize, usize)> = Vec::new();
     let mut attribute_macros: Vec<String> = shared_attribute_macros.to_vec();

@@ -49,7 +49,13 @@ pub fn module_plan(ctx: &PlanCtx, findings: &[Finding]) -> Option<ModulePlan> {
         verify: format!(
             "isolint verify --python python3.12 --python python3.13 --with-scan {} {}",
             shell_word(&init_site.path),
-            ctx.module.name
+            // `import` needs the dotted name (`pkg.sub._ext`), which the build file or
+            // `m_name` gives; the `PyInit_` name is the last resort.
+            shell_word(
+                &ctx.module
+                    .import_name()
+                    .unwrap_or_else(|| ctx.module.name.clone())
+            )
         ),
     })
 }

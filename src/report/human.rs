@@ -153,6 +153,10 @@ pub fn tail(analysis: &Analysis, width: usize) -> String {
         let line = format!("error: {}: {}", e.path.display(), e.message);
         out.push_str(&wrapped(&line, "", "  ", width));
     }
+    for n in &analysis.build_notes {
+        let line = format!("note: {}: {}", n.path.display(), n.message);
+        out.push_str(&wrapped(&line, "", "  ", width));
+    }
     for s in &analysis.skipped {
         let line = format!("skipped: {}: {}", s.path.display(), s.message);
         out.push_str(&wrapped(&line, "", "  ", width));
@@ -168,8 +172,12 @@ pub fn tail(analysis: &Analysis, width: usize) -> String {
                     .flatten()
                     .unwrap_or_else(|| "-".to_string())
             };
+            let import = match &m.import_name {
+                Some(dotted) if *dotted != m.name => format!(" `{dotted}`"),
+                _ => String::new(),
+            };
             let line = format!(
-                "{} ({}:{}): {} init, m_size = {}, multiple_interpreters = {}, gil = {}, {} static / {} heap types",
+                "{}{import} ({}:{}): {} init, m_size = {}, multiple_interpreters = {}, gil = {}, {} static / {} heap types, {} from {}",
                 m.name,
                 m.path.display(),
                 m.line,
@@ -178,7 +186,9 @@ pub fn tail(analysis: &Analysis, width: usize) -> String {
                 slot("multiple_interpreters"),
                 slot("gil"),
                 m.static_types,
-                m.heap_types
+                m.heap_types,
+                super::plural(m.files.len(), "file"),
+                m.files_from
             );
             out.push_str(&wrapped(&line, "  ", "      ", width));
             if let Some(v) = &m.verdict {

@@ -55,8 +55,12 @@ fn check(ctx: &mut Ctx) {
         verdict.multiple_interpreters,
         verdict.supported.slot_value()
     );
+    let import_name = ctx
+        .module
+        .import_name()
+        .unwrap_or_else(|| ctx.module.name.clone());
     let help = format!(
-        "confirm with `isolint verify`, then declare `{{Py_mod_multiple_interpreters, {}}}`",
+        "confirm with `isolint verify {import_name}`, then declare `{{Py_mod_multiple_interpreters, {}}}`",
         verdict.supported.slot_value()
     );
     ctx.report(site, Some(&symbol), None, message, help);

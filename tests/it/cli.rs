@@ -482,3 +482,72 @@ fn cache_lives_in_the_project() {
         .exists());
     assert_eq!(other.stdout, uncached.stdout);
 }
+
+/// `--compile-commands` gives the module's files; the module line says where they came from,
+/// and `plan` suggests `isolint verify` with the dotted import name the setup.py gives (read,
+/// never run).
+#[test]
+fn build_files_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let marker = root.join("marker");
+    std::fs::write(
+        root.join("setup.py"),
+        format!(
+            "from setuptools import Extension, setup\nopen({:?}, 'w').write('ran')\nsetup(ext_modules=[Extension('pkg.sub._m', ['m.c'])])\n",
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("m.c"),
+        "#include <Python.h>\nint helper(void);\nstatic struct PyModuleDef def = {PyModuleDef_HEAD_INIT, \"_m\", NULL, -1, NULL};\nPyMODINIT_FUNC PyInit__m(void) { helper(); return PyModule_Create(&def); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("helper.c"),
+        "static int n;\nint helper(void) { return n++; }\n",
+    )
+    .unwrap();
+    let human = isolint(&["check", "."], root);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("_m `pkg.sub._m` (./m.c:4)") && text.contains("1 file from setup.py"),
+        "{text}"
+    );
+    let plan = isolint(&["plan", "."], root);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("--with-scan ./m.c pkg.sub._m"), "{text}");
+
+    // A compile database outside the tree, named on the command line, wins over setup.py;
+    // the import name still comes from setup.py.
+    let db = tempfile::tempdir().unwrap();
+    std::fs::write(
+        db.path().join("cc.json"),
+        format!(
+            r#"[{{"directory": {dir:?}, "file": "m.c", "command": "cc -c m.c", "output": "CMakeFiles/_m.dir/m.c.o"}},
+                {{"directory": {dir:?}, "file": "helper.c", "command": "cc -c helper.c", "output": "CMakeFiles/_m.dir/helper.c.o"}}]"#,
+            dir = root.display().to_string()
+        ),
+    )
+    .unwrap();
+    let db_path = db.path().join("cc.json");
+    let out = isolint(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--compile-commands",
+            db_path.to_str().unwrap(),
+            ".",
+        ],
+        root,
+    );
+    let doc = json(&out);
+    let module = &doc["modules"][0];
+    assert_eq!(module["files_from"], "compile_commands.json");
+    assert_eq!(module["import_name"], "pkg.sub._m", "{doc}");
+    assert_eq!(module["files"].as_array().unwrap().len(), 2, "{doc}");
+    assert!(doc["build_notes"].as_array().unwrap().is_empty());
+    assert!(!marker.exists(), "setup.py was run");
+}

@@ -10,6 +10,7 @@ mod formats;
 mod linking;
 mod lsp;
 mod messages;
+mod modules;
 mod plan;
 mod registry;
 mod robustness;

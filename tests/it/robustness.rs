@@ -316,3 +316,103 @@ fn fuzz_regressions_stay_fixed() {
         check_buffer("fuzz/_mod.c", text.into_bytes());
     }
 }
+
+/// The committed seeds of the build-file fuzz target: the first byte picks the file.
+fn build_seeds() -> Vec<(&'static str, String)> {
+    const NAMES: &[&str] = &[
+        "setup.py",
+        "compile_commands.json",
+        "meson.build",
+        "CMakeLists.txt",
+        "pyproject.toml",
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/build_files");
+    let mut out: Vec<(&'static str, String)> = std::fs::read_dir(dir)
+        .expect("fuzz/seeds/build_files exists")
+        .flatten()
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let (kind, rest) = bytes.split_first().expect("a seed has a kind byte");
+            (
+                NAMES[*kind as usize % NAMES.len()],
+                String::from_utf8_lossy(rest).into_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn read_build(name: &str, text: &str) -> isolint::buildfiles::BuildInfo {
+    isolint::buildfiles::read_build_text(&Path::new("/nonexistent-root").join(name), text)
+}
+
+/// Build files that do not parse, build their sources in code, refer to themselves or point
+/// at missing files: each gives notes or nothing, never a panic, and so do their mutations.
+#[test]
+fn bad_and_mutated_build_files_never_panic() {
+    let seeds = build_seeds();
+    assert!(seeds.len() >= 5);
+    let by_name = |prefix: &str| {
+        seeds
+            .iter()
+            .filter(|(n, t)| n.starts_with(prefix) && !t.is_empty())
+            .map(|(n, t)| read_build(n, t))
+            .collect::<Vec<_>>()
+    };
+    // The malformed ones say so.
+    assert!(by_name("compile_commands").iter().any(|i| i
+        .notes
+        .iter()
+        .any(|n| n.message.contains("not a compile database"))));
+    assert!(by_name("setup.py")
+        .iter()
+        .any(|i| i.notes.iter().any(|n| n.message.contains("does not parse"))));
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (0..seeds.len(), proptest::collection::vec(mutation(), 1..8));
+    runner
+        .run(&strategy, |(seed, mutations)| {
+            let (name, text) = &seeds[seed];
+            let mutated = apply(text.as_bytes(), &mutations);
+            let _ = read_build(name, &String::from_utf8_lossy(&mutated));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Deep nesting and values that double on each line stay within the stack and memory.
+#[test]
+fn hostile_build_files_stay_bounded() {
+    let deep = format!("x = {}1{}\n", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    let _ = read_build("setup.py", &deep);
+    let _ = read_build("meson.build", &deep);
+    let nots = format!("x = {}true\n", "not ".repeat(DEPTH));
+    let _ = read_build("meson.build", &nots);
+    let parens = format!("set(A {}a{})\n", "(".repeat(DEPTH), ")".repeat(DEPTH));
+    let _ = read_build("CMakeLists.txt", &parens);
+    let doubling = "set(A x)\n".to_string() + &"set(A ${A}${A}${A}${A})\n".repeat(40);
+    let _ = read_build(
+        "CMakeLists.txt",
+        &(doubling + "Python_add_library(m MODULE ${A})\n"),
+    );
+    // Names that refer to lists of each other: exponential unless the work is bounded.
+    let mut chain = String::from("a0 = ['x.c']\n");
+    for i in 1..40 {
+        let p = i - 1;
+        chain.push_str(&format!("a{i} = [a{p}, a{p}, a{p}, a{p}]\n"));
+    }
+    chain.push_str("Extension('m', a39)\n");
+    let info = read_build("setup.py", &chain);
+    assert!(info.targets.is_empty());
+    assert_eq!(info.notes.len(), 1, "{:?}", info.notes);
+    let json = format!(
+        "[{}]",
+        "{\"file\": \"a.c\"},".repeat(1000) + "{\"file\": \"b.c\"}"
+    );
+    let info = read_build("compile_commands.json", &json);
+    assert!(info.notes[0].message.contains("do not exist"));
+}
