@@ -112,7 +112,7 @@ pub fn prepare(src: &[u8]) -> Prepared {
 /// files of a scan (`#define HIDDEN __attribute__((visibility("hidden")))` lives in a header;
 /// its uses are in every `.c` file).
 pub fn attribute_macros_in(src: &str) -> Vec<String> {
-    src.lines()
+    crate::source::split_lines(src)
         .filter_map(|line| {
             let rest = line
                 .trim_start()
@@ -127,8 +127,34 @@ pub fn attribute_macros_in(src: &str) -> Vec<String> {
         .collect()
 }
 
+/// Line breaks as a C compiler reads them, in text of the same length. tree-sitter-c and the
+/// lexer know only LF: a lone CR (old Mac files) becomes LF, and a backslash before CR LF
+/// (a continued string literal or macro in a Windows file) becomes space, backslash, LF, so
+/// that the continuation is one and the next line starts at the same column. A plain CR LF is
+/// left alone: the CR is white space to both.
+pub fn normalize_line_breaks(src: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !src.contains(&b'\r') {
+        return std::borrow::Cow::Borrowed(src);
+    }
+    let mut out = src.to_vec();
+    for i in 0..out.len() {
+        if out[i] != b'\r' {
+            continue;
+        }
+        if out.get(i + 1) != Some(&b'\n') {
+            out[i] = b'\n';
+        } else if i > 0 && out[i - 1] == b'\\' {
+            out[i - 1] = b' ';
+            out[i] = b'\\';
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// [`prepare`], also blanking attribute macros defined in other files of the scan.
 pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared {
+    let normalized = normalize_line_breaks(src);
+    let src: &[u8] = &normalized;
     let toks = tokenize(src);
     let mut out = src.to_vec();
     let mut ctx = Context::default();
@@ -648,6 +674,23 @@ mod tests {
         let out =
             String::from_utf8(prepare_with(b"HIDDEN PyObject *cb = NULL;", &shared).text).unwrap();
         assert_eq!(out, "       PyObject *cb = NULL;");
+    }
+
+    #[test]
+    fn line_breaks_as_a_compiler_reads_them() {
+        let src = b"#define A 1 \\\r\n  + 2\r\nchar *s = \"a\\\r\nb\";\rint x;\r";
+        let out = normalize_line_breaks(src);
+        assert_eq!(out.len(), src.len());
+        assert_eq!(
+            &out[..],
+            b"#define A 1  \\\n  + 2\r\nchar *s = \"a \\\nb\";\nint x;\n"
+        );
+        let parsed = crate::parse::parse(src).unwrap();
+        assert_eq!(parsed.errors.count(), 0, "{}", parsed.tree.root_node().to_sexp());
+        assert!(matches!(
+            normalize_line_breaks(b"int x;\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
