@@ -22,6 +22,9 @@ pub(crate) struct Cx<'a> {
     pub lines: &'a LineIndex,
     pub cond: &'a ConditionalMap,
     pub errors: &'a ParseErrors,
+    /// Function bodies as the lexer sees them: beside a parse error, a declaration there is a
+    /// local even when the tree puts it at file scope.
+    pub function_bodies: &'a crate::parse::prepass::FunctionBodies,
     /// This file's function-like macros that may write, expanded at their call sites.
     pub macros: &'a super::macros::MacroTable,
 }
@@ -241,6 +244,7 @@ pub fn extract(
         lines: &lines,
         cond: &parsed.conditionals,
         errors: &parsed.errors,
+        function_bodies: &parsed.function_bodies,
         macros: &no_macros,
     };
     let mut facts = FileFacts {
@@ -357,6 +361,10 @@ pub(crate) fn wants_entries(type_name: &str, init_bytes: usize) -> bool {
 }
 
 fn file_declaration(node: Node, cx: &Cx, in_error: bool, facts: &mut FileFacts) {
+    // A clean tree is trusted; in a broken one, the lexer's braces say whether the declaration
+    // sits in a function body whose head or braces the tree lost (`int x, y;` read as globals).
+    let in_body = cx.errors.count() > 0 && cx.function_bodies.contains(node.start_byte());
+    let in_error = in_error || in_body;
     let info = declaration_type(node, cx);
     if info.is_typedef {
         return;

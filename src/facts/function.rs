@@ -312,6 +312,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             lines: &lines,
             cond: &parsed.conditionals,
             errors: &parsed.errors,
+            function_bodies: &parsed.function_bodies,
             macros: self.cx.macros,
         };
         let root = parsed.tree.root_node();

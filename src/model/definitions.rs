@@ -198,6 +198,85 @@ impl<'a> Scope<'a> {
             })
     }
 
+    /// Every function of this name in the file that [`Scope::function`] picks: the `#if`
+    /// variants of one function (`#ifdef MS_WINDOWS ... #else ... #endif`), any of which may
+    /// be the one compiled.
+    pub fn function_variants(&self, name: &str, from_file: usize) -> Vec<FnRef> {
+        let Some(first) = self.function(name, from_file) else {
+            return Vec::new();
+        };
+        self.functions
+            .get(name)
+            .map(|all| {
+                all.iter()
+                    .copied()
+                    .filter(|r| r.file == first.file)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A variable by name, as seen from a function body (its own local statics first: the
+    /// ones declared inside this very definition, so that each `#if` variant of a function has
+    /// its own) or from file scope of `from_file`.
+    pub fn variable_from(
+        &self,
+        name: &str,
+        from_file: usize,
+        from_function: Option<&crate::facts::Function>,
+    ) -> Option<VarRef> {
+        if let Some(function) = from_function {
+            let file = &self.files[from_file];
+            let local = |v: &crate::facts::Variable| {
+                v.name == name && v.function.as_deref() == Some(function.name.as_str())
+            };
+            let inside = |v: &crate::facts::Variable| {
+                function.def_span.start <= v.span.start && v.span.end <= function.def_span.end
+            };
+            let found = file
+                .variables
+                .iter()
+                .position(|v| local(v) && inside(v))
+                .or_else(|| file.variables.iter().position(local));
+            if let Some(index) = found {
+                return Some(VarRef {
+                    file: from_file,
+                    index,
+                });
+            }
+        }
+        self.variable(name, from_file, None)
+    }
+
+    /// The definitions of `var`'s name at file scope of its file whose versions overlap
+    /// `versions`: same-named globals in different `#if` branches are separate variables, and a
+    /// write that may reach either counts for each.
+    pub fn same_file_variants(&self, var: VarRef, versions: &VersionRange) -> Vec<VarRef> {
+        let v = &self.files[var.file].variables[var.index];
+        if v.function.is_some() {
+            return vec![var];
+        }
+        let mut out: Vec<VarRef> = self
+            .globals
+            .get(v.name.as_str())
+            .map(|all| {
+                all.iter()
+                    .copied()
+                    .filter(|r| {
+                        r.file == var.file
+                            && self.files[r.file].variables[r.index]
+                                .versions
+                                .overlaps(versions)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !out.contains(&var) {
+            out.push(var);
+        }
+        out
+    }
+
     /// A variable by name, as seen from function `from` (or from file scope of `from_file`).
     pub fn variable(
         &self,
@@ -300,9 +379,7 @@ fn call_closure(scope: &Scope, starts: &[FnRef]) -> BTreeSet<FnRef> {
             continue;
         }
         for call in &scope.files[f.file].functions[f.index].calls {
-            if let Some(callee) = scope.function(&call.callee, f.file) {
-                queue.push_back(callee);
-            }
+            queue.extend(scope.function_variants(&call.callee, f.file));
         }
     }
     seen
@@ -317,7 +394,11 @@ fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTree
             if let Some(Init::List(list)) = &v.init {
                 let mut names = Vec::new();
                 collect_idents(list, &mut names, 0);
-                named_in_tables.extend(names.into_iter().filter_map(|n| scope.function(n, fi)));
+                named_in_tables.extend(
+                    names
+                        .into_iter()
+                        .flat_map(|n| scope.function_variants(n, fi)),
+                );
             }
         }
     }
@@ -340,7 +421,7 @@ fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTree
             .map(|c| c.callee.as_str())
             .chain(function.references.iter().map(|r| r.name.as_str()));
         for name in used {
-            if let Some(callee) = scope.function(name, caller.file) {
+            for callee in scope.function_variants(name, caller.file) {
                 if !starts.contains(&callee) && set.remove(&callee) {
                     runtime.push(callee);
                 }
@@ -419,8 +500,8 @@ fn find_creation(scope: &Scope, init: FnRef) -> (InitStyle, Option<ModuleCreatio
                         current,
                     ));
                 }
-            } else if let Some(callee) = scope.function(&call.callee, f.file) {
-                queue.push_back(callee);
+            } else {
+                queue.extend(scope.function_variants(&call.callee, f.file));
             }
         }
     }
@@ -674,20 +755,26 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
         for (i, function) in scope.files[fi].functions.iter().enumerate() {
             let fref = FnRef { file: fi, index: i };
             for r in &function.references {
-                if let Some(var) = scope.variable(&r.name, fi, Some(&function.name)) {
-                    if let Some(g) = globals.get_mut(&var) {
-                        g.readers.push(fref);
+                if let Some(var) = scope.variable_from(&r.name, fi, Some(function)) {
+                    for var in scope.same_file_variants(var, &function.versions) {
+                        if let Some(g) = globals.get_mut(&var) {
+                            if g.readers.last() != Some(&fref) {
+                                g.readers.push(fref);
+                            }
+                        }
                     }
                 }
             }
             for (si, w) in function.writes.iter().enumerate() {
-                if let Some(var) = scope.variable(&w.target, fi, Some(&function.name)) {
-                    if let Some(g) = globals.get_mut(&var) {
-                        g.writes.push(super::GlobalWrite {
-                            function: fref,
-                            site: si,
-                            at_init: has_init && init_functions.contains(&fref),
-                        });
+                if let Some(var) = scope.variable_from(&w.target, fi, Some(function)) {
+                    for var in scope.same_file_variants(var, &w.versions) {
+                        if let Some(g) = globals.get_mut(&var) {
+                            g.writes.push(super::GlobalWrite {
+                                function: fref,
+                                site: si,
+                                at_init: has_init && init_functions.contains(&fref),
+                            });
+                        }
                     }
                 }
             }

@@ -4,7 +4,7 @@ pub mod condition;
 pub mod lexer;
 pub mod prepass;
 
-use prepass::ConditionalMap;
+use prepass::{ConditionalMap, FunctionBodies};
 use std::cell::RefCell;
 use tree_sitter::{Node, Parser, Tree};
 
@@ -38,6 +38,7 @@ pub struct ParsedFile {
     pub text: Vec<u8>,
     pub tree: Tree,
     pub conditionals: ConditionalMap,
+    pub function_bodies: FunctionBodies,
     pub errors: ParseErrors,
 }
 
@@ -88,6 +89,7 @@ pub fn parse_with(
         text: prepared.text,
         tree,
         conditionals: prepared.conditionals,
+        function_bodies: prepared.function_bodies,
         errors,
     })
 }

@@ -47,6 +47,36 @@ impl ConditionalMap {
 pub struct Prepared {
     pub text: Vec<u8>,
     pub conditionals: ConditionalMap,
+    pub function_bodies: FunctionBodies,
+}
+
+/// Byte ranges of function bodies as the lexer counts braces (`)` then `{` at file scope, to
+/// the matching `}`), `#if` branches followed as the pre-pass follows them. Beside a parse
+/// error, tree-sitter may lift a body's declarations to file scope; these ranges say they are
+/// locals.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionBodies {
+    /// Sorted, disjoint.
+    ranges: Vec<(usize, usize)>,
+}
+
+impl FunctionBodies {
+    fn new(mut ranges: Vec<(usize, usize)>) -> Self {
+        ranges.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+        for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        Self { ranges: merged }
+    }
+    /// `offset` lies inside a function body (after its `{`).
+    pub fn contains(&self, offset: usize) -> bool {
+        let i = self.ranges.partition_point(|r| r.0 < offset);
+        i > 0 && offset < self.ranges[i - 1].1
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +89,8 @@ enum Brace {
 struct Context {
     braces: Vec<Brace>,
     parens: usize,
+    /// Where the function body the lexer is in opened (a `{` at file scope after `)`).
+    body_start: Option<usize>,
 }
 
 impl Context {
@@ -163,6 +195,10 @@ pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared 
     let mut regions: Vec<Region> = Vec::new();
     let mut macros = VersionMacros::new();
     let mut prev_sig: Option<u8> = None;
+    // `prev_sig` forgets across directives; a function head followed by `#if` before its `{`
+    // does not.
+    let mut prev_code: Option<u8> = None;
+    let mut bodies: Vec<(usize, usize)> = Vec::new();
     let mut statement_macros: Vec<(usize, usize)> = Vec::new();
     let mut attribute_macros: Vec<String> = shared_attribute_macros.to_vec();
 
@@ -269,11 +305,19 @@ pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared 
                         let init = matches!(prev_sig, Some(b'=') | Some(b','))
                             || (prev_sig == Some(b'{') && ctx.braces.last() == Some(&Brace::Init));
                         let init = init && (prev_sig != Some(b',') || ctx.inside_construct());
+                        if ctx.braces.is_empty() && ctx.parens == 0 && prev_code == Some(b')') {
+                            ctx.body_start = Some(tok.start);
+                        }
                         ctx.braces
                             .push(if init { Brace::Init } else { Brace::Block });
                     }
                     b'}' => {
                         ctx.braces.pop();
+                        if ctx.braces.is_empty() {
+                            if let Some(start) = ctx.body_start.take() {
+                                bodies.push((start, tok.end));
+                            }
+                        }
                     }
                     b'(' => ctx.parens += 1,
                     b')' => ctx.parens = ctx.parens.saturating_sub(1),
@@ -283,6 +327,7 @@ pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared 
                     _ => {}
                 }
                 prev_sig = Some(c);
+                prev_code = Some(c);
             }
             TokKind::Ident => {
                 if ctx.braces.is_empty()
@@ -294,12 +339,19 @@ pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared 
                     }
                 }
                 prev_sig = Some(b'a');
+                prev_code = Some(b'a');
             }
-            TokKind::Literal => prev_sig = Some(b'a'),
+            TokKind::Literal => {
+                prev_sig = Some(b'a');
+                prev_code = Some(b'a');
+            }
         }
         if tok.kind == TokKind::Directive {
             prev_sig = None;
         }
+    }
+    if let Some(start) = ctx.body_start {
+        bodies.push((start, src.len()));
     }
     // Unterminated `#if`s (half-written files): their branches run to the end.
     while let Some(mut ob) = open.pop() {
@@ -321,6 +373,7 @@ pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared 
     Prepared {
         text: out,
         conditionals: ConditionalMap { regions },
+        function_bodies: FunctionBodies::new(bodies),
     }
 }
 
