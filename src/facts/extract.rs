@@ -254,6 +254,8 @@ pub fn extract(
         lines: lines.line_count(),
         parse_errors: parsed.errors.clone(),
         first_error_line: parsed.errors.first_offset().map(|o| lines.position(o).0),
+        first_error: parsed.errors.first_offset().map(|o| cx.span_of(o, o)),
+        init_mentions: init_mentions(&cx),
         first_invalid_utf8,
         generated: false,
         includes: Vec::new(),
@@ -327,6 +329,50 @@ pub fn extract(
     facts.structs.sort_by_key(|s| s.span.start);
     facts.file_scope_calls.sort_by_key(|c| c.span.start);
     facts
+}
+
+/// `PyInit_<name>` anywhere in the text: a substring search, no tree walk.
+fn init_mentions(cx: &Cx) -> Vec<InitMention> {
+    const NEEDLE: &[u8] = b"PyInit_";
+    let src = cx.src;
+    let mut out = Vec::new();
+    for found in memchr::memmem::find_iter(src, NEEDLE) {
+        let from = found + NEEDLE.len();
+        let is_word = |b: &u8| *b == b'_' || b.is_ascii_alphanumeric();
+        if found > 0 && is_word(&src[found - 1]) {
+            continue;
+        }
+        // `PyInit_{{ name }}` in a template still names a module: the bare prefix is kept.
+        let end = found
+            + NEEDLE.len()
+            + src[from..].iter().take_while(|b| is_word(b)).count();
+        // The parameter list, then `{` for a definition (`;` or `)` otherwise).
+        let mut after = src[end..].iter().skip_while(|b| b.is_ascii_whitespace());
+        let mut definition = after.next() == Some(&b'(');
+        if definition {
+            let mut depth = 1usize;
+            for &b in after.by_ref() {
+                match b {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    b';' | b'{' | b'}' => break,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            definition =
+                depth == 0 && after.find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        }
+        out.push(InitMention {
+            name: String::from_utf8_lossy(&src[found..end]).into_owned(),
+            span: cx.span_of(found, end),
+            definition,
+            in_error: cx.errors.ranges.iter().any(|&(s, e)| s <= found && end <= e),
+        });
+    }
+    out
 }
 
 fn file_scope_call(node: Node, cx: &Cx) -> Option<Call> {

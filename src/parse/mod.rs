@@ -17,6 +17,12 @@ pub struct ParseErrors {
     pub missing_nodes: usize,
     /// Byte ranges of the outermost ERROR nodes and of MISSING nodes.
     pub ranges: Vec<(usize, usize)>,
+    /// Bytes inside the outermost ERROR nodes that no recovered item (a function, a
+    /// declaration, a preprocessor line, a comment) accounts for: the code the parser could not
+    /// read. An ERROR at the root that still holds the file's functions counts only its
+    /// leftovers.
+    #[serde(default)]
+    pub unreadable_bytes: usize,
 }
 
 impl ParseErrors {
@@ -94,6 +100,27 @@ pub fn parse_with(
     })
 }
 
+/// What an outermost ERROR node holds beyond the items tree-sitter recovered inside it.
+fn unreadable_bytes(error: Node) -> usize {
+    let mut recovered = 0;
+    let mut cursor = error.walk();
+    for child in error.children(&mut cursor) {
+        let kind = child.kind();
+        let is_item = matches!(
+            kind,
+            "function_definition"
+                | "declaration"
+                | "type_definition"
+                | "linkage_specification"
+                | "comment"
+        ) || kind.starts_with("preproc_");
+        if is_item && !child.is_error() {
+            recovered += child.end_byte() - child.start_byte();
+        }
+    }
+    (error.end_byte() - error.start_byte()).saturating_sub(recovered)
+}
+
 fn count_errors(root: Node) -> ParseErrors {
     let mut errors = ParseErrors::default();
     if !root.has_error() {
@@ -110,6 +137,7 @@ fn count_errors(root: Node) -> ParseErrors {
             errors.error_nodes += 1;
             if inside_error_depth.is_none() {
                 errors.ranges.push((node.start_byte(), node.end_byte()));
+                errors.unreadable_bytes += unreadable_bytes(node);
                 inside_error_depth = Some(depth);
             }
         } else if node.is_missing() {
