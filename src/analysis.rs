@@ -1,5 +1,6 @@
 //! `analyze`: the whole pipeline from paths to sorted findings.
 
+use crate::parse::macros::{definitions_in, MacroDefinition, ProjectMacros};
 use crate::cache::{content_hash, facts_key, CacheStats, FactsCache, Outcome};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::{extract, FileFacts};
@@ -101,7 +102,7 @@ struct PreScan {
     bytes: u64,
     /// The hash of the text, when a cache is in use.
     content: Option<u128>,
-    attribute_macros: Vec<String>,
+    macros: Vec<MacroDefinition>,
 }
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
@@ -112,7 +113,7 @@ fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, So
 }
 
 /// Reads each file once before the scan: its size (the largest files are scheduled first),
-/// the attribute-like macros it defines (every other file's parse needs them), and, with a
+/// the macros it defines (every other file's parse needs them), and, with a
 /// cache, the hash of its text. A file whose text the cache already holds is not tokenized.
 fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
     let want_macros = jobs.len() >= 2;
@@ -133,15 +134,15 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
             };
             let content = cache.map(|_| content_hash(&source.text, source.first_invalid_utf8));
             let cached = match (cache, content) {
-                (Some(c), Some(h)) => c.attribute_macros(path, h),
+                (Some(c), Some(h)) => c.macros(path, h),
                 _ => None,
             };
-            let attribute_macros =
-                cached.unwrap_or_else(|| crate::parse::prepass::attribute_macros_in(&source.text));
+            let macros =
+                cached.unwrap_or_else(|| definitions_in(source.text.as_bytes()));
             PreScan {
                 bytes: source.text.len() as u64,
                 content,
-                attribute_macros,
+                macros,
             }
         })
         .collect()
@@ -149,14 +150,14 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
 
 struct ScanContext<'a> {
     max: u64,
-    shared_macros: &'a [String],
+    shared_macros: &'a ProjectMacros,
     cache: Option<&'a FactsCache>,
 }
 
 impl ScanContext<'_> {
     /// The cache key of this scan's facts for a file of `kind`.
     fn facts_key(&self, kind: SourceKind) -> u64 {
-        facts_key(kind.into(), self.shared_macros)
+        facts_key(kind.into(), self.shared_macros.fingerprint())
     }
 }
 
@@ -179,16 +180,22 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
     match crate::parse::parse_with(source.text.as_bytes(), cx.shared_macros) {
         // The tree is dropped at the end of this arm: only the facts outlive the file.
         Ok(parsed) => {
-            let mut facts = extract(&parsed, &path, kind, source.first_invalid_utf8);
+            let mut facts = extract(
+                &parsed,
+                &path,
+                kind,
+                source.first_invalid_utf8,
+                cx.shared_macros,
+            );
             facts.generated = crate::origin::is_generated(&source.text);
             if let Some(cache) = cx.cache {
                 let content = content_hash(&source.text, source.first_invalid_utf8);
                 // The pre-scan's macros belong to the text it read; re-derive them if the file
                 // changed in between.
                 let macros = if pre.content == Some(content) {
-                    pre.attribute_macros.clone()
+                    pre.macros.clone()
                 } else {
-                    crate::parse::prepass::attribute_macros_in(&source.text)
+                    definitions_in(source.text.as_bytes())
                 };
                 cache.store(&path, content, macros, cx.facts_key(kind), &facts);
             }
@@ -241,7 +248,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         }
     }
 
-    let shared_macros = shared_attribute_macros(&pre);
+    let shared_macros = project_macros(&pre);
     let cx = ScanContext {
         max: options.max_file_size,
         shared_macros: &shared_macros,
@@ -432,17 +439,12 @@ fn memo_key(
     ))
 }
 
-/// Attribute-like macros (`#define HIDDEN __attribute__(...)`) defined anywhere in the scan.
-/// The definitions usually sit in a header, the uses in every `.c` file, and the parse of each
-/// file needs them.
-fn shared_attribute_macros(pre: &[PreScan]) -> Vec<String> {
-    let mut names: Vec<String> = pre
-        .iter()
-        .flat_map(|p| p.attribute_macros.iter().cloned())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+/// The macros defined anywhere in the scan, with their roles (`#define HIDDEN
+/// __attribute__(...)`, `#define BEGIN_SAVE {`...). The definitions usually sit in a header,
+/// the uses in every `.c` file, and the parse of each file needs them. Built once per scan:
+/// each file looks names up, nothing is merged per file.
+fn project_macros(pre: &[PreScan]) -> ProjectMacros {
+    ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
 }
 
 #[derive(Debug, Clone, Serialize)]

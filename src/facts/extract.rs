@@ -9,6 +9,7 @@ use super::initializer::parse_init;
 use super::structs::{struct_def, typedef_structs};
 use super::*;
 use crate::parse::prepass::ConditionalMap;
+use crate::parse::macros::ProjectMacros;
 use crate::parse::ParsedFile;
 use crate::source::LineIndex;
 use std::path::Path;
@@ -27,6 +28,12 @@ pub(crate) struct Cx<'a> {
     pub function_bodies: &'a crate::parse::prepass::FunctionBodies,
     /// This file's function-like macros that may write, expanded at their call sites.
     pub macros: &'a super::macros::MacroTable,
+    /// The scan's macros (or this file's, alone): bodies of code expanded at their uses.
+    pub project: &'a crate::parse::macros::ProjectMacros,
+    /// Uses the pre-pass rewrote out of sight (`BEGIN_SAVE` → `{`), by offset.
+    pub macro_uses: &'a [crate::parse::prepass::MacroUse],
+    /// Expansions already walked in this file.
+    pub expansions: &'a super::macros::ExpansionMemo,
 }
 
 impl<'a> Cx<'a> {
@@ -236,9 +243,11 @@ pub fn extract(
     path: &Path,
     kind: SourceKind,
     first_invalid_utf8: Option<usize>,
+    project: &ProjectMacros,
 ) -> FileFacts {
     let lines = LineIndex::new(std::str::from_utf8(&parsed.text).unwrap_or(""));
     let no_macros = super::macros::MacroTable::default();
+    let expansions = super::macros::ExpansionMemo::default();
     let cx = Cx {
         src: &parsed.text,
         lines: &lines,
@@ -246,6 +255,9 @@ pub fn extract(
         errors: &parsed.errors,
         function_bodies: &parsed.function_bodies,
         macros: &no_macros,
+        project,
+        macro_uses: &parsed.macro_uses,
+        expansions: &expansions,
     };
     let mut facts = FileFacts {
         path: path.to_path_buf(),
@@ -269,8 +281,28 @@ pub fn extract(
     let root = parsed.tree.root_node();
     preprocessor_facts(root, &cx, &mut facts);
     let macros = super::macros::MacroTable::new(&facts.macros);
+    // Alone (one file, an editor buffer), the file's own definitions are the project's.
+    let local;
+    let project = if project.is_empty() {
+        local = ProjectMacros::new(
+            facts
+                .macros
+                .iter()
+                .filter(|m| !m.name.starts_with("Py") && !m.name.starts_with("_Py"))
+                .map(|m| crate::parse::macros::MacroDefinition {
+                    name: m.name.clone(),
+                    params: m.params.clone(),
+                    body: m.body.clone(),
+                })
+                .collect(),
+        );
+        &local
+    } else {
+        project
+    };
     let cx = Cx {
         macros: &macros,
+        project,
         ..cx
     };
 

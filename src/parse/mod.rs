@@ -2,6 +2,7 @@
 
 pub mod condition;
 pub mod lexer;
+pub mod macros;
 pub mod prepass;
 
 use prepass::{ConditionalMap, FunctionBodies};
@@ -45,6 +46,8 @@ pub struct ParsedFile {
     pub tree: Tree,
     pub conditionals: ConditionalMap,
     pub function_bodies: FunctionBodies,
+    /// Project macros rewritten out of sight, for the facts layer to expand.
+    pub macro_uses: Vec<prepass::MacroUse>,
     pub errors: ParseErrors,
 }
 
@@ -70,16 +73,15 @@ pub fn new_parser() -> Result<Parser, ParseFailure> {
 
 /// Parses with one parser per thread (rayon workers reuse theirs).
 pub fn parse(source: &[u8]) -> Result<ParsedFile, ParseFailure> {
-    parse_with(source, &[])
+    parse_with(source, &macros::ProjectMacros::default())
 }
 
-/// [`parse`], with attribute macros defined elsewhere in the scan (see
-/// [`prepass::attribute_macros_in`]).
+/// [`parse`], with the macros of the whole scan (see [`macros::definitions_in`]).
 pub fn parse_with(
     source: &[u8],
-    shared_attribute_macros: &[String],
+    project_macros: &macros::ProjectMacros,
 ) -> Result<ParsedFile, ParseFailure> {
-    let prepared = prepass::prepare_with(source, shared_attribute_macros);
+    let prepared = prepass::prepare_with(source, project_macros);
     let tree = PARSER.with(|cell| -> Result<Tree, ParseFailure> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -96,6 +98,7 @@ pub fn parse_with(
         tree,
         conditionals: prepared.conditionals,
         function_bodies: prepared.function_bodies,
+        macro_uses: prepared.macro_uses,
         errors,
     })
 }
