@@ -5,7 +5,9 @@ use super::declarator::{declaration_type, shape_of};
 use super::expr::{root_name, summarize, unwrap};
 use super::extract::{declared_variables, fold_ws, Cx};
 use super::fields::{kind_table, FIELD};
-use super::macros::{project_expansion, ExpandedFacts, MAX_EXPANSION_DEPTH};
+use super::macros::{
+    project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH,
+};
 use crate::version::VersionRange;
 use super::*;
 use crate::source::LineIndex;
@@ -328,6 +330,33 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         if self.depth >= MAX_EXPANSION_DEPTH {
             return;
         }
+        // The body as written, walked once per file: enough for every use unless what it does
+        // depends on the arguments.
+        let Some((params, written)) = written_definition(self.cx.macros, self.cx.project, name)
+        else {
+            return;
+        };
+        let params = params.unwrap_or(&[]);
+        let memo = self.cx.expansions.borrow().get(name).cloned();
+        let summary = match memo {
+            Some(done) => done,
+            None => {
+                let mut done = self.walk_expansion(written);
+                done.depends_on_arguments = written.contains('#')
+                    || done.writes.iter().any(|w| params.contains(&w.target))
+                    || done.calls.iter().any(|c| params.contains(&c.callee));
+                let done = std::rc::Rc::new(done);
+                self.cx
+                    .expansions
+                    .borrow_mut()
+                    .insert(name.to_string(), done.clone());
+                done
+            }
+        };
+        if !summary.depends_on_arguments || args.is_none() {
+            self.record_expansion(&summary, params, at, versions, uncertain);
+            return;
+        }
         let key = match args {
             Some(args) => format!("{name}({})", args.join("\u{1}")),
             None => name.to_string(),
@@ -349,8 +378,21 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 done
             }
         };
+        self.record_expansion(&expanded, &[], at, versions, uncertain);
+    }
+
+    /// Records an expansion's writes, calls and reads at the use site; names of the macro's
+    /// parameters and the use site's locals are not globals.
+    fn record_expansion(
+        &mut self,
+        expanded: &ExpandedFacts,
+        params: &[String],
+        at: Span,
+        versions: VersionRange,
+        uncertain: bool,
+    ) {
         for w in &expanded.writes {
-            if self.locals.contains(&w.target) {
+            if self.locals.contains(&w.target) || params.contains(&w.target) {
                 continue;
             }
             let mut w = w.clone();
@@ -366,7 +408,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             self.calls.push(c);
         }
         for r in &expanded.references {
-            if !self.locals.contains(&r.name) && self.referenced.insert(r.name.clone()) {
+            if !self.locals.contains(&r.name)
+                && !params.contains(&r.name)
+                && self.referenced.insert(r.name.clone())
+            {
                 self.references.push(Reference {
                     name: r.name.clone(),
                     span: at,
@@ -411,6 +456,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             writes: inner.writes,
             calls: inner.calls,
             references: inner.references,
+            depends_on_arguments: false,
         }
     }
 

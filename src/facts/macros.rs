@@ -43,6 +43,13 @@ impl MacroTable {
         self.by_name.contains_key(name)
     }
 
+    /// Its parameters and body as written.
+    pub fn definition(&self, name: &str) -> Option<(&[String], &str)> {
+        self.by_name
+            .get(name)
+            .map(|(params, body)| (params.as_slice(), body.as_str()))
+    }
+
     /// The macro's body with `args` substituted, `#param` stringized and `##` pasted.
     pub fn expand(&self, name: &str, args: &[String]) -> Option<String> {
         let (params, body) = self.by_name.get(name)?;
@@ -128,6 +135,31 @@ pub(crate) struct ExpandedFacts {
     pub writes: Vec<WriteSite>,
     pub calls: Vec<Call>,
     pub references: Vec<Reference>,
+    /// Walked from the body as written, parameters unsubstituted: what it does depends on the
+    /// arguments (it writes or calls a parameter, or pastes or stringizes one), so each use
+    /// needs its own expansion.
+    pub depends_on_arguments: bool,
+}
+
+/// The macro `name` to expand, as written: a same-file macro that writes first, then a project
+/// macro whose role leaves its body out of the tree.
+pub(crate) fn written_definition<'a>(
+    table: &'a MacroTable,
+    project: &'a ProjectMacros,
+    name: &str,
+) -> Option<(Option<&'a [String]>, &'a str)> {
+    if let Some((params, body)) = table.definition(name) {
+        return Some((Some(params), body));
+    }
+    let role = project.role(name)?;
+    if !matches!(
+        role,
+        Role::Open | Role::Close | Role::Statement | Role::Code
+    ) {
+        return None;
+    }
+    let def = project.definition(name)?;
+    (def.body.len() <= MAX_EXPANSION_BYTES).then_some((def.params.as_deref(), def.body.as_str()))
 }
 
 pub(crate) type ExpansionMemo =

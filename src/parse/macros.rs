@@ -291,7 +291,8 @@ fn group_end(toks: &[Tok], open: usize) -> Option<usize> {
 /// The macros of a whole scan, with their roles, built once and shared by every file's parse.
 #[derive(Debug, Default)]
 pub struct ProjectMacros {
-    roles: FxHashMap<String, Role>,
+    /// By the name's bytes: the pre-pass looks up every identifier of every file as it is.
+    roles: FxHashMap<Box<[u8]>, Role>,
     definitions: FxHashMap<String, MacroDefinition>,
     fingerprint: u64,
 }
@@ -340,13 +341,20 @@ impl ProjectMacros {
             by_name.entry(d.name.clone()).or_insert(d);
         }
         Self {
-            roles,
+            roles: roles
+                .into_iter()
+                .map(|(name, role)| (name.into_bytes().into_boxed_slice(), role))
+                .collect(),
             definitions: by_name,
             fingerprint: fingerprint.digest(),
         }
     }
 
     pub fn role(&self, name: &str) -> Option<Role> {
+        self.role_of(name.as_bytes())
+    }
+
+    pub fn role_of(&self, name: &[u8]) -> Option<Role> {
         self.roles.get(name).copied()
     }
 

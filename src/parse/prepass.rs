@@ -734,11 +734,7 @@ static ATTRIBUTE_MACRO_SET: std::sync::LazyLock<rustc_hash::FxHashSet<&'static [
     std::sync::LazyLock::new(|| ATTRIBUTE_MACROS.iter().copied().collect());
 
 fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], project: &ProjectMacros) {
-    let project_role = |name: &[u8]| {
-        std::str::from_utf8(name)
-            .ok()
-            .and_then(|n| project.role(n))
-    };
+    let project_role = |name: &[u8]| project.role_of(name);
     for (i, tok) in toks.iter().enumerate() {
         if tok.kind != TokKind::Ident {
             continue;
