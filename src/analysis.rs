@@ -1,11 +1,11 @@
 //! `analyze`: the whole pipeline from paths to sorted findings.
 
-use crate::parse::macros::{definitions_in, MacroDefinition, ProjectMacros};
 use crate::cache::{content_hash, facts_key, CacheStats, FactsCache, Outcome};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::{extract, FileFacts};
 use crate::finding::{sort_findings, Finding};
 use crate::model::{ModuleSummary, Project};
+use crate::parse::macros::{definitions_in, MacroDefinition, ProjectMacros};
 use crate::rules::{run_rules, RuleInfo, RULES};
 use crate::source::{decode_source, read_source, SourceError, SourceText, DEFAULT_MAX_FILE_SIZE};
 use crate::version::PyVersion;
@@ -137,8 +137,7 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
                 (Some(c), Some(h)) => c.macros(path, h),
                 _ => None,
             };
-            let macros =
-                cached.unwrap_or_else(|| definitions_in(source.text.as_bytes()));
+            let macros = cached.unwrap_or_else(|| definitions_in(source.text.as_bytes()));
             PreScan {
                 bytes: source.text.len() as u64,
                 content,

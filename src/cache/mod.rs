@@ -14,8 +14,8 @@ mod memo;
 
 pub use memo::Outcome;
 
-use crate::parse::macros::MacroDefinition;
 use crate::facts::FileFacts;
+use crate::parse::macros::MacroDefinition;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::io::Write;

@@ -8,8 +8,8 @@ use super::function::function_facts;
 use super::initializer::parse_init;
 use super::structs::{struct_def, typedef_structs};
 use super::*;
-use crate::parse::prepass::ConditionalMap;
 use crate::parse::macros::ProjectMacros;
+use crate::parse::prepass::ConditionalMap;
 use crate::parse::ParsedFile;
 use crate::source::LineIndex;
 use std::path::Path;
@@ -375,9 +375,7 @@ fn init_mentions(cx: &Cx) -> Vec<InitMention> {
             continue;
         }
         // `PyInit_{{ name }}` in a template still names a module: the bare prefix is kept.
-        let end = found
-            + NEEDLE.len()
-            + src[from..].iter().take_while(|b| is_word(b)).count();
+        let end = found + NEEDLE.len() + src[from..].iter().take_while(|b| is_word(b)).count();
         // The parameter list, then `{` for a definition (`;` or `)` otherwise).
         let mut after = src[end..].iter().skip_while(|b| b.is_ascii_whitespace());
         let mut definition = after.next() == Some(&b'(');
@@ -394,14 +392,17 @@ fn init_mentions(cx: &Cx) -> Vec<InitMention> {
                     break;
                 }
             }
-            definition =
-                depth == 0 && after.find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            definition = depth == 0 && after.find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         }
         out.push(InitMention {
             name: String::from_utf8_lossy(&src[found..end]).into_owned(),
             span: cx.span_of(found, end),
             definition,
-            in_error: cx.errors.ranges.iter().any(|&(s, e)| s <= found && end <= e),
+            in_error: cx
+                .errors
+                .ranges
+                .iter()
+                .any(|&(s, e)| s <= found && end <= e),
         });
     }
     out

@@ -5,12 +5,10 @@ use super::declarator::{declaration_type, shape_of};
 use super::expr::{root_name, summarize, unwrap};
 use super::extract::{declared_variables, fold_ws, Cx};
 use super::fields::{kind_table, FIELD};
-use super::macros::{
-    project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH,
-};
-use crate::version::VersionRange;
+use super::macros::{project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH};
 use super::*;
 use crate::source::LineIndex;
+use crate::version::VersionRange;
 use std::sync::LazyLock;
 // Hashed once per identifier of every function body: Fx, not SipHash.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -605,7 +603,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             "identifier" => {
                 let name = cx.text(node);
                 // An object-like project macro used as code (`PREAMBLE;`): its body counts here.
-                if name.as_bytes().first().is_some_and(|c| c.is_ascii_uppercase())
+                if name
+                    .as_bytes()
+                    .first()
+                    .is_some_and(|c| c.is_ascii_uppercase())
                     && self
                         .cx
                         .project

@@ -108,7 +108,10 @@ fn logical_line_end(src: &[u8], start: usize) -> usize {
 
 /// `# define rest...` → `rest...`.
 fn directive_rest<'a>(line: &'a [u8], word: &[u8]) -> Option<&'a [u8]> {
-    let trimmed = line.trim_ascii_start().strip_prefix(b"#")?.trim_ascii_start();
+    let trimmed = line
+        .trim_ascii_start()
+        .strip_prefix(b"#")?
+        .trim_ascii_start();
     let rest = trimmed.strip_prefix(word)?;
     rest.first()
         .is_some_and(|c| c.is_ascii_whitespace())
@@ -161,7 +164,9 @@ fn strip_comments(text: &str) -> String {
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 out.push_str(&text[copied..i]);
                 out.push(' ');
-                i = text[i + 2..].find("*/").map_or(bytes.len(), |p| i + 2 + p + 2);
+                i = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |p| i + 2 + p + 2);
                 copied = i;
             }
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
@@ -212,8 +217,7 @@ fn classify(def: &MacroDefinition, known: &dyn Fn(&str) -> Option<Role>) -> Opti
     }
     if let Some(params) = &def.params {
         let words: Vec<&str> = toks.iter().map(text).collect();
-        if !params.is_empty() && words == params.iter().map(String::as_str).collect::<Vec<_>>()
-        {
+        if !params.is_empty() && words == params.iter().map(String::as_str).collect::<Vec<_>>() {
             return Some(Role::PassThrough);
         }
     }
@@ -226,7 +230,10 @@ fn classify(def: &MacroDefinition, known: &dyn Fn(&str) -> Option<Role>) -> Opti
     let has_code = toks.iter().any(|t| {
         matches!(
             t.kind,
-            TokKind::Punct(b'(') | TokKind::Punct(b'=') | TokKind::Punct(b'+') | TokKind::Punct(b'-')
+            TokKind::Punct(b'(')
+                | TokKind::Punct(b'=')
+                | TokKind::Punct(b'+')
+                | TokKind::Punct(b'-')
         )
     });
     has_code.then_some(Role::Code)

@@ -552,9 +552,7 @@ fn statement_macro(
     let tok = &toks[index];
     let name = std::str::from_utf8(ident(src, tok)).ok()?;
     let role = project.role(name)?;
-    let function_like = project
-        .definition(name)
-        .is_some_and(|d| d.params.is_some());
+    let function_like = project.definition(name).is_some_and(|d| d.params.is_some());
     let last = if function_like {
         if toks.get(index + 1).map(|t| t.kind) != Some(TokKind::Punct(b'(')) {
             return None;
@@ -594,7 +592,9 @@ fn statement_macro(
             // from the last line break on: outside any comment), or right after the use.
             let line_start = end + gap.iter().rposition(|&b| b == b'\n').unwrap_or(0) + 1;
             if line_start < next.start
-                && src[line_start..next.start].iter().all(|b| *b == b' ' || *b == b'\t')
+                && src[line_start..next.start]
+                    .iter()
+                    .all(|b| *b == b' ' || *b == b'\t')
             {
                 semicolons.push(line_start);
             } else if gap[0] == b' ' || gap[0] == b'\t' {
@@ -627,7 +627,11 @@ fn call_arguments(toks: &[Tok], open: usize, close: usize, src: &[u8]) -> Vec<St
                 depth = depth.saturating_sub(1)
             }
             TokKind::Punct(b',') if depth == 0 => {
-                args.push(String::from_utf8_lossy(&src[start..t.start]).trim().to_string());
+                args.push(
+                    String::from_utf8_lossy(&src[start..t.start])
+                        .trim()
+                        .to_string(),
+                );
                 start = t.end;
             }
             _ => {}
@@ -854,7 +858,11 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], project: &ProjectMacro
                     };
                     if let Some(end) = end {
                         // The storage class stays when it fits (`MEM_STATIC` → `static`).
-                        let text = if keyword.len() <= end - tok.start { keyword } else { b"" };
+                        let text = if keyword.len() <= end - tok.start {
+                            keyword
+                        } else {
+                            b""
+                        };
                         write_padded(out, tok.start, end, text);
                     }
                 }
@@ -932,7 +940,12 @@ mod tests {
             &ProjectMacros::new(definitions_in(header.as_bytes())),
         )
         .unwrap();
-        assert_eq!(parsed.errors.count(), 0, "{}", parsed.tree.root_node().to_sexp());
+        assert_eq!(
+            parsed.errors.count(),
+            0,
+            "{}",
+            parsed.tree.root_node().to_sexp()
+        );
         assert_eq!(parsed.macro_uses.len(), 2);
     }
 
@@ -946,7 +959,12 @@ mod tests {
             b"#define A 1  \\\n  + 2\r\nchar *s = \"a \\\nb\";\nint x;\n"
         );
         let parsed = crate::parse::parse(src).unwrap();
-        assert_eq!(parsed.errors.count(), 0, "{}", parsed.tree.root_node().to_sexp());
+        assert_eq!(
+            parsed.errors.count(),
+            0,
+            "{}",
+            parsed.tree.root_node().to_sexp()
+        );
         assert!(matches!(
             normalize_line_breaks(b"int x;\n"),
             std::borrow::Cow::Borrowed(_)

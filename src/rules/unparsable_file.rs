@@ -84,9 +84,8 @@ fn check(ctx: &mut Ctx) {
     }
     // No module at all, over files that name `PyInit_*`: a definition first, else any
     // mention (a head written through a macro, `EXPORT(PyMODINIT_FUNC, PyInit_x, (void))`).
-    let already_reported = |f: &FileFacts, m: &crate::facts::InitMention| {
-        m.in_error && unreadable(f).is_some()
-    };
+    let already_reported =
+        |f: &FileFacts, m: &crate::facts::InitMention| m.in_error && unreadable(f).is_some();
     let mentions = || {
         project.files.iter().enumerate().flat_map(|(fi, f)| {
             f.init_mentions
