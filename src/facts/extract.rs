@@ -267,7 +267,7 @@ pub fn extract(
         parse_errors: parsed.errors.clone(),
         first_error_line: parsed.errors.first_offset().map(|o| lines.position(o).0),
         first_error: parsed.errors.first_offset().map(|o| cx.span_of(o, o)),
-        init_mentions: init_mentions(&cx),
+        init_mentions: init_mentions(&cx, parsed.tree.root_node()),
         first_invalid_utf8,
         generated: false,
         includes: Vec::new(),
@@ -364,7 +364,7 @@ pub fn extract(
 }
 
 /// `PyInit_<name>` anywhere in the text: a substring search, no tree walk.
-fn init_mentions(cx: &Cx) -> Vec<InitMention> {
+fn init_mentions(cx: &Cx, root: Node) -> Vec<InitMention> {
     const NEEDLE: &[u8] = b"PyInit_";
     let src = cx.src;
     let mut out = Vec::new();
@@ -376,6 +376,16 @@ fn init_mentions(cx: &Cx) -> Vec<InitMention> {
         }
         // `PyInit_{{ name }}` in a template still names a module: the bare prefix is kept.
         let end = found + NEEDLE.len() + src[from..].iter().take_while(|b| is_word(b)).count();
+        // A comment or a string (`"PyInit_%s"` in a loader) names no module of this file.
+        let in_text = root.descendant_for_byte_range(found, end).is_some_and(|n| {
+            matches!(
+                n.kind(),
+                "comment" | "string_content" | "string_literal" | "char_literal"
+            )
+        });
+        if in_text {
+            continue;
+        }
         // The parameter list, then `{` for a definition (`;` or `)` otherwise).
         let mut after = src[end..].iter().skip_while(|b| b.is_ascii_whitespace());
         let mut definition = after.next() == Some(&b'(');

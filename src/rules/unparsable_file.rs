@@ -86,11 +86,14 @@ fn check(ctx: &mut Ctx) {
     // mention (a head written through a macro, `EXPORT(PyMODINIT_FUNC, PyInit_x, (void))`).
     let already_reported =
         |f: &FileFacts, m: &crate::facts::InitMention| m.in_error && unreadable(f).is_some();
+    // A prototype in a header (`PyMODINIT_FUNC PyInit_x(void);`) is not a module of the scan:
+    // its definition may be C++ or outside the scanned folders.
     let mentions = || {
         project.files.iter().enumerate().flat_map(|(fi, f)| {
+            let header = f.kind == crate::facts::SourceKindFact::Header;
             f.init_mentions
                 .iter()
-                .filter(move |m| !already_reported(f, m))
+                .filter(move |m| !already_reported(f, m) && (m.definition || !header))
                 .map(move |m| (fi, m))
         })
     };
