@@ -268,6 +268,7 @@ pub fn extract(
         first_error_line: parsed.errors.first_offset().map(|o| lines.position(o).0),
         first_error: parsed.errors.first_offset().map(|o| cx.span_of(o, o)),
         init_mentions: init_mentions(&cx, parsed.tree.root_node()),
+        python_c_code: python_c_code(&parsed.text),
         first_invalid_utf8,
         generated: false,
         includes: Vec::new(),
@@ -361,6 +362,22 @@ pub fn extract(
     facts.structs.sort_by_key(|s| s.span.start);
     facts.file_scope_calls.sort_by_key(|c| c.span.start);
     facts
+}
+
+/// See [`FileFacts::python_c_code`]. Substring searches over the pre-passed text, where
+/// `#ifdef __cplusplus` branches are already blank.
+fn python_c_code(src: &[u8]) -> bool {
+    use memchr::memmem::find_iter;
+    let is_word = |b: u8| b == b'_' || b.is_ascii_alphanumeric();
+    let python = find_iter(src, b"Py").any(|at| {
+        let before_ok = at == 0 || !is_word(src[at - 1]) || src[at - 1] == b'_';
+        let next = src.get(at + 2).copied().unwrap_or(b' ');
+        before_ok && (next.is_ascii_uppercase() || next == b'_')
+    });
+    let cpp = [&b"template<"[..], b"template <", b"namespace ", b"std::"]
+        .iter()
+        .any(|needle| memchr::memmem::find(src, needle).is_some());
+    python && !cpp
 }
 
 /// `PyInit_<name>` anywhere in the text: a substring search, no tree walk.

@@ -46,6 +46,11 @@ pub struct FileFacts {
     /// here.
     #[serde(default)]
     pub init_mentions: Vec<InitMention>,
+    /// The text names the Python C API (`PyObject`, `Py_INCREF`, `_Py...`) and does not read
+    /// as C++ (`template <`, `namespace x {` outside `#ifdef __cplusplus`): a file whose loss
+    /// can hide extension state. A Fortran include or a C++ helper header is not one.
+    #[serde(default)]
+    pub python_c_code: bool,
     pub first_invalid_utf8: Option<usize>,
     /// A marker near the top says a tool wrote the file.
     #[serde(default)]

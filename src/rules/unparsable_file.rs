@@ -11,7 +11,9 @@ declare_rule! {
     /// Flags a C file that the parser could not read: most of its bytes lie in code
     /// tree-sitter gave up on, or the `PyInit_*` function it defines is inside such code and
     /// no module could be built from it. It also flags a scan that finds `PyInit_*`
-    /// definitions in its files but no module at all.
+    /// definitions in its files but no module at all. A file that never names the Python C API
+    /// (a Fortran include, assembler) or reads as C++ (`template <`, `namespace`) is not
+    /// flagged for its unreadable share: it cannot hide a module's state.
     ///
     /// A scan that misses a module must not pass as clean: without this finding, a file
     /// tree-sitter cannot read gives "0 modules" and exit status 0, and a CI gate passes on a
@@ -121,7 +123,7 @@ fn unreadable(file: &FileFacts) -> Option<(Span, String)> {
     let errors = &file.parse_errors;
     let first = file.first_error?;
     let share = errors.unreadable_bytes as f64 / file.bytes.max(1) as f64;
-    if share > UNREADABLE_SHARE {
+    if share > UNREADABLE_SHARE && file.python_c_code {
         let message = format!(
             "{:.0}% of this file is code the parser could not read, from line {} on: its functions and globals are not analysed",
             share * 100.0,
