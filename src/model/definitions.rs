@@ -6,7 +6,9 @@ use super::pytypes::{bare_type, is_type_object};
 use super::{ExtensionModule, FnRef, Global, InitStyle, ModuleCreation, VarRef};
 use crate::facts::{Expr, ExprKind, FileFacts, Init, InitEntry, InitList};
 use crate::version::{py, VersionRange};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+// Looked up for every name every function uses: Fx, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A current Python; positional initializers follow the `#if` branch it compiles.
 const CURRENT: crate::version::PyVersion = py(3, 13);
@@ -157,8 +159,8 @@ impl<'a> Scope<'a> {
     /// Name tables of the member files only: the cost follows the module's size, not the
     /// project's.
     fn new(files: &'a [FileFacts], members: &'a BTreeSet<usize>) -> Self {
-        let mut functions: HashMap<&'a str, Vec<FnRef>> = HashMap::new();
-        let mut globals: HashMap<&'a str, Vec<VarRef>> = HashMap::new();
+        let mut functions: HashMap<&'a str, Vec<FnRef>> = HashMap::default();
+        let mut globals: HashMap<&'a str, Vec<VarRef>> = HashMap::default();
         for &fi in members {
             for (i, f) in files[fi].functions.iter().enumerate() {
                 functions
@@ -201,19 +203,26 @@ impl<'a> Scope<'a> {
     /// Every function of this name in the file that [`Scope::function`] picks: the `#if`
     /// variants of one function (`#ifdef MS_WINDOWS ... #else ... #endif`), any of which may
     /// be the one compiled.
-    pub fn function_variants(&self, name: &str, from_file: usize) -> Vec<FnRef> {
-        let Some(first) = self.function(name, from_file) else {
-            return Vec::new();
-        };
-        self.functions
-            .get(name)
-            .map(|all| {
-                all.iter()
+    pub fn function_variants(
+        &self,
+        name: &str,
+        from_file: usize,
+    ) -> impl Iterator<Item = FnRef> + '_ {
+        let candidates: &[FnRef] = self.functions.get(name).map_or(&[], Vec::as_slice);
+        let chosen = candidates
+            .iter()
+            .copied()
+            .find(|r| r.file == from_file)
+            .or_else(|| {
+                candidates
+                    .iter()
                     .copied()
-                    .filter(|r| r.file == first.file)
-                    .collect()
-            })
-            .unwrap_or_default()
+                    .find(|r| !self.files[r.file].functions[r.index].is_static)
+            });
+        candidates
+            .iter()
+            .copied()
+            .filter(move |r| chosen.is_some_and(|c| c.file == r.file))
     }
 
     /// A variable by name, as seen from a function body (its own local statics first: the
@@ -248,33 +257,31 @@ impl<'a> Scope<'a> {
         self.variable(name, from_file, None)
     }
 
-    /// The definitions of `var`'s name at file scope of its file whose versions overlap
-    /// `versions`: same-named globals in different `#if` branches are separate variables, and a
-    /// write that may reach either counts for each.
-    pub fn same_file_variants(&self, var: VarRef, versions: &VersionRange) -> Vec<VarRef> {
+    /// Calls `each` with `var` and with the other definitions of its name at file scope of its
+    /// file whose versions overlap `versions`: same-named globals in different `#if` branches
+    /// are separate variables, and a write that may reach either counts for each.
+    pub fn for_each_variant(
+        &self,
+        var: VarRef,
+        versions: &VersionRange,
+        mut each: impl FnMut(VarRef),
+    ) {
         let v = &self.files[var.file].variables[var.index];
-        if v.function.is_some() {
-            return vec![var];
+        let others = match (&v.function, self.globals.get(v.name.as_str())) {
+            (None, Some(all)) if all.len() > 1 => all,
+            _ => return each(var),
+        };
+        each(var);
+        for &r in others {
+            if r != var
+                && r.file == var.file
+                && self.files[r.file].variables[r.index]
+                    .versions
+                    .overlaps(versions)
+            {
+                each(r);
+            }
         }
-        let mut out: Vec<VarRef> = self
-            .globals
-            .get(v.name.as_str())
-            .map(|all| {
-                all.iter()
-                    .copied()
-                    .filter(|r| {
-                        r.file == var.file
-                            && self.files[r.file].variables[r.index]
-                                .versions
-                                .overlaps(versions)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !out.contains(&var) {
-            out.push(var);
-        }
-        out
     }
 
     /// A variable by name, as seen from function `from` (or from file scope of `from_file`).
@@ -756,18 +763,18 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
             let fref = FnRef { file: fi, index: i };
             for r in &function.references {
                 if let Some(var) = scope.variable_from(&r.name, fi, Some(function)) {
-                    for var in scope.same_file_variants(var, &function.versions) {
+                    scope.for_each_variant(var, &function.versions, |var| {
                         if let Some(g) = globals.get_mut(&var) {
                             if g.readers.last() != Some(&fref) {
                                 g.readers.push(fref);
                             }
                         }
-                    }
+                    });
                 }
             }
             for (si, w) in function.writes.iter().enumerate() {
                 if let Some(var) = scope.variable_from(&w.target, fi, Some(function)) {
-                    for var in scope.same_file_variants(var, &w.versions) {
+                    scope.for_each_variant(var, &w.versions, |var| {
                         if let Some(g) = globals.get_mut(&var) {
                             g.writes.push(super::GlobalWrite {
                                 function: fref,
@@ -775,7 +782,7 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
                                 at_init: has_init && init_functions.contains(&fref),
                             });
                         }
-                    }
+                    });
                 }
             }
         }
