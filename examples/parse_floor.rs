@@ -102,7 +102,13 @@ fn one(mode: Mode, path: &Path, kind: isolint::discover::SourceKind) -> Tally {
         }
         Mode::Facts => match isolint::parse::parse(text) {
             Ok(parsed) => {
-                let facts = isolint::facts::extract(&parsed, path, kind, source.first_invalid_utf8);
+                let facts = isolint::facts::extract(
+                    &parsed,
+                    path,
+                    kind,
+                    source.first_invalid_utf8,
+                    &isolint::parse::macros::ProjectMacros::default(),
+                );
                 std::hint::black_box(&facts);
                 1
             }

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Fills fuzz/corpus/pipeline/ with seeds: every C file under fixtures/, and the C files of the
+# Fills fuzz/corpus/pipeline/ with seeds: every C file under fixtures/ and fuzz/seeds/ (small
+# hostile inputs: recursive macros, CR-only and CRLF-continued files), and the C files of the
 # development corpus (../shared/corpus/fetch.sh DIR) given as the first argument, if any. Files
 # over 64 KB are left out: libFuzzer truncates its inputs to -max_len anyway, and small seeds
 # keep the executions fast. Seeds are generated, never committed (they belong to their authors).
@@ -14,6 +15,10 @@ copy() {
     done
 }
 copy "$here/../fixtures"
+copy "$here/seeds"
+# A 10,000-line macro: generated, not committed (libFuzzer truncates it to -max_len, the start
+# is what matters).
+{ printf '#define HUGE(x) \\\n'; i=0; while [ $i -lt 10000 ]; do printf '    t[%d] = x; \\\n' $i; i=$((i+1)); done; printf '    done\nvoid f(void) { HUGE(1); }\n'; } > "$out/huge_macro"
 if [ "${1:-}" ]; then
     copy "$1"
 fi

@@ -6,6 +6,7 @@ use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::{extract, FileFacts};
 use crate::finding::{sort_findings, Finding};
 use crate::model::{ModuleSummary, Project};
+use crate::parse::macros::{definitions_in, MacroDefinition, ProjectMacros};
 use crate::rules::{run_rules, RuleInfo, RULES};
 use crate::source::{decode_source, read_source, SourceError, SourceText, DEFAULT_MAX_FILE_SIZE};
 use crate::version::PyVersion;
@@ -108,7 +109,7 @@ struct PreScan {
     bytes: u64,
     /// The hash of the text, when a cache is in use.
     content: Option<u128>,
-    attribute_macros: Vec<String>,
+    macros: Vec<MacroDefinition>,
 }
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
@@ -119,7 +120,7 @@ fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, So
 }
 
 /// Reads each file once before the scan: its size (the largest files are scheduled first),
-/// the attribute-like macros it defines (every other file's parse needs them), and, with a
+/// the macros it defines (every other file's parse needs them), and, with a
 /// cache, the hash of its text. A file whose text the cache already holds is not tokenized.
 fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
     let want_macros = jobs.len() >= 2;
@@ -140,15 +141,14 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
             };
             let content = cache.map(|_| content_hash(&source.text, source.first_invalid_utf8));
             let cached = match (cache, content) {
-                (Some(c), Some(h)) => c.attribute_macros(path, h),
+                (Some(c), Some(h)) => c.macros(path, h),
                 _ => None,
             };
-            let attribute_macros =
-                cached.unwrap_or_else(|| crate::parse::prepass::attribute_macros_in(&source.text));
+            let macros = cached.unwrap_or_else(|| definitions_in(source.text.as_bytes()));
             PreScan {
                 bytes: source.text.len() as u64,
                 content,
-                attribute_macros,
+                macros,
             }
         })
         .collect()
@@ -156,7 +156,7 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
 
 struct ScanContext<'a> {
     max: u64,
-    shared_macros: &'a [String],
+    shared_macros: &'a ProjectMacros,
     cache: Option<&'a FactsCache>,
     build: &'a BuildInfo,
     /// The macros every compile command shares: what a header not compiled on its own sees.
@@ -164,16 +164,17 @@ struct ScanContext<'a> {
 }
 
 impl ScanContext<'_> {
-    /// The cache key of this scan's facts for a file of `kind` compiled with `defines`.
+    /// The cache key of this scan's facts for a file of `kind` compiled with `defines`: the
+    /// project's macros and the build's shape the parse.
     fn facts_key(&self, kind: SourceKind, defines: &[(String, bool)]) -> u64 {
-        let mut macros = self.shared_macros.to_vec();
-        // The build's macros shape the parse too: they are part of the key.
-        macros.extend(
-            defines
-                .iter()
-                .map(|(n, d)| format!("-{}{n}", if *d { 'D' } else { 'U' })),
-        );
-        facts_key(kind.into(), &macros)
+        let mut fingerprint = xxhash_rust::xxh3::Xxh3::new();
+        fingerprint.update(&self.shared_macros.fingerprint().to_le_bytes());
+        for (name, defined) in defines {
+            fingerprint.update(if *defined { b"-D" } else { b"-U" });
+            fingerprint.update(name.as_bytes());
+            fingerprint.update(b"\0");
+        }
+        facts_key(kind.into(), fingerprint.digest())
     }
 }
 
@@ -197,16 +198,22 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
     match crate::parse::parse_with_defines(source.text.as_bytes(), cx.shared_macros, &defines) {
         // The tree is dropped at the end of this arm: only the facts outlive the file.
         Ok(parsed) => {
-            let mut facts = extract(&parsed, &path, kind, source.first_invalid_utf8);
+            let mut facts = extract(
+                &parsed,
+                &path,
+                kind,
+                source.first_invalid_utf8,
+                cx.shared_macros,
+            );
             facts.generated = crate::origin::is_generated(&source.text);
             if let Some(cache) = cx.cache {
                 let content = content_hash(&source.text, source.first_invalid_utf8);
                 // The pre-scan's macros belong to the text it read; re-derive them if the file
                 // changed in between.
                 let macros = if pre.content == Some(content) {
-                    pre.attribute_macros.clone()
+                    pre.macros.clone()
                 } else {
-                    crate::parse::prepass::attribute_macros_in(&source.text)
+                    definitions_in(source.text.as_bytes())
                 };
                 cache.store(&path, content, macros, cx.facts_key(kind, &defines), &facts);
             }
@@ -268,7 +275,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         }
     }
 
-    let shared_macros = shared_attribute_macros(&pre);
+    let shared_macros = project_macros(&pre);
     let cx = ScanContext {
         max: options.max_file_size,
         shared_macros: &shared_macros,
@@ -467,17 +474,12 @@ fn memo_key(
     ))
 }
 
-/// Attribute-like macros (`#define HIDDEN __attribute__(...)`) defined anywhere in the scan.
-/// The definitions usually sit in a header, the uses in every `.c` file, and the parse of each
-/// file needs them.
-fn shared_attribute_macros(pre: &[PreScan]) -> Vec<String> {
-    let mut names: Vec<String> = pre
-        .iter()
-        .flat_map(|p| p.attribute_macros.iter().cloned())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+/// The macros defined anywhere in the scan, with their roles (`#define HIDDEN
+/// __attribute__(...)`, `#define BEGIN_SAVE {`...). The definitions usually sit in a header,
+/// the uses in every `.c` file, and the parse of each file needs them. Built once per scan:
+/// each file looks names up, nothing is merged per file.
+fn project_macros(pre: &[PreScan]) -> ProjectMacros {
+    ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
 }
 
 #[derive(Debug, Clone, Serialize)]

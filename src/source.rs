@@ -83,6 +83,35 @@ fn replace_invalid_utf8(bytes: &mut [u8]) {
     }
 }
 
+/// The offset just after each line break: LF, CR LF (counted once) and a lone CR.
+pub fn line_break_ends(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    text.iter().enumerate().filter_map(|(i, &b)| match b {
+        b'\n' => Some(i + 1),
+        b'\r' if text.get(i + 1) != Some(&b'\n') => Some(i + 1),
+        _ => None,
+    })
+}
+
+/// The lines of a text without their line endings (LF, CR LF or a lone CR).
+pub fn split_lines(text: &str) -> impl Iterator<Item = &str> + '_ {
+    let mut start = 0;
+    let mut ends = line_break_ends(text.as_bytes()).chain(std::iter::once(usize::MAX));
+    std::iter::from_fn(move || {
+        if start > text.len() {
+            return None;
+        }
+        let end = ends.next()?;
+        if end == usize::MAX {
+            let line = &text[start..];
+            start = text.len() + 1;
+            return Some(line);
+        }
+        let line = text[start..end].trim_end_matches(['\r', '\n']);
+        start = end;
+        Some(line)
+    })
+}
+
 /// Maps byte offsets to 1-based line and column.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LineIndex {
@@ -90,14 +119,10 @@ pub struct LineIndex {
 }
 
 impl LineIndex {
+    /// Line breaks are LF, CR LF (one break) and a lone CR, as a C compiler reads them.
     pub fn new(text: &str) -> Self {
         let mut line_starts = vec![0];
-        line_starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        line_starts.extend(line_break_ends(text.as_bytes()));
         Self { line_starts }
     }
     /// 1-based (line, column).
@@ -127,6 +152,19 @@ mod tests {
             decode_source(b"ab\0c".to_vec(), 100),
             Err(SourceError::Binary(2))
         ));
+    }
+
+    #[test]
+    fn crlf_and_lone_cr_are_line_breaks() {
+        let index = LineIndex::new("a\r\nb\rc\nd");
+        assert_eq!(index.position(3), (2, 1));
+        assert_eq!(index.position(5), (3, 1));
+        assert_eq!(index.position(7), (4, 1));
+        assert_eq!(index.line_count(), 4);
+        let lines: Vec<&str> = split_lines("a\r\nb\rc\nd").collect();
+        assert_eq!(lines, ["a", "b", "c", "d"]);
+        let lines: Vec<&str> = split_lines("a\n").collect();
+        assert_eq!(lines, ["a", ""]);
     }
 
     #[test]

@@ -106,9 +106,9 @@ impl Texts {
     /// The text of 1-based line `line`, without its line ending.
     pub fn line(&mut self, path: &Path, line: usize) -> Option<String> {
         let text = self.get(path)?;
-        text.split('\n')
+        crate::source::split_lines(text)
             .nth(line.checked_sub(1)?)
-            .map(|l| l.trim_end_matches('\r').to_string())
+            .map(str::to_string)
     }
 }
 
@@ -146,13 +146,13 @@ pub struct Parsed {
 
 fn location(text: &str, start: usize, end: usize) -> Location {
     let pos = |offset: usize| {
-        let before = &text.as_bytes()[..offset];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        (line, offset - line_start + 1)
+        // A CR at the end of `before` may be the first half of a CR LF: look one byte on.
+        let through = &text.as_bytes()[..(offset + 1).min(text.len())];
+        let breaks: Vec<usize> = crate::source::line_break_ends(through)
+            .filter(|&end| end <= offset)
+            .collect();
+        let line_start = breaks.last().copied().unwrap_or(0);
+        (breaks.len() + 1, offset - line_start + 1)
     };
     let (line, column) = pos(start);
     let (end_line, end_column) = pos(end);
@@ -176,7 +176,7 @@ fn comments(text: &str) -> Vec<(usize, usize, &str)> {
         match b[i] {
             q @ (b'"' | b'\'') => {
                 i += 1;
-                while i < b.len() && b[i] != q && b[i] != b'\n' {
+                while i < b.len() && b[i] != q && b[i] != b'\n' && b[i] != b'\r' {
                     if b[i] == b'\\' {
                         i += 1;
                     }
@@ -185,7 +185,7 @@ fn comments(text: &str) -> Vec<(usize, usize, &str)> {
                 i += 1;
             }
             b'/' if b.get(i + 1) == Some(&b'/') => {
-                let end = text[i..].find('\n').map_or(b.len(), |p| i + p);
+                let end = text[i..].find(['\n', '\r']).map_or(b.len(), |p| i + p);
                 out.push((i, end, &text[i + 2..end]));
                 i = end;
             }

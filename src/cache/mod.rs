@@ -15,6 +15,7 @@ mod memo;
 pub use memo::Outcome;
 
 use crate::facts::FileFacts;
+use crate::parse::macros::MacroDefinition;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -26,7 +27,7 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
 pub const CACHE_DIR: &str = ".isolint_cache";
 const FILE_NAME: &str = "facts.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
-const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x01";
+const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x02";
 /// Format, build fingerprint, checksum.
 const HEADER_LEN: usize = FORMAT.len() + 8 + 16;
 
@@ -54,7 +55,7 @@ pub struct CacheStats {
 #[derive(Serialize, Deserialize)]
 struct Entry {
     content: u128,
-    attribute_macros: Vec<String>,
+    macros: Vec<MacroDefinition>,
     facts_key: u64,
     /// The facts, serialized on their own: only the entries a scan uses are decoded, by the
     /// worker that needs them, and an entry kept as it was is written back without re-encoding.
@@ -83,17 +84,15 @@ pub fn content_hash(text: &str, first_invalid_utf8: Option<usize>) -> u128 {
     xxh3_128(text.as_bytes()) ^ offset.rotate_left(64)
 }
 
-/// The key of facts extracted from a file of this kind with these scan-wide attribute macros.
-pub fn facts_key(kind: crate::facts::SourceKindFact, shared_attribute_macros: &[String]) -> u64 {
+/// The key of facts extracted from a file of this kind with these scan-wide macros (their
+/// fingerprint).
+pub fn facts_key(kind: crate::facts::SourceKindFact, project_macros: u64) -> u64 {
     let mut h = Xxh3::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(env!("ISOLINT_FACTS_FINGERPRINT").as_bytes());
     h.update(FORMAT);
     h.update(format!("{kind:?}").as_bytes());
-    for m in shared_attribute_macros {
-        h.update(m.as_bytes());
-        h.update(b"\0");
-    }
+    h.update(&project_macros.to_le_bytes());
     h.digest()
 }
 
@@ -136,12 +135,12 @@ impl FactsCache {
         self.discarded
     }
 
-    /// The attribute macros a file defines, if the cache holds the file with this text.
-    pub fn attribute_macros(&self, path: &Path, content: u128) -> Option<Vec<String>> {
+    /// The macros a file defines, if the cache holds the file with this text.
+    pub fn macros(&self, path: &Path, content: u128) -> Option<Vec<MacroDefinition>> {
         self.old
             .get(path)
             .filter(|e| e.content == content)
-            .map(|e| e.attribute_macros.clone())
+            .map(|e| e.macros.clone())
     }
 
     /// The file's facts, if the cache holds them for this text under this key.
@@ -165,7 +164,7 @@ impl FactsCache {
         &self,
         path: &Path,
         content: u128,
-        attribute_macros: Vec<String>,
+        macros: Vec<MacroDefinition>,
         key: u64,
         facts: &FileFacts,
     ) {
@@ -174,7 +173,7 @@ impl FactsCache {
         };
         let entry = Entry {
             content,
-            attribute_macros,
+            macros,
             facts_key: key,
             facts: bytes,
         };

@@ -8,6 +8,7 @@ use super::function::function_facts;
 use super::initializer::parse_init;
 use super::structs::{struct_def, typedef_structs};
 use super::*;
+use crate::parse::macros::ProjectMacros;
 use crate::parse::prepass::ConditionalMap;
 use crate::parse::ParsedFile;
 use crate::source::LineIndex;
@@ -22,8 +23,17 @@ pub(crate) struct Cx<'a> {
     pub lines: &'a LineIndex,
     pub cond: &'a ConditionalMap,
     pub errors: &'a ParseErrors,
+    /// Function bodies as the lexer sees them: beside a parse error, a declaration there is a
+    /// local even when the tree puts it at file scope.
+    pub function_bodies: &'a crate::parse::prepass::FunctionBodies,
     /// This file's function-like macros that may write, expanded at their call sites.
     pub macros: &'a super::macros::MacroTable,
+    /// The scan's macros (or this file's, alone): bodies of code expanded at their uses.
+    pub project: &'a crate::parse::macros::ProjectMacros,
+    /// Uses the pre-pass rewrote out of sight (`BEGIN_SAVE` → `{`), by offset.
+    pub macro_uses: &'a [crate::parse::prepass::MacroUse],
+    /// Expansions already walked in this file.
+    pub expansions: &'a super::macros::ExpansionMemo,
 }
 
 impl<'a> Cx<'a> {
@@ -233,15 +243,21 @@ pub fn extract(
     path: &Path,
     kind: SourceKind,
     first_invalid_utf8: Option<usize>,
+    project: &ProjectMacros,
 ) -> FileFacts {
     let lines = LineIndex::new(std::str::from_utf8(&parsed.text).unwrap_or(""));
     let no_macros = super::macros::MacroTable::default();
+    let expansions = super::macros::ExpansionMemo::default();
     let cx = Cx {
         src: &parsed.text,
         lines: &lines,
         cond: &parsed.conditionals,
         errors: &parsed.errors,
+        function_bodies: &parsed.function_bodies,
         macros: &no_macros,
+        project,
+        macro_uses: &parsed.macro_uses,
+        expansions: &expansions,
     };
     let mut facts = FileFacts {
         path: path.to_path_buf(),
@@ -250,6 +266,9 @@ pub fn extract(
         lines: lines.line_count(),
         parse_errors: parsed.errors.clone(),
         first_error_line: parsed.errors.first_offset().map(|o| lines.position(o).0),
+        first_error: parsed.errors.first_offset().map(|o| cx.span_of(o, o)),
+        init_mentions: init_mentions(&cx, parsed.tree.root_node()),
+        python_c_code: python_c_code(&parsed.text),
         first_invalid_utf8,
         generated: false,
         includes: Vec::new(),
@@ -263,8 +282,28 @@ pub fn extract(
     let root = parsed.tree.root_node();
     preprocessor_facts(root, &cx, &mut facts);
     let macros = super::macros::MacroTable::new(&facts.macros);
+    // Alone (one file, an editor buffer), the file's own definitions are the project's.
+    let local;
+    let project = if project.is_empty() {
+        local = ProjectMacros::new(
+            facts
+                .macros
+                .iter()
+                .filter(|m| !m.name.starts_with("Py") && !m.name.starts_with("_Py"))
+                .map(|m| crate::parse::macros::MacroDefinition {
+                    name: m.name.clone(),
+                    params: m.params.clone(),
+                    body: m.body.clone(),
+                })
+                .collect(),
+        );
+        &local
+    } else {
+        project
+    };
     let cx = Cx {
         macros: &macros,
+        project,
         ..cx
     };
 
@@ -325,6 +364,77 @@ pub fn extract(
     facts
 }
 
+/// See [`FileFacts::python_c_code`]. Substring searches over the pre-passed text, where
+/// `#ifdef __cplusplus` branches are already blank.
+fn python_c_code(src: &[u8]) -> bool {
+    use memchr::memmem::find_iter;
+    let is_word = |b: u8| b == b'_' || b.is_ascii_alphanumeric();
+    let python = find_iter(src, b"Py").any(|at| {
+        let before_ok = at == 0 || !is_word(src[at - 1]) || src[at - 1] == b'_';
+        let next = src.get(at + 2).copied().unwrap_or(b' ');
+        before_ok && (next.is_ascii_uppercase() || next == b'_')
+    });
+    let cpp = [&b"template<"[..], b"template <", b"namespace ", b"std::"]
+        .iter()
+        .any(|needle| memchr::memmem::find(src, needle).is_some());
+    python && !cpp
+}
+
+/// `PyInit_<name>` anywhere in the text: a substring search, no tree walk.
+fn init_mentions(cx: &Cx, root: Node) -> Vec<InitMention> {
+    const NEEDLE: &[u8] = b"PyInit_";
+    let src = cx.src;
+    let mut out = Vec::new();
+    for found in memchr::memmem::find_iter(src, NEEDLE) {
+        let from = found + NEEDLE.len();
+        let is_word = |b: &u8| *b == b'_' || b.is_ascii_alphanumeric();
+        if found > 0 && is_word(&src[found - 1]) {
+            continue;
+        }
+        // `PyInit_{{ name }}` in a template still names a module: the bare prefix is kept.
+        let end = found + NEEDLE.len() + src[from..].iter().take_while(|b| is_word(b)).count();
+        // A comment or a string (`"PyInit_%s"` in a loader) names no module of this file.
+        let in_text = root.descendant_for_byte_range(found, end).is_some_and(|n| {
+            matches!(
+                n.kind(),
+                "comment" | "string_content" | "string_literal" | "char_literal"
+            )
+        });
+        if in_text {
+            continue;
+        }
+        // The parameter list, then `{` for a definition (`;` or `)` otherwise).
+        let mut after = src[end..].iter().skip_while(|b| b.is_ascii_whitespace());
+        let mut definition = after.next() == Some(&b'(');
+        if definition {
+            let mut depth = 1usize;
+            for &b in after.by_ref() {
+                match b {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    b';' | b'{' | b'}' => break,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            definition = depth == 0 && after.find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        }
+        out.push(InitMention {
+            name: String::from_utf8_lossy(&src[found..end]).into_owned(),
+            span: cx.span_of(found, end),
+            definition,
+            in_error: cx
+                .errors
+                .ranges
+                .iter()
+                .any(|&(s, e)| s <= found && end <= e),
+        });
+    }
+    out
+}
+
 fn file_scope_call(node: Node, cx: &Cx) -> Option<Call> {
     let callee = node.child_by_field_id(FIELD.function.get())?;
     let args = node.child_by_field_id(FIELD.arguments.get())?;
@@ -357,6 +467,10 @@ pub(crate) fn wants_entries(type_name: &str, init_bytes: usize) -> bool {
 }
 
 fn file_declaration(node: Node, cx: &Cx, in_error: bool, facts: &mut FileFacts) {
+    // A clean tree is trusted; in a broken one, the lexer's braces say whether the declaration
+    // sits in a function body whose head or braces the tree lost (`int x, y;` read as globals).
+    let in_body = cx.errors.count() > 0 && cx.function_bodies.contains(node.start_byte());
+    let in_error = in_error || in_body;
     let info = declaration_type(node, cx);
     if info.is_typedef {
         return;

@@ -5,9 +5,10 @@ use super::declarator::{declaration_type, shape_of};
 use super::expr::{root_name, summarize, unwrap};
 use super::extract::{declared_variables, fold_ws, Cx};
 use super::fields::{kind_table, FIELD};
-use super::macros::MAX_EXPANSION_DEPTH;
+use super::macros::{project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH};
 use super::*;
 use crate::source::LineIndex;
+use crate::version::VersionRange;
 use std::sync::LazyLock;
 // Hashed once per identifier of every function body: Fx, not SipHash.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -168,6 +169,15 @@ pub(crate) fn function_facts(
 
     let mut walker = BodyWalker::new(cx, name.clone(), locals);
     walker.walk(body, variables);
+    // Uses the pre-pass turned into `{` / `;}`: their bodies run here too.
+    let (start, end) = (body.start_byte(), body.end_byte());
+    let first = cx.macro_uses.partition_point(|u| u.start < start);
+    for u in cx.macro_uses[first..].iter().take_while(|u| u.end <= end) {
+        let at = cx.span_of(u.start, u.end);
+        let versions = cx.cond.range_at(u.start);
+        let uncertain = cx.errors.overlaps(u.start, u.end);
+        walker.expand_at(&u.name, u.args.as_deref(), at, versions, uncertain);
+    }
 
     Some(Function {
         name,
@@ -293,18 +303,127 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         }
     }
 
-    /// Walks the expansion of a same-file macro called at `node`; what it writes and calls is
-    /// recorded at the call site.
-    fn expand_macro_call(&mut self, node: Node, callee: &str, args: &[String]) {
+    /// Walks the expansion of a macro used at `node` (a same-file macro that writes, or a
+    /// project macro whose body is code); what it writes, calls and reads is recorded at the
+    /// use site. `args` is `None` for an object-like use.
+    fn expand_macro_call(&mut self, node: Node, callee: &str, args: Option<&[String]>) {
+        let cx = self.cx;
+        self.expand_at(
+            callee,
+            args,
+            cx.span(node),
+            cx.versions(node),
+            cx.uncertain(node),
+        );
+    }
+
+    fn expand_at(
+        &mut self,
+        name: &str,
+        args: Option<&[String]>,
+        at: Span,
+        versions: VersionRange,
+        uncertain: bool,
+    ) {
         if self.depth >= MAX_EXPANSION_DEPTH {
             return;
         }
-        let Some(body) = self.cx.macros.expand(callee, args) else {
+        // The body as written, walked once per file: enough for every use unless what it does
+        // depends on the arguments.
+        let Some((params, written)) = written_definition(self.cx.macros, self.cx.project, name)
+        else {
             return;
         };
+        let params = params.unwrap_or(&[]);
+        let memo = self.cx.expansions.borrow().get(name).cloned();
+        let summary = match memo {
+            Some(done) => done,
+            None => {
+                let mut done = self.walk_expansion(written);
+                done.depends_on_arguments = written.contains('#')
+                    || done.writes.iter().any(|w| params.contains(&w.target))
+                    || done.calls.iter().any(|c| params.contains(&c.callee));
+                let done = std::rc::Rc::new(done);
+                self.cx
+                    .expansions
+                    .borrow_mut()
+                    .insert(name.to_string(), done.clone());
+                done
+            }
+        };
+        if !summary.depends_on_arguments || args.is_none() {
+            self.record_expansion(&summary, params, at, versions, uncertain);
+            return;
+        }
+        let key = match args {
+            Some(args) => format!("{name}({})", args.join("\u{1}")),
+            None => name.to_string(),
+        };
+        let memo = self.cx.expansions.borrow().get(&key).cloned();
+        let expanded = match memo {
+            Some(done) => done,
+            None => {
+                let body = match args {
+                    Some(args) => self.cx.macros.expand(name, args),
+                    None => None,
+                }
+                .or_else(|| project_expansion(self.cx.project, name, args));
+                let Some(body) = body else {
+                    return;
+                };
+                let done = std::rc::Rc::new(self.walk_expansion(&body));
+                self.cx.expansions.borrow_mut().insert(key, done.clone());
+                done
+            }
+        };
+        self.record_expansion(&expanded, &[], at, versions, uncertain);
+    }
+
+    /// Records an expansion's writes, calls and reads at the use site; names of the macro's
+    /// parameters and the use site's locals are not globals.
+    fn record_expansion(
+        &mut self,
+        expanded: &ExpandedFacts,
+        params: &[String],
+        at: Span,
+        versions: VersionRange,
+        uncertain: bool,
+    ) {
+        for w in &expanded.writes {
+            if self.locals.contains(&w.target) || params.contains(&w.target) {
+                continue;
+            }
+            let mut w = w.clone();
+            (w.span, w.versions, w.uncertain) = (at, versions, uncertain);
+            self.writes.push(w);
+        }
+        for c in &expanded.calls {
+            let mut c = c.clone();
+            (c.span, c.versions, c.uncertain) = (at, versions, uncertain);
+            for a in &mut c.args {
+                a.span = at;
+            }
+            self.calls.push(c);
+        }
+        for r in &expanded.references {
+            if !self.locals.contains(&r.name)
+                && !params.contains(&r.name)
+                && self.referenced.insert(r.name.clone())
+            {
+                self.references.push(Reference {
+                    name: r.name.clone(),
+                    span: at,
+                });
+            }
+        }
+    }
+
+    /// Parses a macro body as the body of a function and walks it. The use site's locals are
+    /// applied by the caller, so the result serves every use of the same expansion.
+    fn walk_expansion(&self, body: &str) -> ExpandedFacts {
         let snippet = format!("void isolint_macro_expansion(void) {{\n{body}\n;}}\n");
         let Ok(parsed) = crate::parse::parse(snippet.as_bytes()) else {
-            return;
+            return ExpandedFacts::default();
         };
         let lines = LineIndex::new(&snippet);
         let cx = Cx {
@@ -312,7 +431,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             lines: &lines,
             cond: &parsed.conditionals,
             errors: &parsed.errors,
+            function_bodies: &parsed.function_bodies,
             macros: self.cx.macros,
+            project: self.cx.project,
+            macro_uses: &[],
+            expansions: self.cx.expansions,
         };
         let root = parsed.tree.root_node();
         let mut cursor = root.walk();
@@ -321,30 +444,17 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             .find(|n| n.kind() == "function_definition")
             .and_then(|f| f.child_by_field_id(FIELD.body.get()))
         else {
-            return;
+            return ExpandedFacts::default();
         };
-        let mut inner = BodyWalker::new(&cx, self.function.clone(), self.locals.clone());
+        let mut inner = BodyWalker::new(&cx, self.function.clone(), HashSet::default());
         inner.depth = self.depth + 1;
         let mut ignored = Vec::new();
         inner.walk(body_node, &mut ignored);
-        let at = self.cx.span(node);
-        let versions = self.cx.versions(node);
-        let uncertain = self.cx.uncertain(node);
-        for mut w in inner.writes {
-            (w.span, w.versions, w.uncertain) = (at, versions, uncertain);
-            self.writes.push(w);
-        }
-        for mut c in inner.calls {
-            (c.span, c.versions, c.uncertain) = (at, versions, uncertain);
-            self.calls.push(c);
-        }
-        for r in inner.references {
-            if self.referenced.insert(r.name.clone()) {
-                self.references.push(Reference {
-                    name: r.name,
-                    span: at,
-                });
-            }
+        ExpandedFacts {
+            writes: inner.writes,
+            calls: inner.calls,
+            references: inner.references,
+            depends_on_arguments: false,
         }
     }
 
@@ -390,7 +500,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                             .child_by_field_id(FIELD.ty.get())
                             .map(|a| vec![cx.text(a).to_string()])
                             .unwrap_or_default();
-                        self.expand_macro_call(node, &name, &args);
+                        self.expand_macro_call(node, &name, Some(&args));
                     }
                 }
                 let info = declaration_type(node, cx);
@@ -492,6 +602,19 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             "identifier" => {
                 let name = cx.text(node);
+                // An object-like project macro used as code (`PREAMBLE;`): its body counts here.
+                if name
+                    .as_bytes()
+                    .first()
+                    .is_some_and(|c| c.is_ascii_uppercase())
+                    && self
+                        .cx
+                        .project
+                        .definition(name)
+                        .is_some_and(|d| d.params.is_none())
+                {
+                    self.expand_macro_call(node, name, None);
+                }
                 if !self.locals.contains(name) && !self.referenced.contains(name) {
                     self.referenced.insert(name.to_string());
                     self.references.push(Reference {
@@ -567,9 +690,15 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 self.record_write(*first, WriteKind::Assign, value, None);
             }
         }
-        if self.cx.macros.defines(&callee) {
+        let project_code = || {
+            self.cx
+                .project
+                .definition(&callee)
+                .is_some_and(|d| d.params.is_some())
+        };
+        if self.cx.macros.defines(&callee) || project_code() {
             let texts: Vec<String> = arg_nodes.iter().map(|a| cx.text(*a).to_string()).collect();
-            self.expand_macro_call(node, &callee, &texts);
+            self.expand_macro_call(node, &callee, Some(&texts));
         }
         // Calls through a function name count as references too (the call graph needs them),
         // but the callee name itself is recorded here, not as a variable reference.

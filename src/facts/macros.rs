@@ -3,7 +3,8 @@
 //! expanded with its arguments and the expansion is parsed and walked like the function body it
 //! stands in.
 
-use super::MacroDef;
+use super::{Call, MacroDef, Reference, WriteSite};
+use crate::parse::macros::{ProjectMacros, Role};
 use std::collections::HashMap;
 
 /// Function-like macros whose bodies may write: the only ones worth expanding.
@@ -42,9 +43,24 @@ impl MacroTable {
         self.by_name.contains_key(name)
     }
 
+    /// Its parameters and body as written.
+    pub fn definition(&self, name: &str) -> Option<(&[String], &str)> {
+        self.by_name
+            .get(name)
+            .map(|(params, body)| (params.as_slice(), body.as_str()))
+    }
+
     /// The macro's body with `args` substituted, `#param` stringized and `##` pasted.
     pub fn expand(&self, name: &str, args: &[String]) -> Option<String> {
         let (params, body) = self.by_name.get(name)?;
+        substitute(params, body, args)
+    }
+}
+
+/// A macro body with `args` substituted for `params`, `#param` stringized and `##` pasted;
+/// `None` when the arguments do not fit or the expansion is too large.
+pub(crate) fn substitute(params: &[String], body: &str, args: &[String]) -> Option<String> {
+    {
         let variadic = params.last().is_some_and(|p| p == "...");
         if args.len() != params.len() && !variadic && !(params.is_empty() && args.len() <= 1) {
             return None;
@@ -109,6 +125,65 @@ impl MacroTable {
             }
         }
         (out.len() <= MAX_EXPANSION_BYTES).then_some(out)
+    }
+}
+
+/// What a macro body does once expanded and walked: kept per file for each (macro, arguments)
+/// so that a preamble used in 28 callbacks is parsed once.
+#[derive(Debug, Default)]
+pub(crate) struct ExpandedFacts {
+    pub writes: Vec<WriteSite>,
+    pub calls: Vec<Call>,
+    pub references: Vec<Reference>,
+    /// Walked from the body as written, parameters unsubstituted: what it does depends on the
+    /// arguments (it writes or calls a parameter, or pastes or stringizes one), so each use
+    /// needs its own expansion.
+    pub depends_on_arguments: bool,
+}
+
+/// The macro `name` to expand, as written: a same-file macro that writes first, then a project
+/// macro whose role leaves its body out of the tree.
+pub(crate) fn written_definition<'a>(
+    table: &'a MacroTable,
+    project: &'a ProjectMacros,
+    name: &str,
+) -> Option<(Option<&'a [String]>, &'a str)> {
+    if let Some((params, body)) = table.definition(name) {
+        return Some((Some(params), body));
+    }
+    let role = project.role(name)?;
+    if !matches!(
+        role,
+        Role::Open | Role::Close | Role::Statement | Role::Code
+    ) {
+        return None;
+    }
+    let def = project.definition(name)?;
+    (def.body.len() <= MAX_EXPANSION_BYTES).then_some((def.params.as_deref(), def.body.as_str()))
+}
+
+pub(crate) type ExpansionMemo =
+    std::cell::RefCell<rustc_hash::FxHashMap<String, std::rc::Rc<ExpandedFacts>>>;
+
+/// The project macro `name` as code to expand: a definition with a role that leaves its body
+/// out of the tree (blocks, statements, other code), with `args` substituted.
+pub(crate) fn project_expansion(
+    project: &ProjectMacros,
+    name: &str,
+    args: Option<&[String]>,
+) -> Option<String> {
+    let role = project.role(name)?;
+    if !matches!(
+        role,
+        Role::Open | Role::Close | Role::Statement | Role::Code
+    ) {
+        return None;
+    }
+    let def = project.definition(name)?;
+    match (&def.params, args) {
+        (Some(params), Some(args)) => substitute(params, &def.body, args),
+        (None, None) => (def.body.len() <= MAX_EXPANSION_BYTES).then(|| def.body.clone()),
+        _ => None,
     }
 }
 

@@ -39,6 +39,18 @@ pub struct FileFacts {
     pub parse_errors: ParseErrors,
     /// 1-based line of the first parse error.
     pub first_error_line: Option<usize>,
+    /// Where the first parse error starts.
+    #[serde(default)]
+    pub first_error: Option<Span>,
+    /// Every `PyInit_<name>` in the text, read or not: a module the parser lost still shows
+    /// here.
+    #[serde(default)]
+    pub init_mentions: Vec<InitMention>,
+    /// The text names the Python C API (`PyObject`, `Py_INCREF`, `_Py...`) and does not read
+    /// as C++ (`template <`, `namespace x {` outside `#ifdef __cplusplus`): a file whose loss
+    /// can hide extension state. A Fortran include or a C++ helper header is not one.
+    #[serde(default)]
+    pub python_c_code: bool,
     pub first_invalid_utf8: Option<usize>,
     /// A marker near the top says a tool wrote the file.
     #[serde(default)]
@@ -52,6 +64,17 @@ pub struct FileFacts {
     pub structs: Vec<StructDef>,
     /// Macro calls that stand alone at file scope, e.g. `_Py_IDENTIFIER(name);`.
     pub file_scope_calls: Vec<Call>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitMention {
+    /// `PyInit_foo`.
+    pub name: String,
+    pub span: Span,
+    /// The parameter list is followed by `{`: a definition, not a prototype or a call.
+    pub definition: bool,
+    /// Inside an ERROR node.
+    pub in_error: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

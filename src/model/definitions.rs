@@ -6,7 +6,9 @@ use super::pytypes::{bare_type, is_type_object};
 use super::{ExtensionModule, FnRef, Global, InitStyle, ModuleCreation, VarRef};
 use crate::facts::{Expr, ExprKind, FileFacts, Init, InitEntry, InitList};
 use crate::version::{py, VersionRange};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+// Looked up for every name every function uses: Fx, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A current Python; positional initializers follow the `#if` branch it compiles.
 const CURRENT: crate::version::PyVersion = py(3, 13);
@@ -157,8 +159,8 @@ impl<'a> Scope<'a> {
     /// Name tables of the member files only: the cost follows the module's size, not the
     /// project's.
     fn new(files: &'a [FileFacts], members: &'a BTreeSet<usize>) -> Self {
-        let mut functions: HashMap<&'a str, Vec<FnRef>> = HashMap::new();
-        let mut globals: HashMap<&'a str, Vec<VarRef>> = HashMap::new();
+        let mut functions: HashMap<&'a str, Vec<FnRef>> = HashMap::default();
+        let mut globals: HashMap<&'a str, Vec<VarRef>> = HashMap::default();
         for &fi in members {
             for (i, f) in files[fi].functions.iter().enumerate() {
                 functions
@@ -196,6 +198,90 @@ impl<'a> Scope<'a> {
                     .copied()
                     .find(|r| !self.files[r.file].functions[r.index].is_static)
             })
+    }
+
+    /// Every function of this name in the file that [`Scope::function`] picks: the `#if`
+    /// variants of one function (`#ifdef MS_WINDOWS ... #else ... #endif`), any of which may
+    /// be the one compiled.
+    pub fn function_variants(
+        &self,
+        name: &str,
+        from_file: usize,
+    ) -> impl Iterator<Item = FnRef> + '_ {
+        let candidates: &[FnRef] = self.functions.get(name).map_or(&[], Vec::as_slice);
+        let chosen = candidates
+            .iter()
+            .copied()
+            .find(|r| r.file == from_file)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|r| !self.files[r.file].functions[r.index].is_static)
+            });
+        candidates
+            .iter()
+            .copied()
+            .filter(move |r| chosen.is_some_and(|c| c.file == r.file))
+    }
+
+    /// A variable by name, as seen from a function body (its own local statics first: the
+    /// ones declared inside this very definition, so that each `#if` variant of a function has
+    /// its own) or from file scope of `from_file`.
+    pub fn variable_from(
+        &self,
+        name: &str,
+        from_file: usize,
+        from_function: Option<&crate::facts::Function>,
+    ) -> Option<VarRef> {
+        if let Some(function) = from_function {
+            let file = &self.files[from_file];
+            let local = |v: &crate::facts::Variable| {
+                v.name == name && v.function.as_deref() == Some(function.name.as_str())
+            };
+            let inside = |v: &crate::facts::Variable| {
+                function.def_span.start <= v.span.start && v.span.end <= function.def_span.end
+            };
+            let found = file
+                .variables
+                .iter()
+                .position(|v| local(v) && inside(v))
+                .or_else(|| file.variables.iter().position(local));
+            if let Some(index) = found {
+                return Some(VarRef {
+                    file: from_file,
+                    index,
+                });
+            }
+        }
+        self.variable(name, from_file, None)
+    }
+
+    /// Calls `each` with `var` and with the other definitions of its name at file scope of its
+    /// file whose versions overlap `versions`: same-named globals in different `#if` branches
+    /// are separate variables, and a write that may reach either counts for each.
+    pub fn for_each_variant(
+        &self,
+        var: VarRef,
+        versions: &VersionRange,
+        mut each: impl FnMut(VarRef),
+    ) {
+        let v = &self.files[var.file].variables[var.index];
+        let others = match (&v.function, self.globals.get(v.name.as_str())) {
+            (None, Some(all)) if all.len() > 1 => all,
+            _ => return each(var),
+        };
+        each(var);
+        for &r in others {
+            if r != var
+                && r.file == var.file
+                && self.files[r.file].variables[r.index]
+                    .versions
+                    .overlaps(versions)
+            {
+                each(r);
+            }
+        }
     }
 
     /// A variable by name, as seen from function `from` (or from file scope of `from_file`).
@@ -329,9 +415,7 @@ fn call_closure(scope: &Scope, starts: &[FnRef]) -> BTreeSet<FnRef> {
             continue;
         }
         for call in &scope.files[f.file].functions[f.index].calls {
-            if let Some(callee) = scope.function(&call.callee, f.file) {
-                queue.push_back(callee);
-            }
+            queue.extend(scope.function_variants(&call.callee, f.file));
         }
     }
     seen
@@ -346,7 +430,11 @@ fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTree
             if let Some(Init::List(list)) = &v.init {
                 let mut names = Vec::new();
                 collect_idents(list, &mut names, 0);
-                named_in_tables.extend(names.into_iter().filter_map(|n| scope.function(n, fi)));
+                named_in_tables.extend(
+                    names
+                        .into_iter()
+                        .flat_map(|n| scope.function_variants(n, fi)),
+                );
             }
         }
     }
@@ -369,7 +457,7 @@ fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTree
             .map(|c| c.callee.as_str())
             .chain(function.references.iter().map(|r| r.name.as_str()));
         for name in used {
-            if let Some(callee) = scope.function(name, caller.file) {
+            for callee in scope.function_variants(name, caller.file) {
                 if !starts.contains(&callee) && set.remove(&callee) {
                     runtime.push(callee);
                 }
@@ -448,8 +536,8 @@ fn find_creation(scope: &Scope, init: FnRef) -> (InitStyle, Option<ModuleCreatio
                         current,
                     ));
                 }
-            } else if let Some(callee) = scope.function(&call.callee, f.file) {
-                queue.push_back(callee);
+            } else {
+                queue.extend(scope.function_variants(&call.callee, f.file));
             }
         }
     }
@@ -715,21 +803,27 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
         for (i, function) in scope.files[fi].functions.iter().enumerate() {
             let fref = FnRef { file: fi, index: i };
             for r in &function.references {
-                if let Some(var) = scope.variable(&r.name, fi, Some(&function.name)) {
-                    if let Some(g) = globals.get_mut(&var) {
-                        g.readers.push(fref);
-                    }
+                if let Some(var) = scope.variable_from(&r.name, fi, Some(function)) {
+                    scope.for_each_variant(var, &function.versions, |var| {
+                        if let Some(g) = globals.get_mut(&var) {
+                            if g.readers.last() != Some(&fref) {
+                                g.readers.push(fref);
+                            }
+                        }
+                    });
                 }
             }
             for (si, w) in function.writes.iter().enumerate() {
-                if let Some(var) = scope.variable(&w.target, fi, Some(&function.name)) {
-                    if let Some(g) = globals.get_mut(&var) {
-                        g.writes.push(super::GlobalWrite {
-                            function: fref,
-                            site: si,
-                            at_init: has_init && init_functions.contains(&fref),
-                        });
-                    }
+                if let Some(var) = scope.variable_from(&w.target, fi, Some(function)) {
+                    scope.for_each_variant(var, &w.versions, |var| {
+                        if let Some(g) = globals.get_mut(&var) {
+                            g.writes.push(super::GlobalWrite {
+                                function: fref,
+                                site: si,
+                                at_init: has_init && init_functions.contains(&fref),
+                            });
+                        }
+                    });
                 }
             }
         }

@@ -2,9 +2,10 @@
 
 pub mod condition;
 pub mod lexer;
+pub mod macros;
 pub mod prepass;
 
-use prepass::ConditionalMap;
+use prepass::{ConditionalMap, FunctionBodies};
 use std::cell::RefCell;
 use tree_sitter::{Node, Parser, Tree};
 
@@ -17,6 +18,12 @@ pub struct ParseErrors {
     pub missing_nodes: usize,
     /// Byte ranges of the outermost ERROR nodes and of MISSING nodes.
     pub ranges: Vec<(usize, usize)>,
+    /// Bytes inside the outermost ERROR nodes that no recovered item (a function, a
+    /// declaration, a preprocessor line, a comment) accounts for: the code the parser could not
+    /// read. An ERROR at the root that still holds the file's functions counts only its
+    /// leftovers.
+    #[serde(default)]
+    pub unreadable_bytes: usize,
 }
 
 impl ParseErrors {
@@ -38,6 +45,9 @@ pub struct ParsedFile {
     pub text: Vec<u8>,
     pub tree: Tree,
     pub conditionals: ConditionalMap,
+    pub function_bodies: FunctionBodies,
+    /// Project macros rewritten out of sight, for the facts layer to expand.
+    pub macro_uses: Vec<prepass::MacroUse>,
     pub errors: ParseErrors,
 }
 
@@ -63,26 +73,25 @@ pub fn new_parser() -> Result<Parser, ParseFailure> {
 
 /// Parses with one parser per thread (rayon workers reuse theirs).
 pub fn parse(source: &[u8]) -> Result<ParsedFile, ParseFailure> {
-    parse_with(source, &[])
+    parse_with(source, &macros::ProjectMacros::default())
 }
 
-/// [`parse`], with attribute macros defined elsewhere in the scan (see
-/// [`prepass::attribute_macros_in`]).
+/// [`parse`], with the macros of the whole scan (see [`macros::definitions_in`]).
 pub fn parse_with(
     source: &[u8],
-    shared_attribute_macros: &[String],
+    project_macros: &macros::ProjectMacros,
 ) -> Result<ParsedFile, ParseFailure> {
-    parse_with_defines(source, shared_attribute_macros, &[])
+    parse_with_defines(source, project_macros, &[])
 }
 
 /// [`parse_with`], with the `-D`/`-U` macros of the file's compile command (see
 /// [`prepass::prepare_with_defines`]).
 pub fn parse_with_defines(
     source: &[u8],
-    shared_attribute_macros: &[String],
+    project_macros: &macros::ProjectMacros,
     build_defines: &[(String, bool)],
 ) -> Result<ParsedFile, ParseFailure> {
-    let prepared = prepass::prepare_with_defines(source, shared_attribute_macros, build_defines);
+    let prepared = prepass::prepare_with_defines(source, project_macros, build_defines);
     let tree = PARSER.with(|cell| -> Result<Tree, ParseFailure> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -98,8 +107,31 @@ pub fn parse_with_defines(
         text: prepared.text,
         tree,
         conditionals: prepared.conditionals,
+        function_bodies: prepared.function_bodies,
+        macro_uses: prepared.macro_uses,
         errors,
     })
+}
+
+/// What an outermost ERROR node holds beyond the items tree-sitter recovered inside it.
+fn unreadable_bytes(error: Node) -> usize {
+    let mut recovered = 0;
+    let mut cursor = error.walk();
+    for child in error.children(&mut cursor) {
+        let kind = child.kind();
+        let is_item = matches!(
+            kind,
+            "function_definition"
+                | "declaration"
+                | "type_definition"
+                | "linkage_specification"
+                | "comment"
+        ) || kind.starts_with("preproc_");
+        if is_item && !child.is_error() {
+            recovered += child.end_byte() - child.start_byte();
+        }
+    }
+    (error.end_byte() - error.start_byte()).saturating_sub(recovered)
 }
 
 fn count_errors(root: Node) -> ParseErrors {
@@ -118,6 +150,7 @@ fn count_errors(root: Node) -> ParseErrors {
             errors.error_nodes += 1;
             if inside_error_depth.is_none() {
                 errors.ranges.push((node.start_byte(), node.end_byte()));
+                errors.unreadable_bytes += unreadable_bytes(node);
                 inside_error_depth = Some(depth);
             }
         } else if node.is_missing() {

@@ -5,6 +5,7 @@
 
 use super::condition::{evaluate, Cond, VersionMacros};
 use super::lexer::{tokenize, Tok, TokKind};
+use super::macros::{definitions_in, ProjectMacros, Role};
 use crate::version::{py, VersionRange};
 
 /// The newest Python the pre-pass prefers when it must keep a single `#if` branch.
@@ -44,9 +45,51 @@ impl ConditionalMap {
     }
 }
 
+/// A use of a project macro the pre-pass rewrote out of sight (`BEGIN_SAVE` → `{`): the facts
+/// layer expands its body at this place.
+#[derive(Debug, Clone)]
+pub struct MacroUse {
+    pub name: String,
+    /// The arguments of a function-like use, as written.
+    pub args: Option<Vec<String>>,
+    pub start: usize,
+    pub end: usize,
+}
+
 pub struct Prepared {
+    pub macro_uses: Vec<MacroUse>,
     pub text: Vec<u8>,
     pub conditionals: ConditionalMap,
+    pub function_bodies: FunctionBodies,
+}
+
+/// Byte ranges of function bodies as the lexer counts braces (`)` then `{` at file scope, to
+/// the matching `}`), `#if` branches followed as the pre-pass follows them. Beside a parse
+/// error, tree-sitter may lift a body's declarations to file scope; these ranges say they are
+/// locals.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionBodies {
+    /// Sorted, disjoint.
+    ranges: Vec<(usize, usize)>,
+}
+
+impl FunctionBodies {
+    fn new(mut ranges: Vec<(usize, usize)>) -> Self {
+        ranges.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+        for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        Self { ranges: merged }
+    }
+    /// `offset` lies inside a function body (after its `{`).
+    pub fn contains(&self, offset: usize) -> bool {
+        let i = self.ranges.partition_point(|r| r.0 < offset);
+        i > 0 && offset < self.ranges[i - 1].1
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +102,8 @@ enum Brace {
 struct Context {
     braces: Vec<Brace>,
     parens: usize,
+    /// Where the function body the lexer is in opened (a `{` at file scope after `)`).
+    body_start: Option<usize>,
 }
 
 impl Context {
@@ -105,31 +150,37 @@ fn directive_word(text: &[u8]) -> (&str, &str) {
 }
 
 pub fn prepare(src: &[u8]) -> Prepared {
-    prepare_with(src, &[])
+    prepare_with(src, &ProjectMacros::default())
 }
 
-/// Attribute-like macros the file's own `#define`s reveal, for [`prepare_with`] on the other
-/// files of a scan (`#define HIDDEN __attribute__((visibility("hidden")))` lives in a header;
-/// its uses are in every `.c` file).
-pub fn attribute_macros_in(src: &str) -> Vec<String> {
-    src.lines()
-        .filter_map(|line| {
-            let rest = line
-                .trim_start()
-                .strip_prefix('#')?
-                .trim_start()
-                .strip_prefix("define")?;
-            if line.trim_end().ends_with('\\') {
-                return None;
-            }
-            attribute_macro_name(rest)
-        })
-        .collect()
+/// Line breaks as a C compiler reads them, in text of the same length. tree-sitter-c and the
+/// lexer know only LF: a lone CR (old Mac files) becomes LF, and a backslash before CR LF
+/// (a continued string literal or macro in a Windows file) becomes space, backslash, LF, so
+/// that the continuation is one and the next line starts at the same column. A plain CR LF is
+/// left alone: the CR is white space to both.
+pub fn normalize_line_breaks(src: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !src.contains(&b'\r') {
+        return std::borrow::Cow::Borrowed(src);
+    }
+    let mut out = src.to_vec();
+    for i in 0..out.len() {
+        if out[i] != b'\r' {
+            continue;
+        }
+        if out.get(i + 1) != Some(&b'\n') {
+            out[i] = b'\n';
+        } else if i > 0 && out[i - 1] == b'\\' {
+            out[i - 1] = b' ';
+            out[i] = b'\\';
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
-/// [`prepare`], also blanking attribute macros defined in other files of the scan.
-pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared {
-    prepare_with_defines(src, shared_attribute_macros, &[])
+/// [`prepare`], reading uses of the project's macros by their roles ([`ProjectMacros`]): the
+/// scan's, or this file's own when the scan has none (one file, an editor buffer).
+pub fn prepare_with(src: &[u8], shared: &ProjectMacros) -> Prepared {
+    prepare_with_defines(src, shared, &[])
 }
 
 /// [`prepare_with`], with the macros the build defines (`true`) or undefines (`false`) on the
@@ -137,9 +188,18 @@ pub fn prepare_with(src: &[u8], shared_attribute_macros: &[String]) -> Prepared 
 /// the branch the build does not compile is left out like `#if 0`.
 pub fn prepare_with_defines(
     src: &[u8],
-    shared_attribute_macros: &[String],
+    shared: &ProjectMacros,
     build_defines: &[(String, bool)],
 ) -> Prepared {
+    let normalized = normalize_line_breaks(src);
+    let src: &[u8] = &normalized;
+    let local;
+    let project = if shared.is_empty() {
+        local = ProjectMacros::new(definitions_in(src));
+        &local
+    } else {
+        shared
+    };
     let toks = tokenize(src);
     let mut out = src.to_vec();
     let mut ctx = Context::default();
@@ -158,10 +218,21 @@ pub fn prepare_with_defines(
         })
         .collect();
     let mut prev_sig: Option<u8> = None;
+    // `prev_sig` forgets across directives; a function head followed by `#if` before its `{`
+    // does not.
+    let mut prev_code: Option<u8> = None;
+    let mut bodies: Vec<(usize, usize)> = Vec::new();
     let mut statement_macros: Vec<(usize, usize)> = Vec::new();
-    let mut attribute_macros: Vec<String> = shared_attribute_macros.to_vec();
+    let mut rewrites: Vec<(usize, usize, &'static [u8])> = Vec::new();
+    let mut semicolons: Vec<usize> = Vec::new();
+    let mut macro_uses: Vec<MacroUse> = Vec::new();
+    // A statement macro's arguments, already read as part of it.
+    let mut skip_through: Option<usize> = None;
 
     for (index, tok) in toks.iter().enumerate() {
+        if skip_through.is_some_and(|last| index <= last) {
+            continue;
+        }
         match tok.kind {
             TokKind::Directive => {
                 let (word, rest) = directive_word(&src[tok.start..tok.end]);
@@ -239,9 +310,6 @@ pub fn prepare_with_defines(
                         }
                     }
                     "define" => {
-                        if let Some(name) = attribute_macro_name(rest) {
-                            attribute_macros.push(name);
-                        }
                         let range = parent_range;
                         if !range.is_all() {
                             let name: String = rest
@@ -264,11 +332,19 @@ pub fn prepare_with_defines(
                         let init = matches!(prev_sig, Some(b'=') | Some(b','))
                             || (prev_sig == Some(b'{') && ctx.braces.last() == Some(&Brace::Init));
                         let init = init && (prev_sig != Some(b',') || ctx.inside_construct());
+                        if ctx.braces.is_empty() && ctx.parens == 0 && prev_code == Some(b')') {
+                            ctx.body_start = Some(tok.start);
+                        }
                         ctx.braces
                             .push(if init { Brace::Init } else { Brace::Block });
                     }
                     b'}' => {
                         ctx.braces.pop();
+                        if ctx.braces.is_empty() {
+                            if let Some(start) = ctx.body_start.take() {
+                                bodies.push((start, tok.end));
+                            }
+                        }
                     }
                     b'(' => ctx.parens += 1,
                     b')' => ctx.parens = ctx.parens.saturating_sub(1),
@@ -278,23 +354,62 @@ pub fn prepare_with_defines(
                     _ => {}
                 }
                 prev_sig = Some(c);
+                prev_code = Some(c);
             }
             TokKind::Ident => {
+                let statement_start = ctx.parens == 0
+                    && matches!(
+                        prev_sig,
+                        None | Some(b';') | Some(b'}') | Some(b'{') | Some(b':')
+                    );
                 if ctx.braces.is_empty()
-                    && ctx.parens == 0
-                    && matches!(prev_sig, None | Some(b';') | Some(b'}'))
+                    && statement_start
+                    && !matches!(prev_sig, Some(b'{') | Some(b':'))
                 {
-                    if let Some(end) = macro_statement_end(&toks, index, src) {
+                    if let Some(end) = macro_statement_end(&toks, index, src, project) {
                         statement_macros.push((tok.start, end));
+                    }
+                } else if statement_start
+                    && ctx.body_start.is_some()
+                    && ctx.braces.last() == Some(&Brace::Block)
+                {
+                    if let Some((last, reads_as)) = statement_macro(
+                        &toks,
+                        index,
+                        src,
+                        project,
+                        &mut rewrites,
+                        &mut semicolons,
+                        &mut macro_uses,
+                    ) {
+                        // The braces the rewrite makes count like written ones.
+                        match reads_as {
+                            b'{' => ctx.braces.push(Brace::Block),
+                            b'}' => {
+                                ctx.braces.pop();
+                            }
+                            _ => {}
+                        }
+                        prev_sig = Some(reads_as);
+                        prev_code = Some(reads_as);
+                        skip_through = Some(last);
+                        continue;
                     }
                 }
                 prev_sig = Some(b'a');
+                prev_code = Some(b'a');
             }
-            TokKind::Literal => prev_sig = Some(b'a'),
+            TokKind::Literal => {
+                prev_sig = Some(b'a');
+                prev_code = Some(b'a');
+            }
         }
         if tok.kind == TokKind::Directive {
             prev_sig = None;
         }
+    }
+    if let Some(start) = ctx.body_start {
+        bodies.push((start, src.len()));
     }
     // Unterminated `#if`s (half-written files): their branches run to the end.
     while let Some(mut ob) = open.pop() {
@@ -307,15 +422,23 @@ pub fn prepare_with_defines(
     for block in &blocks {
         patch_block(block, &toks, src, &mut out);
     }
-    patch_macros(&toks, src, &mut out, &attribute_macros);
+    patch_macros(&toks, src, &mut out, project);
     for (start, end) in statement_macros {
         blank(&mut out, start, end);
+    }
+    for (start, end, text) in rewrites {
+        write_padded(&mut out, start, end, text);
+    }
+    for at in semicolons {
+        out[at] = b';';
     }
 
     regions.sort_by_key(|r| r.start);
     Prepared {
+        macro_uses,
         text: out,
         conditionals: ConditionalMap { regions },
+        function_bodies: FunctionBodies::new(bodies),
     }
 }
 
@@ -434,11 +557,136 @@ fn patch_block(block: &Block, toks: &[Tok], src: &[u8], out: &mut [u8]) {
     }
 }
 
+/// A project macro standing as a whole statement in a function body. One that opens or closes
+/// a block becomes `{` or `;}` (its body is recorded for the facts layer to expand); one
+/// used without `;` before a statement on a later line gets the `;`, written in the next
+/// line's indentation so that no column moves.
+fn statement_macro(
+    toks: &[Tok],
+    index: usize,
+    src: &[u8],
+    project: &ProjectMacros,
+    rewrites: &mut Vec<(usize, usize, &'static [u8])>,
+    semicolons: &mut Vec<usize>,
+    uses: &mut Vec<MacroUse>,
+) -> Option<(usize, u8)> {
+    let tok = &toks[index];
+    let name = std::str::from_utf8(ident(src, tok)).ok()?;
+    let role = project.role(name)?;
+    let function_like = project.definition(name).is_some_and(|d| d.params.is_some());
+    let last = if function_like {
+        if toks.get(index + 1).map(|t| t.kind) != Some(TokKind::Punct(b'(')) {
+            return None;
+        }
+        call_end(toks, index + 1)?
+    } else {
+        index
+    };
+    let end = toks[last].end;
+    match role {
+        Role::Open | Role::Close => {
+            let text: &'static [u8] = match role {
+                Role::Open => b"{",
+                _ if end - tok.start >= 2 => b";}",
+                _ => b"}",
+            };
+            rewrites.push((tok.start, end, text));
+            uses.push(MacroUse {
+                name: name.to_string(),
+                args: function_like.then(|| call_arguments(toks, index + 1, last, src)),
+                start: tok.start,
+                end,
+            });
+            Some((last, if role == Role::Open { b'{' } else { b'}' }))
+        }
+        Role::Statement | Role::Code => {
+            let next = toks.get(last + 1)?;
+            let starts_statement = matches!(
+                next.kind,
+                TokKind::Ident | TokKind::Directive | TokKind::Punct(b'{') | TokKind::Punct(b'}')
+            );
+            let gap = &src[end..next.start];
+            if !starts_statement || !gap.contains(&b'\n') {
+                return None;
+            }
+            // The `;` goes in the indentation of the next statement's line (white space only
+            // from the last line break on: outside any comment), or right after the use.
+            let line_start = end + gap.iter().rposition(|&b| b == b'\n').unwrap_or(0) + 1;
+            if line_start < next.start
+                && src[line_start..next.start]
+                    .iter()
+                    .all(|b| *b == b' ' || *b == b'\t')
+            {
+                semicolons.push(line_start);
+            } else if gap[0] == b' ' || gap[0] == b'\t' {
+                semicolons.push(end);
+            } else {
+                // No room: the use is blanked, and its body is expanded from the record.
+                rewrites.push((tok.start, end, b""));
+                uses.push(MacroUse {
+                    name: name.to_string(),
+                    args: function_like.then(|| call_arguments(toks, index + 1, last, src)),
+                    start: tok.start,
+                    end,
+                });
+            }
+            Some((last, b';'))
+        }
+        _ => None,
+    }
+}
+
+/// The arguments between `toks[open]` (`(`) and `toks[close]` (`)`), split at top-level commas.
+fn call_arguments(toks: &[Tok], open: usize, close: usize, src: &[u8]) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut depth = 0usize;
+    let mut start = toks[open].end;
+    for t in &toks[open + 1..close] {
+        match t.kind {
+            TokKind::Punct(b'(') | TokKind::Punct(b'[') | TokKind::Punct(b'{') => depth += 1,
+            TokKind::Punct(b')') | TokKind::Punct(b']') | TokKind::Punct(b'}') => {
+                depth = depth.saturating_sub(1)
+            }
+            TokKind::Punct(b',') if depth == 0 => {
+                args.push(
+                    String::from_utf8_lossy(&src[start..t.start])
+                        .trim()
+                        .to_string(),
+                );
+                start = t.end;
+            }
+            _ => {}
+        }
+    }
+    let last = String::from_utf8_lossy(&src[start..toks[close].start])
+        .trim()
+        .to_string();
+    if !last.is_empty() || !args.is_empty() {
+        args.push(last);
+    }
+    args
+}
+
 /// A macro call standing alone at file scope with no `;`, e.g. `DEFINE_GETTER(value)` or
 /// `OP(NONE, load_none)`, followed by a new declaration on a later line: tree-sitter would glue
-/// it to the next function head. Returns the end of the call.
-fn macro_statement_end(toks: &[Tok], index: usize, src: &[u8]) -> Option<usize> {
+/// it to the next function head. Returns the end of the call. A project macro that is a whole
+/// statement or code (`DECLARE_TYPES` expanding to declarations) counts without parentheses.
+fn macro_statement_end(
+    toks: &[Tok],
+    index: usize,
+    src: &[u8],
+    project: &ProjectMacros,
+) -> Option<usize> {
     let name = ident(src, &toks[index]);
+    let object_like_statement = std::str::from_utf8(name).ok().is_some_and(|n| {
+        matches!(project.role(n), Some(Role::Statement) | Some(Role::Code))
+            && project.definition(n).is_some_and(|d| d.params.is_none())
+    });
+    if object_like_statement {
+        let next = toks.get(index + 1)?;
+        let same_line = !src[toks[index].end..next.start].contains(&b'\n');
+        return (!same_line && next.kind == TokKind::Ident).then_some(toks[index].end);
+    }
     // Upper-case names only: a lower-case word here is a type or a function head.
     if name.iter().any(|c| c.is_ascii_lowercase()) || name.len() < 2 {
         return None;
@@ -506,45 +754,12 @@ const ATTRIBUTE_MACROS: &[&[u8]] = &[
     b"_Py_COMP_DIAG_IGNORE_DEPR_DECLS",
 ];
 
-/// `#define HIDDEN __attribute__((visibility("hidden")))`, `#define RAISES`: a macro that
-/// expands to nothing C needs for its structure. Its uses are blanked like the attribute
-/// macros CPython ships.
-fn attribute_macro_name(rest: &str) -> Option<String> {
-    let rest = rest.trim_start();
-    let name: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    if name.is_empty() || name.starts_with("Py") || name.starts_with("_Py") {
-        return None;
-    }
-    let mut body = &rest[name.len()..];
-    if body.starts_with('(') {
-        body = &body[body.find(')')? + 1..];
-    }
-    let body = body
-        .split("/*")
-        .next()
-        .unwrap_or("")
-        .split("//")
-        .next()
-        .unwrap_or("")
-        .trim();
-    let is_attribute = body.is_empty()
-        || ((body.starts_with("__attribute__") || body.starts_with("__declspec"))
-            && body.ends_with(')'));
-    // Include guards and feature flags are only ever tested in directives, where nothing is
-    // blanked; what remains are annotation macros.
-    is_attribute.then_some(name)
-}
+/// Every identifier of a file is looked up: a hash set built once, not a scan of the list.
+static ATTRIBUTE_MACRO_SET: std::sync::LazyLock<rustc_hash::FxHashSet<&'static [u8]>> =
+    std::sync::LazyLock::new(|| ATTRIBUTE_MACROS.iter().copied().collect());
 
-fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], attribute_macros: &[String]) {
-    // Every identifier of the file is looked up: a hash set, not a scan of the list.
-    let attribute_macros: rustc_hash::FxHashSet<&[u8]> = ATTRIBUTE_MACROS
-        .iter()
-        .copied()
-        .chain(attribute_macros.iter().map(|m| m.as_bytes()))
-        .collect();
+fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], project: &ProjectMacros) {
+    let project_role = |name: &[u8]| project.role_of(name);
     for (i, tok) in toks.iter().enumerate() {
         if tok.kind != TokKind::Ident {
             continue;
@@ -618,7 +833,7 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], attribute_macros: &[St
             {
                 write_padded(out, tok.start, tok.end, b"");
             }
-            _ if attribute_macros.contains(name) => {
+            _ if ATTRIBUTE_MACRO_SET.contains(name) => {
                 let end = if next_is_paren {
                     call_end(toks, i + 1).map(|c| toks[c].end)
                 } else {
@@ -645,7 +860,50 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], attribute_macros: &[St
                     out[tok.end - 1] = b',';
                 }
             }
-            _ => {}
+            _ => match project_role(name) {
+                Some(Role::Blank) | Some(Role::Storage(_)) => {
+                    let function_like = std::str::from_utf8(name)
+                        .ok()
+                        .and_then(|n| project.definition(n))
+                        .is_some_and(|d| d.params.is_some());
+                    let end = if function_like {
+                        next_is_paren
+                            .then(|| call_end(toks, i + 1).map(|c| toks[c].end))
+                            .flatten()
+                    } else {
+                        Some(tok.end)
+                    };
+                    let keyword: &[u8] = match project_role(name) {
+                        Some(Role::Storage(word)) => word.as_bytes(),
+                        _ => b"",
+                    };
+                    if let Some(end) = end {
+                        // The storage class stays when it fits (`MEM_STATIC` → `static`).
+                        let text = if keyword.len() <= end - tok.start {
+                            keyword
+                        } else {
+                            b""
+                        };
+                        write_padded(out, tok.start, end, text);
+                    }
+                }
+                Some(Role::PassThrough) if next_is_paren => {
+                    if let Some(close) = call_end(toks, i + 1) {
+                        blank(out, tok.start, toks[i + 1].end);
+                        let mut depth = 0usize;
+                        for t in &toks[i + 1..close] {
+                            match t.kind {
+                                TokKind::Punct(b'(') => depth += 1,
+                                TokKind::Punct(b')') => depth -= 1,
+                                TokKind::Punct(b',') if depth == 1 => out[t.start] = b' ',
+                                _ => {}
+                            }
+                        }
+                        out[toks[close].start] = b' ';
+                    }
+                }
+                _ => {}
+            },
         }
     }
 }
@@ -660,15 +918,78 @@ mod tests {
         String::from_utf8(p.text).unwrap()
     }
 
+    fn with_header(header: &str, src: &str) -> String {
+        let shared = ProjectMacros::new(definitions_in(header.as_bytes()));
+        let out = String::from_utf8(prepare_with(src.as_bytes(), &shared).text).unwrap();
+        assert_eq!(out.len(), src.len());
+        out
+    }
+
     #[test]
     fn attribute_macros_from_another_file() {
         let header =
             "#define HIDDEN __attribute__((visibility(\"hidden\")))\n#define RAISES\n#define N 3\n";
-        let shared = attribute_macros_in(header);
-        assert_eq!(shared, vec!["HIDDEN".to_string(), "RAISES".to_string()]);
-        let out =
-            String::from_utf8(prepare_with(b"HIDDEN PyObject *cb = NULL;", &shared).text).unwrap();
+        let out = with_header(header, "HIDDEN PyObject *cb = NULL;");
         assert_eq!(out, "       PyObject *cb = NULL;");
+    }
+
+    #[test]
+    fn block_storage_and_argument_macros_from_another_file() {
+        let header = concat!(
+            "#define PROJ_INTERNAL static\n",
+            "#define BEGIN_SAVE_EXC { PyObject *t, *v, *tb; PyErr_Fetch(&t, &v, &tb);\n",
+            "#define END_SAVE_EXC PyErr_Restore(t, v, tb); }\n",
+            "#define PREAMBLE PyGILState_STATE st = PyGILState_Ensure();\n",
+            "#define EXPORT(ret, name, args) ret name args\n",
+        );
+        let src = concat!(
+            "PROJ_INTERNAL int f(void)\n{\n    BEGIN_SAVE_EXC\n    x = 1;\n    END_SAVE_EXC\n",
+            "    PREAMBLE\n    y = 2;\n}\n",
+            "EXPORT(PyMODINIT_FUNC, PyInit_m, (void))\n{\n}\n",
+        );
+        let out = with_header(header, src);
+        assert!(out.starts_with("static        int f"), "{out}");
+        assert!(out.contains("    {             \n"), "{out}");
+        assert!(out.contains("    ;}          \n"), "{out}");
+        assert!(out.contains("    PREAMBLE\n;   y = 2;"), "{out}");
+        assert!(
+            out.contains("       PyMODINIT_FUNC  PyInit_m  (void) \n"),
+            "{out}"
+        );
+        let parsed = crate::parse::parse_with(
+            src.as_bytes(),
+            &ProjectMacros::new(definitions_in(header.as_bytes())),
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.errors.count(),
+            0,
+            "{}",
+            parsed.tree.root_node().to_sexp()
+        );
+        assert_eq!(parsed.macro_uses.len(), 2);
+    }
+
+    #[test]
+    fn line_breaks_as_a_compiler_reads_them() {
+        let src = b"#define A 1 \\\r\n  + 2\r\nchar *s = \"a\\\r\nb\";\rint x;\r";
+        let out = normalize_line_breaks(src);
+        assert_eq!(out.len(), src.len());
+        assert_eq!(
+            &out[..],
+            b"#define A 1  \\\n  + 2\r\nchar *s = \"a \\\nb\";\nint x;\n"
+        );
+        let parsed = crate::parse::parse(src).unwrap();
+        assert_eq!(
+            parsed.errors.count(),
+            0,
+            "{}",
+            parsed.tree.root_node().to_sexp()
+        );
+        assert!(matches!(
+            normalize_line_breaks(b"int x;\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

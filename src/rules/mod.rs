@@ -25,6 +25,7 @@ mod support;
 mod thread_local_state;
 mod type_module_lookup;
 mod underclaimed_isolation;
+mod unparsable_file;
 pub mod verdict;
 
 use crate::facts::Span;
@@ -104,6 +105,7 @@ pub static RULES: &[&RuleInfo] = &[
     &missing_module_gc::RULE,
     &heap_type_gc_protocol::RULE,
     &type_module_lookup::RULE,
+    &unparsable_file::RULE,
     // The verdict rules read the findings of every rule above: they stay last.
     &missing_multiple_interpreters_slot::RULE,
     &missing_gil_slot::RULE,

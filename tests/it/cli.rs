@@ -54,6 +54,13 @@ fn exit_codes() {
             .code(),
         Some(0)
     );
+    // A module the parser lost, or "0 modules" over a file naming `PyInit_`, is no clean run,
+    // even when only errors fail.
+    for dir in ["unparsable_file", "unparsable_no_module"] {
+        let out = isolint(&["check", "--fail-on", "error", dir], &root);
+        no_panic(&out);
+        assert_eq!(out.status.code(), Some(1), "{dir}");
+    }
     // Only info-level findings are below the default failing level.
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(

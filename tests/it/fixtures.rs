@@ -42,7 +42,7 @@ pub fn expectations(dir: &Path) -> BTreeSet<Expectation> {
     let mut out = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("fixture is UTF-8");
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in isolint::source::split_lines(&text).enumerate() {
             if let Some(pos) = line.find("expect:") {
                 let rest = &line[pos + "expect:".len()..];
                 let rest = rest.split("*/").next().unwrap_or(rest);
@@ -256,4 +256,45 @@ fn target_python_drops_findings_in_code_it_does_not_compile() {
         ..Default::default()
     });
     assert_eq!(for_311.findings.len(), 1);
+}
+
+/// (line, column, rule, symbol) of every finding of a scan of `dir`.
+fn placed_findings(dir: &Path) -> Vec<(usize, usize, String, String)> {
+    let analysis = analyze(&AnalyzeOptions {
+        paths: vec![dir.to_path_buf()],
+        ..Default::default()
+    });
+    let mut out: Vec<_> = analysis
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.location.line,
+                f.location.column,
+                f.name.to_string(),
+                f.symbol.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn crlf_and_lone_cr_files_give_the_findings_of_their_lf_version() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check");
+    for (dir, file, break_) in [
+        ("line_endings_crlf", "le_crlf.c", "\r\n"),
+        ("line_endings_cr", "le_cr.c", "\r"),
+    ] {
+        let original = std::fs::read_to_string(root.join(dir).join(file)).unwrap();
+        // The fixture must still hold its line endings (`.gitattributes` keeps them).
+        assert!(original.contains(break_), "{file} lost its line endings");
+        let lf = tempfile::tempdir().unwrap();
+        std::fs::write(lf.path().join(file), original.replace(break_, "\n")).unwrap();
+        let with_original = placed_findings(&root.join(dir));
+        let with_lf = placed_findings(lf.path());
+        assert!(!with_lf.is_empty());
+        assert_eq!(with_original, with_lf, "{file}");
+    }
 }

@@ -416,3 +416,80 @@ fn hostile_build_files_stay_bounded() {
     let info = read_build("compile_commands.json", &json);
     assert!(info.notes[0].message.contains("do not exist"));
 }
+
+/// The names of the modules a scan of one buffer found.
+fn module_names(json: &serde_json::Value) -> Vec<String> {
+    json["modules"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const MODULE_TAIL: &str = "static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, \"m\", NULL, -1, NULL};\nPyMODINIT_FUNC\nPyInit_m(void)\n{\n    return PyModule_Create(&def);\n}\n";
+
+#[test]
+fn recursive_and_self_referential_macros_end() {
+    let src = format!(
+        "#define SELF SELF\n#define A B\n#define B A\n#define CALLS CALLS(CALLS)\n\
+         #define LOOP(x) LOOP(x) x = 1;\n#define OPEN {{ OPEN\n#define CLOSE CLOSE }}\n\
+         #define WRITE(v) v = WRITE(v);\n\
+         static int counter;\nstatic void f(void)\n{{\n    SELF\n    A;\n    B\n    CALLS;\n\
+         LOOP(counter)\n    OPEN\n    counter++;\n    CLOSE\n    WRITE(counter)\n}}\n{MODULE_TAIL}"
+    );
+    let json = check_buffer("recursive.c", src.clone().into_bytes());
+    assert_eq!(module_names(&json), ["m"]);
+    // The same macros from another file of the scan.
+    let dir = tempfile::tempdir().unwrap();
+    let (defines, uses) = src.split_at(src.find("static int counter").unwrap());
+    std::fs::write(dir.path().join("macros.h"), defines).unwrap();
+    std::fs::write(
+        dir.path().join("mod.c"),
+        format!("#include \"macros.h\"\n{uses}"),
+    )
+    .unwrap();
+    let analysis = analyze(&AnalyzeOptions {
+        paths: vec![dir.path().to_path_buf()],
+        ..AnalyzeOptions::default()
+    });
+    assert_eq!(analysis.project.modules.len(), 1);
+}
+
+#[test]
+fn cr_only_files_give_true_lines() {
+    let src = format!(
+        "#include <Python.h>\n// a comment\nstatic PyObject *cache;\n\
+         static void set(PyObject *o) {{ cache = o; }}\n{MODULE_TAIL}"
+    )
+    .replace('\n', "\r");
+    let json = check_buffer("cr_only.c", src.into_bytes());
+    assert_eq!(module_names(&json), ["m"]);
+    let cache = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["symbol"] == "cache")
+        .expect("the global after a // comment is seen");
+    assert_eq!(cache["line"], 3);
+}
+
+#[test]
+fn a_ten_thousand_line_macro_is_read_once_and_left_alone() {
+    let mut src = String::from("#define HUGE(x) \\\n");
+    for i in 0..10_000 {
+        src.push_str(&format!("    table[{i}] = x + {i}; \\\n"));
+    }
+    src.push_str("    done(x)\nstatic int table[10000];\nstatic void fill(void) { HUGE(1); }\n");
+    src.push_str(MODULE_TAIL);
+    let started = std::time::Instant::now();
+    let json = check_buffer("huge_macro.c", src.into_bytes());
+    assert_eq!(module_names(&json), ["m"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

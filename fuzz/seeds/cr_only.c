@@ -1,0 +1,1 @@
+#include <Python.h>// commentstatic PyObject *cache;#define DOC "a \b"PyMODINIT_FUNCPyInit_cr(void){    return PyModule_Create(&d);}
