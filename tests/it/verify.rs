@@ -18,11 +18,23 @@ const FIXTURES: [&str; 6] = [
     "init_guard",
 ];
 
+/// Built too, but not part of the main matrix: embed, environment and free-threading cases.
+const EXTRA_FIXTURES: [&str; 6] = [
+    "embed_static",
+    "import_crash",
+    "import_hang",
+    "import_broken",
+    "ft_honest",
+    "ft_racy",
+];
+
 struct Built {
     python: PathBuf,
     version: (u32, u32),
     /// Fixture name → built extension file.
     modules: Vec<(String, PathBuf)>,
+    /// A free-threaded build (`cpython-313t`).
+    free_threaded: bool,
 }
 
 impl Built {
@@ -107,7 +119,7 @@ fn build_for(python: &Path, root: &Path) -> Result<Built, String> {
     let out_dir = root.join(format!("py{}{}", version.0, version.1));
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let mut modules = Vec::new();
-    for name in FIXTURES {
+    for name in FIXTURES.iter().chain(&EXTRA_FIXTURES) {
         let output = out_dir.join(format!("{name}{suffix}"));
         let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
             .args(["-shared", "-fPIC", "-O1", "-Wall"])
@@ -126,10 +138,12 @@ fn build_for(python: &Path, root: &Path) -> Result<Built, String> {
         }
         modules.push((name.to_string(), output));
     }
+    let free_threaded = suffix.contains("t-");
     Ok(Built {
         python: python.to_path_buf(),
         version,
         modules,
+        free_threaded,
     })
 }
 
@@ -690,4 +704,295 @@ fn a_dependency_refusal_is_not_the_modules_own() {
         cell(&report, "uses_datetime", "shared-objects")["mode"],
         "legacy"
     );
+}
+
+fn embed_cell<'a>(report: &'a Value, name: &str, check: &str) -> &'a Value {
+    cell(report, name, check)
+}
+
+/// The first cycle whose outcome is not `pass`, from the cell's per-cycle list.
+fn first_bad_cycle(cell: &Value) -> Option<u64> {
+    cell["embed"]["per_cycle"]
+        .as_array()?
+        .iter()
+        .find(|c| c["status"] != "pass")
+        .and_then(|c| c["cycle"].as_u64())
+}
+
+#[test]
+fn embed_cycles_catch_a_static_kept_across_finalize() {
+    let Some(pythons) = pythons() else { return };
+    let exercise = fixture_dir().join("exercise_embed_static.py");
+    for python in pythons.iter().filter(|b| b.version >= (3, 12)) {
+        let py = python.label();
+        let (code, report) = verify_json(
+            python,
+            &["embed_static"],
+            &[
+                "--embed",
+                "--embed-cycles",
+                "4",
+                "--exercise",
+                exercise.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 1, "{py}: {report}");
+        for check in ["embed-finalize", "embed-subinterp"] {
+            let bad = embed_cell(&report, "embed_static", check);
+            let got = status(&report, "embed_static", check);
+            assert!(
+                got == "fail" || got.starts_with("crashed"),
+                "{py} {check}: a static kept across cycles must crash or fail: {bad}"
+            );
+            if got == "fail" {
+                assert_eq!(
+                    first_bad_cycle(bad),
+                    Some(2),
+                    "{py} {check}: cycle 1 is clean, cycle 2 sees the old list: {bad}"
+                );
+                assert_eq!(shared_names(&report, "embed_static", check), ["history"]);
+            } else {
+                assert!(
+                    bad["embed"]["completed"].as_u64().unwrap_or(0) >= 1,
+                    "{py} {check}: the crash comes after cycle 1: {bad}"
+                );
+            }
+        }
+        // The clean module must pass every cycle, with one RSS reading per cycle.
+        let (code, report) = verify_json(
+            python,
+            &["isolated_ok"],
+            &["--embed", "--embed-cycles", "4"],
+        );
+        assert_eq!(code, 0, "{py}: {report}");
+        for check in ["embed-finalize", "embed-subinterp"] {
+            let good = embed_cell(&report, "isolated_ok", check);
+            assert_eq!(status(&report, "isolated_ok", check), "pass", "{good}");
+            assert_eq!(good["embed"]["completed"], 4, "{good}");
+            assert_eq!(
+                good["embed"]["rss_kib"].as_array().map(Vec::len),
+                Some(4),
+                "one RSS reading per cycle: {good}"
+            );
+            assert!(good["embed"]["rss_growth_kib"].is_number(), "{good}");
+            assert!(good["embed"]["baseline_growth_kib"].is_number(), "{good}");
+        }
+    }
+}
+
+#[test]
+fn embed_without_a_compiler_is_not_applicable() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12))
+        .expect("one modern Python");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("embed-no-cc-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(["verify", "--format", "json", "--embed", "--python"])
+        .arg(&python.python)
+        .arg(python.module("isolated_ok"))
+        .env("CC", "/nonexistent/cc")
+        .env("ISOLINT_CACHE_DIR", &cache)
+        .output()
+        .expect("run isolint");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(0), "n/a is not a failure: {report}");
+    for check in ["embed-finalize", "embed-subinterp"] {
+        let c = cell(&report, "isolated_ok", check);
+        assert_eq!(c["status"], "n/a", "{c}");
+        let detail = c["detail"].as_str().unwrap_or("");
+        assert!(detail.contains("no C compiler"), "{detail}");
+    }
+}
+
+/// A venv whose site-packages holds fixture modules installed the way pip leaves a
+/// package: the extension file plus a `.dist-info` with METADATA and RECORD.
+fn fixture_venv(python: &Built, dir: &Path, packages: &[(&str, &str, &str)]) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    let out = Command::new(&python.python)
+        .args(["-m", "venv", "--without-pip"])
+        .arg(dir)
+        .output()
+        .expect("python -m venv");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let venv_python = dir.join("bin/python");
+    let site = python_eval(
+        &venv_python,
+        "import sysconfig; print(sysconfig.get_paths()['platlib'])",
+    )
+    .expect("venv python runs");
+    let site = PathBuf::from(site);
+    for (fixture, package, version) in packages {
+        let built = python.module(fixture);
+        let file = built.file_name().unwrap().to_str().unwrap().to_string();
+        std::fs::copy(built, site.join(&file)).expect("copy module");
+        let info = site.join(format!("{package}-{version}.dist-info"));
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(
+            info.join("METADATA"),
+            format!("Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            info.join("RECORD"),
+            format!(
+                "{file},,\n{package}-{version}.dist-info/METADATA,,\n{package}-{version}.dist-info/RECORD,,\n"
+            ),
+        )
+        .unwrap();
+    }
+    venv_python
+}
+
+fn row<'a>(report: &'a Value, module: &str) -> &'a Value {
+    report["environment"]["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["module"] == module))
+        .unwrap_or_else(|| panic!("no row for {module}: {}", report["environment"]))
+}
+
+fn row_cell(row: &Value, check: &str) -> String {
+    row["cells"]
+        .as_array()
+        .and_then(|cells| cells.iter().find(|c| c[0] == check))
+        .and_then(|c| c[1].as_str())
+        .unwrap_or_else(|| panic!("no {check} in {row}"))
+        .to_string()
+}
+
+#[test]
+fn environment_gives_a_readiness_row_per_installed_module() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12) && !b.free_threaded)
+        .expect("one modern Python");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("env-{}", python.label()));
+    let venv = fixture_venv(
+        python,
+        &dir,
+        &[
+            ("isolated_ok", "isolated-ok", "1.0"),
+            ("embed_static", "embed-static", "2.5"),
+        ],
+    );
+    let venv = venv.to_str().unwrap();
+    let run = |format: &str| {
+        isolint(&[
+            "verify",
+            "--environment",
+            "--python",
+            venv,
+            "--format",
+            format,
+        ])
+    };
+    let (code, stdout, stderr) = run("json");
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+    assert_eq!(code, 1, "embed_static shares a list: {report}");
+    let env = &report["environment"];
+    assert_eq!(env["rows"].as_array().map(Vec::len), Some(2), "{env}");
+
+    let ok = row(&report, "isolated_ok");
+    assert_eq!(ok["package"], "isolated-ok");
+    assert_eq!(ok["version"], "1.0");
+    assert_eq!(ok["slots"], "multi-phase (per-interpreter-gil)");
+    assert_eq!(row_cell(ok, "isolated-import"), "pass");
+    assert_eq!(row_cell(ok, "shared-objects"), "pass");
+    assert_eq!(row_cell(ok, "cycles"), "pass");
+    assert_eq!(ok["per_interpreter_gil"], true);
+
+    let bad = row(&report, "embed_static");
+    assert_eq!(bad["package"], "embed-static");
+    assert_eq!(bad["version"], "2.5");
+    assert_eq!(row_cell(bad, "shared-objects"), "fail");
+    assert_eq!(bad["per_interpreter_gil"], false);
+    assert_eq!(bad["blocker"], "shared-objects fail");
+
+    assert_eq!(env["summary"]["per_interpreter_gil"], 1);
+    assert_eq!(
+        env["summary"]["blocking_packages"],
+        serde_json::json!([["embed-static", 1]])
+    );
+
+    let (_, human, _) = run("human");
+    assert!(
+        human.contains(
+            "1 of 2 extension module(s) allow a per-interpreter GIL; blocked by embed-static"
+        ),
+        "{human}"
+    );
+    assert!(human.contains("isolated-ok 1.0"), "{human}");
+    let (_, markdown, _) = run("markdown");
+    assert!(
+        markdown.contains("| module | package | slots | isolated import |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| embed_static | embed-static 2.5 |"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn environment_rows_for_modules_that_crash_hang_or_do_not_load() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12) && !b.free_threaded)
+        .expect("one modern Python");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("env-bad-{}", python.label()));
+    let venv = fixture_venv(
+        python,
+        &dir,
+        &[
+            ("isolated_ok", "isolated-ok", "1.0"),
+            ("import_crash", "import-crash", "0.1"),
+            ("import_hang", "import-hang", "0.1"),
+            ("import_broken", "import-broken", "0.1"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = isolint(&[
+        "verify",
+        "--environment",
+        "--python",
+        venv.to_str().unwrap(),
+        "--format",
+        "json",
+        "--timeout",
+        "3",
+    ]);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+    assert_eq!(code, 1, "{report}");
+    assert!(started.elapsed().as_secs() < 60, "the hang was cut short");
+    assert_eq!(
+        row_cell(row(&report, "import_crash"), "main-import"),
+        "crashed (SIGSEGV)"
+    );
+    assert_eq!(
+        row_cell(row(&report, "import_hang"), "main-import"),
+        "timeout"
+    );
+    let broken = row(&report, "import_broken");
+    assert_eq!(row_cell(broken, "main-import"), "fail");
+    let detail = cell(&report, "import_broken", "main-import")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        detail.contains("ImportError") && detail.contains("PyInit_import_broken"),
+        "the row says why: {detail}"
+    );
+    // The rest of the run went on.
+    assert_eq!(row(&report, "isolated_ok")["per_interpreter_gil"], true);
+    assert_eq!(report["environment"]["summary"]["per_interpreter_gil"], 1);
 }
