@@ -26,7 +26,7 @@ for done_marker in "$ft_root"/*t/.complete; do
   fi
 done
 
-# Debian's source package: a deb-src entry for trixie (3.13 is its default Python).
+# Debian's source package for python3.13: a deb-src entry for trixie (3.13 is its default Python).
 sources=/etc/apt/sources.list.d/isolint-trixie-src.sources
 if [ ! -e "$sources" ]; then
   log "adding a deb-src entry for Debian trixie ($sources)"
@@ -48,10 +48,16 @@ apt-get install -y -qq build-essential pkg-config libssl-dev zlib1g-dev libbz2-d
 work=$(mktemp -d "$ft_root/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-log "apt-get source python3.13 (in $work)"
-apt-get source -qq python3.13 >&2
-src=$(find . -maxdepth 1 -type d -name 'python3.13-*' | head -n 1)
-[ -n "$src" ] || { log "apt-get source gave no python3.13-* folder"; exit 1; }
+log "apt-get source --download-only python3.13 (in $work)"
+apt-get source --download-only -qq python3.13 >&2
+# The upstream tarball of the source package, without Debian's patches: those turn off
+# ensurepip and move site-packages to a Debian scheme (posix_local, dist-packages), which a
+# private test interpreter must not have.
+orig=$(ls python3.13_*.orig.tar.* 2>/dev/null | head -n 1)
+[ -n "$orig" ] || { log "the source package has no python3.13_*.orig.tar.* tarball"; exit 1; }
+tar -xf "$orig"
+src=$(find . -maxdepth 1 -type d -name 'Python-3.13*' | head -n 1)
+[ -n "$src" ] || { log "$orig unpacked into no Python-3.13* folder"; exit 1; }
 cd "$src"
 version=$(sed -n 's/^#define PY_VERSION[[:space:]]*"\([^"+]*\).*"/\1/p' Include/patchlevel.h)
 [ -n "$version" ] || { log "cannot read PY_VERSION from Include/patchlevel.h"; exit 1; }

@@ -398,6 +398,17 @@ pub fn cell(mode: Mode, run: &ChildRun, cycles: u32, timeout: u64, baseline: Opt
         .clone()
         .filter(|s| s != "exit" || !matches!(run.outcome, Outcome::Exited(_)));
     match &run.outcome {
+        Outcome::Signaled(sig) if dependency_stage(run).is_some() => {
+            let dependency = dependency_stage(run).unwrap_or_default();
+            cell.status = Status::Inconclusive;
+            cell.signal = Some(signal_name(*sig));
+            cell.detail = format!(
+                "the host died of {} importing the dependency {dependency}, before the module \
+                 itself, after {} complete cycle(s){at}",
+                signal_name(*sig),
+                embed.completed
+            );
+        }
         Outcome::Signaled(sig) => {
             cell.status = Status::Crashed;
             cell.signal = Some(signal_name(*sig));
@@ -464,6 +475,34 @@ pub fn cell(mode: Mode, run: &ChildRun, cycles: u32, timeout: u64, baseline: Opt
     cell
 }
 
+/// The extension module being imported when the host died, when it was a dependency
+/// the module pulled in (imported first from cycle 2 on), not the module.
+fn dependency_stage(run: &ChildRun) -> Option<String> {
+    let stage = run.last_stage.as_deref()?;
+    let (_, dependency) = stage.split_once(" import dependency ")?;
+    Some(dependency.trim().to_string())
+}
+
+/// `12 under CLibrary, 30 under CType`: stale objects grouped by the attribute they hang off.
+fn group_by_owner(stale: &[String]) -> String {
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for path in stale {
+        let owner = path.split(['.', '[']).next().unwrap_or(path);
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((owner, 1)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(owner, n)| match n {
+            1 if stale.iter().any(|p| p == owner) => owner.to_string(),
+            n => format!("{n} under {owner}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn stale_type(value: &Value, name: &str) -> String {
     value
         .get("stale")
@@ -511,7 +550,7 @@ fn cycle_outcome(n: u32, value: &Value) -> CycleOutcome {
         detail: format!(
             "{} object(s) of an earlier cycle still reachable: {}",
             stale.len(),
-            stale.join(", ")
+            group_by_owner(&stale)
         ),
         stale,
     }

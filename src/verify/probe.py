@@ -883,9 +883,31 @@ def embed_cycle(cycle, total, mode):
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     out = {"cycle": cycle}
+    # The extension modules the first cycle's import pulled in are imported first in
+    # later cycles, each behind its own stage marker: a crash there is the
+    # dependency's (3.12's own _datetime does not survive Py_FinalizeEx), not the module's.
+    state = os.path.join(os.path.dirname(os.environ["ISOLINT_PROBE"]),
+                         "embed-deps-%d.json" % os.getpid())
     try:
+        if cycle > 1 and os.path.exists(state):
+            with open(state, encoding="utf-8") as f:
+                deps = json.load(f)
+            for dep in deps:
+                stage(label + " import dependency " + dep)
+                try:
+                    __import__(dep)
+                except Exception:
+                    pass
+        before = set(sys.modules)
         stage(label + " import")
         mod = _iso_load(target, name)
+        if cycle == 1:
+            import importlib.machinery
+            suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+            deps = [n for n in sys.modules if n not in before and n != name
+                    and str(getattr(sys.modules[n], "__file__", "") or "").endswith(suffixes)]
+            with open(state, "w", encoding="utf-8") as f:
+                json.dump(deps, f)
         objects = {}
         stage(label + " walk")
         walk = _iso_walk(mod, name, objects=objects)
