@@ -305,7 +305,7 @@ pub fn cell(mode: Mode, run: &ChildRun, cycles: u32, timeout: u64, baseline: Opt
             };
             let n = value.get("cycle").and_then(Value::as_u64).unwrap_or(0) as u32;
             embed.completed = embed.completed.max(n);
-            let mut outcome = cycle_outcome(n, &value);
+            let mut outcome = cycle_outcome(mode, n, &value);
             let names: Option<Vec<String>> =
                 value.get("names").and_then(Value::as_array).map(|a| {
                     a.iter()
@@ -514,7 +514,7 @@ fn stale_type(value: &Value, name: &str) -> String {
         .to_string()
 }
 
-fn cycle_outcome(n: u32, value: &Value) -> CycleOutcome {
+fn cycle_outcome(mode: Mode, n: u32, value: &Value) -> CycleOutcome {
     if let Some(error) = value.get("error").and_then(Value::as_array) {
         let kind = error.first().and_then(Value::as_str).unwrap_or("?");
         let message = error.get(1).and_then(Value::as_str).unwrap_or("");
@@ -548,8 +548,14 @@ fn cycle_outcome(n: u32, value: &Value) -> CycleOutcome {
         cycle: n,
         status: Status::Fail,
         detail: format!(
-            "{} object(s) of an earlier cycle still reachable: {}",
+            "{} object(s) {} still reachable: {}",
             stale.len(),
+            match (mode, n) {
+                (Mode::Finalize, _) => "of an earlier cycle",
+                // 3.13 runs a single-phase init in the main interpreter and copies the dict.
+                (Mode::Subinterp, 1) => "of another interpreter (the main one)",
+                (Mode::Subinterp, _) => "of an earlier cycle or the main interpreter",
+            },
             group_by_owner(&stale)
         ),
         stale,

@@ -588,7 +588,7 @@ fn finish_column(
         cells.push(resolve(pending, Check::Threads, runs, t));
     }
     for (i, (mode, pending)) in plan.embed.into_iter().enumerate() {
-        cells.push(match pending {
+        let mut cell = match pending {
             Pending::Ready(cell) => *cell,
             Pending::Job(j) => embed::cell(
                 mode,
@@ -597,7 +597,12 @@ fn finish_column(
                 t,
                 baselines.get(i).copied().flatten(),
             ),
-        });
+        };
+        // Py_NewInterpreter makes legacy sub-interpreters: what the declaration excludes.
+        if declined && mode == Mode::Subinterp {
+            excuse(&mut cell.status, &mut cell.detail, cell.signal.as_deref());
+        }
+        cells.push(cell);
     }
     if missing {
         let why = format!("not installed for this Python: {}", cells[0].detail);

@@ -996,3 +996,144 @@ fn environment_rows_for_modules_that_crash_hang_or_do_not_load() {
     assert_eq!(row(&report, "isolated_ok")["per_interpreter_gil"], true);
     assert_eq!(report["environment"]["summary"]["per_interpreter_gil"], 1);
 }
+
+#[test]
+fn the_3_14_path_runs_when_a_3_14_is_present() {
+    let Some(pythons) = pythons() else { return };
+    let newer: Vec<&Built> = pythons.iter().filter(|b| b.version >= (3, 14)).collect();
+    if newer.is_empty() {
+        eprintln!(
+            "3.14 path not exercised: no Python >= 3.14 among {:?} (add one to ISOLINT_TEST_PYTHONS)",
+            pythons.iter().map(Built::label).collect::<Vec<_>>()
+        );
+        return;
+    }
+    for python in newer {
+        let (code, report) = verify_json(python, &["isolated_ok", "legacy_statics"], &[]);
+        assert_eq!(code, 1, "{report}");
+        assert_eq!(
+            report["pythons"][0]["backend"], "concurrent.interpreters",
+            "{report}"
+        );
+        assert_eq!(status(&report, "isolated_ok", "isolated-import"), "pass");
+        assert_eq!(status(&report, "isolated_ok", "shared-objects"), "pass");
+        assert_eq!(status(&report, "isolated_ok", "cycles"), "pass");
+        assert_eq!(
+            status(&report, "legacy_statics", "isolated-import"),
+            "refused"
+        );
+    }
+}
+
+/// The free-threaded Pythons the fixtures were built for. `ISOLINT_REQUIRE_FREE_THREADED=1`
+/// (CI, after `scripts/python-ft.sh`) turns "none" into a failure instead of a skip.
+fn free_threaded() -> Vec<&'static Built> {
+    let found: Vec<&Built> = built().iter().filter(|b| b.free_threaded).collect();
+    if found.is_empty() {
+        let why = "no free-threaded Python built the fixtures (run scripts/python-ft.sh and add the \
+                   path it prints to ISOLINT_TEST_PYTHONS)";
+        if std::env::var("ISOLINT_REQUIRE_FREE_THREADED").is_ok_and(|v| v == "1") {
+            panic!("ISOLINT_REQUIRE_FREE_THREADED=1, but {why}");
+        }
+        eprintln!("free-threading verify tests skipped: {why}");
+    }
+    found
+}
+
+#[test]
+fn free_threaded_gil_reenabled_and_threads_checks() {
+    let exercise = fixture_dir().join("exercise_format_number.py");
+    for python in free_threaded() {
+        let py = python.label();
+        let (code, report) = verify_json(
+            python,
+            &["ft_honest", "ft_racy", "no_slot"],
+            &["--exercise", exercise.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{py}: the racy module fails threads: {report}");
+        let info = &report["pythons"][0];
+        assert_eq!(info["free_threaded"], true, "{info}");
+        assert!(
+            info["label"].as_str().unwrap_or("").ends_with('t'),
+            "{info}"
+        );
+        // The slots are read right on the free-threaded header layout.
+        let slots = &module(&report, "ft_honest")["results"][0]["module"];
+        assert_eq!(slots["init"], "multi-phase", "{slots}");
+        assert_eq!(slots["gil"], "not-used", "{slots}");
+        assert_eq!(slots["multiple_interpreters"], "per-interpreter-gil");
+        assert_eq!(
+            module(&report, "no_slot")["results"][0]["module"]["gil"],
+            Value::Null
+        );
+
+        assert_matrix(
+            &report,
+            "ft_honest",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("gil-reenabled", "pass"),
+                ("threads", "pass"),
+            ],
+        );
+        assert_eq!(status(&report, "ft_racy", "gil-reenabled"), "pass");
+        let racy = status(&report, "ft_racy", "threads");
+        assert!(
+            racy == "fail" || racy.starts_with("crashed"),
+            "{py}: a static scratch buffer races without the GIL: {}",
+            cell(&report, "ft_racy", "threads")
+        );
+        let no_slot = cell(&report, "no_slot", "gil-reenabled");
+        assert_eq!(no_slot["status"], "refused", "{no_slot}");
+        assert!(
+            no_slot["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("turned the GIL back on"),
+            "{no_slot}"
+        );
+        assert_eq!(status(&report, "no_slot", "threads"), "pass");
+    }
+}
+
+#[test]
+fn gil_checks_are_not_applicable_on_a_default_build() {
+    let Some(pythons) = pythons() else { return };
+    let Some(ft) = free_threaded().first().copied() else {
+        return;
+    };
+    let Some(default) = pythons
+        .iter()
+        .find(|b| b.version == ft.version && !b.free_threaded)
+    else {
+        eprintln!("no default build of {} next to the free-threaded one", ft.label());
+        return;
+    };
+    let exercise = fixture_dir().join("exercise_format_number.py");
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(["verify", "--format", "json", "--exercise"])
+        .arg(&exercise)
+        .arg("--python")
+        .arg(&default.python)
+        .arg("--python")
+        .arg(&ft.python)
+        .arg(default.module("ft_honest"))
+        .arg(ft.module("ft_honest"))
+        .output()
+        .expect("run isolint");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let columns = module(&report, "ft_honest")["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(columns.len(), 2, "{report}");
+    let gil = |column: &Value| {
+        column["cells"]
+            .as_array()
+            .and_then(|cells| cells.iter().find(|c| c["check"] == "gil-reenabled"))
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(gil(&columns[0]), Some(Value::from("n/a")), "{report}");
+    assert_eq!(gil(&columns[1]), Some(Value::from("pass")), "{report}");
+}
