@@ -1030,7 +1030,8 @@ fn the_3_14_path_runs_when_a_3_14_is_present() {
 fn free_threaded() -> Vec<&'static Built> {
     let found: Vec<&Built> = built().iter().filter(|b| b.free_threaded).collect();
     if found.is_empty() {
-        let why = "no free-threaded Python built the fixtures (run scripts/python-ft.sh and add the \
+        let why =
+            "no free-threaded Python built the fixtures (run scripts/python-ft.sh and add the \
                    path it prints to ISOLINT_TEST_PYTHONS)";
         if std::env::var("ISOLINT_REQUIRE_FREE_THREADED").is_ok_and(|v| v == "1") {
             panic!("ISOLINT_REQUIRE_FREE_THREADED=1, but {why}");
@@ -1107,7 +1108,10 @@ fn gil_checks_are_not_applicable_on_a_default_build() {
         .iter()
         .find(|b| b.version == ft.version && !b.free_threaded)
     else {
-        eprintln!("no default build of {} next to the free-threaded one", ft.label());
+        eprintln!(
+            "no default build of {} next to the free-threaded one",
+            ft.label()
+        );
         return;
     };
     let exercise = fixture_dir().join("exercise_format_number.py");
@@ -1136,4 +1140,32 @@ fn gil_checks_are_not_applicable_on_a_default_build() {
     };
     assert_eq!(gil(&columns[0]), Some(Value::from("n/a")), "{report}");
     assert_eq!(gil(&columns[1]), Some(Value::from("pass")), "{report}");
+}
+
+#[test]
+fn environment_usage_errors() {
+    let (code, _, stderr) = isolint(&[
+        "verify",
+        "--environment",
+        "--python",
+        "python3.12",
+        "--python",
+        "python3.13",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("one --python"), "{stderr}");
+
+    let (code, _, stderr) = isolint(&["verify", "--environment", "mmh3"]);
+    assert_eq!(
+        code, 2,
+        "module names and --environment exclude each other: {stderr}"
+    );
+
+    let (code, _, stderr) = isolint(&["verify", "--requirements", "/nonexistent/req.txt"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no such file"), "{stderr}");
+
+    let (code, _, stderr) = isolint(&["verify", "--embed", "--embed-cycles", "0", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--embed-cycles"), "{stderr}");
 }
