@@ -226,35 +226,37 @@ pub fn host_for(python: &PythonInfo) -> Result<PathBuf, String> {
     Ok(host)
 }
 
-/// One host child: `host MODE CYCLES PYTHON`, the module in the environment.
-/// An empty `target` runs the cycles without any module: CPython's own baseline.
-pub fn job(
-    host: &Path,
-    python: &PythonInfo,
-    probe: &Path,
-    mode: Mode,
-    target: &str,
-    opts: &Value,
-    cycles: u32,
-    timeout: u64,
-) -> Job {
-    Job {
-        program: host.to_path_buf(),
-        args: vec![
-            mode.arg().to_string(),
-            cycles.to_string(),
-            python.path.to_string_lossy().into_owned(),
-        ],
-        env: vec![
-            (
-                "ISOLINT_PROBE".to_string(),
-                probe.to_string_lossy().into_owned(),
-            ),
-            ("ISOLINT_TARGET".to_string(), target.to_string()),
-            ("ISOLINT_OPTS".to_string(), opts.to_string()),
-        ],
-        env_remove: Vec::new(),
-        timeout: Duration::from_secs(timeout),
+/// What every host child of one Python shares.
+pub struct Host<'a> {
+    pub host: &'a Path,
+    pub python: &'a PythonInfo,
+    pub probe: &'a Path,
+    pub cycles: u32,
+    pub timeout: u64,
+}
+
+impl Host<'_> {
+    /// One host child: `host MODE CYCLES PYTHON`, the module in the environment.
+    /// An empty `target` runs the cycles without any module: CPython's own baseline.
+    pub fn job(&self, mode: Mode, target: &str, opts: &Value) -> Job {
+        Job {
+            program: self.host.to_path_buf(),
+            args: vec![
+                mode.arg().to_string(),
+                self.cycles.to_string(),
+                self.python.path.to_string_lossy().into_owned(),
+            ],
+            env: vec![
+                (
+                    "ISOLINT_PROBE".to_string(),
+                    self.probe.to_string_lossy().into_owned(),
+                ),
+                ("ISOLINT_TARGET".to_string(), target.to_string()),
+                ("ISOLINT_OPTS".to_string(), opts.to_string()),
+            ],
+            env_remove: Vec::new(),
+            timeout: Duration::from_secs(self.timeout),
+        }
     }
 }
 

@@ -170,13 +170,22 @@ fn last_line(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// What the probe's `discover` child reported.
+pub struct Discovered {
+    pub modules: Vec<Found>,
+    /// The folders searched.
+    pub roots: Vec<String>,
+    /// Distributions whose metadata could not be read.
+    pub broken: Vec<Value>,
+}
+
 /// Runs the probe's `discover` in `python`.
 pub fn discover(
     python: &PythonInfo,
     probe: &Path,
     include_stdlib: bool,
     timeout: u64,
-) -> Result<(Vec<Found>, Vec<String>, Vec<Value>), String> {
+) -> Result<Discovered, String> {
     let opts = json!({ "include_stdlib": include_stdlib });
     let job = Job::probe(
         &python.path,
@@ -237,7 +246,11 @@ pub fn discover(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    Ok((modules, roots, broken))
+    Ok(Discovered {
+        modules,
+        roots,
+        broken,
+    })
 }
 
 /// `multi-phase (per-interpreter-gil, gil not-used)`, from the main-import child.

@@ -333,9 +333,10 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
     let probe = ProbeFile::write()?;
     let pythons = python::describe(&requested, &probe.path, workers)?;
     let (units, found) = if whole_environment {
-        let (found, roots, broken) =
+        let discovered =
             environment::discover(&pythons[0], &probe.path, args.include_stdlib, args.timeout)?;
-        let units = found
+        let units = discovered
+            .modules
             .iter()
             .map(|f| Unit {
                 name: f.name.clone(),
@@ -346,7 +347,7 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
                 }],
             })
             .collect();
-        (units, Some((found, roots, broken)))
+        (units, Some(discovered))
     } else {
         (Unit::group(targets), None)
     };
@@ -373,17 +374,17 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
         .flat_map(|m| &m.results)
         .flat_map(|c| &c.cells)
         .any(|cell| cell.status.is_failure());
-    let environment = found.map(|(found, roots, broken)| {
-        let (rows, summary) = environment::rows(&found, &modules);
+    let environment = found.map(|discovered| {
+        let (rows, summary) = environment::rows(&discovered.modules, &modules);
         environment::Environment {
             python: pythons[0].label.clone(),
-            roots,
+            roots: discovered.roots,
             installed: venv
                 .as_ref()
                 .map(|v| v.installed.clone())
                 .unwrap_or_default(),
-            broken,
-            modules: found,
+            broken: discovered.broken,
+            modules: discovered.modules,
             rows,
             summary,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -214,16 +214,14 @@ pub fn execute(
             let host = settings.hosts.get(i).and_then(|h| h.as_ref().ok());
             row.push(match (settings.embed_cycles, host) {
                 (Some(cycles), Some(host)) => {
-                    let job = embed::job(
+                    let host = embed::Host {
                         host,
                         python,
-                        &settings.probe,
-                        mode,
-                        "",
-                        &json!({}),
+                        probe: &settings.probe,
                         cycles,
-                        settings.timeout,
-                    );
+                        timeout: settings.timeout,
+                    };
+                    let job = host.job(mode, "", &json!({}));
                     match batch.push(job) {
                         Pending::Job(index) => Some(index),
                         Pending::Ready(_) => None,
@@ -446,16 +444,14 @@ fn plan_wave2(
                         "name": target.name,
                         "exercise": batch.settings.exercise,
                     });
-                    let job = embed::job(
+                    let host = embed::Host {
                         host,
                         python,
-                        &batch.settings.probe,
-                        mode,
-                        &target.probe_arg(),
-                        &opts,
+                        probe: &batch.settings.probe,
                         cycles,
-                        batch.settings.timeout,
-                    );
+                        timeout: batch.settings.timeout,
+                    };
+                    let job = host.job(mode, &target.probe_arg(), &opts);
                     batch.push(job)
                 }
                 Some(Err(why)) => Pending::Ready(Box::new(embed::unavailable(mode, why))),
