@@ -286,7 +286,14 @@ fn rss_lines(stdout: &str) -> Vec<u64> {
 }
 
 /// Turns a host run into the cell of its mode.
-pub fn cell(mode: Mode, run: &ChildRun, cycles: u32, timeout: u64, baseline: Option<f64>) -> Cell {
+pub fn cell(
+    mode: Mode,
+    name: &str,
+    run: &ChildRun,
+    cycles: u32,
+    timeout: u64,
+    baseline: Option<f64>,
+) -> Cell {
     let check = mode.check();
     let mut embed = EmbedRun {
         mode: mode.arg(),
@@ -307,7 +314,7 @@ pub fn cell(mode: Mode, run: &ChildRun, cycles: u32, timeout: u64, baseline: Opt
             };
             let n = value.get("cycle").and_then(Value::as_u64).unwrap_or(0) as u32;
             embed.completed = embed.completed.max(n);
-            let mut outcome = cycle_outcome(mode, n, &value);
+            let mut outcome = cycle_outcome(mode, name, n, &value);
             let names: Option<Vec<String>> =
                 value.get("names").and_then(Value::as_array).map(|a| {
                     a.iter()
@@ -516,13 +523,26 @@ fn stale_type(value: &Value, name: &str) -> String {
         .to_string()
 }
 
-fn cycle_outcome(mode: Mode, n: u32, value: &Value) -> CycleOutcome {
+/// `X` from CPython's "module X does not support loading in subinterpreters".
+fn refused_by(message: &str) -> Option<&str> {
+    let end = message.find(" does not support loading in subinterpreters")?;
+    message[..end].rsplit("module ").next()
+}
+
+fn cycle_outcome(mode: Mode, name: &str, n: u32, value: &Value) -> CycleOutcome {
     if let Some(error) = value.get("error").and_then(Value::as_array) {
         let kind = error.first().and_then(Value::as_str).unwrap_or("?");
         let message = error.get(1).and_then(Value::as_str).unwrap_or("");
+        // CPython refusing the module in a sub-interpreter (single-phase init on a
+        // free-threaded build, a NOT_SUPPORTED declaration) is a refusal, as in `cycles`.
+        let status = match refused_by(message) {
+            Some(who) if who == name || name.rsplit('.').next() == Some(who) => Status::Refused,
+            Some(_) => Status::Inconclusive,
+            None => Status::Fail,
+        };
         return CycleOutcome {
             cycle: n,
-            status: Status::Fail,
+            status,
             detail: format!("{kind}: {message}"),
             stale: Vec::new(),
         };

@@ -588,6 +588,7 @@ fn finish_column(
             Pending::Ready(cell) => *cell,
             Pending::Job(j) => embed::cell(
                 mode,
+                &unit.name,
                 &runs[j],
                 settings.embed_cycles.unwrap_or(0),
                 t,

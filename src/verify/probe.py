@@ -782,7 +782,10 @@ def check_gil_reenabled(ctx):
     stage("gil-reenabled: done")
     said = (": " + notes[0]) if notes else ""
     if not on:
-        emit("pass", "the GIL stays disabled (Py_mod_gil: %s)" % (declared or "no slot"), module=kind)
+        how = ("Py_mod_gil: %s" % declared if declared else
+               "single-phase init, so PyUnstable_Module_SetGIL" if kind.get("init") == "single-phase"
+               else "no Py_mod_gil slot")
+        emit("pass", "the GIL stays disabled after the import (%s)" % how, module=kind)
     elif declared == "not-used":
         mine = [n for n in notes if ctx.name in n]
         if notes and not mine:
