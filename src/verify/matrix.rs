@@ -15,6 +15,10 @@ pub enum Check {
     SharedObjects,
     Cycles,
     Concurrent,
+    GilReenabled,
+    Threads,
+    EmbedFinalize,
+    EmbedSubinterp,
 }
 
 impl Check {
@@ -26,6 +30,10 @@ impl Check {
             Check::SharedObjects => "shared-objects",
             Check::Cycles => "cycles",
             Check::Concurrent => "concurrent",
+            Check::GilReenabled => "gil-reenabled",
+            Check::Threads => "threads",
+            Check::EmbedFinalize => "embed-finalize",
+            Check::EmbedSubinterp => "embed-subinterp",
         }
     }
 }
@@ -160,6 +168,9 @@ pub struct Cell {
     /// With `--with-scan`: the static findings that explain a crash or refusal.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub explained_by: Vec<String>,
+    /// `embed-*` checks: cycle by cycle, with the resident set size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed: Option<super::embed::EmbedRun>,
     /// The probe's own answer, kept for the module facts it carries.
     #[serde(skip)]
     pub result: Option<Value>,
@@ -192,6 +203,7 @@ impl Cell {
             variants: Vec::new(),
             run: None,
             explained_by: Vec::new(),
+            embed: None,
             result: None,
         }
     }

@@ -6,12 +6,15 @@
 //! contained and reported instead of taking isolint down.
 
 mod crossref;
+mod embed;
+mod environment;
 mod matrix;
 mod plan;
 mod python;
 mod report;
 mod runner;
 
+pub use embed::cache_dir;
 pub use matrix::{Cell, Check, SharedObject, Status};
 pub use plan::{Column, ModuleResult};
 pub use python::PythonInfo;
@@ -25,13 +28,18 @@ const PROBE: &str = include_str!("probe.py");
 pub enum VerifyFormat {
     Human,
     Json,
+    /// A readiness table, one row per module (for a README or an issue).
+    Markdown,
 }
 
 /// Load built extension modules in child processes and sub-interpreters and report what happens.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// Module import names (`pkg._ext`) or paths to built extension files (`.so`).
-    #[arg(required = true, value_name = "MODULE|PATH")]
+    #[arg(
+        required_unless_present_any = ["environment", "requirements", "package"],
+        value_name = "MODULE|PATH"
+    )]
     pub targets: Vec<String>,
     /// Python to test with; repeat for several. Default: `python3` from PATH.
     #[arg(long = "python", value_name = "PYTHON")]
@@ -53,6 +61,25 @@ pub struct VerifyArgs {
     /// Create/import/destroy cycles per variant. Fewer miss dangling statics.
     #[arg(long, default_value_t = 20, hide = true)]
     pub cycles: u32,
+    /// Also start and stop CPython around the module inside one C host process:
+    /// Py_InitializeEx/Py_FinalizeEx cycles and Py_NewInterpreter/Py_EndInterpreter cycles.
+    #[arg(long)]
+    pub embed: bool,
+    /// Cycles of each `--embed` mode.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub embed_cycles: u32,
+    /// Verify every extension module importable by the (single) `--python`, e.g. a venv's.
+    #[arg(long, conflicts_with = "targets")]
+    pub environment: bool,
+    /// With `--environment`: the standard library's extension modules too.
+    #[arg(long)]
+    pub include_stdlib: bool,
+    /// Install this requirements file into a throwaway venv and verify that environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "targets")]
+    pub requirements: Vec<PathBuf>,
+    /// Install this package (pip requirement spec) into a throwaway venv and verify it.
+    #[arg(long, value_name = "SPEC", conflicts_with = "targets")]
+    pub package: Vec<String>,
 }
 
 /// What the user asked to verify.
@@ -212,6 +239,9 @@ pub struct VerifyReport {
     pub modules: Vec<ModuleResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan: Option<crossref::ScanJoin>,
+    /// `--environment`: what was found and the readiness table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<environment::Environment>,
     pub exit_code: i32,
 }
 
@@ -223,6 +253,7 @@ pub fn run(args: &VerifyArgs) -> i32 {
             let text = match args.format {
                 VerifyFormat::Human => report::human(&report),
                 VerifyFormat::Json => report::json(&report),
+                VerifyFormat::Markdown => report::markdown(&report),
             };
             print!("{text}");
             // A scanner miss must not scroll by unnoticed, whatever the format.
@@ -240,6 +271,9 @@ pub fn run(args: &VerifyArgs) -> i32 {
 
 /// Runs the whole matrix. `Err` is a usage error: nothing was verified.
 pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
+    let started = std::time::Instant::now();
+    let whole_environment =
+        args.environment || !args.requirements.is_empty() || !args.package.is_empty();
     let targets = args
         .targets
         .iter()
@@ -250,6 +284,17 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
     }
     if args.jobs == Some(0) {
         return Err("--jobs must be at least 1".into());
+    }
+    if args.embed && args.embed_cycles == 0 {
+        return Err("--embed-cycles must be at least 1".into());
+    }
+    if whole_environment && args.python.len() > 1 {
+        return Err("--environment verifies one environment: give one --python".into());
+    }
+    for file in &args.requirements {
+        if !file.is_file() {
+            return Err(format!("--requirements {}: no such file", file.display()));
+        }
     }
     let exercise = match &args.exercise {
         Some(path) if path.is_file() => {
@@ -271,42 +316,87 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
             .map(|n| n.get())
             .unwrap_or(2)
     });
-    let requested = if args.python.is_empty() {
+    let mut requested = if args.python.is_empty() {
         vec!["python3".to_string()]
     } else {
         args.python.clone()
     };
+    // Kept alive until the report is made: its drop removes the venv.
+    let venv = if !args.requirements.is_empty() || !args.package.is_empty() {
+        let base = python::resolve(&requested[0])?;
+        let venv = environment::throwaway_venv(&base, &args.requirements, &args.package)?;
+        requested = vec![venv.python.to_string_lossy().into_owned()];
+        Some(venv)
+    } else {
+        None
+    };
     let probe = ProbeFile::write()?;
     let pythons = python::describe(&requested, &probe.path, workers)?;
+    let (units, found) = if whole_environment {
+        let discovered =
+            environment::discover(&pythons[0], &probe.path, args.include_stdlib, args.timeout)?;
+        let units = discovered
+            .modules
+            .iter()
+            .map(|f| Unit {
+                name: f.name.clone(),
+                targets: vec![Target {
+                    raw: f.name.clone(),
+                    name: f.name.clone(),
+                    path: None,
+                }],
+            })
+            .collect();
+        (units, Some(discovered))
+    } else {
+        (Unit::group(targets), None)
+    };
+    let hosts = if args.embed {
+        build_hosts(&pythons)
+    } else {
+        Vec::new()
+    };
     let settings = plan::Settings {
         probe: probe.path.clone(),
         timeout: args.timeout,
         exercise: exercise.clone(),
         cycles: args.cycles.max(1),
         workers,
+        embed_cycles: args.embed.then_some(args.embed_cycles),
+        hosts,
+        free_threading: pythons.iter().any(|p| p.free_threaded),
+        keep_unimportable: whole_environment,
     };
-    let modules = plan::execute(&Unit::group(targets), &pythons, &settings)?;
-    let mut checks = vec![
-        Check::MainImport.id(),
-        Check::TwoInstances.id(),
-        Check::IsolatedImport.id(),
-        Check::SharedObjects.id(),
-        Check::Cycles.id(),
-    ];
-    if exercise.is_some() {
-        checks.push(Check::Concurrent.id());
-    }
+    let modules = plan::execute(&units, &pythons, &settings)?;
+    let checks = settings.checks().into_iter().map(Check::id).collect();
     let failed = modules
         .iter()
         .flat_map(|m| &m.results)
         .flat_map(|c| &c.cells)
         .any(|cell| cell.status.is_failure());
+    let environment = found.map(|discovered| {
+        let (rows, summary) = environment::rows(&discovered.modules, &modules);
+        environment::Environment {
+            python: pythons[0].label.clone(),
+            roots: discovered.roots,
+            installed: venv
+                .as_ref()
+                .map(|v| v.installed.clone())
+                .unwrap_or_default(),
+            broken: discovered.broken,
+            modules: discovered.modules,
+            rows,
+            summary,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    });
     let mut report = VerifyReport {
         format_version: 1,
         pythons,
         checks,
         modules,
         scan: None,
+        environment,
         exit_code: i32::from(failed),
     };
     if !args.with_scan.is_empty() {
@@ -316,5 +406,23 @@ pub fn verify(args: &VerifyArgs) -> Result<VerifyReport, String> {
         }
         report.scan = Some(join);
     }
+    drop(venv);
     Ok(report)
+}
+
+/// The embed host of every Python, built in parallel (a cached one is reused).
+fn build_hosts(pythons: &[PythonInfo]) -> Vec<Result<PathBuf, String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pythons
+            .iter()
+            .map(|python| scope.spawn(move || embed::host_for(python)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("building the embed host panicked".into()))
+            })
+            .collect()
+    })
 }

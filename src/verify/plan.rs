@@ -4,6 +4,7 @@
 //! in legacy ones only: on 3.12.1 loading a refused single-phase module in a
 //! legacy interpreter of the same process aborts with a double free).
 
+use super::embed::{self, Mode};
 use super::matrix::{Cell, Check, Status, Variant};
 use super::python::PythonInfo;
 use super::runner::{self, ChildRun, Job};
@@ -19,6 +20,40 @@ pub struct Settings {
     pub exercise: Option<PathBuf>,
     pub cycles: u32,
     pub workers: usize,
+    /// `--embed`: host cycles per mode.
+    pub embed_cycles: Option<u32>,
+    /// With `--embed`, per Python (same order): its compiled host, or why there is none.
+    pub hosts: Vec<Result<PathBuf, String>>,
+    /// Some selected Python is free-threaded: the gil-reenabled (and threads) columns exist.
+    pub free_threading: bool,
+    /// `--environment`: a module that cannot be imported is a row, not a usage error.
+    pub keep_unimportable: bool,
+}
+
+impl Settings {
+    /// The columns of every module, in order.
+    pub fn checks(&self) -> Vec<Check> {
+        let mut checks = vec![
+            Check::MainImport,
+            Check::TwoInstances,
+            Check::IsolatedImport,
+            Check::SharedObjects,
+            Check::Cycles,
+        ];
+        if self.exercise.is_some() {
+            checks.push(Check::Concurrent);
+        }
+        if self.free_threading {
+            checks.push(Check::GilReenabled);
+            if self.exercise.is_some() {
+                checks.push(Check::Threads);
+            }
+        }
+        if self.embed_cycles.is_some() {
+            checks.extend(Mode::ALL.map(Mode::check));
+        }
+        checks
+    }
 }
 
 /// One module on one Python.
@@ -79,12 +114,17 @@ impl Batch<'_> {
         if let (Some(map), Value::Object(more)) = (opts.as_object_mut(), extra) {
             map.extend(more);
         }
-        self.jobs.push(Job {
-            python: python.path.clone(),
-            probe: self.settings.probe.clone(),
-            args: vec![check.to_string(), target.probe_arg(), opts.to_string()],
-            timeout: Duration::from_secs(self.settings.timeout),
-        });
+        self.jobs.push(Job::probe(
+            &python.path,
+            &self.settings.probe,
+            vec![check.to_string(), target.probe_arg(), opts.to_string()],
+            Duration::from_secs(self.settings.timeout),
+        ));
+        Pending::Job(self.jobs.len() - 1)
+    }
+
+    fn push(&mut self, job: Job) -> Pending {
+        self.jobs.push(job);
         Pending::Job(self.jobs.len() - 1)
     }
 
@@ -155,7 +195,9 @@ pub fn execute(
                 ]
             }));
         }
-        reject_missing(unit, &out, pythons)?;
+        if !settings.keep_unimportable {
+            reject_missing(unit, &out, pythons)?;
+        }
         columns.push(out);
     }
 
@@ -163,27 +205,66 @@ pub fn execute(
         settings,
         jobs: Vec::new(),
     };
+    // CPython's own RSS growth per embed cycle, once per Python and mode, to read the
+    // module's numbers against.
+    let mut baselines: Vec<Vec<Option<usize>>> = Vec::new();
+    for (i, python) in pythons.iter().enumerate() {
+        let mut row = Vec::new();
+        for mode in Mode::ALL {
+            let host = settings.hosts.get(i).and_then(|h| h.as_ref().ok());
+            row.push(match (settings.embed_cycles, host) {
+                (Some(cycles), Some(host)) => {
+                    let host = embed::Host {
+                        host,
+                        python,
+                        probe: &settings.probe,
+                        cycles,
+                        timeout: settings.timeout,
+                    };
+                    let job = host.job(mode, "", &json!({}));
+                    match batch.push(job) {
+                        Pending::Job(index) => Some(index),
+                        Pending::Ready(_) => None,
+                    }
+                }
+                _ => None,
+            });
+        }
+        baselines.push(row);
+    }
     let mut wave2 = Vec::new();
     for (unit, row) in units.iter().zip(&columns) {
         let mut plans = Vec::new();
-        for (python, cells) in pythons.iter().zip(row) {
+        for (i, (python, cells)) in pythons.iter().zip(row).enumerate() {
             let target = unit.pick(python).ok();
+            let host = settings.hosts.get(i);
             plans.push(
                 cells
                     .as_ref()
                     .zip(target)
-                    .map(|(cells, target)| plan_wave2(&mut batch, python, target, cells)),
+                    .map(|(cells, target)| plan_wave2(&mut batch, python, target, cells, host)),
             );
         }
         wave2.push(plans);
     }
     let runs = batch.run();
+    let baselines: Vec<Vec<Option<f64>>> = baselines
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|job| job.and_then(|i| embed::baseline_growth(&runs[i])))
+                .collect()
+        })
+        .collect();
 
     let mut results = Vec::new();
     for ((unit, row), plans) in units.iter().zip(columns).zip(wave2) {
         let mut out = Vec::new();
-        for ((python, cells), plan) in pythons.iter().zip(row).zip(plans) {
-            out.push(finish_column(python, unit, cells, plan, &runs, settings));
+        for (i, ((python, cells), plan)) in pythons.iter().zip(row).zip(plans).enumerate() {
+            let baseline = baselines.get(i).map(Vec::as_slice).unwrap_or_default();
+            out.push(finish_column(
+                python, unit, cells, plan, &runs, settings, baseline,
+            ));
         }
         results.push(ModuleResult {
             name: unit.name.clone(),
@@ -234,9 +315,18 @@ struct Wave2 {
     shared: Pending,
     cycles: Vec<(String, &'static str, bool, Pending)>,
     concurrent: Option<Pending>,
+    gil: Option<Pending>,
+    threads: Option<Pending>,
+    embed: Vec<(Mode, Pending)>,
 }
 
-fn plan_wave2(batch: &mut Batch, python: &PythonInfo, target: &Target, cells: &[Cell]) -> Wave2 {
+fn plan_wave2(
+    batch: &mut Batch,
+    python: &PythonInfo,
+    target: &Target,
+    cells: &[Cell],
+    host: Option<&Result<PathBuf, String>>,
+) -> Wave2 {
     let main_ok = cells[0].status == Status::Pass;
     let isolated = &cells[2];
     let isolated_ok = isolated.status == Status::Pass;
@@ -303,11 +393,93 @@ fn plan_wave2(batch: &mut Batch, python: &PythonInfo, target: &Target, cells: &[
         }
     });
 
+    let free_threading = batch.settings.free_threading;
+    let gil = free_threading.then(|| {
+        if !main_ok {
+            Pending::Ready(Box::new(Cell::new(
+                Check::GilReenabled,
+                Status::Inconclusive,
+                "main-import did not pass",
+            )))
+        } else if !python.free_threaded {
+            Pending::Ready(Box::new(not_free_threaded(Check::GilReenabled, python)))
+        } else {
+            let pending = batch.add(python, target, "gil-reenabled", json!({}));
+            if let Pending::Job(i) = pending {
+                // The question is what the import does by itself.
+                batch.jobs[i].env_remove.push("PYTHON_GIL".into());
+            }
+            pending
+        }
+    });
+    let threads = (free_threading && batch.settings.exercise.is_some()).then(|| {
+        if !main_ok {
+            Pending::Ready(Box::new(Cell::new(
+                Check::Threads,
+                Status::Inconclusive,
+                "main-import did not pass",
+            )))
+        } else if !python.free_threaded {
+            Pending::Ready(Box::new(not_free_threaded(Check::Threads, python)))
+        } else {
+            let pending = batch.add(python, target, "threads", json!({}));
+            if let Pending::Job(i) = pending {
+                batch.jobs[i].env.push(("PYTHON_GIL".into(), "0".into()));
+            }
+            pending
+        }
+    });
+
+    let mut embed_cells = Vec::new();
+    if let Some(cycles) = batch.settings.embed_cycles {
+        for mode in Mode::ALL {
+            let pending = match host {
+                _ if !main_ok => Pending::Ready(Box::new(Cell::new(
+                    mode.check(),
+                    Status::Inconclusive,
+                    "main-import did not pass",
+                ))),
+                Some(Ok(host)) => {
+                    let opts = json!({
+                        "name": target.name,
+                        "exercise": batch.settings.exercise,
+                    });
+                    let host = embed::Host {
+                        host,
+                        python,
+                        probe: &batch.settings.probe,
+                        cycles,
+                        timeout: batch.settings.timeout,
+                    };
+                    let job = host.job(mode, &target.probe_arg(), &opts);
+                    batch.push(job)
+                }
+                Some(Err(why)) => Pending::Ready(Box::new(embed::unavailable(mode, why))),
+                None => Pending::Ready(Box::new(embed::unavailable(
+                    mode,
+                    "no embed host for this Python",
+                ))),
+            };
+            embed_cells.push((mode, pending));
+        }
+    }
+
     Wave2 {
         shared,
         cycles,
         concurrent,
+        gil,
+        threads,
+        embed: embed_cells,
     }
+}
+
+fn not_free_threaded(check: Check, python: &PythonInfo) -> Cell {
+    Cell::new(
+        check,
+        Status::NotApplicable,
+        format!("Python {} is not a free-threaded build", python.version),
+    )
 }
 
 /// What an isolated-only check says when isolated-import did not pass.
@@ -348,19 +520,11 @@ fn finish_column(
     plan: Option<Wave2>,
     runs: &[ChildRun],
     settings: &Settings,
+    baselines: &[Option<f64>],
 ) -> Column {
     let (Some(mut cells), Some(plan)) = (cells, plan) else {
         let why = unit.pick(python).err().unwrap_or_default();
-        let mut checks = vec![
-            Check::MainImport,
-            Check::TwoInstances,
-            Check::IsolatedImport,
-            Check::SharedObjects,
-            Check::Cycles,
-        ];
-        if settings.exercise.is_some() {
-            checks.push(Check::Concurrent);
-        }
+        let checks = settings.checks();
         return Column {
             python: python.label.clone(),
             target: None,
@@ -412,6 +576,30 @@ fn finish_column(
     cells.push(Cell::fold(Check::Cycles, variants));
     if let Some(pending) = plan.concurrent {
         cells.push(resolve(pending, Check::Concurrent, runs, t));
+    }
+    if let Some(pending) = plan.gil {
+        cells.push(resolve(pending, Check::GilReenabled, runs, t));
+    }
+    if let Some(pending) = plan.threads {
+        cells.push(resolve(pending, Check::Threads, runs, t));
+    }
+    for (i, (mode, pending)) in plan.embed.into_iter().enumerate() {
+        let mut cell = match pending {
+            Pending::Ready(cell) => *cell,
+            Pending::Job(j) => embed::cell(
+                mode,
+                &unit.name,
+                &runs[j],
+                settings.embed_cycles.unwrap_or(0),
+                t,
+                baselines.get(i).copied().flatten(),
+            ),
+        };
+        // Py_NewInterpreter makes legacy sub-interpreters: what the declaration excludes.
+        if declined && mode == Mode::Subinterp {
+            excuse(&mut cell.status, &mut cell.detail, cell.signal.as_deref());
+        }
+        cells.push(cell);
     }
     if missing {
         let why = format!("not installed for this Python: {}", cells[0].detail);

@@ -88,11 +88,12 @@ def _iso_core_ids():
     return ids
 
 
-def _iso_walk(mod, name, limit=4000):
+def _iso_walk(mod, name, limit=4000, objects=None):
     """Every object reachable from the module that the module owns:
     attributes, its types and their dicts, exception classes, and the
     contents of containers hanging off them. Returns
-    {path: [id, type name, parent path or None]}."""
+    {path: [id, type name, parent path or None]}; `objects`, when given,
+    receives {path: object}."""
     core = _iso_core_ids()
     own_names = {name, name.rpartition(".")[2]}
     root = name.partition(".")[0]
@@ -136,6 +137,8 @@ def _iso_walk(mod, name, limit=4000):
             return
         seen.add(id(obj))
         found[path] = [id(obj), type(obj).__qualname__, parent]
+        if objects is not None:
+            objects[path] = obj
         queue.append((path, obj, depth))
 
     for key, value in list(vars(mod).items()):
@@ -400,9 +403,12 @@ def module_kind(mod):
             info["init"] = "not-from-def"
             return info
         # PyModuleDef: PyModuleDef_Base (PyObject_HEAD, m_init, m_index,
-        # m_copy), m_name, m_doc, m_size, m_methods, m_slots.
+        # m_copy), m_name, m_doc, m_size, m_methods, m_slots. The header's
+        # size differs between builds (free-threaded: 32 bytes, default: 16,
+        # Py_TRACE_REFS: 16 more); `object.__basicsize__` is sizeof(PyObject)
+        # of the running interpreter.
         word = ctypes.sizeof(ctypes.c_void_p)
-        slots = ctypes.c_void_p.from_address(ptr + 9 * word).value
+        slots = ctypes.c_void_p.from_address(ptr + object.__basicsize__ + 7 * word).value
         if not slots:
             info["init"] = "single-phase"
             return info
@@ -440,13 +446,27 @@ def touch(mod, name):
 
 def check_info(ctx):
     import sysconfig
+    var = sysconfig.get_config_var
     emit("pass", version=list(sys.version_info[:3]),
          implementation=sys.implementation.name,
          backend=ctx.backend.name, own_gil=ctx.backend.own_gil,
          modes=ctx.backend.modes(),
-         ext_suffix=sysconfig.get_config_var("EXT_SUFFIX"),
-         soabi=sysconfig.get_config_var("SOABI"),
-         executable=sys.executable)
+         ext_suffix=var("EXT_SUFFIX"),
+         soabi=var("SOABI"),
+         executable=sys.executable,
+         free_threaded=bool(var("Py_GIL_DISABLED")),
+         embed={
+             # What `python3.X-config --embed` would print, and where that script lives.
+             "config_script": os.path.join(sys.base_prefix, "bin",
+                                           "python%s%s-config" % (var("VERSION"),
+                                                                  getattr(sys, "abiflags", ""))),
+             "include": [p for p in dict.fromkeys([sysconfig.get_paths().get("include"),
+                                                   sysconfig.get_paths().get("platinclude")]) if p],
+             "libdir": var("LIBDIR"),
+             "library": "python" + (var("LDVERSION") or var("VERSION") or ""),
+             "libs": " ".join(filter(None, [var("LIBS"), var("SYSLIBS")])),
+             "shared": bool(var("Py_ENABLE_SHARED")),
+         })
 
 
 def check_main_import(ctx):
@@ -665,6 +685,261 @@ def check_concurrent(ctx):
     emit("pass", "two own-GIL interpreters ran the exercise %d times each, concurrently" % repeat)
 
 
+def check_discover(ctx):
+    """Every extension module importable from this Python's site-packages
+    (and, with include_stdlib, its standard library), with the distribution
+    that installed it. Nothing is imported but importlib.metadata."""
+    import importlib.machinery
+    import importlib.metadata
+    import sysconfig
+    suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
+    paths = sysconfig.get_paths()
+    roots = []
+    for key in ("platlib", "purelib"):
+        if paths.get(key) and paths[key] not in roots:
+            roots.append(paths[key])
+    site_roots = list(roots)
+    if ctx.opts.get("include_stdlib"):
+        for key in ("platstdlib", "stdlib"):
+            base = paths.get(key)
+            for root in (base, base and os.path.join(base, "lib-dynload")):
+                if root and root not in roots:
+                    roots.append(root)
+    owners = {}
+    broken = []
+    stage("discover: importlib.metadata")
+    for dist in importlib.metadata.distributions():
+        try:
+            name = dist.metadata["Name"]
+            version = dist.version
+            files = dist.files or []
+        except Exception as exc:
+            broken.append({"path": str(getattr(dist, "_path", "?")), "reason": "%s: %s" % (type(exc).__name__, exc)})
+            continue
+        for f in files:
+            try:
+                owners[os.path.realpath(str(f.locate()))] = (name, version)
+            except Exception:
+                pass
+    found = []
+    seen = set()
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        stdlib = root not in site_roots
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            parts = [] if rel == "." else rel.split(os.sep)
+            if stdlib and parts and parts[0] == "site-packages":
+                dirnames[:] = []
+                continue
+            if parts and parts[0] == "lib-dynload":
+                parts = parts[1:]
+            if not all(p.isidentifier() for p in parts):
+                dirnames[:] = []
+                continue
+            dirnames.sort()
+            for filename in sorted(filenames):
+                suffix = next((x for x in suffixes if filename.endswith(x)), None)
+                if suffix is None:
+                    continue
+                stem = filename[:-len(suffix)]
+                if not stem.isidentifier():
+                    continue
+                name = ".".join(parts + [stem])
+                if name in seen:
+                    continue
+                seen.add(name)
+                path = os.path.join(dirpath, filename)
+                owner = owners.get(os.path.realpath(path))
+                found.append({"name": name, "path": path, "stdlib": stdlib,
+                              "package": owner[0] if owner else None,
+                              "version": owner[1] if owner else None})
+    emit("pass", "%d extension module(s)" % len(found), modules=found, broken=broken,
+         roots=roots)
+
+
+def gil_enabled():
+    check = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else check()
+
+
+def check_gil_reenabled(ctx):
+    """On a free-threaded Python: does importing the module turn the GIL back on?"""
+    import warnings
+    if gil_enabled():
+        emit("n/a", "the GIL is already enabled in this Python (PYTHON_GIL or -X gil)")
+        return
+    stage("gil-reenabled: import")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mod = ctx.load()
+    kind = module_kind(mod)
+    notes = [str(w.message) for w in caught
+             if issubclass(w.category, RuntimeWarning) and "GIL" in str(w.message)]
+    on = gil_enabled()
+    declared = kind.get("gil")
+    stage("gil-reenabled: done")
+    said = (": " + notes[0]) if notes else ""
+    if not on:
+        how = ("Py_mod_gil: %s" % declared if declared else
+               "single-phase init, so PyUnstable_Module_SetGIL" if kind.get("init") == "single-phase"
+               else "no Py_mod_gil slot")
+        emit("pass", "the GIL stays disabled after the import (%s)" % how, module=kind)
+    elif declared == "not-used":
+        mine = [n for n in notes if ctx.name in n]
+        if notes and not mine:
+            emit("inconclusive", "the module declares Py_MOD_GIL_NOT_USED, but a dependency "
+                 "turned the GIL on%s" % said, module=kind, warnings=notes)
+        else:
+            emit("fail", "the module declares Py_MOD_GIL_NOT_USED, yet the GIL was enabled "
+                 "by its import%s" % said, module=kind, warnings=notes)
+    else:
+        why = ("single-phase init" if kind.get("init") == "single-phase"
+               else "Py_mod_gil: %s" % (declared or "no slot"))
+        emit("refused", "%s: CPython turned the GIL back on%s" % (why, said), module=kind,
+             warnings=notes)
+
+
+def check_threads(ctx):
+    """With the GIL off (PYTHON_GIL=0), the exercise in 8 threads at once.
+    A `RESULT` the exercise leaves in its namespace must equal the one a
+    single-threaded run left."""
+    import threading
+    if not ctx.exercise:
+        emit("n/a", "needs --exercise")
+        return
+    if gil_enabled():
+        emit("n/a", "the GIL is enabled: threads needs a free-threaded Python")
+        return
+    threads = int(ctx.opts.get("threads", 8))
+    rounds = int(ctx.opts.get("rounds", 4))
+    iterations = int(ctx.opts.get("iterations", 50))
+    src, path = ctx.exercise
+    code = compile(src, path, "exec")
+    stage("threads: import")
+    mod = ctx.load()
+
+    def once():
+        ns = {"__name__": "__isolint_exercise__", "MODULE": mod, "__builtins__": __builtins__}
+        exec(code, ns)
+        return repr(ns["RESULT"]) if "RESULT" in ns else None
+
+    stage("threads: single-threaded reference run")
+    expected = once()
+    problems = []
+    lock = threading.Lock()
+    for r in range(1, rounds + 1):
+        barrier = threading.Barrier(threads)
+
+        def work(n, r=r, barrier=barrier):
+            try:
+                barrier.wait()
+                for i in range(iterations):
+                    got = once()
+                    if got != expected:
+                        with lock:
+                            problems.append(("wrong result", "round %d, thread %d, run %d: RESULT "
+                                             "was %s, single-threaded %s" % (r, n, i + 1,
+                                                                             got, expected), ""))
+                        return
+            except BaseException as exc:
+                with lock:
+                    problems.append(("exception", "round %d, thread %d: %s: %s"
+                                     % (r, n, type(exc).__name__, exc),
+                                     "".join(traceback.format_exception(exc))[-4000:]))
+
+        stage("threads: round %d/%d, %d threads x %d runs" % (r, rounds, threads, iterations))
+        pool = [threading.Thread(target=work, args=(n,)) for n in range(1, threads + 1)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        if problems:
+            break
+    stage("threads: done")
+    if problems:
+        kind, detail, text = problems[0]
+        more = "" if len(problems) == 1 else " (%d problems in all)" % len(problems)
+        emit("fail", "%s: %s%s" % (kind, detail, more), traceback=text or None)
+    else:
+        emit("pass", "%d rounds of %d threads x %d runs with the GIL off" % (rounds, threads,
+                                                                              iterations))
+
+
+def embed_cycle(cycle, total, mode):
+    """One cycle of the embed host: import, walk, exercise, and look for
+    objects of an earlier cycle. Called by the host in a fresh runtime
+    (finalize) or a fresh Py_NewInterpreter (subinterp); reports one
+    "##isolint-cycle <json>" line on stdout.
+
+    An object of an earlier cycle is found through the garbage collector:
+    every container the GC tracks is in one of the current interpreter's
+    generation lists (gc.get_objects()). One reachable from the module that
+    says it is tracked but is in none of them was tracked by a runtime or
+    interpreter that is gone. Untracked objects (str, int, bytes, static
+    types) cannot be judged this way."""
+    target = os.environ["ISOLINT_TARGET"]
+    opts = json.loads(os.environ.get("ISOLINT_OPTS", "{}"))
+    name = opts.get("name") or target
+    label = "embed %s: cycle %d/%d" % (mode, cycle, total)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    out = {"cycle": cycle}
+    # The extension modules the first cycle's import pulled in are imported first in
+    # later cycles, each behind its own stage marker: a crash there is the
+    # dependency's (3.12's own _datetime does not survive Py_FinalizeEx), not the module's.
+    state = os.path.join(os.path.dirname(os.environ["ISOLINT_PROBE"]),
+                         "embed-deps-%d.json" % os.getpid())
+    try:
+        if cycle > 1 and os.path.exists(state):
+            with open(state, encoding="utf-8") as f:
+                deps = json.load(f)
+            for dep in deps:
+                stage(label + " import dependency " + dep)
+                try:
+                    __import__(dep)
+                except Exception:
+                    pass
+        before = set(sys.modules)
+        stage(label + " import")
+        mod = _iso_load(target, name)
+        if cycle == 1:
+            import importlib.machinery
+            suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+            deps = [n for n in sys.modules if n not in before and n != name
+                    and str(getattr(sys.modules[n], "__file__", "") or "").endswith(suffixes)]
+            with open(state, "w", encoding="utf-8") as f:
+                json.dump(deps, f)
+        objects = {}
+        stage(label + " walk")
+        walk = _iso_walk(mod, name, objects=objects)
+        out["objects"] = len(walk)
+        out["names"] = _iso_names(mod)
+        exercise = opts.get("exercise")
+        if exercise:
+            stage(label + " exercise")
+            with open(exercise, encoding="utf-8") as f:
+                _iso_exercise(mod, f.read(), exercise)
+        stage(label + " gc check")
+        live = {id(o) for o in gc.get_objects()}
+        stale = []
+        stale_paths = set()
+        for path, obj in objects.items():
+            if gc.is_tracked(obj) and id(obj) not in live:
+                stale_paths.add(path)
+                # Listed once, at the outermost stale object of a chain.
+                if walk[path][2] not in stale_paths:
+                    stale.append({"name": path, "type": type(obj).__qualname__})
+        out["stale"] = stale
+        del objects, live
+    except BaseException as exc:
+        out["error"] = [type(exc).__name__, str(exc),
+                        "".join(traceback.format_exception(exc))[-4000:]]
+    stage(label + " done")
+    os.write(1, ("##isolint-cycle " + json.dumps(out, sort_keys=True) + "\n").encode())
+
+
 CHECKS = {
     "info": check_info,
     "main-import": check_main_import,
@@ -673,6 +948,9 @@ CHECKS = {
     "shared-objects": check_shared_objects,
     "cycles": check_cycles,
     "concurrent": check_concurrent,
+    "discover": check_discover,
+    "gil-reenabled": check_gil_reenabled,
+    "threads": check_threads,
 }
 
 

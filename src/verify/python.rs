@@ -22,6 +22,11 @@ pub struct PythonInfo {
     pub own_gil: bool,
     pub ext_suffix: Option<String>,
     pub soabi: Option<String>,
+    /// A free-threaded build (`Py_GIL_DISABLED`): the label ends in `t`.
+    pub free_threaded: bool,
+    /// Compiler and linker facts for the embed host (what `python3.X-config --embed` says).
+    #[serde(skip)]
+    pub embed: Option<serde_json::Value>,
 }
 
 impl PythonInfo {
@@ -68,18 +73,18 @@ pub fn describe(
 ) -> Result<Vec<PythonInfo>, String> {
     let mut jobs = Vec::new();
     for name in requested {
-        jobs.push(Job {
-            python: resolve(name)?,
-            probe: probe.to_path_buf(),
-            args: vec!["info".into()],
-            timeout: Duration::from_secs(30),
-        });
+        jobs.push(Job::probe(
+            &resolve(name)?,
+            probe,
+            vec!["info".into()],
+            Duration::from_secs(30),
+        ));
     }
     let runs = runner::run_all(&jobs, workers);
     let mut out: Vec<PythonInfo> = Vec::new();
     for ((name, job), run) in requested.iter().zip(&jobs).zip(runs) {
         let Some(info) = run.result.filter(|_| run.outcome == Outcome::Exited(0)) else {
-            return Err(unusable(name, &job.python, &run.outcome, &run.stderr));
+            return Err(unusable(name, &job.program, &run.outcome, &run.stderr));
         };
         let text = |key: &str| info.get(key).and_then(|v| v.as_str()).map(str::to_string);
         let version = info
@@ -94,6 +99,16 @@ pub fn describe(
             })
             .map(|parts| parts.join("."))
             .unwrap_or_else(|| "?".into());
+        let free_threaded = info
+            .get("free_threaded")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        // `3.13.5t`, as `python3.13t` and the ABI tag `cpython-313t` spell it.
+        let version = if free_threaded {
+            format!("{version}t")
+        } else {
+            version
+        };
         let mut label = version.clone();
         let mut n = 2;
         while out.iter().any(|p| p.label == label) {
@@ -103,10 +118,10 @@ pub fn describe(
         out.push(PythonInfo {
             label,
             requested: name.clone(),
-            path: job.python.clone(),
+            path: job.program.clone(),
             executable: text("executable")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| job.python.clone()),
+                .unwrap_or_else(|| job.program.clone()),
             version,
             implementation: text("implementation").unwrap_or_default(),
             backend: text("backend"),
@@ -116,6 +131,8 @@ pub fn describe(
                 .unwrap_or(false),
             ext_suffix: text("ext_suffix"),
             soabi: text("soabi"),
+            free_threaded,
+            embed: info.get("embed").cloned(),
         });
     }
     Ok(out)

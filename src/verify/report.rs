@@ -14,6 +14,9 @@ pub fn json(report: &VerifyReport) -> String {
 }
 
 pub fn human(report: &VerifyReport) -> String {
+    if let Some(env) = &report.environment {
+        return environment_human(report, env);
+    }
     let mut out = String::new();
     let labels: Vec<&str> = report.pythons.iter().map(|p| p.label.as_str()).collect();
     let _ = writeln!(
@@ -139,7 +142,18 @@ fn cell_details(out: &mut String, column: &Column, cell: &Cell) {
             None => groups.push((shared, vec![&shared.name])),
         }
     }
+    let embed = matches!(cell.check, Check::EmbedFinalize | Check::EmbedSubinterp);
     for (shared, names) in groups {
+        if embed {
+            let _ = writeln!(
+                out,
+                "      from an earlier cycle: {} ({}), first seen in {}",
+                names.join(", "),
+                shared.type_name,
+                shared.interpreters.last().map_or("?", String::as_str)
+            );
+            continue;
+        }
         let nested = match shared.nested {
             0 => String::new(),
             n => format!(", {n} more inside"),
@@ -210,4 +224,173 @@ fn summary(out: &mut String, report: &VerifyReport) {
         "FAILED"
     };
     let _ = writeln!(out, "{verdict}: {}", parts.join(", "));
+}
+
+/// The checks shown as readiness columns, with their short headers.
+fn readiness_columns(report: &VerifyReport) -> Vec<(&'static str, &'static str)> {
+    let all = [
+        ("isolated-import", "isolated import"),
+        ("shared-objects", "shared objects"),
+        ("cycles", "cycles"),
+        ("concurrent", "concurrent"),
+        ("gil-reenabled", "FT GIL"),
+        ("threads", "FT threads"),
+        ("embed-finalize", "embed finalize"),
+        ("embed-subinterp", "embed subinterp"),
+    ];
+    all.into_iter()
+        .filter(|(id, _)| report.checks.contains(id))
+        .collect()
+}
+
+fn readiness_cells(
+    report: &VerifyReport,
+    env: &super::environment::Environment,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let columns = readiness_columns(report);
+    let mut header = vec![
+        "module".to_string(),
+        "package".to_string(),
+        "slots".to_string(),
+    ];
+    header.extend(columns.iter().map(|(_, h)| h.to_string()));
+    header.push("per-interpreter GIL".into());
+    let mut rows = Vec::new();
+    for row in &env.rows {
+        let package = match (&row.package, &row.version) {
+            (Some(p), Some(v)) => format!("{p} {v}"),
+            (Some(p), None) => p.clone(),
+            _ => "-".into(),
+        };
+        let mut line = vec![row.module.clone(), package, row.slots.clone()];
+        for (id, _) in &columns {
+            let cell = row.cells.iter().find(|(c, _)| c == id);
+            line.push(cell.map_or_else(|| "-".into(), |(_, l)| l.clone()));
+        }
+        line.push(match &row.blocker {
+            None => "yes".into(),
+            Some(why) => format!("no: {why}"),
+        });
+        rows.push(line);
+    }
+    (header, rows)
+}
+
+fn environment_human(report: &VerifyReport, env: &super::environment::Environment) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "isolint verify --environment: {} extension module(s) on Python {} ({:.1} s)",
+        env.rows.len(),
+        env.python,
+        env.duration_ms as f64 / 1000.0
+    );
+    let (header, rows) = readiness_cells(report, env);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, text) in row.iter().enumerate() {
+            widths[i] = widths[i].max(text.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let mut text = String::from(" ");
+        for (i, cell) in cells.iter().enumerate() {
+            let _ = write!(text, " {cell:<width$}", width = widths[i]);
+        }
+        text.trim_end().to_string()
+    };
+    out.push('\n');
+    let _ = writeln!(out, "{}", line(&header));
+    for row in &rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+    for broken in &env.broken {
+        let _ = writeln!(
+            out,
+            "  broken distribution {}: {}",
+            broken.get("path").and_then(Value::as_str).unwrap_or("?"),
+            broken.get("reason").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
+    let mut details = String::new();
+    for module in &report.modules {
+        for column in &module.results {
+            let main_failed = column
+                .cells
+                .first()
+                .is_some_and(|main| main.status != Status::Pass);
+            for cell in &column.cells {
+                let quiet = matches!(cell.status, Status::Pass | Status::NotApplicable)
+                    || (main_failed && cell.check != Check::MainImport);
+                if !quiet {
+                    let _ = writeln!(
+                        details,
+                        "  {} {}: {} - {}",
+                        module.name,
+                        cell.check.id(),
+                        cell.label(),
+                        cell.detail
+                    );
+                }
+            }
+        }
+    }
+    if !details.is_empty() {
+        out.push_str("\nWhy:\n");
+        out.push_str(&details);
+    }
+    out.push('\n');
+    let _ = writeln!(out, "{}", env.summary.line());
+    summary(&mut out, report);
+    out
+}
+
+fn markdown_escape(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn markdown(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    if let Some(env) = &report.environment {
+        let _ = writeln!(
+            out,
+            "{} extension module(s) on Python {} ({:.1} s).\n",
+            env.rows.len(),
+            env.python,
+            env.duration_ms as f64 / 1000.0
+        );
+        let (header, rows) = readiness_cells(report, env);
+        table(&mut out, &header, &rows);
+        let _ = writeln!(out, "\n{}", env.summary.line());
+        return out;
+    }
+    let mut header = vec!["module".to_string(), "python".to_string()];
+    header.extend(report.checks.iter().map(|c| c.to_string()));
+    let mut rows = Vec::new();
+    for module in &report.modules {
+        for column in &module.results {
+            let mut row = vec![module.name.clone(), column.python.clone()];
+            for check in &report.checks {
+                let cell = column.cells.iter().find(|c| c.check.id() == *check);
+                row.push(cell.map_or_else(|| "-".into(), Cell::label));
+            }
+            rows.push(row);
+        }
+    }
+    table(&mut out, &header, &rows);
+    out
+}
+
+fn table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let cells = |row: &[String]| -> String {
+        row.iter()
+            .map(|c| markdown_escape(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let _ = writeln!(out, "| {} |", cells(header));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", cells(row));
+    }
 }

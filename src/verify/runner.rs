@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -13,13 +13,34 @@ use std::time::{Duration, Instant};
 pub const STAGE_PREFIX: &str = "##isolint-stage ";
 pub const RESULT_PREFIX: &str = "##isolint-result ";
 
-/// One child to run: `python -X faulthandler <probe> <args...>`.
+/// One child to run: `program <args...>` with `env` added to the environment.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub python: PathBuf,
-    pub probe: PathBuf,
+    pub program: PathBuf,
     pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Variables taken out of the environment (`PYTHON_GIL` for gil-reenabled).
+    pub env_remove: Vec<String>,
     pub timeout: Duration,
+}
+
+impl Job {
+    /// `python -X faulthandler <probe> <args...>`.
+    pub fn probe(python: &Path, probe: &Path, args: Vec<String>, timeout: Duration) -> Job {
+        let mut all = vec![
+            "-X".to_string(),
+            "faulthandler".to_string(),
+            probe.to_string_lossy().into_owned(),
+        ];
+        all.extend(args);
+        Job {
+            program: python.to_path_buf(),
+            args: all,
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,11 +72,12 @@ impl ChildRun {
 
 pub fn run_job(job: &Job) -> ChildRun {
     let started = Instant::now();
-    let mut cmd = Command::new(&job.python);
-    cmd.arg("-X")
-        .arg("faulthandler")
-        .arg(&job.probe)
-        .args(&job.args)
+    let mut cmd = Command::new(&job.program);
+    for name in &job.env_remove {
+        cmd.env_remove(name);
+    }
+    cmd.args(&job.args)
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,7 +87,7 @@ pub fn run_job(job: &Job) -> ChildRun {
         Ok(child) => child,
         Err(err) => {
             return ChildRun {
-                outcome: Outcome::SpawnFailed(format!("{}: {err}", job.python.display())),
+                outcome: Outcome::SpawnFailed(format!("{}: {err}", job.program.display())),
                 stdout: String::new(),
                 stderr: String::new(),
                 last_stage: None,

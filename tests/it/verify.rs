@@ -18,11 +18,23 @@ const FIXTURES: [&str; 6] = [
     "init_guard",
 ];
 
+/// Built too, but not part of the main matrix: embed, environment and free-threading cases.
+const EXTRA_FIXTURES: [&str; 6] = [
+    "embed_static",
+    "import_crash",
+    "import_hang",
+    "import_broken",
+    "ft_honest",
+    "ft_racy",
+];
+
 struct Built {
     python: PathBuf,
     version: (u32, u32),
     /// Fixture name → built extension file.
     modules: Vec<(String, PathBuf)>,
+    /// A free-threaded build (`cpython-313t`).
+    free_threaded: bool,
 }
 
 impl Built {
@@ -107,7 +119,7 @@ fn build_for(python: &Path, root: &Path) -> Result<Built, String> {
     let out_dir = root.join(format!("py{}{}", version.0, version.1));
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let mut modules = Vec::new();
-    for name in FIXTURES {
+    for name in FIXTURES.iter().chain(&EXTRA_FIXTURES) {
         let output = out_dir.join(format!("{name}{suffix}"));
         let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
             .args(["-shared", "-fPIC", "-O1", "-Wall"])
@@ -126,10 +138,12 @@ fn build_for(python: &Path, root: &Path) -> Result<Built, String> {
         }
         modules.push((name.to_string(), output));
     }
+    let free_threaded = suffix.contains("t-");
     Ok(Built {
         python: python.to_path_buf(),
         version,
         modules,
+        free_threaded,
     })
 }
 
@@ -262,6 +276,12 @@ fn assert_matrix(report: &Value, name: &str, py: &str, expected: &[(&str, &str)]
 fn fixture_matrix_on_every_python() {
     let Some(pythons) = pythons() else { return };
     for python in pythons {
+        // Free-threaded builds refuse single-phase modules in every sub-interpreter, and a
+        // use-after-free there (mimalloc) hangs or goes unnoticed where the default build
+        // crashes: their matrix is free_threaded_gil_reenabled_and_threads_checks's.
+        if python.free_threaded {
+            continue;
+        }
         let py = python.label();
         let modern = python.version >= (3, 12);
         let (code, report) = verify_json(python, &FIXTURES, &[]);
@@ -690,4 +710,467 @@ fn a_dependency_refusal_is_not_the_modules_own() {
         cell(&report, "uses_datetime", "shared-objects")["mode"],
         "legacy"
     );
+}
+
+fn embed_cell<'a>(report: &'a Value, name: &str, check: &str) -> &'a Value {
+    cell(report, name, check)
+}
+
+/// The first cycle whose outcome is not `pass`, from the cell's per-cycle list.
+fn first_bad_cycle(cell: &Value) -> Option<u64> {
+    cell["embed"]["per_cycle"]
+        .as_array()?
+        .iter()
+        .find(|c| c["status"] != "pass")
+        .and_then(|c| c["cycle"].as_u64())
+}
+
+#[test]
+fn embed_cycles_catch_a_static_kept_across_finalize() {
+    let Some(pythons) = pythons() else { return };
+    let exercise = fixture_dir().join("exercise_embed_static.py");
+    for python in pythons.iter().filter(|b| b.version >= (3, 12)) {
+        let py = python.label();
+        let (code, report) = verify_json(
+            python,
+            &["embed_static"],
+            &[
+                "--embed",
+                "--embed-cycles",
+                "4",
+                "--exercise",
+                exercise.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 1, "{py}: {report}");
+        for check in ["embed-finalize", "embed-subinterp"] {
+            let bad = embed_cell(&report, "embed_static", check);
+            let got = status(&report, "embed_static", check);
+            assert!(
+                got == "fail" || got.starts_with("crashed"),
+                "{py} {check}: a static kept across cycles must crash or fail: {bad}"
+            );
+            if got == "fail" {
+                assert_eq!(
+                    first_bad_cycle(bad),
+                    Some(2),
+                    "{py} {check}: cycle 1 is clean, cycle 2 sees the old list: {bad}"
+                );
+                assert_eq!(shared_names(&report, "embed_static", check), ["history"]);
+            } else {
+                assert!(
+                    bad["embed"]["completed"].as_u64().unwrap_or(0) >= 1,
+                    "{py} {check}: the crash comes after cycle 1: {bad}"
+                );
+            }
+        }
+        // The clean module must pass every cycle, with one RSS reading per cycle.
+        let (code, report) = verify_json(
+            python,
+            &["isolated_ok"],
+            &["--embed", "--embed-cycles", "4"],
+        );
+        assert_eq!(code, 0, "{py}: {report}");
+        for check in ["embed-finalize", "embed-subinterp"] {
+            let good = embed_cell(&report, "isolated_ok", check);
+            assert_eq!(status(&report, "isolated_ok", check), "pass", "{good}");
+            assert_eq!(good["embed"]["completed"], 4, "{good}");
+            assert_eq!(
+                good["embed"]["rss_kib"].as_array().map(Vec::len),
+                Some(4),
+                "one RSS reading per cycle: {good}"
+            );
+            assert!(good["embed"]["rss_growth_kib"].is_number(), "{good}");
+            assert!(good["embed"]["baseline_growth_kib"].is_number(), "{good}");
+        }
+    }
+}
+
+#[test]
+fn embed_without_a_compiler_is_not_applicable() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12))
+        .expect("one modern Python");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("embed-no-cc-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(["verify", "--format", "json", "--embed", "--python"])
+        .arg(&python.python)
+        .arg(python.module("isolated_ok"))
+        .env("CC", "/nonexistent/cc")
+        .env("ISOLINT_CACHE_DIR", &cache)
+        .output()
+        .expect("run isolint");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(0), "n/a is not a failure: {report}");
+    for check in ["embed-finalize", "embed-subinterp"] {
+        let c = cell(&report, "isolated_ok", check);
+        assert_eq!(c["status"], "n/a", "{c}");
+        let detail = c["detail"].as_str().unwrap_or("");
+        assert!(detail.contains("no C compiler"), "{detail}");
+    }
+}
+
+/// A venv whose site-packages holds fixture modules installed the way pip leaves a
+/// package: the extension file plus a `.dist-info` with METADATA and RECORD.
+fn fixture_venv(python: &Built, dir: &Path, packages: &[(&str, &str, &str)]) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    let out = Command::new(&python.python)
+        .args(["-m", "venv", "--without-pip"])
+        .arg(dir)
+        .output()
+        .expect("python -m venv");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let venv_python = dir.join("bin/python");
+    let site = python_eval(
+        &venv_python,
+        "import sysconfig; print(sysconfig.get_paths()['platlib'])",
+    )
+    .expect("venv python runs");
+    let site = PathBuf::from(site);
+    for (fixture, package, version) in packages {
+        let built = python.module(fixture);
+        let file = built.file_name().unwrap().to_str().unwrap().to_string();
+        std::fs::copy(built, site.join(&file)).expect("copy module");
+        let info = site.join(format!("{package}-{version}.dist-info"));
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(
+            info.join("METADATA"),
+            format!("Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            info.join("RECORD"),
+            format!(
+                "{file},,\n{package}-{version}.dist-info/METADATA,,\n{package}-{version}.dist-info/RECORD,,\n"
+            ),
+        )
+        .unwrap();
+    }
+    venv_python
+}
+
+fn row<'a>(report: &'a Value, module: &str) -> &'a Value {
+    report["environment"]["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["module"] == module))
+        .unwrap_or_else(|| panic!("no row for {module}: {}", report["environment"]))
+}
+
+fn row_cell(row: &Value, check: &str) -> String {
+    row["cells"]
+        .as_array()
+        .and_then(|cells| cells.iter().find(|c| c[0] == check))
+        .and_then(|c| c[1].as_str())
+        .unwrap_or_else(|| panic!("no {check} in {row}"))
+        .to_string()
+}
+
+#[test]
+fn environment_gives_a_readiness_row_per_installed_module() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12) && !b.free_threaded)
+        .expect("one modern Python");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("env-{}", python.label()));
+    let venv = fixture_venv(
+        python,
+        &dir,
+        &[
+            ("isolated_ok", "isolated-ok", "1.0"),
+            ("embed_static", "embed-static", "2.5"),
+        ],
+    );
+    let venv = venv.to_str().unwrap();
+    let run = |format: &str| {
+        isolint(&[
+            "verify",
+            "--environment",
+            "--python",
+            venv,
+            "--format",
+            format,
+        ])
+    };
+    let (code, stdout, stderr) = run("json");
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+    assert_eq!(code, 1, "embed_static shares a list: {report}");
+    let env = &report["environment"];
+    assert_eq!(env["rows"].as_array().map(Vec::len), Some(2), "{env}");
+
+    let ok = row(&report, "isolated_ok");
+    assert_eq!(ok["package"], "isolated-ok");
+    assert_eq!(ok["version"], "1.0");
+    assert_eq!(ok["slots"], "multi-phase (per-interpreter-gil)");
+    assert_eq!(row_cell(ok, "isolated-import"), "pass");
+    assert_eq!(row_cell(ok, "shared-objects"), "pass");
+    assert_eq!(row_cell(ok, "cycles"), "pass");
+    assert_eq!(ok["per_interpreter_gil"], true);
+
+    let bad = row(&report, "embed_static");
+    assert_eq!(bad["package"], "embed-static");
+    assert_eq!(bad["version"], "2.5");
+    assert_eq!(row_cell(bad, "shared-objects"), "fail");
+    assert_eq!(bad["per_interpreter_gil"], false);
+    assert_eq!(bad["blocker"], "shared-objects fail");
+
+    assert_eq!(env["summary"]["per_interpreter_gil"], 1);
+    assert_eq!(
+        env["summary"]["blocking_packages"],
+        serde_json::json!([["embed-static", 1]])
+    );
+
+    let (_, human, _) = run("human");
+    assert!(
+        human.contains(
+            "1 of 2 extension module(s) allow a per-interpreter GIL; blocked by embed-static"
+        ),
+        "{human}"
+    );
+    assert!(human.contains("isolated-ok 1.0"), "{human}");
+    let (_, markdown, _) = run("markdown");
+    assert!(
+        markdown.contains("| module | package | slots | isolated import |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| embed_static | embed-static 2.5 |"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn environment_rows_for_modules_that_crash_hang_or_do_not_load() {
+    let Some(pythons) = pythons() else { return };
+    let python = pythons
+        .iter()
+        .find(|b| b.version >= (3, 12) && !b.free_threaded)
+        .expect("one modern Python");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("env-bad-{}", python.label()));
+    let venv = fixture_venv(
+        python,
+        &dir,
+        &[
+            ("isolated_ok", "isolated-ok", "1.0"),
+            ("import_crash", "import-crash", "0.1"),
+            ("import_hang", "import-hang", "0.1"),
+            ("import_broken", "import-broken", "0.1"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = isolint(&[
+        "verify",
+        "--environment",
+        "--python",
+        venv.to_str().unwrap(),
+        "--format",
+        "json",
+        "--timeout",
+        "3",
+    ]);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+    assert_eq!(code, 1, "{report}");
+    assert!(started.elapsed().as_secs() < 60, "the hang was cut short");
+    assert_eq!(
+        row_cell(row(&report, "import_crash"), "main-import"),
+        "crashed (SIGSEGV)"
+    );
+    assert_eq!(
+        row_cell(row(&report, "import_hang"), "main-import"),
+        "timeout"
+    );
+    let broken = row(&report, "import_broken");
+    assert_eq!(row_cell(broken, "main-import"), "fail");
+    let detail = cell(&report, "import_broken", "main-import")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        detail.contains("ImportError") && detail.contains("PyInit_import_broken"),
+        "the row says why: {detail}"
+    );
+    // The rest of the run went on.
+    assert_eq!(row(&report, "isolated_ok")["per_interpreter_gil"], true);
+    assert_eq!(report["environment"]["summary"]["per_interpreter_gil"], 1);
+}
+
+#[test]
+fn the_3_14_path_runs_when_a_3_14_is_present() {
+    let Some(pythons) = pythons() else { return };
+    let newer: Vec<&Built> = pythons.iter().filter(|b| b.version >= (3, 14)).collect();
+    if newer.is_empty() {
+        eprintln!(
+            "3.14 path not exercised: no Python >= 3.14 among {:?} (add one to ISOLINT_TEST_PYTHONS)",
+            pythons.iter().map(Built::label).collect::<Vec<_>>()
+        );
+        return;
+    }
+    for python in newer {
+        let (code, report) = verify_json(python, &["isolated_ok", "legacy_statics"], &[]);
+        assert_eq!(code, 1, "{report}");
+        assert_eq!(
+            report["pythons"][0]["backend"], "concurrent.interpreters",
+            "{report}"
+        );
+        assert_eq!(status(&report, "isolated_ok", "isolated-import"), "pass");
+        assert_eq!(status(&report, "isolated_ok", "shared-objects"), "pass");
+        assert_eq!(status(&report, "isolated_ok", "cycles"), "pass");
+        assert_eq!(
+            status(&report, "legacy_statics", "isolated-import"),
+            "refused"
+        );
+    }
+}
+
+/// The free-threaded Pythons the fixtures were built for. `ISOLINT_REQUIRE_FREE_THREADED=1`
+/// (CI, after `scripts/python-ft.sh`) turns "none" into a failure instead of a skip.
+fn free_threaded() -> Vec<&'static Built> {
+    let found: Vec<&Built> = built().iter().filter(|b| b.free_threaded).collect();
+    if found.is_empty() {
+        let why =
+            "no free-threaded Python built the fixtures (run scripts/python-ft.sh and add the \
+                   path it prints to ISOLINT_TEST_PYTHONS)";
+        if std::env::var("ISOLINT_REQUIRE_FREE_THREADED").is_ok_and(|v| v == "1") {
+            panic!("ISOLINT_REQUIRE_FREE_THREADED=1, but {why}");
+        }
+        eprintln!("free-threading verify tests skipped: {why}");
+    }
+    found
+}
+
+#[test]
+fn free_threaded_gil_reenabled_and_threads_checks() {
+    let exercise = fixture_dir().join("exercise_format_number.py");
+    for python in free_threaded() {
+        let py = python.label();
+        let (code, report) = verify_json(
+            python,
+            &["ft_honest", "ft_racy", "no_slot"],
+            &["--exercise", exercise.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{py}: the racy module fails threads: {report}");
+        let info = &report["pythons"][0];
+        assert_eq!(info["free_threaded"], true, "{info}");
+        assert!(
+            info["label"].as_str().unwrap_or("").ends_with('t'),
+            "{info}"
+        );
+        // The slots are read right on the free-threaded header layout.
+        let slots = &module(&report, "ft_honest")["results"][0]["module"];
+        assert_eq!(slots["init"], "multi-phase", "{slots}");
+        assert_eq!(slots["gil"], "not-used", "{slots}");
+        assert_eq!(slots["multiple_interpreters"], "per-interpreter-gil");
+        assert_eq!(
+            module(&report, "no_slot")["results"][0]["module"]["gil"],
+            Value::Null
+        );
+
+        assert_matrix(
+            &report,
+            "ft_honest",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("gil-reenabled", "pass"),
+                ("threads", "pass"),
+            ],
+        );
+        assert_eq!(status(&report, "ft_racy", "gil-reenabled"), "pass");
+        let racy = status(&report, "ft_racy", "threads");
+        assert!(
+            racy == "fail" || racy.starts_with("crashed"),
+            "{py}: a static scratch buffer races without the GIL: {}",
+            cell(&report, "ft_racy", "threads")
+        );
+        let no_slot = cell(&report, "no_slot", "gil-reenabled");
+        assert_eq!(no_slot["status"], "refused", "{no_slot}");
+        assert!(
+            no_slot["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("turned the GIL back on"),
+            "{no_slot}"
+        );
+    }
+}
+
+#[test]
+fn gil_checks_are_not_applicable_on_a_default_build() {
+    let Some(pythons) = pythons() else { return };
+    let Some(ft) = free_threaded().first().copied() else {
+        return;
+    };
+    let Some(default) = pythons
+        .iter()
+        .find(|b| b.version == ft.version && !b.free_threaded)
+    else {
+        eprintln!(
+            "no default build of {} next to the free-threaded one",
+            ft.label()
+        );
+        return;
+    };
+    let exercise = fixture_dir().join("exercise_format_number.py");
+    let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(["verify", "--format", "json", "--exercise"])
+        .arg(&exercise)
+        .arg("--python")
+        .arg(&default.python)
+        .arg("--python")
+        .arg(&ft.python)
+        .arg(default.module("ft_honest"))
+        .arg(ft.module("ft_honest"))
+        .output()
+        .expect("run isolint");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let columns = module(&report, "ft_honest")["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(columns.len(), 2, "{report}");
+    let gil = |column: &Value| {
+        column["cells"]
+            .as_array()
+            .and_then(|cells| cells.iter().find(|c| c["check"] == "gil-reenabled"))
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(gil(&columns[0]), Some(Value::from("n/a")), "{report}");
+    assert_eq!(gil(&columns[1]), Some(Value::from("pass")), "{report}");
+}
+
+#[test]
+fn environment_usage_errors() {
+    let (code, _, stderr) = isolint(&[
+        "verify",
+        "--environment",
+        "--python",
+        "python3.12",
+        "--python",
+        "python3.13",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("one --python"), "{stderr}");
+
+    let (code, _, stderr) = isolint(&["verify", "--environment", "mmh3"]);
+    assert_eq!(
+        code, 2,
+        "module names and --environment exclude each other: {stderr}"
+    );
+
+    let (code, _, stderr) = isolint(&["verify", "--requirements", "/nonexistent/req.txt"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no such file"), "{stderr}");
+
+    let (code, _, stderr) = isolint(&["verify", "--embed", "--embed-cycles", "0", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--embed-cycles"), "{stderr}");
 }
