@@ -671,7 +671,9 @@ get_def.restype = ctypes.c_void_p
 get_def.argtypes = [ctypes.py_object]
 ptr = get_def(mod)
 word = ctypes.sizeof(ctypes.c_void_p)
-slots = ctypes.c_void_p.from_address(ptr + 9 * word).value
+# PyModuleDef_Base (the object header, m_init, m_index, m_copy), m_name, m_doc, m_size,
+# m_methods, m_slots; the header is larger on free-threaded builds.
+slots = ctypes.c_void_p.from_address(ptr + object.__basicsize__ + 7 * word).value
 if not slots:
     print("single-phase")
 else:
