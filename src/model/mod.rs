@@ -98,6 +98,17 @@ pub struct ExtensionModule {
     pub globals: Vec<Global>,
     /// Functions that run while the module initialises.
     pub init_functions: BTreeSet<FnRef>,
+    /// How a single-phase module declares its GIL use on free-threaded builds.
+    pub set_gil: Option<SetGil>,
+}
+
+/// A `PyUnstable_Module_SetGIL(m, value)` call.
+#[derive(Debug, Clone)]
+pub struct SetGil {
+    pub function: FnRef,
+    pub call: usize,
+    /// The second argument as written: `Py_MOD_GIL_NOT_USED` or `Py_MOD_GIL_USED`.
+    pub value: String,
 }
 
 impl ExtensionModule {

@@ -161,7 +161,7 @@ fn human_output_shows_source_help_and_summary() {
     assert!(text.contains("ISO003[static-type-object]"), "{text}");
     assert!(
         text.contains(
-            "0 errors, 9 warnings, 2 infos in 1 module (1 file scanned, 0 with parse errors)"
+            "0 errors, 11 warnings, 2 infos in 1 module (1 file scanned, 0 with parse errors)"
         ),
         "{text}"
     );
@@ -424,7 +424,7 @@ fn plan_fix_and_vendored_code_from_the_command_line() {
         &root,
     ));
     let count = |d: &serde_json::Value| d["findings"].as_array().unwrap().len();
-    assert_eq!(count(&shown), count(&hidden) + 2);
+    assert_eq!(count(&shown), count(&hidden) + 4);
     assert_eq!(hidden["hidden"].as_array().unwrap().len(), 2);
 }
 
