@@ -327,7 +327,7 @@ fn check(args: CheckArgs) -> ExitCode {
         match parse_target(v) {
             Some(v) => targets.push(v),
             None => return usage_error(&format!(
-                "`--python {v}`: expected a version like 3.12 (3.13t for the free-threaded build)"
+                "`--python {v}`: expected a version like 3.12 (3.13t or later for a free-threaded build)"
             )),
         }
     }

@@ -57,15 +57,19 @@ impl fmt::Display for Target {
     }
 }
 
-/// Parses "3.12", "3" or "3.13t" (the free-threaded build).
+/// Parses "3.12", "3" or "3.13t" (the free-threaded build, which exists from 3.13 on).
 pub fn parse_target(text: &str) -> Option<Target> {
     let text = text.trim();
     let (version, free_threaded) = match text.strip_suffix('t') {
         Some(v) => (v, true),
         None => (text, false),
     };
+    let version = parse_version(version)?;
+    if free_threaded && version < py(3, 13) {
+        return None;
+    }
     Some(Target {
-        version: parse_version(version)?,
+        version,
         free_threaded,
     })
 }
@@ -296,7 +300,11 @@ mod tests {
         assert_eq!(ft313.free_threaded, Some(true));
         assert!(ft313.compiled_by(parse_target("3.13t").unwrap()));
         assert!(!ft313.compiled_by(parse_target("3.13").unwrap()));
-        assert!(!ft313.compiled_by(parse_target("3.12t").unwrap()));
+        assert_eq!(
+            parse_target("3.12t"),
+            None,
+            "no 3.12 build is free-threaded"
+        );
         assert!(VersionRange::ALL.compiled_by(parse_target("3.14t").unwrap()));
         assert_eq!(ft.hull(&VersionRange::build(false)), VersionRange::ALL);
         assert_eq!(parse_target("3.14t").unwrap().to_string(), "3.14t");

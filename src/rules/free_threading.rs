@@ -217,19 +217,6 @@ pub fn hazard_of(
     entry.hazard.map(|h| (h, entry))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::bare_object;
-
-    #[test]
-    fn casts_and_parentheses_are_stripped() {
-        assert_eq!(bare_object("(PyObject *)self->dict"), "self->dict");
-        assert_eq!(bare_object("((x))"), "x");
-        assert_eq!(bare_object("x"), "x");
-        assert_eq!(bare_object("(a)->b(c)"), "(a)->b(c)");
-    }
-}
-
 /// A run-time write to a global or function-local static that nothing protects, with
 /// whether it sits in the body of an `if (x == NULL)` test on the same name.
 pub struct RacyWrite<'p> {
@@ -281,4 +268,17 @@ pub fn racy_writes<'p>(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_object;
+
+    #[test]
+    fn casts_and_parentheses_are_stripped() {
+        assert_eq!(bare_object("(PyObject *)self->dict"), "self->dict");
+        assert_eq!(bare_object("((x))"), "x");
+        assert_eq!(bare_object("x"), "x");
+        assert_eq!(bare_object("(a)->b(c)"), "(a)->b(c)");
+    }
 }
