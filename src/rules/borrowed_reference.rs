@@ -22,9 +22,21 @@ declare_rule! {
     /// never changes); a container the function created itself (`PyList_New`, `PyDict_New`,
     /// `PyDict_Copy`, `PySequence_List`, ...) and has not stored in a global; the `args`
     /// tuple and `kwargs`/`kwds` dict the function receives; and a call inside
-    /// `Py_BEGIN_CRITICAL_SECTION(obj)` on that same object. numpy's
+    /// `Py_BEGIN_CRITICAL_SECTION(obj)` on that same object; and a container reached through a
+    /// field or accessor (`descr->fields`, `PyDataType_FIELDS(d)`) that no code of the module
+    /// changes in place (`PyDict_SetItem`, `PyList_Append`, ...) except on an object the same
+    /// function has just made, unless Python code can reach it as a dict (`tp_dict`, an
+    /// instance `dict`, `PyModule_GetDict`, the builtins). A container the module hands to
+    /// Python as a mutable attribute and that Python code changes is not seen: that is this
+    /// exemption's known gap. numpy's
     /// `// noqa: borrowed-ref OK` and `// noqa: borrowed-ref - manual fix needed` markers
-    /// suppress it, so a project that uses numpy's gate can switch over.
+    /// suppress it, so a project that uses numpy's gate can switch over. Code that runs only
+    /// while the module initialises (`PyInit`, the exec slot and what only they call) is not
+    /// flagged: it runs under the import lock, before the module's objects reach other
+    /// threads. (Containers every thread shares, such as `sys.modules` or the builtins dict,
+    /// are the exception that this lets through.) Neither is code that no free-threaded build
+    /// compiles (`#if PY_VERSION_HEX < 0x030D0000`, the `#else` of
+    /// `#ifdef Py_GIL_DISABLED`).
     ///
     /// ## Why is this bad?
     /// Without the GIL, another thread can remove the item (or replace the weakly referenced
@@ -76,8 +88,18 @@ declare_rule! {
 
 fn check(ctx: &mut Ctx) {
     let project = ctx.project;
+    let mutated = super::free_threading::mutated_containers(ctx);
     for &fi in &ctx.module.files {
-        for f in &project.files[fi].functions {
+        for (index, f) in project.files[fi].functions.iter().enumerate() {
+            // Module initialisation runs under the import lock, before the module's objects
+            // are published to other threads.
+            if ctx
+                .module
+                .init_functions
+                .contains(&crate::model::FnRef { file: fi, index })
+            {
+                continue;
+            }
             let mut fast_reported: Vec<(Option<usize>, &str)> = Vec::new();
             for call in &f.calls {
                 if !call.callee.starts_with("Py") || !free_threaded_compiles(&call.versions) {
@@ -92,7 +114,9 @@ fn check(ctx: &mut Ctx) {
                         // `PyImport_AddModule("name")` reads `sys.modules`: no argument
                         // names the container.
                         let takes_container = call.callee != "PyImport_AddModule";
-                        if takes_container && private_container(f, container, &call.span).is_some()
+                        if takes_container
+                            && (private_container(f, container, &call.span).is_some()
+                                || super::free_threading::read_only_container(container, &mutated))
                         {
                             continue;
                         }

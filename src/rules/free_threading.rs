@@ -282,3 +282,130 @@ mod tests {
         assert_eq!(bare_object("(a)->b(c)"), "(a)->b(c)");
     }
 }
+
+/// C API calls that change a dict or a list in place (first argument).
+const CONTAINER_MUTATORS: &[&str] = &[
+    "PyDict_SetItem",
+    "PyDict_SetItemString",
+    "PyDict_DelItem",
+    "PyDict_DelItemString",
+    "PyDict_Clear",
+    "PyDict_Update",
+    "PyDict_Merge",
+    "PyDict_MergeFromSeq2",
+    "PyDict_SetDefault",
+    "PyDict_SetDefaultRef",
+    "PyDict_Pop",
+    "PyDict_PopString",
+    "_PyDict_SetItem_KnownHash",
+    "PyList_Append",
+    "PyList_SetItem",
+    "PyList_SET_ITEM",
+    "PyList_Insert",
+    "PyList_SetSlice",
+    "PyList_Sort",
+    "PyList_Reverse",
+    "PyList_Extend",
+    "PyList_Clear",
+    "PyObject_SetItem",
+    "PyObject_DelItem",
+];
+
+/// Containers Python code can change whatever the module does: instance and type
+/// dictionaries, module dictionaries, builtins, `sys`.
+const PYTHON_VISIBLE: &[&str] = &[
+    ".tp_dict",
+    ".dict",
+    ".md_dict",
+    ".__dict__",
+    ".ob_dict",
+    ".dictobj",
+    "PyModule_GetDict(",
+    "PyEval_GetBuiltins(",
+    "PyEval_GetGlobals(",
+    "PyEval_GetLocals(",
+    "PyImport_GetModuleDict(",
+    "PyObject_GenericGetDict(",
+    "PyType_GetDict(",
+    "PySys_GetObject(",
+];
+
+/// How a container is reached, when not through a plain variable: `.fields` for
+/// `descr->fields` or `self.fields`, `PyDataType_FIELDS(` for `PyDataType_FIELDS(d)`.
+pub fn access_key(container: &str) -> Option<String> {
+    let c = bare_object(container);
+    let is_ident =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if let Some(at) = c
+        .rfind("->")
+        .map(|i| i + 2)
+        .or_else(|| c.rfind('.').map(|i| i + 1))
+    {
+        let field = &c[at..];
+        return is_ident(field).then(|| format!(".{field}"));
+    }
+    let open = c.find('(')?;
+    let name = c[..open].trim();
+    (c.ends_with(')') && is_ident(name)).then(|| format!("{name}("))
+}
+
+fn constructs(callee: &str) -> bool {
+    ["New", "Copy", "Create", "_new", "Alloc", "alloc"]
+        .iter()
+        .any(|w| callee.contains(w))
+}
+
+/// The access keys of containers the module changes in place after they are published: a
+/// mutating call on `x->f` where `x` is not an object the same function just constructed
+/// (a local assigned from a `...New`/`...Copy`/`...Create`/`...alloc` call).
+pub fn mutated_containers(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
+    let project = ctx.project;
+    let mut out = rustc_hash::FxHashSet::default();
+    for &fi in &ctx.module.files {
+        for f in &project.files[fi].functions {
+            for call in &f.calls {
+                if !CONTAINER_MUTATORS.contains(&call.callee.as_str()) {
+                    continue;
+                }
+                let Some(arg) = call.args.first() else {
+                    continue;
+                };
+                let Some(key) = access_key(&arg.text) else {
+                    continue;
+                };
+                let object = bare_object(&arg.text);
+                let root: String = object
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // A parameter is an object the function received: already published. (The
+                // call list cannot tell `x = New()` from `x->f = New()`, so a parameter is
+                // never taken as constructed here.)
+                let is_parameter = f
+                    .params
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some(root.as_str()));
+                let constructed = !root.is_empty()
+                    && !is_parameter
+                    && f.calls.iter().any(|c| {
+                        c.span.start < call.span.start
+                            && c.assigned_to.as_deref() == Some(root.as_str())
+                            && constructs(&c.callee)
+                    });
+                if !constructed {
+                    out.insert(key);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The container is reached through a field or accessor that the module never changes
+/// after construction and that Python code cannot change either.
+pub fn read_only_container(container: &str, mutated: &rustc_hash::FxHashSet<String>) -> bool {
+    match access_key(container) {
+        Some(key) => !PYTHON_VISIBLE.contains(&key.as_str()) && !mutated.contains(&key),
+        None => false,
+    }
+}

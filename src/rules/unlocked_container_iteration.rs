@@ -11,7 +11,9 @@ declare_rule! {
     ///
     /// It does not flag a dict the function created itself and has not stored in a global,
     /// the `kwargs`/`kwds` dict the function receives, or a loop inside
-    /// `Py_BEGIN_CRITICAL_SECTION(dict)`. Indexing a list item by item (`PyList_GET_ITEM` in a
+    /// `Py_BEGIN_CRITICAL_SECTION(dict)`, nor a dict reached through a field the module never
+    /// changes after construction (see `borrowed-reference`), nor code that runs only while the module
+    /// initialises or that no free-threaded build compiles. Indexing a list item by item (`PyList_GET_ITEM` in a
     /// loop) is reported by `borrowed-reference`.
     ///
     /// ## Why is this bad?
@@ -58,8 +60,18 @@ declare_rule! {
 
 fn check(ctx: &mut Ctx) {
     let project = ctx.project;
+    let mutated = super::free_threading::mutated_containers(ctx);
     for &fi in &ctx.module.files {
-        for f in &project.files[fi].functions {
+        for (index, f) in project.files[fi].functions.iter().enumerate() {
+            // Module initialisation runs under the import lock, before the module's objects
+            // are published to other threads.
+            if ctx
+                .module
+                .init_functions
+                .contains(&crate::model::FnRef { file: fi, index })
+            {
+                continue;
+            }
             for call in &f.calls {
                 if !call.callee.starts_with("Py") || !free_threaded_compiles(&call.versions) {
                     continue;
@@ -68,7 +80,9 @@ fn check(ctx: &mut Ctx) {
                     continue;
                 }
                 let container = call.args.first().map(|a| a.text.as_str()).unwrap_or("?");
-                if private_container(f, container, &call.span).is_some() {
+                if private_container(f, container, &call.span).is_some()
+                    || super::free_threading::read_only_container(container, &mutated)
+                {
                     continue;
                 }
                 let message = format!("`{}({container}, ...)` in `{}` iterates with no lock: on a free-threaded build another thread can change `{container}` during the loop", call.callee, f.name);
