@@ -270,19 +270,6 @@ pub fn racy_writes<'p>(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::bare_object;
-
-    #[test]
-    fn casts_and_parentheses_are_stripped() {
-        assert_eq!(bare_object("(PyObject *)self->dict"), "self->dict");
-        assert_eq!(bare_object("((x))"), "x");
-        assert_eq!(bare_object("x"), "x");
-        assert_eq!(bare_object("(a)->b(c)"), "(a)->b(c)");
-    }
-}
-
 /// C API calls that change a dict or a list in place (first argument).
 const CONTAINER_MUTATORS: &[&str] = &[
     "PyDict_SetItem",
@@ -407,5 +394,33 @@ pub fn read_only_container(container: &str, mutated: &rustc_hash::FxHashSet<Stri
     match access_key(container) {
         Some(key) => !PYTHON_VISIBLE.contains(&key.as_str()) && !mutated.contains(&key),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_object;
+
+    #[test]
+    fn casts_and_parentheses_are_stripped() {
+        assert_eq!(bare_object("(PyObject *)self->dict"), "self->dict");
+        assert_eq!(bare_object("((x))"), "x");
+        assert_eq!(bare_object("x"), "x");
+        assert_eq!(bare_object("(a)->b(c)"), "(a)->b(c)");
+    }
+
+    #[test]
+    fn access_keys_name_the_field_or_accessor() {
+        use super::access_key;
+        assert_eq!(access_key("descr->fields").as_deref(), Some(".fields"));
+        assert_eq!(
+            access_key("(PyObject *)st.cache").as_deref(),
+            Some(".cache")
+        );
+        assert_eq!(
+            access_key("PyDataType_FIELDS(descr)").as_deref(),
+            Some("PyDataType_FIELDS(")
+        );
+        assert_eq!(access_key("d"), None);
     }
 }
