@@ -655,7 +655,16 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             (op, number),
             ("==" | "!=" | ">" | "<=", "1") | ("<" | ">=", "2")
         );
-        if is_uniqueness {
+        // `assert(Py_REFCNT(x) == 1)` checks an invariant; it decides nothing.
+        let in_assert = parent
+            .parent()
+            .filter(|a| a.kind() == "argument_list")
+            .and_then(|a| a.parent())
+            .and_then(|c| c.child_by_field_id(FIELD.function.get()))
+            .is_some_and(|callee| {
+                matches!(cx.text(callee), "assert" | "Py_ASSERT" | "_PyObject_ASSERT")
+            });
+        if is_uniqueness && !in_assert {
             self.threading.refcount_tests.push(RefcountTest {
                 object: fold_ws(cx.text(*first)),
                 span: cx.span(parent),

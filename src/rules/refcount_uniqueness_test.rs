@@ -5,7 +5,8 @@ declare_rule! {
     /// Flags `Py_REFCNT(x) == 1` (and `!= 1`, `> 1`, `<= 1`, `< 2`, `>= 2`): a test of
     /// whether the caller holds the only reference, usually to decide whether an object may
     /// be changed in place. Code only the default build compiles (the `#else` of
-    /// `#ifdef Py_GIL_DISABLED`) or only Pythons before 3.13 compile is not flagged.
+    /// `#ifdef Py_GIL_DISABLED`) or only Pythons before 3.13 compile is not flagged, nor a test
+    /// inside `assert(...)`, which checks an invariant and decides nothing.
     ///
     /// ## Why is this bad?
     /// On a free-threaded build the reference count is split between the owning thread and

@@ -58,6 +58,19 @@ pub fn source() -> &'static str {
     &TABLE.cpython
 }
 
+/// `name` is the replacement of some hazardous API (`PyList_GetItemRef`, ...): a function
+/// of that name is a compatibility definition of it.
+pub fn is_replacement(name: &str) -> bool {
+    static REPLACEMENTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        TABLE
+            .api
+            .values()
+            .filter_map(|e| e.replacement.as_deref())
+            .collect()
+    });
+    REPLACEMENTS.contains(&name)
+}
+
 /// Every callee with this hazard.
 pub fn with_hazard(hazard: Hazard) -> impl Iterator<Item = (&'static str, &'static ApiEntry)> {
     TABLE
