@@ -27,8 +27,9 @@ declare_rule! {
     /// changes in place (`PyDict_SetItem`, `PyList_Append`, ...) except on an object the same
     /// function has just made, unless Python code can reach it as a dict (`tp_dict`, an
     /// instance `dict`, `PyModule_GetDict`, the builtins). A container the module hands to
-    /// Python as a mutable attribute and that Python code changes is not seen: that is this
-    /// exemption's known gap. numpy's
+    /// Python as a mutable attribute and that Python code changes, or that is changed only
+    /// through a local alias or in a file isolint does not read (C++), is not seen: that is
+    /// this exemption's known gap. numpy's
     /// `// noqa: borrowed-ref OK` and `// noqa: borrowed-ref - manual fix needed` markers
     /// suppress it, so a project that uses numpy's gate can switch over. Code that runs only
     /// while the module initialises (`PyInit`, the exec slot and what only they call) is not
