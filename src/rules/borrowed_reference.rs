@@ -26,7 +26,9 @@ declare_rule! {
     /// field or accessor (`descr->fields`, `PyDataType_FIELDS(d)`) that no code of the module
     /// changes in place (`PyDict_SetItem`, `PyList_Append`, ...) except on an object the same
     /// function has just made, unless Python code can reach it as a dict (`tp_dict`, an
-    /// instance `dict`, `PyModule_GetDict`, the builtins). A container the module hands to
+    /// instance `dict`, `PyModule_GetDict`, the builtins), also when a local holds what an
+    /// accessor macro returned (`fields = PyDataType_FIELDS(d)`); and the calling thread's own
+    /// dict (`PyThreadState_GetDict()`). A container the module hands to
     /// Python as a mutable attribute and that Python code changes, or that is changed only
     /// through a local alias or in a file isolint does not read (C++), is not seen: that is
     /// this exemption's known gap. numpy's
@@ -122,7 +124,9 @@ fn check(ctx: &mut Ctx) {
                         let takes_container = call.callee != "PyImport_AddModule";
                         if takes_container
                             && (private_container(f, container, &call.span).is_some()
-                                || super::free_threading::read_only_container(container, &mutated))
+                                || super::free_threading::read_only_container(
+                                    f, container, &call.span, &mutated,
+                                ))
                         {
                             continue;
                         }

@@ -157,16 +157,25 @@ pub fn private_container(f: &Function, container: &str, at: &Span) -> Option<&'s
     if in_critical_section_on(f, container, at) {
         return Some("a critical section on it");
     }
-    let created = f.calls.iter().any(|c| {
-        c.span.start < at.start
-            && c.assigned_to.as_deref() == Some(container)
-            && FRESH_CONTAINERS.contains(&c.callee.as_str())
-    });
+    let source = last_assignment(f, container, at);
+    // `PyThreadState_GetDict()` is the calling thread's own dict.
+    if source.is_some_and(|c| c.callee == "PyThreadState_GetDict") {
+        return Some("the thread's own dict");
+    }
+    let created = source.is_some_and(|c| FRESH_CONTAINERS.contains(&c.callee.as_str()));
     let escapes = f
         .writes
         .iter()
         .any(|w| w.value.as_ref().and_then(|v| v.ident()) == Some(container));
     (created && !escapes).then_some("created here and not shared")
+}
+
+/// The last call before `at` whose result `f` assigns to `name`.
+fn last_assignment<'f>(f: &'f Function, name: &str, at: &Span) -> Option<&'f crate::facts::Call> {
+    f.calls
+        .iter()
+        .filter(|c| c.span.start < at.start && c.assigned_to.as_deref() == Some(name))
+        .next_back()
 }
 
 pub fn in_critical_section_on(f: &Function, object: &str, at: &Span) -> bool {
@@ -389,12 +398,32 @@ pub fn mutated_containers(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
 }
 
 /// The container is reached through a field or accessor that the module never changes
-/// after construction and that Python code cannot change either.
-pub fn read_only_container(container: &str, mutated: &rustc_hash::FxHashSet<String>) -> bool {
-    match access_key(container) {
+/// after construction and that Python code cannot change either; directly, or through a local
+/// that holds what an accessor macro returned (`fields = PyDataType_FIELDS(d);`).
+pub fn read_only_container(
+    f: &Function,
+    container: &str,
+    at: &Span,
+    mutated: &rustc_hash::FxHashSet<String>,
+) -> bool {
+    let key = access_key(container).or_else(|| {
+        let call = last_assignment(f, bare_object(container), at)?;
+        is_accessor_macro(&call.callee).then(|| format!("{}(", call.callee))
+    });
+    match key {
         Some(key) => !PYTHON_VISIBLE.contains(&key.as_str()) && !mutated.contains(&key),
         None => false,
     }
+}
+
+/// `PyDataType_FIELDS`, `PyArray_DESCR`: a macro-style accessor (upper-case last word), not a
+/// function that may build or look up something new.
+fn is_accessor_macro(callee: &str) -> bool {
+    callee
+        .rsplit('_')
+        .next()
+        .is_some_and(|w| w.len() > 1 && w.bytes().all(|b| b.is_ascii_uppercase()))
+        && callee.contains('_')
 }
 
 #[cfg(test)]

@@ -81,7 +81,9 @@ fn check(ctx: &mut Ctx) {
                 }
                 let container = call.args.first().map(|a| a.text.as_str()).unwrap_or("?");
                 if private_container(f, container, &call.span).is_some()
-                    || super::free_threading::read_only_container(container, &mutated)
+                    || super::free_threading::read_only_container(
+                        f, container, &call.span, &mutated,
+                    )
                 {
                     continue;
                 }
