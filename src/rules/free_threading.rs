@@ -174,8 +174,7 @@ pub fn private_container(f: &Function, container: &str, at: &Span) -> Option<&'s
 fn last_assignment<'f>(f: &'f Function, name: &str, at: &Span) -> Option<&'f crate::facts::Call> {
     f.calls
         .iter()
-        .filter(|c| c.span.start < at.start && c.assigned_to.as_deref() == Some(name))
-        .next_back()
+        .rfind(|c| c.span.start < at.start && c.assigned_to.as_deref() == Some(name))
 }
 
 pub fn in_critical_section_on(f: &Function, object: &str, at: &Span) -> bool {
