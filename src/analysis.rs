@@ -9,7 +9,7 @@ use crate::model::{ModuleSummary, Project};
 use crate::parse::macros::{definitions_in, MacroDefinition, ProjectMacros};
 use crate::rules::{run_rules, RuleInfo, RULES};
 use crate::source::{decode_source, read_source, SourceError, SourceText, DEFAULT_MAX_FILE_SIZE};
-use crate::version::PyVersion;
+use crate::version::Target;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ pub struct AnalyzeOptions {
     pub max_file_size: u64,
     /// Python versions the code is built for; findings in code no target compiles are dropped.
     /// Empty: every Python 3.
-    pub targets: Vec<PyVersion>,
+    pub targets: Vec<Target>,
     /// Rules to run; `None`: all.
     pub rules: Option<Vec<&'static RuleInfo>>,
     /// Source given directly (an editor's unsaved buffer), with the path findings carry.
@@ -526,11 +526,11 @@ fn hide_vendored(
         .collect()
 }
 
-fn applies_to_targets(finding: &Finding, targets: &[PyVersion]) -> bool {
+fn applies_to_targets(finding: &Finding, targets: &[Target]) -> bool {
     if targets.is_empty() {
         // Isolation is a Python 3 matter: code only Python 2 compiles is never reported.
         !finding.python.python2_only() && !finding.python.is_empty()
     } else {
-        targets.iter().any(|&t| finding.python.contains(t))
+        targets.iter().any(|&t| finding.python.compiled_by(t))
     }
 }

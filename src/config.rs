@@ -10,7 +10,7 @@ use crate::analysis::{Analysis, AnalyzeOptions};
 use crate::finding::{sort_findings, Finding, Severity};
 use crate::rules::{RuleInfo, RULES};
 use crate::suppress::{self, Texts};
-use crate::version::{parse_version, PyVersion};
+use crate::version::{parse_target, Target};
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -99,7 +99,7 @@ pub struct Settings {
     pub exclude: Option<Vec<String>>,
     pub extend_exclude: Vec<String>,
     pub severity: Vec<(&'static RuleInfo, Severity)>,
-    pub targets: Vec<PyVersion>,
+    pub targets: Vec<Target>,
     pub fail_on: Severity,
     pub max_file_size: u64,
 }
@@ -338,11 +338,11 @@ impl Loader<'_> {
                 _ => return Err(bad()),
             };
             for t in texts {
-                s.targets.push(parse_version(&t).ok_or_else(|| {
+                s.targets.push(parse_target(&t).ok_or_else(|| {
                     self.error_at(
                         tp.span().start,
                         format!(
-                            "`{}target-python`: `{t}` is not a version like \"3.12\"",
+                            "`{}target-python`: `{t}` is not a version like \"3.12\" or \"3.13t\"",
                             self.prefix
                         ),
                     )

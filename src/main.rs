@@ -5,7 +5,7 @@ use isolint::finding::{sort_findings, Severity};
 use isolint::report::{concise, github, human, json, sarif, statistics};
 use isolint::rules::RuleInfo;
 use isolint::suppress::Texts;
-use isolint::version::parse_version;
+use isolint::version::parse_target;
 use isolint::{analyze, Analysis};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -92,9 +92,10 @@ struct CheckArgs {
     /// vendor/, third_party/...) and generated files; by default they are only counted.
     #[arg(long)]
     include_vendored: bool,
-    /// Target Python version(s), e.g. `--python 3.12`: findings in code no target compiles are
-    /// dropped. Default: `target-python` from the config, else every Python 3.
-    #[arg(long = "python", value_name = "X.Y")]
+    /// Target Python version(s), e.g. `--python 3.12`, `--python 3.13t` for the free-threaded
+    /// build (`Py_GIL_DISABLED` branches): findings in code no target compiles are dropped.
+    /// Default: `target-python` from the config, else every Python 3 and both builds.
+    #[arg(long = "python", value_name = "X.Y[t]")]
     python: Vec<String>,
     /// Only these rules (ids or names, comma-separated); replaces the config's `select`.
     #[arg(long, value_delimiter = ',')]
@@ -226,7 +227,7 @@ struct Group {
 struct Overrides {
     select: Vec<&'static RuleInfo>,
     ignore: Vec<&'static RuleInfo>,
-    targets: Vec<isolint::version::PyVersion>,
+    targets: Vec<isolint::version::Target>,
     fail_on: Option<Severity>,
     exclude: Vec<String>,
     max_file_size: Option<u64>,
@@ -329,9 +330,11 @@ fn group_paths(
 fn check(args: CheckArgs) -> ExitCode {
     let mut targets = Vec::new();
     for v in &args.python {
-        match parse_version(v) {
+        match parse_target(v) {
             Some(v) => targets.push(v),
-            None => return usage_error(&format!("`--python {v}`: expected a version like 3.12")),
+            None => return usage_error(&format!(
+                "`--python {v}`: expected a version like 3.12 (3.13t or later for a free-threaded build)"
+            )),
         }
     }
     let overrides = match (resolve_rules(&args.select), resolve_rules(&args.ignore)) {

@@ -129,6 +129,9 @@ pub struct Suppression {
     pub location: Location,
     /// Each named rule, with whether it suppressed something.
     pub rules: Vec<(&'static RuleInfo, bool)>,
+    /// Another tool's marker (numpy's `// noqa: borrowed-ref ...`): honoured, but never
+    /// reported as unused, since it also serves that tool.
+    pub foreign: bool,
 }
 
 /// A comment that looks like a suppression but is malformed.
@@ -207,6 +210,23 @@ pub fn parse(text: &str, find: impl Fn(&str) -> Option<&'static RuleInfo>) -> Pa
     for (start, end, body) in comments(text) {
         // Doc-comment styles (`/** isolint: ...`, `/// isolint: ...`) count too.
         let body = body.trim_start_matches(['*', '/', '!']).trim();
+        if body.starts_with(NUMPY_BORROWED_REF_MARKER) {
+            let rules: Vec<(&'static RuleInfo, bool)> =
+                ["borrowed-reference", "unlocked-container-iteration"]
+                    .iter()
+                    .filter_map(|name| find(name))
+                    .map(|r| (r, false))
+                    .collect();
+            let loc = location(text, start, end);
+            parsed.suppressions.push(Suppression {
+                scope: Scope::Line,
+                line: loc.line,
+                location: loc,
+                rules,
+                foreign: true,
+            });
+            continue;
+        }
         let Some(rest) = body.strip_prefix("isolint:") else {
             continue;
         };
@@ -287,11 +307,17 @@ pub fn parse(text: &str, find: impl Fn(&str) -> Option<&'static RuleInfo>) -> Pa
                 line: loc.line,
                 location: loc,
                 rules,
+                foreign: false,
             });
         }
     }
     parsed
 }
+
+/// numpy's gate (`tools/ci/check_c_api_usage.py`) skips lines with
+/// `// noqa: borrowed-ref OK` or `// noqa: borrowed-ref - manual fix needed`; isolint reads
+/// both as suppressions of its borrowed-reference rules.
+const NUMPY_BORROWED_REF_MARKER: &str = "noqa: borrowed-ref";
 
 fn covers(s: &Suppression, f: &Finding) -> bool {
     let (first, last) = (f.location.line, f.location.end_line.max(f.location.line));
@@ -342,7 +368,7 @@ pub fn apply(
         let Some(text) = texts.get(path) else {
             continue;
         };
-        if !text.contains("isolint:") {
+        if !text.contains("isolint:") && !text.contains(NUMPY_BORROWED_REF_MARKER) {
             continue;
         }
         let parsed = parse(text, crate::config::find_any_rule);
@@ -381,7 +407,7 @@ pub fn apply(
                 inv.message.clone(),
             ));
         }
-        for s in &parsed.suppressions {
+        for s in parsed.suppressions.iter().filter(|s| !s.foreign) {
             for (rule, used) in &s.rules {
                 if *used || !ran.iter().any(|r| r.id == rule.id) {
                     continue;

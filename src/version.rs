@@ -24,6 +24,54 @@ pub struct VersionRange {
     pub lo: PyVersion,
     /// Exclusive; `UNBOUNDED` for open-ended.
     pub hi: PyVersion,
+    /// `Some(true)` for code only free-threaded builds compile (`#ifdef Py_GIL_DISABLED`),
+    /// `Some(false)` for code only the default build compiles, `None` for both.
+    #[serde(default)]
+    pub free_threaded: Option<bool>,
+}
+
+/// A Python to scan for: `3.12`, or `3.13t` for the free-threaded build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub version: PyVersion,
+    pub free_threaded: bool,
+}
+
+impl Target {
+    pub fn new(version: PyVersion) -> Self {
+        Self {
+            version,
+            free_threaded: false,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}",
+            format_version(self.version),
+            if self.free_threaded { "t" } else { "" }
+        )
+    }
+}
+
+/// Parses "3.12", "3" or "3.13t" (the free-threaded build, which exists from 3.13 on).
+pub fn parse_target(text: &str) -> Option<Target> {
+    let text = text.trim();
+    let (version, free_threaded) = match text.strip_suffix('t') {
+        Some(v) => (v, true),
+        None => (text, false),
+    };
+    let version = parse_version(version)?;
+    if free_threaded && version < py(3, 13) {
+        return None;
+    }
+    Some(Target {
+        version,
+        free_threaded,
+    })
 }
 
 impl Default for VersionRange {
@@ -36,17 +84,40 @@ impl VersionRange {
     pub const ALL: VersionRange = VersionRange {
         lo: 0,
         hi: UNBOUNDED,
+        free_threaded: None,
     };
-    pub const EMPTY: VersionRange = VersionRange { lo: 0, hi: 0 };
+    pub const EMPTY: VersionRange = VersionRange {
+        lo: 0,
+        hi: 0,
+        free_threaded: None,
+    };
 
-    pub fn at_least(v: PyVersion) -> Self {
+    pub fn new(lo: PyVersion, hi: PyVersion) -> Self {
         Self {
-            lo: v,
-            hi: UNBOUNDED,
+            lo,
+            hi,
+            free_threaded: None,
         }
     }
+    pub fn at_least(v: PyVersion) -> Self {
+        Self::new(v, UNBOUNDED)
+    }
     pub fn below(v: PyVersion) -> Self {
-        Self { lo: 0, hi: v }
+        Self::new(0, v)
+    }
+    /// Every version, on one build only.
+    pub fn build(free_threaded: bool) -> Self {
+        Self {
+            free_threaded: Some(free_threaded),
+            ..Self::ALL
+        }
+    }
+    /// Compiled by this Python build.
+    pub fn compiled_by(&self, target: Target) -> bool {
+        self.contains(target.version)
+            && self
+                .free_threaded
+                .is_none_or(|ft| ft == target.free_threaded)
     }
     pub fn is_all(&self) -> bool {
         *self == Self::ALL
@@ -55,9 +126,14 @@ impl VersionRange {
         self.lo >= self.hi
     }
     pub fn intersect(&self, other: &Self) -> Self {
+        let free_threaded = match (self.free_threaded, other.free_threaded) {
+            (Some(a), Some(b)) if a != b => return Self::EMPTY,
+            (a, b) => a.or(b),
+        };
         let r = Self {
             lo: self.lo.max(other.lo),
             hi: self.hi.min(other.hi),
+            free_threaded,
         };
         if r.is_empty() {
             Self::EMPTY
@@ -77,10 +153,23 @@ impl VersionRange {
         Self {
             lo: self.lo.min(other.lo),
             hi: self.hi.max(other.hi),
+            free_threaded: if self.free_threaded == other.free_threaded {
+                self.free_threaded
+            } else {
+                None
+            },
         }
     }
     /// Complement, when it is a single range; otherwise everything.
     pub fn complement(&self) -> Self {
+        if let Some(ft) = self.free_threaded {
+            // `!defined(Py_GIL_DISABLED)`: the other build, when no version bound is mixed in.
+            return if self.lo == 0 && self.hi == UNBOUNDED {
+                Self::build(!ft)
+            } else {
+                Self::ALL
+            };
+        }
         if self.is_empty() {
             Self::ALL
         } else if self.lo == 0 && self.hi == UNBOUNDED {
@@ -131,6 +220,12 @@ impl fmt::Display for VersionRange {
             (lo, UNBOUNDED) => write!(f, ">={}", format_version(lo)),
             (0, hi) => write!(f, "<{}", format_version(hi)),
             (lo, hi) => write!(f, ">={},<{}", format_version(lo), format_version(hi)),
+        }?;
+        match self.free_threaded {
+            _ if self.is_empty() => Ok(()),
+            Some(true) => write!(f, ", free-threaded build"),
+            Some(false) => write!(f, ", default build"),
+            None => Ok(()),
         }
     }
 }
@@ -154,7 +249,7 @@ pub fn serialize_range<S: serde::Serializer>(
         out.serialize_field("min", &bound(range.lo, 0))?;
         out.serialize_field("max", &bound(range.hi, UNBOUNDED))?;
     }
-    out.serialize_field("free_threaded", &None::<bool>)?;
+    out.serialize_field("free_threaded", &range.free_threaded)?;
     out.end()
 }
 
@@ -183,15 +278,36 @@ mod tests {
             r#"{"min":null,"max":null,"free_threaded":null}"#
         );
         assert_eq!(
-            json(VersionRange {
-                lo: py(3, 8),
-                hi: py(3, 12)
-            }),
+            json(VersionRange::new(py(3, 8), py(3, 12))),
             r#"{"min":"3.8","max":"3.12","free_threaded":null}"#
         );
         assert_eq!(
             json(VersionRange::below(py(3, 12))),
             r#"{"min":null,"max":"3.12","free_threaded":null}"#
         );
+        assert_eq!(
+            json(VersionRange::build(true)),
+            r#"{"min":null,"max":null,"free_threaded":true}"#
+        );
+    }
+
+    #[test]
+    fn free_threaded_builds() {
+        let ft = VersionRange::build(true);
+        assert_eq!(ft.complement(), VersionRange::build(false));
+        assert!(ft.intersect(&VersionRange::build(false)).is_empty());
+        let ft313 = ft.intersect(&VersionRange::at_least(py(3, 13)));
+        assert_eq!(ft313.free_threaded, Some(true));
+        assert!(ft313.compiled_by(parse_target("3.13t").unwrap()));
+        assert!(!ft313.compiled_by(parse_target("3.13").unwrap()));
+        assert_eq!(
+            parse_target("3.12t"),
+            None,
+            "no 3.12 build is free-threaded"
+        );
+        assert!(VersionRange::ALL.compiled_by(parse_target("3.14t").unwrap()));
+        assert_eq!(ft.hull(&VersionRange::build(false)), VersionRange::ALL);
+        assert_eq!(parse_target("3.14t").unwrap().to_string(), "3.14t");
+        assert_eq!(parse_target("t"), None);
     }
 }

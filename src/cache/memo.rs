@@ -10,7 +10,7 @@
 use crate::analysis::{FileError, HiddenCode, ParseErrorSummary};
 use crate::finding::{Finding, Location, Severity};
 use crate::model::ModuleSummary;
-use crate::rules::{Blocker, Level, Verdict};
+use crate::rules::{Blocker, GilLevel, GilSource, GilVerdict, Level, Verdict};
 use crate::version::VersionRange;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ struct FindingRecord {
     module: Option<String>,
     message: String,
     help: String,
-    python: (u16, u16),
+    python: (u16, u16, Option<bool>),
     uncertain: bool,
 }
 
@@ -78,6 +78,10 @@ struct VerdictRecord {
     supported: u8,
     gil_not_used_possible: bool,
     blockers: Vec<(u8, Vec<BlockerRecord>)>,
+    gil_declared_not_used: bool,
+    gil_declared_by: u8,
+    gil_supported_not_used: bool,
+    gil_blockers: Vec<BlockerRecord>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -206,7 +210,7 @@ fn finding_record(f: &Finding) -> FindingRecord {
         module: f.module.clone(),
         message: f.message.clone(),
         help: f.help.clone(),
-        python: (f.python.lo, f.python.hi),
+        python: (f.python.lo, f.python.hi, f.python.free_threaded),
         uncertain: f.uncertain,
     }
 }
@@ -235,6 +239,7 @@ fn finding(r: FindingRecord) -> Option<Finding> {
         python: VersionRange {
             lo: r.python.0,
             hi: r.python.1,
+            free_threaded: r.python.2,
         },
         uncertain: r.uncertain,
     })
@@ -271,23 +276,48 @@ fn module_record(m: &ModuleSummary) -> ModuleRecord {
                 .map(|(level, list)| {
                     (
                         index_of(&LEVELS, level),
-                        list.iter()
-                            .map(|b| BlockerRecord {
-                                rule: b.rule.to_string(),
-                                path: b.path.clone(),
-                                line: b.line,
-                                symbol: b.symbol.clone(),
-                            })
-                            .collect(),
+                        list.iter().map(blocker_record).collect(),
                     )
                 })
                 .collect(),
+            gil_declared_not_used: v.gil_axis.declared == GilLevel::NotUsed,
+            gil_declared_by: index_of(&GIL_SOURCES, &v.gil_axis.declared_by),
+            gil_supported_not_used: v.gil_axis.supported == GilLevel::NotUsed,
+            gil_blockers: v.gil_axis.blockers.iter().map(blocker_record).collect(),
         }),
     }
 }
 
+fn blocker_record(b: &Blocker) -> BlockerRecord {
+    BlockerRecord {
+        rule: b.rule.to_string(),
+        path: b.path.clone(),
+        line: b.line,
+        symbol: b.symbol.clone(),
+    }
+}
+
+const GIL_SOURCES: [GilSource; 3] = [GilSource::Slot, GilSource::SetGil, GilSource::Default];
+
 fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
     let level = |i: u8| LEVELS.get(i as usize).copied();
+    let gil_level = |not_used: bool| {
+        if not_used {
+            GilLevel::NotUsed
+        } else {
+            GilLevel::Used
+        }
+    };
+    let blocker = |b: BlockerRecord| {
+        let (rule, name) = rule(&b.rule)?;
+        Some(Blocker {
+            rule,
+            name,
+            path: b.path,
+            line: b.line,
+            symbol: b.symbol,
+        })
+    };
     let verdict = match r.verdict {
         None => None,
         Some(v) => Some(Verdict {
@@ -318,6 +348,16 @@ fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
                     Some((level(l)?, list))
                 })
                 .collect::<Option<_>>()?,
+            gil_axis: GilVerdict {
+                declared: gil_level(v.gil_declared_not_used),
+                declared_by: GIL_SOURCES.get(v.gil_declared_by as usize).copied()?,
+                supported: gil_level(v.gil_supported_not_used),
+                blockers: v
+                    .gil_blockers
+                    .into_iter()
+                    .map(blocker)
+                    .collect::<Option<_>>()?,
+            },
         }),
     };
     Some(ModuleSummary {

@@ -15,6 +15,7 @@ pub(crate) struct TypeInfo {
     pub is_thread_local: bool,
     pub is_const: bool,
     pub is_volatile: bool,
+    pub is_atomic: bool,
     pub is_typedef: bool,
     /// A struct defined in the declaration itself.
     pub struct_def: Option<StructDef>,
@@ -39,6 +40,7 @@ pub(crate) fn declaration_type(node: Node, cx: &Cx) -> TypeInfo {
             "type_qualifier" => match cx.text(child).trim() {
                 "const" => info.is_const = true,
                 "volatile" => info.is_volatile = true,
+                "_Atomic" => info.is_atomic = true,
                 _ => {}
             },
             _ => {}

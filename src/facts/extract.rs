@@ -529,6 +529,10 @@ pub(crate) fn declared_variables(
             is_thread_local: info.is_thread_local,
             type_const: info.is_const,
             is_volatile: info.is_volatile,
+            is_atomic: info.is_atomic
+                || info.type_name.starts_with("atomic_")
+                || info.type_name.starts_with("_Py_atomic_")
+                || info.type_name.starts_with("std::atomic"),
             type_name: info.type_name.clone(),
             pointers: shape.pointers,
             array_dims: shape.array_dims,

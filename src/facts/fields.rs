@@ -36,6 +36,8 @@ fields!(
     left = "left",
     field = "field",
     designator = "designator",
+    condition = "condition",
+    consequence = "consequence",
 );
 
 /// A table from every node kind id of tree-sitter-c to `classify(kind name, is named)`.

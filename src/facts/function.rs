@@ -191,6 +191,7 @@ pub(crate) fn function_facts(
         writes: shrunk(walker.writes),
         calls: shrunk(walker.calls),
         returns: shrunk(walker.returns),
+        threading: walker.threading,
         versions: cx.versions(node),
         uncertain: cx.uncertain(node),
     })
@@ -225,6 +226,7 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
         writes: walker.writes,
         calls: walker.calls,
         returns: walker.returns,
+        threading: walker.threading,
         versions: cx.versions(node),
         uncertain: true,
     })
@@ -250,6 +252,7 @@ static VISIT: LazyLock<Vec<Visit>> = LazyLock::new(|| {
         | "pointer_expression"
         | "call_expression"
         | "return_statement"
+        | "if_statement"
         | "identifier" => Visit::Inspect,
         "field_identifier"
         | "type_identifier"
@@ -274,6 +277,7 @@ struct BodyWalker<'a, 'c> {
     writes: Vec<WriteSite>,
     calls: Vec<Call>,
     returns: Vec<Expr>,
+    threading: ThreadingFacts,
     /// `&x` nodes already recorded as passed to a call.
     handled: HashSet<usize>,
     /// Call node id -> the variable its result is assigned to.
@@ -296,6 +300,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             writes: Vec::new(),
             calls: Vec::new(),
             returns: Vec::new(),
+            threading: ThreadingFacts::default(),
             handled: HashSet::default(),
             assigned_to: HashMap::default(),
             depth: 0,
@@ -600,6 +605,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 }
                 true
             }
+            "if_statement" => {
+                self.note_null_guard(node);
+                true
+            }
             "identifier" => {
                 let name = cx.text(node);
                 // An object-like project macro used as code (`PREAMBLE;`): its body counts here.
@@ -643,6 +652,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             return;
         };
         let callee = fold_ws(cx.text(function));
+        if callee == crate::parse::CRITICAL_SECTION_MARKER {
+            self.note_critical_section(node);
+            return;
+        }
         let arg_nodes: Vec<Node> = node
             .child_by_field_id(FIELD.arguments.get())
             .map(|a| {
@@ -702,13 +715,14 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         }
         // Calls through a function name count as references too (the call graph needs them),
         // but the callee name itself is recorded here, not as a variable reference.
+        if callee == "Py_REFCNT" {
+            self.note_refcount_test(node, &arg_nodes);
+        }
         let args = match arg_nodes.first() {
-            // The GIL a single-phase module declares is its second argument.
-            Some(_) if callee == "PyUnstable_Module_SetGIL" => arg_nodes
-                .iter()
-                .take(2)
-                .map(|a| summarize(*a, cx))
-                .collect(),
+            // The GIL value is the second argument: the verdict reads it.
+            Some(_) if callee == "PyUnstable_Module_SetGIL" => {
+                arg_nodes.iter().map(|a| summarize(*a, cx)).collect()
+            }
             Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],
             _ => Vec::new(),
         };
@@ -719,6 +733,127 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             assigned_to: self.assigned_to.get(&node.id()).cloned(),
             versions: cx.versions(node),
             uncertain: cx.uncertain(node),
+        });
+    }
+
+    /// The pre-pass turned `Py_BEGIN_CRITICAL_SECTION(obj)` into `{marker(obj);`: the
+    /// enclosing block is the critical section.
+    fn note_critical_section(&mut self, node: Node) {
+        let cx = self.cx;
+        let Some(block) = node
+            .parent()
+            .and_then(|stmt| stmt.parent())
+            .filter(|b| b.kind() == "compound_statement")
+        else {
+            return;
+        };
+        let objects = node
+            .child_by_field_id(FIELD.arguments.get())
+            .map(|a| {
+                let mut c = a.walk();
+                a.named_children(&mut c)
+                    .filter(|n| n.kind() != "comment")
+                    .map(|n| fold_ws(cx.text(n)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.threading.critical_sections.push(CriticalSection {
+            objects,
+            span: cx.span(block),
+        });
+    }
+
+    /// `Py_REFCNT(x) == 1` (and `!= 1`, `> 1`, `<= 1`, `< 2`): a uniqueness test.
+    fn note_refcount_test(&mut self, node: Node, args: &[Node]) {
+        let cx = self.cx;
+        let Some(first) = args.first() else { return };
+        let Some(parent) = node.parent().filter(|p| p.kind() == "binary_expression") else {
+            return;
+        };
+        let op = parent
+            .child_by_field_id(FIELD.operator.get())
+            .map(|o| cx.text(o))
+            .unwrap_or("");
+        let other = if parent.child_by_field_id(FIELD.left.get()) == Some(node) {
+            parent.child_by_field_id(FIELD.right.get())
+        } else {
+            parent.child_by_field_id(FIELD.left.get())
+        };
+        let number = other.map(|o| cx.text(unwrap(o)).trim()).unwrap_or("");
+        let is_uniqueness = matches!(
+            (op, number),
+            ("==" | "!=" | ">" | "<=", "1") | ("<" | ">=", "2")
+        );
+        // `assert(Py_REFCNT(x) == 1)` checks an invariant; it decides nothing.
+        let in_assert = parent
+            .parent()
+            .filter(|a| a.kind() == "argument_list")
+            .and_then(|a| a.parent())
+            .and_then(|c| c.child_by_field_id(FIELD.function.get()))
+            .is_some_and(|callee| {
+                matches!(cx.text(callee), "assert" | "Py_ASSERT" | "_PyObject_ASSERT")
+            });
+        if is_uniqueness && !in_assert {
+            self.threading.refcount_tests.push(RefcountTest {
+                object: fold_ws(cx.text(*first)),
+                span: cx.span(parent),
+                versions: cx.versions(parent),
+                uncertain: cx.uncertain(parent),
+            });
+        }
+    }
+
+    /// `if (x == NULL)`, `if (!x)`, `if (NULL == x)`, `if (x == 0)` on a name that is not a
+    /// local: the consequence is where a lazy initialisation would be.
+    fn note_null_guard(&mut self, node: Node) {
+        let cx = self.cx;
+        let (Some(cond), Some(body)) = (
+            node.child_by_field_id(FIELD.condition.get()),
+            node.child_by_field_id(FIELD.consequence.get()),
+        ) else {
+            return;
+        };
+        let cond = unwrap(cond);
+        let tested = match cond.kind() {
+            "unary_expression"
+                if cond
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| cx.text(o) == "!") =>
+            {
+                cond.child_by_field_id(FIELD.argument.get())
+            }
+            "binary_expression"
+                if cond
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| cx.text(o) == "==") =>
+            {
+                let (l, r) = (
+                    cond.child_by_field_id(FIELD.left.get()).map(unwrap),
+                    cond.child_by_field_id(FIELD.right.get()).map(unwrap),
+                );
+                let is_nothing = |n: Option<Node>| {
+                    n.is_some_and(|n| matches!(cx.text(n).trim(), "NULL" | "0" | "nullptr"))
+                };
+                if is_nothing(r) {
+                    l
+                } else if is_nothing(l) {
+                    r
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let Some(tested) = tested.map(unwrap).filter(|t| t.kind() == "identifier") else {
+            return;
+        };
+        let name = cx.text(tested);
+        if self.locals.contains(name) {
+            return;
+        }
+        self.threading.null_guards.push(NullGuard {
+            name: name.to_string(),
+            body: cx.span(body),
         });
     }
 

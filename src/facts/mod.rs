@@ -126,6 +126,9 @@ pub struct Variable {
     /// `const` on the base type (`const char *s`: true).
     pub type_const: bool,
     pub is_volatile: bool,
+    /// `_Atomic` qualifier or an atomic type (`atomic_int`, `_Py_atomic_int`).
+    #[serde(default)]
+    pub is_atomic: bool,
     /// The base type as written, typedef names and macros kept: `PyObject`, `struct foo`.
     pub type_name: String,
     /// Pointer levels from the outermost `*` written to the one nearest the name, with the
@@ -292,8 +295,66 @@ pub struct Function {
     pub writes: Vec<WriteSite>,
     pub calls: Vec<Call>,
     pub returns: Vec<Expr>,
+    /// What free-threading rules read: critical sections, uniqueness tests, null-guarded
+    /// blocks. Empty for most functions.
+    #[serde(default)]
+    pub threading: ThreadingFacts,
     pub versions: VersionRange,
     pub uncertain: bool,
+}
+
+/// The few statement shapes free-threading rules need, kept apart from `calls` and `writes`
+/// so that no fact every function carries grows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ThreadingFacts {
+    /// `Py_BEGIN_CRITICAL_SECTION(obj) ... Py_END_CRITICAL_SECTION()` blocks.
+    pub critical_sections: Vec<CriticalSection>,
+    /// `Py_REFCNT(x) == 1` and its spellings (`!= 1`, `> 1`, `<= 1`, `< 2`).
+    pub refcount_tests: Vec<RefcountTest>,
+    /// `if (x == NULL) { ... }`, `if (!x) ...`, `if (x == 0) ...` on a name that is not a
+    /// local: the body is where lazy initialisation happens.
+    pub null_guards: Vec<NullGuard>,
+}
+
+impl ThreadingFacts {
+    pub fn is_empty(&self) -> bool {
+        self.critical_sections.is_empty()
+            && self.refcount_tests.is_empty()
+            && self.null_guards.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CriticalSection {
+    /// The argument texts, whitespace folded: one object, or two for
+    /// `Py_BEGIN_CRITICAL_SECTION2(a, b)`.
+    pub objects: Vec<String>,
+    /// The block the section covers.
+    pub span: Span,
+}
+
+impl CriticalSection {
+    pub fn covers(&self, at: &Span) -> bool {
+        self.span.start <= at.start && at.end <= self.span.end
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefcountTest {
+    /// The argument of `Py_REFCNT`, as written.
+    pub object: String,
+    /// The whole comparison.
+    pub span: Span,
+    pub versions: VersionRange,
+    pub uncertain: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NullGuard {
+    /// The name tested (a global or a function-local static).
+    pub name: String,
+    /// The branch taken when it is NULL (or zero).
+    pub body: Span,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

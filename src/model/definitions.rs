@@ -3,7 +3,7 @@
 
 use super::classify::classify_writes;
 use super::pytypes::{bare_type, is_type_object};
-use super::{ExtensionModule, FnRef, Global, InitStyle, ModuleCreation, VarRef};
+use super::{ExtensionModule, FnRef, Global, InitStyle, ModuleCreation, SetGil, VarRef};
 use crate::facts::{Expr, ExprKind, FileFacts, Init, InitEntry, InitList};
 use crate::version::{py, VersionRange};
 // Looked up for every name every function uses: Fx, not SipHash.
@@ -364,18 +364,20 @@ pub fn build_module(
 
     let types = find_types(&scope);
     let globals = collect_globals(&scope, &init_functions, init.is_some());
-    let set_gil = match init {
+    let set_gil_slot = match init {
         Some(init) if init_style == InitStyle::SinglePhase => {
             declared_gil_by_call(&scope, init, &init_functions)
         }
         _ => None,
     };
 
+    let set_gil = find_set_gil(files, &member_files);
     ExtensionModule {
         name,
         files_from: crate::buildfiles::FilesFrom::Includes,
         build_name: None,
         init_function: init,
+        set_gil_slot,
         files: member_files,
         init_style,
         creation,
@@ -885,4 +887,28 @@ pub fn is_superseded(file: &FileFacts, index: usize) -> bool {
                 && o.init.is_some()
                 && !o.is_extern
         })
+}
+
+/// The first `PyUnstable_Module_SetGIL(m, value)` call in the module's files.
+fn find_set_gil(files: &[FileFacts], member_files: &[usize]) -> Option<SetGil> {
+    member_files.iter().find_map(|&fi| {
+        files[fi]
+            .functions
+            .iter()
+            .enumerate()
+            .find_map(|(index, f)| {
+                f.calls
+                    .iter()
+                    .position(|c| c.callee == "PyUnstable_Module_SetGIL")
+                    .map(|call| SetGil {
+                        function: FnRef { file: fi, index },
+                        call,
+                        value: f.calls[call]
+                            .args
+                            .get(1)
+                            .map(|a| a.text.clone())
+                            .unwrap_or_default(),
+                    })
+            })
+    })
 }

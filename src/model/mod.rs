@@ -102,8 +102,20 @@ pub struct ExtensionModule {
     pub globals: Vec<Global>,
     /// Functions that run while the module initialises.
     pub init_functions: BTreeSet<FnRef>,
-    /// The GIL declaration a single-phase module makes with `PyUnstable_Module_SetGIL`.
-    pub set_gil: Option<SlotValue>,
+    /// The `Py_mod_gil` value a single-phase module passes to `PyUnstable_Module_SetGIL`
+    /// while it initialises, as a slot would declare it.
+    pub set_gil_slot: Option<SlotValue>,
+    /// How a single-phase module declares its GIL use on free-threaded builds.
+    pub set_gil: Option<SetGil>,
+}
+
+/// A `PyUnstable_Module_SetGIL(m, value)` call.
+#[derive(Debug, Clone)]
+pub struct SetGil {
+    pub function: FnRef,
+    pub call: usize,
+    /// The second argument as written: `Py_MOD_GIL_NOT_USED` or `Py_MOD_GIL_USED`.
+    pub value: String,
 }
 
 impl ExtensionModule {
@@ -133,7 +145,7 @@ impl ExtensionModule {
         self.def
             .as_ref()
             .and_then(|d| d.slots.iter().find(|s| s.slot == name))
-            .or_else(|| self.set_gil.as_ref().filter(|s| s.slot == name))
+            .or_else(|| self.set_gil_slot.as_ref().filter(|s| s.slot == name))
     }
     /// Single-phase init with `m_size = -1`: CPython runs `PyInit` once per process (per
     /// runtime, between `Py_Initialize` and `Py_Finalize`). Later legacy sub-interpreters get a

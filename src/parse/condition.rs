@@ -256,6 +256,10 @@ impl Parser<'_> {
         }
     }
     fn macro_cond(&self, name: &str) -> Cond {
+        // The free-threaded build defines it (3.13+): `#ifdef Py_GIL_DISABLED`.
+        if name == "Py_GIL_DISABLED" {
+            return Cond::Version(VersionRange::build(true));
+        }
         match self.macros.get(name) {
             Some(range) => Cond::Version(*range),
             None => Cond::Unknown,
@@ -322,19 +326,13 @@ fn compare(left: Value, op: &str, right: Value) -> Cond {
         "<" if partial => VersionRange::below(step(at)),
         "<" => VersionRange::below(at),
         "<=" => VersionRange::below(step(at)),
-        "==" => VersionRange {
-            lo: at,
-            hi: step(at),
-        },
+        "==" => VersionRange::new(at, step(at)),
         "!=" => return Cond::Unknown,
         _ => return Cond::Unknown,
     };
     if var == VersionVar::Minor {
         // PY_MINOR_VERSION alone says nothing of Python 2 vs 4; keep it to 3.x.
-        Cond::Version(range.intersect(&VersionRange {
-            lo: py(3, 0),
-            hi: py(4, 0),
-        }))
+        Cond::Version(range.intersect(&VersionRange::new(py(3, 0), py(4, 0))))
     } else {
         Cond::Version(range)
     }
@@ -478,7 +476,20 @@ mod tests {
             eval("Py_GIL_DISABLED || 1"),
             Cond::Version(VersionRange::ALL)
         );
-        assert_eq!(eval("Py_GIL_DISABLED && HAVE_X"), Cond::Unknown);
+        assert_eq!(eval("HAVE_Y && HAVE_X"), Cond::Unknown);
+        // The free-threaded build's macro selects a build, not versions.
+        assert_eq!(
+            eval("defined(Py_GIL_DISABLED) && HAVE_X"),
+            Cond::Version(VersionRange::build(true))
+        );
+        assert_eq!(
+            eval("!defined(Py_GIL_DISABLED)"),
+            Cond::Version(VersionRange::build(false))
+        );
+        assert_eq!(
+            eval("defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030E0000"),
+            Cond::Version(VersionRange::build(true).intersect(&VersionRange::at_least(py(3, 14))))
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@ use tree_sitter::{Node, Parser, Tree};
 
 pub use prepass::Region;
 
+/// The call the pre-pass writes where a critical section begins; the facts read its
+/// arguments as the locked objects and never record it as a call.
+pub const CRITICAL_SECTION_MARKER: &str = "_isolint_critsec";
+
 /// Where tree-sitter could not make sense of the code.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ParseErrors {

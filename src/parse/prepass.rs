@@ -705,6 +705,23 @@ fn ident<'a>(src: &'a [u8], tok: &Tok) -> &'a [u8] {
     &src[tok.start..tok.end]
 }
 
+/// What `Py_BEGIN_CRITICAL_SECTION(obj)` becomes: `{` opens the block, and a call of
+/// `CRITICAL_SECTION_MARKER` keeps the locked object for the facts (`{_isolint_critsec(obj);`).
+/// Always shorter than the original (the marker is shorter than the macro's name). An
+/// argument that spans lines or holds a comment would move a newline: then only `{`.
+fn critical_section_text(args: &[u8]) -> Vec<u8> {
+    if args.iter().any(|&b| matches!(b, b'\n' | b'\r' | b'/')) {
+        return b"{".to_vec();
+    }
+    let mut text = Vec::with_capacity(args.len() + 24);
+    text.push(b'{');
+    text.extend_from_slice(super::CRITICAL_SECTION_MARKER.as_bytes());
+    text.push(b'(');
+    text.extend_from_slice(args);
+    text.extend_from_slice(b");");
+    text
+}
+
 fn write_padded(out: &mut [u8], start: usize, end: usize, text: &[u8]) {
     debug_assert!(text.len() <= end - start);
     out[start..start + text.len()].copy_from_slice(text);
@@ -768,6 +785,35 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], project: &ProjectMacro
         let next = toks.get(i + 1);
         let next_is_paren = next.is_some_and(|t| t.kind == TokKind::Punct(b'('));
         match name {
+            b"Py_BEGIN_CRITICAL_SECTION"
+            | b"Py_BEGIN_CRITICAL_SECTION2"
+            | b"Py_BEGIN_CRITICAL_SECTION_SEQUENCE_FAST"
+                if next_is_paren =>
+            {
+                if let Some(close) = call_end(toks, i + 1) {
+                    let args = &src[toks[i + 1].end..toks[close].start];
+                    write_padded(
+                        out,
+                        tok.start,
+                        toks[close].end,
+                        &critical_section_text(args),
+                    );
+                }
+            }
+            // `Py_END_CRITICAL_SECTION();`: the empty argument list goes with the name.
+            b"Py_END_CRITICAL_SECTION"
+            | b"Py_END_CRITICAL_SECTION2"
+            | b"Py_END_CRITICAL_SECTION_SEQUENCE_FAST"
+                if next_is_paren =>
+            {
+                match call_end(toks, i + 1) {
+                    Some(close) => write_padded(out, tok.start, toks[close].end, b";}"),
+                    None => write_padded(out, tok.start, tok.end, b";}"),
+                }
+            }
+            b"Py_END_CRITICAL_SECTION_SEQUENCE_FAST" => {
+                write_padded(out, tok.start, tok.end, b";}")
+            }
             b"Py_BEGIN_ALLOW_THREADS"
             | b"_Py_BEGIN_SUPPRESS_IPH"
             | b"Py_BEGIN_CRITICAL_SECTION_SEQUENCE_FAST" => {
@@ -781,12 +827,7 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], project: &ProjectMacro
             b"Py_BLOCK_THREADS" | b"Py_UNBLOCK_THREADS" => {
                 write_padded(out, tok.start, tok.end, b";")
             }
-            b"Py_TRASHCAN_BEGIN"
-            | b"Py_TRASHCAN_SAFE_BEGIN"
-            | b"Py_BEGIN_CRITICAL_SECTION"
-            | b"Py_BEGIN_CRITICAL_SECTION2"
-                if next_is_paren =>
-            {
+            b"Py_TRASHCAN_BEGIN" | b"Py_TRASHCAN_SAFE_BEGIN" if next_is_paren => {
                 if let Some(close) = call_end(toks, i + 1) {
                     write_padded(out, tok.start, toks[close].end, b"{");
                 }

@@ -39,6 +39,7 @@ pub fn module_plan(ctx: &PlanCtx, findings: &[Finding]) -> Option<ModulePlan> {
         stage_2(ctx, &migrated),
         stage_3(ctx, &names, &heap),
         stage_4(ctx, &names, &fields),
+        stage_5(ctx, &mine),
     ];
     Some(ModulePlan {
         module: ctx.module.name.clone(),
@@ -105,6 +106,8 @@ fn verdict(ctx: &PlanCtx, findings: &[&Finding]) -> Verdict {
         declares,
         honest_today,
         blockers,
+        gil_declares: model.gil_axis.declared.slot_value().to_string(),
+        gil_honest_today: model.gil_axis.supported.slot_value().to_string(),
     }
 }
 
@@ -416,11 +419,9 @@ fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage 
         "Once stages 0–3 are done and `isolint check` reports nothing for `{}`, the module can declare `{PER_GIL}`.",
         ctx.module.name
     )];
-    if c_state.is_empty() {
-        notes.push("Free-threading (3.13t+): no plain C state moves into the state struct, so after review `Py_mod_gil = Py_MOD_GIL_NOT_USED` is a candidate; without it the module re-enables the GIL.".into());
-    } else {
+    if !c_state.is_empty() {
         notes.push(format!(
-            "Free-threading (3.13t+): {} in `{}` are plain C data shared by the threads of one interpreter; make them atomic or lock them before declaring `Py_mod_gil = Py_MOD_GIL_NOT_USED`. Without the slot the module re-enables the GIL, which is safe.",
+            "Free-threading (3.13t+): {} in `{}` are plain C data shared by the threads of one interpreter; stage 5 makes them atomic or locks them before `Py_mod_gil = Py_MOD_GIL_NOT_USED`.",
             c_state.join(", "),
             names.ty
         ));
@@ -446,14 +447,78 @@ fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage 
             .collect(),
         checklist: vec![
             format!("`{{Py_mod_multiple_interpreters, {PER_GIL}}}` under `#ifdef Py_mod_multiple_interpreters`"),
-            "`{Py_mod_gil, Py_MOD_GIL_NOT_USED}` under `#ifdef Py_mod_gil`, only after the free-threading review".into(),
         ],
         accesses: Vec::new(),
         code: vec![code(
             "Slots",
             CodeKind::Excerpt,
-            format!("#ifdef Py_mod_multiple_interpreters\n    {{Py_mod_multiple_interpreters, {PER_GIL}}},\n#endif\n#ifdef Py_mod_gil\n    /* only after the free-threading review */\n    {{Py_mod_gil, Py_MOD_GIL_NOT_USED}},\n#endif\n"),
+            format!("#ifdef Py_mod_multiple_interpreters\n    {{Py_mod_multiple_interpreters, {PER_GIL}}},\n#endif\n"),
         )],
+        notes,
+    }
+}
+
+/// Stage 5: free-threading. The verdict's `gil` axis: fix what blocks `Py_MOD_GIL_NOT_USED`,
+/// then declare it.
+fn stage_5(ctx: &PlanCtx, findings: &[&Finding]) -> Stage {
+    let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
+    let gil = crate::rules::module_verdict(ctx.module, &own).gil_axis;
+    let blocking: Vec<&&Finding> = findings
+        .iter()
+        .filter(|f| {
+            gil.blockers
+                .iter()
+                .any(|b| b.rule == f.rule && b.line == f.location.line && b.path == f.path)
+        })
+        .collect();
+    let sites: Vec<SiteRef> = blocking
+        .iter()
+        .map(|f| SiteRef {
+            path: f.path.display().to_string(),
+            line: f.location.line,
+            symbol: f.symbol.clone().unwrap_or_default(),
+        })
+        .collect();
+    let mut checklist: Vec<String> = Vec::new();
+    for f in &blocking {
+        let item = format!(
+            "{} [{}]({}#L{}): {}",
+            f.name,
+            f.location.line,
+            f.path.display(),
+            f.location.line,
+            f.help
+        );
+        if !checklist.contains(&item) {
+            checklist.push(item);
+        }
+    }
+    // Stage 0 made the module multi-phase: the slot, not `PyUnstable_Module_SetGIL`.
+    checklist.push("`{Py_mod_gil, Py_MOD_GIL_NOT_USED}` in the slots (under `#ifdef Py_mod_gil`), once the test suite passes on a free-threaded build".into());
+    let declared = gil.declared == crate::rules::GilLevel::NotUsed;
+    let done = declared && gil.blockers.is_empty();
+    let mut notes = Vec::new();
+    if declared && !gil.blockers.is_empty() {
+        notes.push(format!("The module declares `Py_MOD_GIL_NOT_USED` over {} blocking finding(s) (`overclaimed-gil`): declare `Py_MOD_GIL_USED` until they are fixed.", gil.blockers.len()));
+    } else if gil.blockers.is_empty() && !declared {
+        notes.push("The scan found no free-threading hazard: after a run on a free-threaded build (`isolint verify --python python3.13t`, pytest-run-parallel), declare `Py_MOD_GIL_NOT_USED`. Without it the module re-enables the GIL, which is safe but slow.".into());
+    }
+    let code_text =
+        "#ifdef Py_mod_gil\n    {Py_mod_gil, Py_MOD_GIL_NOT_USED},\n#endif\n".to_string();
+    Stage {
+        number: 5,
+        title: "Free-threading".into(),
+        status: if done { StageStatus::Done } else { StageStatus::Todo },
+        min_python: "3.13".into(),
+        compat: "`Py_mod_gil` and the `...Ref` APIs are 3.13+: `pythoncapi_compat.h` provides the APIs, and `#ifdef` keeps the slot out of older builds.".into(),
+        summary: format!(
+            "Fix what races without the GIL ({} finding(s)), then declare `Py_MOD_GIL_NOT_USED`.",
+            blocking.len()
+        ),
+        sites,
+        checklist,
+        accesses: Vec::new(),
+        code: vec![code("Declaration", CodeKind::Excerpt, code_text)],
         notes,
     }
 }

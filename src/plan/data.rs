@@ -29,6 +29,11 @@ pub struct Verdict {
     pub honest_today: Option<String>,
     /// What keeps it from each higher level.
     pub blockers: Vec<Blocker>,
+    /// The `Py_mod_gil` value it declares (slot, `PyUnstable_Module_SetGIL`, or the default).
+    pub gil_declares: String,
+    /// `Py_MOD_GIL_NOT_USED` when no free-threading finding blocks it, else
+    /// `Py_MOD_GIL_USED` (stage 5 lists the blockers).
+    pub gil_honest_today: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

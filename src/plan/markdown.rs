@@ -64,6 +64,17 @@ fn module(out: &mut String, m: &ModulePlan) {
             .map(|d| format!("`{d}`"))
             .unwrap_or_else(|| "none: a single-phase module cannot declare a level, and 3.12+ refuses it in isolated sub-interpreters".into())
     );
+    let _ = writeln!(
+        out,
+        "- Free-threading: declares `{}`; honest today: `{}`{}",
+        v.gil_declares,
+        v.gil_honest_today,
+        if v.gil_honest_today == v.gil_declares {
+            ""
+        } else {
+            " (stage 5)"
+        }
+    );
     if v.blockers.is_empty() {
         out.push_str("- Blockers: none\n\n");
     } else {

@@ -210,6 +210,24 @@ pub fn tail(analysis: &Analysis, width: usize) -> String {
                     ));
                 }
                 out.push_str(&wrapped(&line, "    ", "      ", width));
+                let gil = &v.gil_axis;
+                let source = match gil.declared_by {
+                    crate::rules::GilSource::Slot => "",
+                    crate::rules::GilSource::SetGil => " (PyUnstable_Module_SetGIL)",
+                    crate::rules::GilSource::Default => " (default)",
+                };
+                let mut line = format!(
+                    "gil: declares {}{source}; supports {}",
+                    gil.declared.as_str(),
+                    gil.supported.as_str()
+                );
+                if !gil.blockers.is_empty() {
+                    line.push_str(&format!(
+                        "; not-used blocked by {}",
+                        super::plural(gil.blockers.len(), "finding")
+                    ));
+                }
+                out.push_str(&wrapped(&line, "    ", "      ", width));
             }
         }
     }

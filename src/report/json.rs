@@ -53,5 +53,16 @@ fn verdict_json(v: &crate::rules::Verdict) -> Value {
         "supported": v.supported,
         "gil_not_used": v.gil_not_used_possible,
         "blockers": v.blockers.iter().map(|(level, list)| json!({"level": level, "findings": list})).collect::<Vec<_>>(),
+        "gil": gil_json(&v.gil_axis),
+    })
+}
+
+/// The verdict's free-threading axis; the SARIF reporter carries the same object.
+pub fn gil_json(g: &crate::rules::GilVerdict) -> Value {
+    json!({
+        "declared": g.declared,
+        "declared_by": g.declared_by,
+        "supported": g.supported,
+        "blockers": g.blockers,
     })
 }

@@ -74,8 +74,43 @@ fn rule_descriptor(r: &RuleInfo) -> Value {
         "fullDescription": {"text": r.summary},
         "help": {"text": docs_markdown_body(r), "markdown": docs_markdown_body(r)},
         "defaultConfiguration": {"level": level(r.severity)},
-        "properties": {"minimumPython": r.min_python, "tags": ["isolation", "subinterpreters"]},
+        "properties": {"minimumPython": r.min_python, "tags": tags(r)},
     })
+}
+
+fn tags(r: &RuleInfo) -> Vec<&'static str> {
+    let free_threading = r.blocks_gil
+        || matches!(
+            r.name,
+            "set-gil-unguarded"
+                | "single-phase-free-threaded"
+                | "overclaimed-gil"
+                | "missing-gil-slot"
+        );
+    if free_threading {
+        vec!["free-threading", "pep703"]
+    } else {
+        vec!["isolation", "subinterpreters"]
+    }
+}
+
+/// Each module's verdict on both axes, as run properties: SARIF has no place for facts about a
+/// module that are not findings.
+fn module_verdicts(analysis: &Analysis, root: &Path) -> Vec<Value> {
+    analysis
+        .modules
+        .iter()
+        .filter_map(|m| {
+            let v = m.verdict.as_ref()?;
+            Some(json!({
+                "name": m.name,
+                "artifactLocation": artifact(&m.path, root),
+                "line": m.line,
+                "isolation": {"declared": v.declared, "supported": v.supported},
+                "gil": super::json::gil_json(&v.gil_axis),
+            }))
+        })
+        .collect()
 }
 
 /// Byte column (1-based) to code-point column, using the line's text when it is at hand.
@@ -181,6 +216,7 @@ pub fn to_value(
                 "toolExecutionNotifications": notifications,
             }],
             "results": results,
+            "properties": {"modules": module_verdicts(analysis, root)},
         }],
     })
 }

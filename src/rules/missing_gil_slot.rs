@@ -1,5 +1,5 @@
-use super::support::module_site;
-use super::{declare_rule, Ctx};
+use super::support::{list_blockers, module_site};
+use super::{declare_rule, module_verdict, Ctx, GilLevel};
 
 declare_rule! {
     /// ## What it does
@@ -8,8 +8,15 @@ declare_rule! {
     ///
     /// ## Why is this bad?
     /// On free-threaded builds (PEP 703, 3.13+), importing such a module re-enables the GIL
-    /// for the whole process. Once the module's state is per interpreter and its own data is
-    /// thread-safe, it can say so.
+    /// for the whole process. Once the module's own data is thread-safe, it can say so.
+    ///
+    /// The advice follows the verdict's `gil` axis: when no free-threading finding
+    /// (`borrowed-reference`, `unlocked-container-iteration`, `unlocked-lazy-init`,
+    /// `unlocked-static-write`, `refcount-uniqueness-test`) blocks it, the finding suggests
+    /// `Py_MOD_GIL_NOT_USED`; otherwise it names the findings to fix first, and adding the
+    /// slot before then would be `overclaimed-gil`. The scan cannot prove thread safety: run
+    /// the test suite on a free-threaded build (`isolint verify`, pytest-run-parallel) before
+    /// declaring it.
     ///
     /// ## Example
     /// ```c
@@ -49,20 +56,29 @@ fn check(ctx: &mut Ctx) {
     if !module.is_real() || module.slot("Py_mod_gil").is_some() {
         return;
     }
-    let sets_gil = module.files.iter().any(|&fi| {
-        ctx.project.files[fi].functions.iter().any(|f| {
-            f.calls
-                .iter()
-                .any(|c| c.callee == "PyUnstable_Module_SetGIL")
-        })
-    });
-    if sets_gil {
+    if module.set_gil.is_some() {
         return;
     }
     let Some((site, symbol)) = module_site(ctx, None) else {
         return;
     };
-    let message = format!("module `{}` declares no `Py_mod_gil`: free-threaded builds re-enable the GIL when it is imported", module.name);
-    let help = "once its state is per interpreter and thread-safe, add `{Py_mod_gil, Py_MOD_GIL_NOT_USED}` (or call `PyUnstable_Module_SetGIL` for single-phase init)".to_string();
+    let verdict = module_verdict(module, ctx.module_findings());
+    let gil = &verdict.gil_axis;
+    let declaration = if module.init_style == crate::model::InitStyle::MultiPhase {
+        "add `{Py_mod_gil, Py_MOD_GIL_NOT_USED}` to the slots (under `#if PY_VERSION_HEX >= 0x030D0000` while older Pythons are supported)"
+    } else {
+        "call `PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED)` under `#ifdef Py_GIL_DISABLED`"
+    };
+    let (message, help) = if gil.supported == GilLevel::NotUsed {
+        (
+            format!("module `{}` declares no `Py_mod_gil`: free-threaded builds re-enable the GIL when it is imported, and the scan found nothing that needs it", module.name),
+            format!("{declaration}, once its tests pass on a free-threaded build"),
+        )
+    } else {
+        (
+            format!("module `{}` declares no `Py_mod_gil`: free-threaded builds re-enable the GIL when it is imported; {} free-threading finding(s) need it for now", module.name, gil.blockers.len()),
+            format!("fix {} first; then {declaration}", list_blockers(&gil.blockers)),
+        )
+    };
     ctx.report(site, Some(&symbol), None, message, help);
 }

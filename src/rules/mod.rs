@@ -1,8 +1,10 @@
 //! The rule registry. One rule per file: its id, name, severity, docs and check live together.
 //! Adding a rule touches its file, one line in `RULES`, and a fixture.
 
+mod borrowed_reference;
 mod capi_table_global;
 mod could_be_const;
+mod free_threading;
 mod gilstate_api;
 mod global_exception_object;
 mod global_pyobject;
@@ -14,17 +16,25 @@ mod module_state_via_global;
 mod mutable_global_state;
 mod mutated_static_definition;
 mod negative_m_size;
+mod overclaimed_gil;
 mod overclaimed_isolation;
 mod py_identifier;
 mod pystate_module_lookup;
+mod refcount_uniqueness_test;
+mod set_gil_unguarded;
+mod single_phase_free_threaded;
 mod single_phase_init;
 mod static_local_pyobject;
 mod static_object_singleton;
 mod static_type_object;
 mod support;
 mod thread_local_state;
+pub mod threadsafety;
 mod type_module_lookup;
 mod underclaimed_isolation;
+mod unlocked_container_iteration;
+mod unlocked_lazy_init;
+mod unlocked_static_write;
 mod unparsable_file;
 pub mod verdict;
 
@@ -35,7 +45,9 @@ use crate::model::{ExtensionModule, Project};
 use crate::version::VersionRange;
 
 pub use support::{describe_writes, write_summary};
-pub use verdict::{module_verdict, Blocker, Blocks, Level, Verdict};
+pub use verdict::{
+    module_verdict, Blocker, Blocks, GilLevel, GilSource, GilVerdict, Level, Verdict,
+};
 
 #[derive(Debug)]
 pub struct RuleInfo {
@@ -53,6 +65,8 @@ pub struct RuleInfo {
     pub docs: &'static str,
     /// The highest isolation level a finding of this rule rules out.
     pub blocks: Blocks,
+    /// A finding of this rule keeps the module from declaring `Py_MOD_GIL_NOT_USED`.
+    pub blocks_gil: bool,
     pub check: fn(&mut Ctx),
 }
 
@@ -67,6 +81,7 @@ macro_rules! declare_rule {
             min_python: $min:literal,
             summary: $summary:literal,
             blocks: $blocks:ident,
+            $(blocks_gil: $blocks_gil:literal,)?
             check: $check:path $(,)?
         };
     ) => {
@@ -79,6 +94,7 @@ macro_rules! declare_rule {
             summary: $summary,
             docs: concat!($($doc, "\n"),*),
             blocks: $crate::rules::Blocks::$blocks,
+            blocks_gil: false $(|| $blocks_gil)?,
             check: $check,
         };
     };
@@ -106,11 +122,20 @@ pub static RULES: &[&RuleInfo] = &[
     &heap_type_gc_protocol::RULE,
     &type_module_lookup::RULE,
     &unparsable_file::RULE,
+    // Free-threading (PEP 703).
+    &borrowed_reference::RULE,
+    &unlocked_container_iteration::RULE,
+    &unlocked_lazy_init::RULE,
+    &unlocked_static_write::RULE,
+    &refcount_uniqueness_test::RULE,
+    &set_gil_unguarded::RULE,
+    &single_phase_free_threaded::RULE,
     // The verdict rules read the findings of every rule above: they stay last.
     &missing_multiple_interpreters_slot::RULE,
     &missing_gil_slot::RULE,
     &overclaimed_isolation::RULE,
     &underclaimed_isolation::RULE,
+    &overclaimed_gil::RULE,
 ];
 
 pub fn find_rule(key: &str) -> Option<&'static RuleInfo> {

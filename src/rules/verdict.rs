@@ -56,6 +56,53 @@ pub struct Blocker {
     pub symbol: Option<String>,
 }
 
+/// What a module may declare in `Py_mod_gil`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GilLevel {
+    /// `Py_MOD_GIL_USED`: free-threaded builds re-enable the GIL when it is imported.
+    Used,
+    /// `Py_MOD_GIL_NOT_USED`.
+    NotUsed,
+}
+
+impl GilLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GilLevel::Used => "used",
+            GilLevel::NotUsed => "not-used",
+        }
+    }
+    pub fn slot_value(self) -> &'static str {
+        match self {
+            GilLevel::Used => "Py_MOD_GIL_USED",
+            GilLevel::NotUsed => "Py_MOD_GIL_NOT_USED",
+        }
+    }
+}
+
+/// Where a module's GIL declaration comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GilSource {
+    /// A `Py_mod_gil` slot.
+    Slot,
+    /// `PyUnstable_Module_SetGIL(m, ...)` (single-phase init).
+    SetGil,
+    /// Nothing: `Py_MOD_GIL_USED`.
+    Default,
+}
+
+/// The free-threading axis of the verdict: what the module declares for `Py_mod_gil`, what
+/// the findings allow, and the findings that keep it from `not-used`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GilVerdict {
+    pub declared: GilLevel,
+    pub declared_by: GilSource,
+    pub supported: GilLevel,
+    pub blockers: Vec<Blocker>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     /// The `Py_mod_multiple_interpreters` value as written, or the default it gets.
@@ -68,10 +115,28 @@ pub struct Verdict {
     pub gil_is_default: bool,
     /// The strongest level the findings allow.
     pub supported: Level,
-    /// No process-global state was found; the module's own thread safety is not checked.
+    /// No free-threading hazard was found: `Py_MOD_GIL_NOT_USED` is not ruled out.
     pub gil_not_used_possible: bool,
     /// For each level above `supported`, the findings that block it.
     pub blockers: Vec<(Level, Vec<Blocker>)>,
+    /// The free-threading axis.
+    pub gil_axis: GilVerdict,
+}
+
+fn declared_gil(value: &str) -> GilLevel {
+    if value.contains("NOT_USED") {
+        GilLevel::NotUsed
+    } else {
+        GilLevel::Used
+    }
+}
+
+/// A finding that keeps the module from `Py_MOD_GIL_NOT_USED`: the free-threading rules, in
+/// code a free-threaded build compiles.
+fn blocks_gil(f: &Finding) -> bool {
+    f.severity != Severity::Info
+        && super::free_threading::free_threaded_compiles(&f.python)
+        && find_rule(f.rule).is_some_and(|r| r.blocks_gil)
 }
 
 pub fn declared_level(value: &str) -> Level {
@@ -108,9 +173,19 @@ pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict
     } else {
         Level::None
     };
-    let (gil, gil_default) = match slot("Py_mod_gil") {
-        Some(v) => (v, false),
-        None => ("Py_MOD_GIL_USED".to_string(), true),
+    // The definition's own slot, not `ExtensionModule::slot`, which also answers with what a
+    // single-phase module passes to `PyUnstable_Module_SetGIL`: the source matters here.
+    let def_slot = |name: &str| {
+        module
+            .def
+            .as_ref()
+            .and_then(|d| d.slots.iter().find(|s| s.slot == name))
+            .map(|s| s.value.text.clone())
+    };
+    let (gil, gil_default, gil_source) = match (def_slot("Py_mod_gil"), &module.set_gil) {
+        (Some(v), _) => (v, false, GilSource::Slot),
+        (None, Some(set)) if !set.value.is_empty() => (set.value.clone(), false, GilSource::SetGil),
+        _ => ("Py_MOD_GIL_USED".to_string(), true, GilSource::Default),
     };
     let blocker = |f: &Finding| Blocker {
         rule: f.rule,
@@ -143,6 +218,21 @@ pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict
     if supported < Level::PerInterpreterGil {
         blockers.push((Level::PerInterpreterGil, per_interp));
     }
+    let gil_blockers: Vec<Blocker> = findings
+        .iter()
+        .filter(|f| blocks_gil(f))
+        .map(blocker)
+        .collect();
+    let gil_axis = GilVerdict {
+        declared: declared_gil(&gil),
+        declared_by: gil_source,
+        supported: if gil_blockers.is_empty() {
+            GilLevel::NotUsed
+        } else {
+            GilLevel::Used
+        },
+        blockers: gil_blockers,
+    };
     Verdict {
         multiple_interpreters,
         multiple_interpreters_is_default: mi_default,
@@ -150,7 +240,8 @@ pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict
         gil,
         gil_is_default: gil_default,
         supported,
-        gil_not_used_possible: supported == Level::PerInterpreterGil,
+        gil_not_used_possible: gil_axis.supported == GilLevel::NotUsed,
         blockers,
+        gil_axis,
     }
 }

@@ -117,7 +117,7 @@ fn the_run_memo_answers_only_the_same_inputs_and_options() {
 
     // Other target Pythons: other findings may apply.
     let mut older = options(root, true);
-    older.targets = vec![isolint::version::parse_version("3.8").unwrap()];
+    older.targets = vec![isolint::version::parse_target("3.8").unwrap()];
     let memo = analyze(&older);
     assert!(!memo.cache.as_ref().unwrap().whole_run);
     let mut plain = older.clone();

@@ -90,8 +90,17 @@ fn json_carries_the_plan() {
             .iter()
             .map(|s| s["number"].as_u64().unwrap_or(99))
             .collect::<Vec<_>>(),
-        vec![0, 1, 2, 3, 4]
+        vec![0, 1, 2, 3, 4, 5]
     );
+    // Stage 5 is free-threading: the counter `call_count` races without the GIL.
+    assert_eq!(module["verdict"]["gil_honest_today"], "Py_MOD_GIL_USED");
+    let free_threading: Vec<&str> = stages[5]["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .filter_map(|s| s["symbol"].as_str())
+        .collect();
+    assert!(free_threading.contains(&"call_count"), "{free_threading:?}");
     let fields: Vec<&str> = stages[1]["sites"]
         .as_array()
         .expect("sites")

@@ -70,6 +70,14 @@ const INSERTIONS: &[&str] = &[
     "Py_UNBLOCK_THREADS",
     "Py_BEGIN_CRITICAL_SECTION(self);",
     "Py_END_CRITICAL_SECTION();",
+    "Py_BEGIN_CRITICAL_SECTION2(a, b)",
+    "Py_BEGIN_CRITICAL_SECTION_SEQUENCE_FAST(seq);",
+    "Py_END_CRITICAL_SECTION_SEQUENCE_FAST();",
+    "if (Py_REFCNT(x) == 1) {",
+    "if (cache == NULL) { cache = PyDict_New(); }",
+    "PyObject *v = PyDict_GetItem(d, k); // noqa: borrowed-ref OK",
+    "PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED);",
+    "#ifdef Py_GIL_DISABLED",
     "Py_TRASHCAN_BEGIN(op, dealloc)",
     "Py_TRASHCAN_END",
     "_Py_BEGIN_SUPPRESS_IPH",
@@ -492,4 +500,35 @@ fn a_ten_thousand_line_macro_is_read_once_and_left_alone() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The shapes the free-threading facts read, cut short or left empty: a clear result, never a
+/// panic.
+#[test]
+fn broken_free_threading_shapes_give_json() {
+    for body in [
+        "Py_BEGIN_CRITICAL_SECTION(",
+        "Py_BEGIN_CRITICAL_SECTION()",
+        "Py_BEGIN_CRITICAL_SECTION(a /* c */ )\nx = 1;",
+        "Py_BEGIN_CRITICAL_SECTION2(a,\n b)\nPy_END_CRITICAL_SECTION2();",
+        "Py_END_CRITICAL_SECTION();\nPy_END_CRITICAL_SECTION(",
+        "Py_BEGIN_CRITICAL_SECTION_SEQUENCE_FAST(",
+        "_isolint_critsec(x);",
+        "if (Py_REFCNT() == 1) {}",
+        "if (Py_REFCNT(x) == ) {}",
+        "if (!) { cache = 1; }",
+        "if (NULL == ) cache = 1;",
+        "PyUnstable_Module_SetGIL();",
+        "PyDict_GetItem();",
+        "PyDict_Next(, &pos, &k, &v);",
+        "PySequence_Fast_GET_ITEM(, 0);",
+        "PyList_GET_ITEM((PyObject *), 0);",
+        "PyDict_SetItem(->fields, k, v);",
+        "// noqa: borrowed-ref",
+    ] {
+        let text = format!(
+            "#include <Python.h>\nstatic PyObject *cache;\nstatic PyObject *\nf(PyObject *self, PyObject *x)\n{{\n{body}\n    return NULL;\n}}\n"
+        );
+        check_buffer("fuzz/_mod.c", text.into_bytes());
+    }
 }
