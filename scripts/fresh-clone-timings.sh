@@ -3,7 +3,8 @@
 # target folder, timed with `cargo --timings` (the HTML reports are kept in OUT).
 # Crates are fetched first and not timed: downloads measure the network, not the project.
 #
-#   scripts/fresh-clone-timings.sh [OUT]      # default OUT: target/fresh-clone-timings
+#   scripts/fresh-clone-timings.sh [OUT] [readme-example|cargo-test]
+#   (default OUT: target/fresh-clone-timings; both commands unless one is named)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo/target/fresh-clone-timings}
@@ -26,6 +27,8 @@ run() {  # run NAME COMMAND...: a fresh clone, then COMMAND timed in it
     echo "$name: $(python3 -c "print(round($end - $start))") s (log: $out/$name.log)"
 }
 
-run readme-example cargo run --timings -- check fixtures/check/legacy_single_phase
-run cargo-test cargo test --timings
+only=${2:-}
+[ -n "$only" ] && [ "$only" != readme-example ] ||
+    run readme-example cargo run --timings -- check fixtures/check/legacy_single_phase
+[ -n "$only" ] && [ "$only" != cargo-test ] || run cargo-test cargo test --timings
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -15,15 +15,31 @@ pub struct SourceText {
     pub first_invalid_utf8: Option<usize>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum SourceError {
-    #[error("cannot read: {0}")]
     Unreadable(String),
-    #[error("binary file (NUL byte at offset {0}), not C source")]
     Binary(usize),
-    #[error("file is {size} bytes, over the {limit}-byte limit; skipped")]
     TooLarge { size: u64, limit: u64 },
 }
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceError::Unreadable(why) => write!(f, "cannot read: {why}"),
+            SourceError::Binary(at) => {
+                write!(f, "binary file (NUL byte at offset {at}), not C source")
+            }
+            SourceError::TooLarge { size, limit } => {
+                write!(
+                    f,
+                    "file is {size} bytes, over the {limit}-byte limit; skipped"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
 
 pub fn read_source(path: &Path, max_size: u64) -> Result<SourceText, SourceError> {
     let meta =

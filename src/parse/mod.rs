@@ -55,13 +55,22 @@ pub struct ParsedFile {
     pub errors: ParseErrors,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum ParseFailure {
-    #[error("the C grammar could not be loaded: {0}")]
     Language(String),
-    #[error("tree-sitter gave up on this file")]
     NoTree,
 }
+
+impl std::fmt::Display for ParseFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseFailure::Language(why) => write!(f, "the C grammar could not be loaded: {why}"),
+            ParseFailure::NoTree => write!(f, "tree-sitter gave up on this file"),
+        }
+    }
+}
+
+impl std::error::Error for ParseFailure {}
 
 thread_local! {
     static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
