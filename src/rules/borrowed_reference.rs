@@ -90,87 +90,75 @@ declare_rule! {
 }
 
 fn check(ctx: &mut Ctx) {
-    let project = ctx.project;
     let mutated = super::free_threading::mutated_containers(ctx);
-    for &fi in &ctx.module.files {
-        for (index, f) in project.files[fi].functions.iter().enumerate() {
-            // Module initialisation runs under the import lock, before the module's objects
-            // are published to other threads.
-            if ctx
-                .module
-                .init_functions
-                .contains(&crate::model::FnRef { file: fi, index })
-            {
+    for (fi, f) in super::free_threading::run_time_functions(ctx) {
+        // `pythoncapi_compat.h` and its like define the strong-reference API on top of the
+        // borrowed one for older Pythons: that is the fix, not the hazard.
+        if super::threadsafety::is_replacement(&f.name) {
+            continue;
+        }
+        let mut fast_reported: Vec<(Option<usize>, &str)> = Vec::new();
+        for call in &f.calls {
+            if !call.callee.starts_with("Py") || !free_threaded_compiles(&call.versions) {
                 continue;
             }
-            // `pythoncapi_compat.h` and its like define the strong-reference API on top of the
-            // borrowed one for older Pythons: that is the fix, not the hazard.
-            if super::threadsafety::is_replacement(&f.name) {
+            let Some((hazard, entry)) = hazard_of(&call.callee) else {
                 continue;
-            }
-            let mut fast_reported: Vec<(Option<usize>, &str)> = Vec::new();
-            for call in &f.calls {
-                if !call.callee.starts_with("Py") || !free_threaded_compiles(&call.versions) {
-                    continue;
+            };
+            let container = call.args.first().map(|a| a.text.as_str()).unwrap_or("");
+            match hazard {
+                Hazard::Borrowed => {
+                    // `PyImport_AddModule("name")` reads `sys.modules`: no argument
+                    // names the container.
+                    let takes_container = call.callee != "PyImport_AddModule";
+                    if takes_container
+                        && (private_container(f, container, &call.span).is_some()
+                            || super::free_threading::read_only_container(
+                                f, container, &call.span, &mutated,
+                            ))
+                    {
+                        continue;
+                    }
+                    let replacement = entry.replacement.as_deref().unwrap_or("?");
+                    let since = entry.since.as_deref().unwrap_or("?");
+                    let message = if takes_container {
+                        format!("`{}({container}, ...)` in `{}` returns a borrowed reference: without the GIL another thread can remove the item from `{container}` and free it while it is used", call.callee, f.name)
+                    } else {
+                        format!("`{}` in `{}` returns a borrowed reference into `sys.modules`: without the GIL another thread can remove the module and free it while it is used", call.callee, f.name)
+                    };
+                    let help = format!("use `{replacement}` ({since}; `pythoncapi_compat.h` on older Pythons), which returns a strong reference, and release it when done; or hold `Py_BEGIN_CRITICAL_SECTION({})` around the lookup and the use", if takes_container { container } else { "..." });
+                    report(ctx, fi, f, call, message, help);
                 }
-                let Some((hazard, entry)) = hazard_of(&call.callee) else {
-                    continue;
-                };
-                let container = call.args.first().map(|a| a.text.as_str()).unwrap_or("");
-                match hazard {
-                    Hazard::Borrowed => {
-                        // `PyImport_AddModule("name")` reads `sys.modules`: no argument
-                        // names the container.
-                        let takes_container = call.callee != "PyImport_AddModule";
-                        if takes_container
-                            && (private_container(f, container, &call.span).is_some()
-                                || super::free_threading::read_only_container(
-                                    f, container, &call.span, &mutated,
-                                ))
-                        {
-                            continue;
-                        }
-                        let replacement = entry.replacement.as_deref().unwrap_or("?");
-                        let since = entry.since.as_deref().unwrap_or("?");
-                        let message = if takes_container {
-                            format!("`{}({container}, ...)` in `{}` returns a borrowed reference: without the GIL another thread can remove the item from `{container}` and free it while it is used", call.callee, f.name)
-                        } else {
-                            format!("`{}` in `{}` returns a borrowed reference into `sys.modules`: without the GIL another thread can remove the module and free it while it is used", call.callee, f.name)
-                        };
-                        let help = format!("use `{replacement}` ({since}; `pythoncapi_compat.h` on older Pythons), which returns a strong reference, and release it when done; or hold `Py_BEGIN_CRITICAL_SECTION({})` around the lookup and the use", if takes_container { container } else { "..." });
-                        report(ctx, fi, f, call, message, help);
+                Hazard::FillNew => {
+                    if private_container(f, container, &call.span).is_some() {
+                        continue;
                     }
-                    Hazard::FillNew => {
-                        if private_container(f, container, &call.span).is_some() {
-                            continue;
-                        }
-                        let message = format!("`{}({container}, ...)` in `{}` writes an item with no lock, on a list this function did not create: another thread may be reading or resizing it", call.callee, f.name);
-                        let help = "use `PyList_SetItem` (it takes the list's lock) or keep `PyList_SET_ITEM` for lists created in the same function".to_string();
-                        report(ctx, fi, f, call, message, help);
-                    }
-                    Hazard::FastItem => {
-                        let Some(source) = fast_source(f, container, call) else {
-                            continue;
-                        };
-                        // One finding per sequence, at the `PySequence_Fast` that made it.
-                        let key = match source {
-                            Some((i, _)) => (Some(i), ""),
-                            None => (None, container),
-                        };
-                        if fast_reported.contains(&key) {
-                            continue;
-                        }
-                        fast_reported.push(key);
-                        let (site_call, object) = match source {
-                            Some((i, object)) => (&f.calls[i], object),
-                            None => (call, container),
-                        };
-                        let message = format!("the items of `PySequence_Fast({object})` are read in `{}` outside a critical section: when `{object}` is a list, they are the list's own item array, which another thread can resize or change", f.name);
-                        let help = format!("wrap the reads in `Py_BEGIN_CRITICAL_SECTION_SEQUENCE_FAST({object})` ... `Py_END_CRITICAL_SECTION_SEQUENCE_FAST()` (3.13; a no-op on other builds)");
-                        report(ctx, fi, f, site_call, message, help);
-                    }
-                    Hazard::Iteration => {}
+                    let message = format!("`{}({container}, ...)` in `{}` writes an item with no lock, on a list this function did not create: another thread may be reading or resizing it", call.callee, f.name);
+                    let help = "use `PyList_SetItem` (it takes the list's lock) or keep `PyList_SET_ITEM` for lists created in the same function".to_string();
+                    report(ctx, fi, f, call, message, help);
                 }
+                Hazard::FastItem => {
+                    let Some(source) = fast_source(f, container, call) else {
+                        continue;
+                    };
+                    // One finding per sequence, at the `PySequence_Fast` that made it.
+                    let key = match source {
+                        Some((i, _)) => (Some(i), ""),
+                        None => (None, container),
+                    };
+                    if fast_reported.contains(&key) {
+                        continue;
+                    }
+                    fast_reported.push(key);
+                    let (site_call, object) = match source {
+                        Some((i, object)) => (&f.calls[i], object),
+                        None => (call, container),
+                    };
+                    let message = format!("the items of `PySequence_Fast({object})` are read in `{}` outside a critical section: when `{object}` is a list, they are the list's own item array, which another thread can resize or change", f.name);
+                    let help = format!("wrap the reads in `Py_BEGIN_CRITICAL_SECTION_SEQUENCE_FAST({object})` ... `Py_END_CRITICAL_SECTION_SEQUENCE_FAST()` (3.13; a no-op on other builds)");
+                    report(ctx, fi, f, site_call, message, help);
+                }
+                Hazard::Iteration => {}
             }
         }
     }

@@ -234,6 +234,41 @@ pub struct RacyWrite<'p> {
     pub lazy: bool,
 }
 
+impl RacyWrite<'_> {
+    /// Where a finding about this write points.
+    pub fn report_site(&self) -> super::Site {
+        super::Site {
+            file: self.file,
+            span: self.site.span,
+            versions: self.site.versions,
+            uncertain: self.site.uncertain,
+        }
+    }
+}
+
+/// The module's functions that run after initialisation, with their file: module
+/// initialisation runs under the import lock, before the module's objects are published to
+/// other threads, so only these can race.
+pub fn run_time_functions<'p>(
+    ctx: &super::Ctx<'p>,
+) -> impl Iterator<Item = (usize, &'p Function)> + 'p {
+    let module = ctx.module;
+    let project = ctx.project;
+    module.files.iter().flat_map(move |&fi| {
+        project.files[fi]
+            .functions
+            .iter()
+            .enumerate()
+            .filter(move |(index, _)| {
+                !module.init_functions.contains(&crate::model::FnRef {
+                    file: fi,
+                    index: *index,
+                })
+            })
+            .map(move |(_, f)| (fi, f))
+    })
+}
+
 /// The unprotected run-time writes of `global`: direct writes (assignment, update, element
 /// or field write) in code that runs after init, with no lock taken before them in the same
 /// function, no critical section around them, not in a once-callback, not through an atomic.

@@ -59,44 +59,30 @@ declare_rule! {
 }
 
 fn check(ctx: &mut Ctx) {
-    let project = ctx.project;
     let mutated = super::free_threading::mutated_containers(ctx);
-    for &fi in &ctx.module.files {
-        for (index, f) in project.files[fi].functions.iter().enumerate() {
-            // Module initialisation runs under the import lock, before the module's objects
-            // are published to other threads.
-            if ctx
-                .module
-                .init_functions
-                .contains(&crate::model::FnRef { file: fi, index })
+    for (fi, f) in super::free_threading::run_time_functions(ctx) {
+        for call in &f.calls {
+            if !call.callee.starts_with("Py") || !free_threaded_compiles(&call.versions) {
+                continue;
+            }
+            if !matches!(hazard_of(&call.callee), Some((Hazard::Iteration, _))) {
+                continue;
+            }
+            let container = call.args.first().map(|a| a.text.as_str()).unwrap_or("?");
+            if private_container(f, container, &call.span).is_some()
+                || super::free_threading::read_only_container(f, container, &call.span, &mutated)
             {
                 continue;
             }
-            for call in &f.calls {
-                if !call.callee.starts_with("Py") || !free_threaded_compiles(&call.versions) {
-                    continue;
-                }
-                if !matches!(hazard_of(&call.callee), Some((Hazard::Iteration, _))) {
-                    continue;
-                }
-                let container = call.args.first().map(|a| a.text.as_str()).unwrap_or("?");
-                if private_container(f, container, &call.span).is_some()
-                    || super::free_threading::read_only_container(
-                        f, container, &call.span, &mutated,
-                    )
-                {
-                    continue;
-                }
-                let message = format!("`{}({container}, ...)` in `{}` iterates with no lock: on a free-threaded build another thread can change `{container}` during the loop", call.callee, f.name);
-                let help = format!("hold `Py_BEGIN_CRITICAL_SECTION({container})` ... `Py_END_CRITICAL_SECTION()` around the loop, or iterate a copy when the body calls back into Python");
-                ctx.report(
-                    call_site(fi, call),
-                    Some(&call.callee),
-                    Some(&f.name),
-                    message,
-                    help,
-                );
-            }
+            let message = format!("`{}({container}, ...)` in `{}` iterates with no lock: on a free-threaded build another thread can change `{container}` during the loop", call.callee, f.name);
+            let help = format!("hold `Py_BEGIN_CRITICAL_SECTION({container})` ... `Py_END_CRITICAL_SECTION()` around the loop, or iterate a copy when the body calls back into Python");
+            ctx.report(
+                call_site(fi, call),
+                Some(&call.callee),
+                Some(&f.name),
+                message,
+                help,
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 use super::free_threading::{once_callbacks, racy_writes};
-use super::{declare_rule, Ctx, Site};
+use super::{declare_rule, Ctx};
 
 declare_rule! {
     /// ## What it does
@@ -71,12 +71,7 @@ fn check(ctx: &mut Ctx) {
             v.name, first.function.name, first.site.span.line
         );
         let help = "create it in the exec slot (module state), or take a `PyMutex` (or a once-flag) around the test and the write".to_string();
-        let site = Site {
-            file: first.file,
-            span: first.site.span,
-            versions: first.site.versions,
-            uncertain: first.site.uncertain,
-        };
+        let site = first.report_site();
         ctx.report(
             site,
             Some(&v.name),

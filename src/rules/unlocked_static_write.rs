@@ -1,5 +1,5 @@
 use super::free_threading::{once_callbacks, racy_writes};
-use super::{declare_rule, Ctx, Site};
+use super::{declare_rule, Ctx};
 
 declare_rule! {
     /// ## What it does
@@ -82,12 +82,7 @@ fn check(ctx: &mut Ctx) {
             first.function.name
         );
         let help = "keep it in module or object state, or make it atomic (`_Atomic`, `_Py_atomic_*`) or take a `PyMutex` around the write".to_string();
-        let site = Site {
-            file: first.file,
-            span: first.site.span,
-            versions: first.site.versions,
-            uncertain: first.site.uncertain,
-        };
+        let site = first.report_site();
         ctx.report(
             site,
             Some(&v.name),
