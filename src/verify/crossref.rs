@@ -85,6 +85,8 @@ pub struct StaticModule {
     pub name: String,
     pub isolated: bool,
     pub verdict: String,
+    /// The free-threading verdict: no finding blocks `Py_MOD_GIL_NOT_USED`.
+    pub gil_not_used: bool,
 }
 
 pub fn join(paths: &[PathBuf], modules: &mut [ModuleResult]) -> Result<ScanJoin, String> {
@@ -114,9 +116,13 @@ fn scan(paths: &[PathBuf]) -> Result<(Vec<Finding>, Vec<StaticModule>), String> 
         .map(|summary| {
             let name = summary.name.clone();
             // Prefer the scanner's own verdict when its summary carries one.
-            let declared = serde_json::to_value(summary)
-                .ok()
-                .and_then(|v| verdict_text(&v));
+            let summary_json = serde_json::to_value(summary).ok();
+            let declared = summary_json.as_ref().and_then(verdict_text);
+            let gil_not_used = summary_json
+                .as_ref()
+                .and_then(|v| v.pointer("/verdict/gil/supported"))
+                .and_then(Value::as_str)
+                == Some("not-used");
             let problems = analysis
                 .findings
                 .iter()
@@ -127,9 +133,11 @@ fn scan(paths: &[PathBuf]) -> Result<(Vec<Finding>, Vec<StaticModule>), String> 
                     isolated: verdict.starts_with("isolated"),
                     verdict,
                     name,
+                    gil_not_used,
                 },
                 None => StaticModule {
                     isolated: problems == 0,
+                    gil_not_used,
                     verdict: if problems == 0 {
                         "isolated (no warning or error findings)".into()
                     } else {
@@ -229,7 +237,35 @@ const OBSERVABLE_RULES: [&str; 8] = [
     "mutable-global-state",
 ];
 
-fn observable(finding: &Finding) -> bool {
+/// Free-threading hazards the `threads` check can observe: a race shows up as a crash, an
+/// exception or a wrong result when the exercise runs in eight threads with the GIL off.
+const RACE_RULES: [&str; 5] = [
+    "unlocked-static-write",
+    "unlocked-lazy-init",
+    "borrowed-reference",
+    "unlocked-container-iteration",
+    "refcount-uniqueness-test",
+];
+
+/// Findings that say the GIL will be turned back on at import: what `gil-reenabled` sees.
+const GIL_DECLARATION_RULES: [&str; 2] = ["missing-gil-slot", "single-phase-free-threaded"];
+
+/// Checks that answer the free-threading verdict rather than the isolation one.
+fn free_threading_check(check: Check) -> bool {
+    matches!(check, Check::GilReenabled | Check::Threads)
+}
+
+/// Can a check that ran for this finding's module have observed it? The isolation rules are
+/// observable by the default checks; the free-threading ones only where a free-threaded Python
+/// ran `threads` (races) or `gil-reenabled` (the declaration), so on a default build they stay
+/// `not checkable` rather than `not observed`.
+fn observable(finding: &Finding, ran: &[Check]) -> bool {
+    if RACE_RULES.contains(&finding.name) {
+        return ran.contains(&Check::Threads);
+    }
+    if GIL_DECLARATION_RULES.contains(&finding.name) {
+        return ran.contains(&Check::GilReenabled);
+    }
     finding.severity >= Severity::Warning && OBSERVABLE_RULES.contains(&finding.name)
 }
 
@@ -354,6 +390,11 @@ impl Joiner<'_> {
         }
         cell.shared = shared;
 
+        if free_threading_check(cell.check) {
+            let cited = self.free_threading_cell(module, python, single_phase, cell);
+            cell.explained_by.extend(cited);
+            return;
+        }
         let mut cited = Vec::new();
         if !cell.missing.is_empty() {
             // An attribute only the first instance gets: exec skipped its work,
@@ -432,6 +473,65 @@ impl Joiner<'_> {
     }
 }
 
+impl Joiner<'_> {
+    /// `threads` and `gil-reenabled` on a free-threaded Python: a race is explained by the
+    /// module's free-threading hazards, a GIL turned back on by its missing declaration.
+    fn free_threading_cell(
+        &mut self,
+        module: &str,
+        python: &str,
+        single_phase: bool,
+        cell: &Cell,
+    ) -> Vec<String> {
+        let seen = |observed: String| Evidence {
+            module: module.to_string(),
+            python: python.to_string(),
+            check: cell.check.id(),
+            observed,
+            link: Link::None,
+        };
+        match (cell.check, cell.status) {
+            (Check::Threads, status) if status.is_failure() => {
+                let observed = seen(match cell.stage.as_deref() {
+                    Some(stage) if status != Status::Fail => {
+                        format!("{} with the GIL off at \"{stage}\"", cell.label())
+                    }
+                    _ => format!("{} with the GIL off", cell.label()),
+                });
+                let races: Vec<usize> = self
+                    .of_module(module)
+                    .filter(|&i| RACE_RULES.contains(&self.findings[i].name))
+                    .collect();
+                let link = if races.len() == 1 {
+                    Link::SoleCandidate
+                } else {
+                    Link::Candidate
+                };
+                self.attach(&observed, &races, link)
+            }
+            (Check::GilReenabled, Status::Refused) => {
+                let observed = seen("the GIL was turned back on at import".into());
+                let declarations: Vec<usize> = self
+                    .of_module(module)
+                    .filter(|&i| {
+                        let rule = self.findings[i].name;
+                        GIL_DECLARATION_RULES.contains(&rule)
+                            || (single_phase && rule == "single-phase-init")
+                    })
+                    .collect();
+                self.attach(&observed, &declarations, Link::Kind)
+            }
+            // The module declares `Py_MOD_GIL_NOT_USED` and the GIL came on anyway: no static
+            // finding explains that.
+            (Check::GilReenabled, Status::Fail) => {
+                let observed = seen(format!("the GIL came back on: {}", cell.detail));
+                self.attach(&observed, &[], Link::None)
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The status of a finding that no run-time check could have observed.
 pub const NOT_CHECKABLE: &str = "not checkable";
 
@@ -447,9 +547,13 @@ pub fn join_findings(
         unexplained: Vec::new(),
     };
     let mut missed = Vec::new();
+    // Per verified module, the checks that ran (not `n/a`) on some Python.
+    let mut ran: Vec<(String, Vec<Check>)> = Vec::new();
     for module in modules.iter_mut() {
         let name = module.name.clone();
         let mut failures = Vec::new();
+        let mut gil_failures = Vec::new();
+        let mut checks = Vec::new();
         for column in &mut module.results {
             let single_phase = column
                 .module
@@ -458,25 +562,43 @@ pub fn join_findings(
                 .and_then(Value::as_str)
                 .is_some_and(|init| init == "single-phase");
             for cell in &mut column.cells {
+                if cell.status != Status::NotApplicable && !checks.contains(&cell.check) {
+                    checks.push(cell.check);
+                }
+                // `fail` in gil-reenabled: the module declares NOT_USED and the GIL came on.
                 if cell.status.is_failure() {
-                    failures.push(format!(
-                        "{} on {}: {}",
-                        cell.check.id(),
-                        column.python,
-                        cell.label()
-                    ));
+                    let failure =
+                        format!("{} on {}: {}", cell.check.id(), column.python, cell.label());
+                    if free_threading_check(cell.check) {
+                        gil_failures.push(failure);
+                    } else {
+                        failures.push(failure);
+                    }
                 }
                 joiner.cell(&name, &column.python, single_phase, cell);
             }
         }
         let verdict = statics.iter().find(|s| last(&s.name) == last(&name));
+        // Each verdict answers for its own checks: a race with the GIL off says nothing about
+        // sub-interpreters, and a shared object says nothing about `Py_MOD_GIL_NOT_USED`.
         if let Some(verdict) = verdict.filter(|v| v.isolated && !failures.is_empty()) {
             missed.push(Missed {
-                module: name,
+                module: name.clone(),
                 static_verdict: verdict.verdict.clone(),
                 failures,
             });
         }
+        if let Some(verdict) = verdict.filter(|v| v.gil_not_used && !gil_failures.is_empty()) {
+            missed.push(Missed {
+                module: name.clone(),
+                static_verdict: format!(
+                    "{}; free-threading: Py_MOD_GIL_NOT_USED supported",
+                    verdict.verdict
+                ),
+                failures: gil_failures,
+            });
+        }
+        ran.push((name, checks));
     }
     let verified: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
     let Joiner {
@@ -498,7 +620,11 @@ pub fn join_findings(
             message: f.message.clone(),
             status: if evidence.iter().any(|e| e.link.confirms()) {
                 "confirmed"
-            } else if observable(f) || !evidence.is_empty() {
+            } else if !evidence.is_empty()
+                || ran
+                    .iter()
+                    .any(|(m, checks)| same_module(f, m) && observable(f, checks))
+            {
                 "not observed"
             } else {
                 NOT_CHECKABLE
@@ -557,7 +683,7 @@ impl ScanJoin {
         if unchecked > 0 {
             let _ = write!(
                 out,
-                ", {unchecked} no run-time check can observe (hints, slots, C tables; not listed)"
+                ", {unchecked} no run-time check can observe (hints, slots, C tables, races without a free-threaded run; not listed)"
             );
         }
         out.push('\n');
@@ -741,6 +867,7 @@ mod tests {
             name: "m".into(),
             isolated: true,
             verdict: "isolated".into(),
+            gil_not_used: false,
         }];
         let join = join_findings(&[], &[], &statics, &mut modules);
         assert!(join.missed_by_scan());
@@ -802,5 +929,96 @@ mod tests {
         let join = join_findings(&[], &findings, &[], &mut modules);
         assert!(join.findings.iter().all(|f| f.status == "not observed"));
         assert_eq!(modules[0].results[0].cells[0].explained_by.len(), 2);
+    }
+
+    fn free_threaded_column(name: &str, cells: Vec<Cell>) -> ModuleResult {
+        let mut m = module(name, cells);
+        m.results[0].python = "3.13.5t".into();
+        m
+    }
+
+    #[test]
+    fn a_race_with_the_gil_off_confirms_the_only_free_threading_hazard() {
+        let findings = vec![
+            finding("unlocked-lazy-init", "scratch", "m"),
+            finding("global-pyobject", "cache", "m"),
+        ];
+        let mut modules = vec![free_threaded_column(
+            "m",
+            vec![
+                Cell::new(Check::GilReenabled, Status::Pass, "GIL stays off"),
+                Cell::new(Check::Threads, Status::Fail, "wrong result"),
+            ],
+        )];
+        let statics = vec![StaticModule {
+            name: "m".into(),
+            isolated: false,
+            verdict: "not isolated".into(),
+            gil_not_used: false,
+        }];
+        let join = join_findings(&[], &findings, &statics, &mut modules);
+        let race = &join.findings[0];
+        assert_eq!(race.status, "confirmed");
+        assert_eq!(race.evidence[0].check, "threads");
+        assert_eq!(race.evidence[0].link, Link::SoleCandidate);
+        // The isolation finding is not tied to a race it cannot cause.
+        assert!(join.findings[1].evidence.is_empty());
+        assert_eq!(
+            modules[0].results[0].cells[1].explained_by,
+            ["unlocked-lazy-init scratch at m.c:7"]
+        );
+        assert!(join.missed.is_empty(), "the scanner said `used`");
+    }
+
+    #[test]
+    fn a_race_in_a_module_the_scanner_calls_gil_free_is_a_miss() {
+        let mut crash = Cell::new(Check::Threads, Status::Crashed, "boom");
+        crash.signal = Some("SIGSEGV".into());
+        let mut modules = vec![free_threaded_column("m", vec![crash])];
+        let statics = vec![StaticModule {
+            name: "m".into(),
+            isolated: true,
+            verdict: "isolated".into(),
+            gil_not_used: true,
+        }];
+        let join = join_findings(&[], &[], &statics, &mut modules);
+        assert_eq!(join.missed.len(), 1, "{:?}", join.missed);
+        assert!(join.missed[0]
+            .static_verdict
+            .contains("GIL_NOT_USED supported"));
+        assert_eq!(
+            join.missed[0].failures,
+            ["threads on 3.13.5t: crashed (SIGSEGV)"]
+        );
+        assert_eq!(join.unexplained.len(), 1);
+    }
+
+    #[test]
+    fn a_gil_turned_back_on_confirms_the_missing_declaration() {
+        let mut slot = finding("missing-gil-slot", "PyInit_m", "m");
+        slot.severity = Severity::Info;
+        let race = finding("unlocked-static-write", "counter", "m");
+        let findings = vec![slot.clone(), race.clone()];
+        let mut modules = vec![free_threaded_column(
+            "m",
+            vec![Cell::new(
+                Check::GilReenabled,
+                Status::Refused,
+                "turned the GIL back on",
+            )],
+        )];
+        let join = join_findings(&[], &findings, &[], &mut modules);
+        assert_eq!(join.findings[0].status, "confirmed");
+        assert_eq!(join.findings[0].evidence[0].link, Link::Kind);
+        // No `threads` ran (no --exercise): the race cannot have been observed.
+        assert_eq!(join.findings[1].status, NOT_CHECKABLE);
+
+        // On a default build neither free-threading finding is checkable.
+        let mut default_build = vec![module(
+            "m",
+            vec![Cell::new(Check::GilReenabled, Status::NotApplicable, "n/a")],
+        )];
+        let join = join_findings(&[], &findings, &[], &mut default_build);
+        assert!(join.findings.iter().all(|f| f.status == NOT_CHECKABLE));
     }
 }

@@ -826,7 +826,14 @@ def check_threads(ctx):
         return repr(ns["RESULT"]) if "RESULT" in ns else None
 
     stage("threads: single-threaded reference run")
-    expected = once()
+    try:
+        expected = once()
+    except Exception as exc:
+        # Not a race: the exercise does not run on this module even in one thread, and the
+        # other checks that run it say so. Eight threads of the same error would prove nothing.
+        emit("inconclusive", "the exercise fails in one thread too: %s: %s"
+             % (type(exc).__name__, exc))
+        return
     problems = []
     lock = threading.Lock()
     for r in range(1, rounds + 1):

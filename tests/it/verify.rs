@@ -1052,10 +1052,16 @@ fn free_threaded_gil_reenabled_and_threads_checks() {
     let exercise = fixture_dir().join("exercise_format_number.py");
     for python in free_threaded() {
         let py = python.label();
+        let sources = fixture_dir();
         let (code, report) = verify_json(
             python,
             &["ft_honest", "ft_racy", "no_slot"],
-            &["--exercise", exercise.to_str().unwrap()],
+            &[
+                "--exercise",
+                exercise.to_str().unwrap(),
+                "--with-scan",
+                sources.to_str().unwrap(),
+            ],
         );
         assert_eq!(code, 1, "{py}: the racy module fails threads: {report}");
         let info = &report["pythons"][0];
@@ -1100,6 +1106,34 @@ fn free_threaded_gil_reenabled_and_threads_checks() {
                 .contains("turned the GIL back on"),
             "{no_slot}"
         );
+
+        // --with-scan: the race is the module's one free-threading hazard, and the GIL that
+        // came back on is the missing declaration.
+        let racy_threads = cell(&report, "ft_racy", "threads");
+        let why = racy_threads["explained_by"][0].as_str().unwrap_or("");
+        assert!(
+            why.starts_with("unlocked-lazy-init scratch at "),
+            "{racy_threads}"
+        );
+        let findings = report["scan"]["findings"]
+            .as_array()
+            .expect("scan findings");
+        let status_of = |rule: &str, module: &str| {
+            findings
+                .iter()
+                .find(|f| f["name"] == rule && f["module"] == module)
+                .map(|f| f["status"].as_str().unwrap_or("").to_string())
+        };
+        assert_eq!(
+            status_of("unlocked-lazy-init", "ft_racy").as_deref(),
+            Some("confirmed")
+        );
+        assert_eq!(
+            status_of("missing-gil-slot", "no_slot").as_deref(),
+            Some("confirmed")
+        );
+        // The scanner called ft_racy's GIL use `used`: its race is not a miss.
+        assert_eq!(report["scan"]["missed"], serde_json::json!([]), "{report}");
     }
 }
 
