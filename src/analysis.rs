@@ -3,6 +3,7 @@
 use crate::buildfiles::{read_build, BuildInfo, BuildNote, BuildOptions};
 use crate::cache::{content_hash, facts_key, CacheStats, FactsCache, Outcome};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
+use crate::facts::cpp::ForeignCall;
 use crate::facts::{extract, FileFacts};
 use crate::finding::{sort_findings, Finding};
 use crate::model::{ModuleSummary, Project};
@@ -239,12 +240,27 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         .into_iter()
         .map(|(path, message)| FileError { path, message })
         .collect();
+    // C++ files are read only for the containers they change (`facts::cpp`); their hashes
+    // join the run memo's inputs, so an edited C++ file is never answered from the memo.
+    let cpp: Vec<(Vec<ForeignCall>, u64)> = found
+        .skipped_cpp
+        .par_iter()
+        .map(|path| crate::facts::cpp::read_calls(path))
+        .collect();
+    let cpp_inputs = cpp
+        .iter()
+        .fold(xxhash_rust::xxh3::Xxh3::new(), |mut hasher, (_, hash)| {
+            hasher.update(&hash.to_le_bytes());
+            hasher
+        });
+    let foreign_calls: Vec<ForeignCall> = cpp.into_iter().flat_map(|(calls, _)| calls).collect();
     let skipped: Vec<FileError> = found
         .skipped_cpp
         .into_iter()
         .map(|path| FileError {
             path,
-            message: "C++ source: not scanned".to_string(),
+            message: "C++ source: not scanned (read only for the containers it changes)"
+                .to_string(),
         })
         .collect();
     let build = if options.stdin.is_some() && options.build.compile_commands.is_none() {
@@ -258,7 +274,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let origins = vendored_dirs(&jobs, &options.paths);
     let memo_key = cache
         .as_ref()
-        .and_then(|_| memo_key(options, &jobs, &pre, &origins, &build));
+        .and_then(|_| memo_key(options, &jobs, &pre, &origins, &build, cpp_inputs.digest()));
 
     if let (Some(c), Some((scan, inputs))) = (cache.as_ref(), memo_key) {
         if let Some(outcome) = c.recall(scan, inputs) {
@@ -323,7 +339,8 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         .collect();
     let file_paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
 
-    let project = Project::build_with(files, &build);
+    let mut project = Project::build_with(files, &build);
+    project.foreign_calls = foreign_calls;
     let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
     let mut findings = run_rules(&project, &rules);
     findings.retain(|f| applies_to_targets(f, &options.targets));
@@ -438,6 +455,7 @@ fn memo_key(
     pre: &[PreScan],
     origins: &HashMap<PathBuf, Option<PathBuf>>,
     build: &BuildInfo,
+    cpp_inputs: u64,
 ) -> Option<(u64, u128)> {
     let rules: Option<Vec<&str>> = options
         .rules
@@ -460,6 +478,7 @@ fn memo_key(
     inputs.update(identity.as_bytes());
     // What the build files say decides the modules' file lists.
     inputs.update(format!("{build:?}").as_bytes());
+    inputs.update(&cpp_inputs.to_le_bytes());
     for ((path, kind, _), pre) in jobs.iter().zip(pre) {
         inputs.update(path.as_os_str().as_encoded_bytes());
         inputs.update(format!("{kind:?}").as_bytes());

@@ -2,6 +2,7 @@
 //! that touches tree-sitter nodes; everything after it (model, rules, reporters) reads these
 //! types.
 
+pub mod cpp;
 mod declarator;
 mod expr;
 mod extract;

@@ -167,6 +167,9 @@ pub struct Project {
     pub modules: Vec<ExtensionModule>,
     /// Globals in files that no module reaches: still reported, with no module.
     pub unattached: ExtensionModule,
+    /// The C API calls of the scan's C++ files, which no rule reports on: read only so that
+    /// "the module never changes this container" is not claimed over C++ code that does.
+    pub foreign_calls: Vec<crate::facts::cpp::ForeignCall>,
 }
 
 impl Project {
@@ -223,6 +226,7 @@ impl Project {
             files,
             modules,
             unattached,
+            foreign_calls: Vec::new(),
         }
     }
 }

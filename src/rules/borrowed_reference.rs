@@ -29,9 +29,11 @@ declare_rule! {
     /// instance `dict`, `PyModule_GetDict`, the builtins), also when a local holds what an
     /// accessor macro returned (`fields = PyDataType_FIELDS(d)`); and the calling thread's own
     /// dict (`PyThreadState_GetDict()`). A container the module hands to
-    /// Python as a mutable attribute and that Python code changes, or that is changed only
-    /// through a local alias or in a file isolint does not read (C++), is not seen: that is
-    /// this exemption's known gap. numpy's
+    /// Python as a mutable attribute and that Python code changes, or that C code changes only
+    /// through a local alias (`loops = self->loops; PyList_Append(loops, x)`), is not seen:
+    /// that is this exemption's known gap. C++ files, on which no rule runs, are still read
+    /// for what they change, with such local aliases resolved: a field C++ code appends to is
+    /// not exempt (numpy's `ufunc->_loops`, appended to only in `dispatching.cpp`). numpy's
     /// `// noqa: borrowed-ref OK` and `// noqa: borrowed-ref - manual fix needed` markers
     /// suppress it, so a project that uses numpy's gate can switch over. Code that runs only
     /// while the module initialises (`PyInit`, the exec slot and what only they call) is not

@@ -428,6 +428,16 @@ pub fn mutated_containers(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
             }
         }
     }
+    // What the scan's C++ files change: no rule reads C++, but C code must not be told a
+    // container is never changed when C++ code changes it. Which module a C++ file belongs to
+    // is not known, so they count for every module: fewer exemptions, never more.
+    for call in &project.foreign_calls {
+        if CONTAINER_MUTATORS.contains(&call.callee.as_str()) {
+            if let Some(key) = access_key(&call.first_argument) {
+                out.insert(key);
+            }
+        }
+    }
     out
 }
 
