@@ -12,6 +12,7 @@ mod markdown;
 mod stage0;
 mod state;
 mod types;
+mod write;
 
 use crate::model::pytypes::Layouts;
 use crate::{analyze, Analysis, AnalyzeOptions};
@@ -179,6 +180,16 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
         let ctx = PlanCtx::new(&analysis.project, m, &layouts, &texts);
         let outcome = match stage0::stage0(&ctx) {
             Stage0::Done => FixOutcome::AlreadyDone,
+            Stage0::Edits(es) if es.iter().any(|e| hidden_code(analysis, e.file).is_some()) => {
+                let (file, why) = es
+                    .iter()
+                    .find_map(|e| Some((e.file, hidden_code(analysis, e.file)?)))
+                    .expect("checked by the guard");
+                FixOutcome::Refused(format!(
+                    "`{}` is {why}: change it where it comes from, not here",
+                    analysis.project.files[file].path.display()
+                ))
+            }
             Stage0::Refused(r) => FixOutcome::Refused(r),
             Stage0::Edits(es) => {
                 for e in es {
@@ -215,6 +226,26 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     FixResult { modules, files }
+}
+
+/// Why a file is not the project's own to edit: it sits in a vendored folder, or it is
+/// generated (Cython, Argument Clinic...).
+fn hidden_code(analysis: &Analysis, file: usize) -> Option<String> {
+    let path = &analysis.project.files[file].path;
+    analysis
+        .hidden
+        .iter()
+        .find(|h| path.starts_with(&h.path))
+        .map(|h| match h.reason {
+            "generated" => "generated".to_string(),
+            reason => format!("{reason} (under {})", h.path.display()),
+        })
+}
+
+/// Writes every file of a fix, or none: a file changed since the scan, a read-only file or
+/// one that cannot be written stops the run before anything is replaced.
+pub fn write_fix(result: &FixResult) -> Result<Vec<PathBuf>, String> {
+    write::write_all(&result.files).map_err(|e| format!("nothing was written: {e}"))
 }
 
 /// A unified diff of one file.
@@ -310,14 +341,20 @@ pub fn run_fix(args: &FixArgs) -> i32 {
     if result.modules.is_empty() {
         eprintln!("isolint: no extension module (`PyInit_*`) was found");
     }
-    for (path, old, new) in &result.files {
-        if args.apply {
-            if let Err(e) = std::fs::write(path, new) {
-                eprintln!("isolint: error: cannot write {}: {e}", path.display());
+    if args.apply {
+        match write_fix(&result) {
+            Ok(written) => {
+                for path in written {
+                    eprintln!("isolint: wrote {}", path.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("isolint: error: {e}");
                 return 2;
             }
-            eprintln!("isolint: wrote {}", path.display());
-        } else {
+        }
+    } else {
+        for (path, old, new) in &result.files {
             print!("{}", unified_diff(path, old, new));
         }
     }

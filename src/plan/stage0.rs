@@ -295,10 +295,7 @@ fn build(ctx: &PlanCtx) -> Result<Vec<Edit>, String> {
             if stmt.contains('{') {
                 match scan[stmt_end..close].find('}').map(|i| stmt_end + i + 1) {
                     Some(e) => {
-                        end = e;
-                        if scan[end..].starts_with('\n') {
-                            end += 1;
-                        }
+                        end = e + line_break_len(&scan[e..]);
                         if normalize(&scan[stmt_start..end]) != format!("{stmt}}}") {
                             refusals.push(
                                 Some(call.span.line),
@@ -879,12 +876,16 @@ fn statement_around(
     let e = end + after.find(';')? + 1;
     // Keep the line's leading whitespace out, take its trailing newline in.
     let s = s + text[s..start].len() - text[s..start].trim_start().len();
-    let e = if text[e..].starts_with('\n') {
-        e + 1
+    Some((s, e + line_break_len(&text[e..])))
+}
+
+/// The length of the line break `rest` starts with: CR LF, LF, or none.
+fn line_break_len(rest: &str) -> usize {
+    if rest.starts_with("\r\n") {
+        2
     } else {
-        e
-    };
-    Some((s, e))
+        usize::from(rest.starts_with('\n'))
+    }
 }
 
 /// `if((m=CALL)==NULL)returnNULL;` and its spellings, normalized, with or without braces.
@@ -1032,6 +1033,7 @@ fn apply_local(
 pub fn apply(text: &str, edits: &[&Edit]) -> Option<String> {
     let mut sorted: Vec<&Edit> = edits.to_vec();
     sorted.sort_by_key(|e| (e.start, e.end));
+    let crlf = super::write::uses_crlf(text);
     let mut out = String::new();
     let mut at = 0;
     for e in sorted {
@@ -1039,7 +1041,11 @@ pub fn apply(text: &str, edits: &[&Edit]) -> Option<String> {
             return None;
         }
         out.push_str(text.get(at..e.start)?);
-        out.push_str(&e.text);
+        if crlf {
+            out.push_str(&super::write::to_crlf(&e.text));
+        } else {
+            out.push_str(&e.text);
+        }
         at = e.end;
     }
     out.push_str(text.get(at..)?);

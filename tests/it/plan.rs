@@ -815,3 +815,62 @@ fn fix_diff_applies_from_the_repository_root_whatever_path_was_given() {
         git(&["apply", "--check", "fix.diff"], repo.path());
     }
 }
+
+// ------------------------------------------------ fix: CR LF, vendored code, stale files
+
+fn speedups_copy(under: &Path) -> PathBuf {
+    std::fs::create_dir_all(under).expect("mkdir");
+    let file = under.join("_speedups.c");
+    std::fs::copy(plan_fixture().join("_speedups.c"), &file).expect("copy");
+    file
+}
+
+#[test]
+fn fix_keeps_crlf_line_endings() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let lf_file = speedups_copy(&scratch.path().join("lf"));
+    let crlf_file = speedups_copy(&scratch.path().join("crlf"));
+    let lf_text = std::fs::read_to_string(&lf_file).expect("read");
+    std::fs::write(&crlf_file, lf_text.replace('\n', "\r\n")).expect("write");
+
+    let lf = fix_stage0(&analysis_of(&lf_file));
+    let crlf = fix_stage0(&analysis_of(&crlf_file));
+    assert_eq!(crlf.modules[0].outcome, FixOutcome::Changed);
+    let (_, _, new_crlf) = &crlf.files[0];
+    let (_, _, new_lf) = &lf.files[0];
+    // Every line break of the result is CR LF, and apart from them the edit is the same.
+    assert_eq!(
+        new_crlf.matches('\n').count(),
+        new_crlf.matches("\r\n").count()
+    );
+    assert_eq!(&new_crlf.replace("\r\n", "\n"), new_lf);
+}
+
+#[test]
+fn fix_refuses_vendored_code() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = speedups_copy(&scratch.path().join("third_party").join("speedups"));
+    let fix = fix_stage0(&analysis_of(scratch.path()));
+    match &fix.modules[0].outcome {
+        FixOutcome::Refused(why) => assert!(why.contains("vendored"), "{why}"),
+        other => panic!("a vendored module was changed: {other:?}"),
+    }
+    assert!(fix.files.is_empty());
+    assert!(file.exists());
+}
+
+#[test]
+fn fix_apply_writes_nothing_over_a_file_changed_since_the_scan() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = speedups_copy(&scratch.path().join("m"));
+    let before = std::fs::read_to_string(&file).expect("read");
+    let fix = fix_stage0(&analysis_of(&file));
+    assert_eq!(fix.files.len(), 1);
+    // An editor saves the file between the scan and the write.
+    std::fs::write(&file, format!("{before}/* saved meanwhile */\n")).expect("write");
+    let err = isolint::plan::write_fix(&fix).expect_err("a stale edit is refused");
+    assert!(err.contains("changed since it was scanned"), "{err}");
+    assert!(std::fs::read_to_string(&file)
+        .expect("read")
+        .ends_with("/* saved meanwhile */\n"));
+}
