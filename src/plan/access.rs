@@ -1,4 +1,4 @@
-//! Stage 2: how each function that uses a migrated global reaches the module state, by what kind
+//! Stage 1, second half: how each function that uses a migrated global reaches the module state, by what kind
 //! of function it is (module function, method, slot, helper, C callback).
 
 use super::context::{idents_in, PlanCtx};

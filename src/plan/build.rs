@@ -33,13 +33,14 @@ pub fn module_plan(ctx: &PlanCtx, findings: &[Finding]) -> Option<ModulePlan> {
             .collect(),
     );
     let fix = stage0(ctx);
+    // The stages are `isolint fix`'s: 0 multi-phase init, 1 module state and the way each
+    // function reaches it, 2 heap types, 3 declare, then 4 free-threading (by hand).
     let stages = vec![
         stage_0(ctx, &fix),
-        stage_1(ctx, &names, &fields, &migrated),
-        stage_2(ctx, &migrated),
-        stage_3(ctx, &names, &heap),
-        stage_4(ctx, &names, &fields),
-        stage_5(ctx, &mine),
+        with_access(stage_1(ctx, &names, &fields, &migrated), ctx, &migrated),
+        stage_heap_types(ctx, &names, &heap),
+        stage_declare(ctx, &names, &fields, &mine),
+        stage_free_threading(ctx, &mine),
     ];
     Some(ModulePlan {
         module: ctx.module.name.clone(),
@@ -145,7 +146,7 @@ fn stage_0(ctx: &PlanCtx, fix: &Stage0) -> Stage {
             }
             if !declares_interp {
                 notes.push(format!(
-                    "The module does not declare `Py_mod_multiple_interpreters`: a multi-phase module that says nothing is taken as `{SUPPORTED}`. Until stage 4, declare what the verdict says."
+                    "The module does not declare `Py_mod_multiple_interpreters`: a multi-phase module that says nothing is taken as `{SUPPORTED}`. Until stage 3, declare what the verdict says."
                 ));
             }
         }
@@ -274,7 +275,23 @@ fn stage_1(
     }
 }
 
-fn stage_2(ctx: &PlanCtx, migrated: &[&crate::model::Global]) -> Stage {
+/// Stage 1's second half: every function that uses a migrated global reaches the state.
+fn with_access(mut stage: Stage, ctx: &PlanCtx, migrated: &[&crate::model::Global]) -> Stage {
+    let access = reaching_the_state(ctx, migrated);
+    if access.status == StageStatus::Todo {
+        stage.status = StageStatus::Todo;
+    }
+    stage.min_python = access.min_python;
+    stage.compat = format!("{} {}", stage.compat, access.compat);
+    stage.summary = format!("{} {}", stage.summary, access.summary);
+    stage.sites.extend(access.sites);
+    stage.checklist.extend(access.checklist);
+    stage.accesses = access.accesses;
+    stage.notes.extend(access.notes);
+    stage
+}
+
+fn reaching_the_state(ctx: &PlanCtx, migrated: &[&crate::model::Global]) -> Stage {
     let list = accesses(ctx, migrated);
     let design: Vec<&str> = list
         .iter()
@@ -293,7 +310,7 @@ fn stage_2(ctx: &PlanCtx, migrated: &[&crate::model::Global]) -> Stage {
         ));
     }
     Stage {
-        number: 2,
+        number: 1,
         title: "Reaching the state".into(),
         status: if list.is_empty() { StageStatus::Done } else { StageStatus::Todo },
         min_python: "3.9".into(),
@@ -313,7 +330,7 @@ fn stage_2(ctx: &PlanCtx, migrated: &[&crate::model::Global]) -> Stage {
     }
 }
 
-fn stage_3(ctx: &PlanCtx, names: &StateNames, heap: &[HeapType]) -> Stage {
+fn stage_heap_types(ctx: &PlanCtx, names: &StateNames, heap: &[HeapType]) -> Stage {
     let statics: Vec<&crate::model::TypeDef> = ctx
         .module
         .types
@@ -392,7 +409,7 @@ fn stage_3(ctx: &PlanCtx, names: &StateNames, heap: &[HeapType]) -> Stage {
         }
     }
     Stage {
-        number: 3,
+        number: 2,
         title: "Static types to heap types".into(),
         status: if statics.is_empty() { StageStatus::Done } else { StageStatus::Todo },
         min_python: "3.10".into(),
@@ -409,19 +426,24 @@ fn stage_3(ctx: &PlanCtx, names: &StateNames, heap: &[HeapType]) -> Stage {
     }
 }
 
-fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage {
+fn stage_declare(
+    ctx: &PlanCtx,
+    names: &StateNames,
+    fields: &[state::Field],
+    findings: &[&Finding],
+) -> Stage {
     let c_state: Vec<String> = fields
         .iter()
         .filter(|f| f.visit == Visit::None)
         .map(|f| format!("`{}`", f.name))
         .collect();
     let mut notes = vec![format!(
-        "Once stages 0–3 are done and `isolint check` reports nothing for `{}`, the module can declare `{PER_GIL}`.",
+        "Once stages 0–2 are done and `isolint check` reports nothing for `{}`, the module can declare `{PER_GIL}`.",
         ctx.module.name
     )];
     if !c_state.is_empty() {
         notes.push(format!(
-            "Free-threading (3.13t+): {} in `{}` are plain C data shared by the threads of one interpreter; stage 5 makes them atomic or locks them before `Py_mod_gil = Py_MOD_GIL_NOT_USED`.",
+            "Free-threading (3.13t+): {} in `{}` are plain C data shared by the threads of one interpreter; stage 4 makes them atomic or locks them before `Py_mod_gil = Py_MOD_GIL_NOT_USED`.",
             c_state.join(", "),
             names.ty
         ));
@@ -430,8 +452,36 @@ fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage 
         .module
         .slot("Py_mod_multiple_interpreters")
         .is_some_and(|s| s.value.text.contains(PER_GIL));
+    // What `isolint fix --stage 3` writes today: the slots set to what the verdict allows now.
+    let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
+    let verdict = crate::rules::module_verdict(ctx.module, &own);
+    let mut code_blocks = vec![code(
+        "Slots",
+        CodeKind::Excerpt,
+        format!("#if PY_VERSION_HEX >= 0x030C0000\n    {{Py_mod_multiple_interpreters, {PER_GIL}}},\n#endif\n"),
+    )];
+    match super::stage3::stage3(ctx, &verdict) {
+        super::stage3::Stage3::Edits(edits) => {
+            notes.push(format!(
+                "`isolint fix --stage 3` declares what the verdict allows today (`{}`, `Py_mod_gil` {}); the diff below is exactly what it writes.",
+                verdict.supported.slot_value(),
+                verdict.gil_axis.supported.slot_value()
+            ));
+            if let Some(diff) = super::diff_of(ctx, &Stage0::Edits(edits)) {
+                code_blocks.push(code(
+                    "The diff `isolint fix --stage 3` writes",
+                    CodeKind::Diff,
+                    diff,
+                ));
+            }
+        }
+        super::stage3::Stage3::Refused(why) => {
+            notes.push(format!("`isolint fix --stage 3` does not run yet: {why}."));
+        }
+        super::stage3::Stage3::Done => {}
+    }
     Stage {
-        number: 4,
+        number: 3,
         title: "Declare".into(),
         status: if done { StageStatus::Done } else { StageStatus::Todo },
         min_python: "3.12".into(),
@@ -446,21 +496,17 @@ fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage 
             .into_iter()
             .collect(),
         checklist: vec![
-            format!("`{{Py_mod_multiple_interpreters, {PER_GIL}}}` under `#ifdef Py_mod_multiple_interpreters`"),
+            format!("`{{Py_mod_multiple_interpreters, {PER_GIL}}}` under `#if PY_VERSION_HEX >= 0x030C0000`"),
         ],
         accesses: Vec::new(),
-        code: vec![code(
-            "Slots",
-            CodeKind::Excerpt,
-            format!("#ifdef Py_mod_multiple_interpreters\n    {{Py_mod_multiple_interpreters, {PER_GIL}}},\n#endif\n"),
-        )],
+        code: code_blocks,
         notes,
     }
 }
 
-/// Stage 5: free-threading. The verdict's `gil` axis: fix what blocks `Py_MOD_GIL_NOT_USED`,
+/// Stage 4: free-threading. The verdict's `gil` axis: fix what blocks `Py_MOD_GIL_NOT_USED`,
 /// then declare it.
-fn stage_5(ctx: &PlanCtx, findings: &[&Finding]) -> Stage {
+fn stage_free_threading(ctx: &PlanCtx, findings: &[&Finding]) -> Stage {
     let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
     let gil = crate::rules::module_verdict(ctx.module, &own).gil_axis;
     let blocking: Vec<&&Finding> = findings
@@ -506,7 +552,7 @@ fn stage_5(ctx: &PlanCtx, findings: &[&Finding]) -> Stage {
     let code_text =
         "#ifdef Py_mod_gil\n    {Py_mod_gil, Py_MOD_GIL_NOT_USED},\n#endif\n".to_string();
     Stage {
-        number: 5,
+        number: 4,
         title: "Free-threading".into(),
         status: if done { StageStatus::Done } else { StageStatus::Todo },
         min_python: "3.13".into(),

@@ -129,7 +129,7 @@ impl<'a> PlanCtx<'a> {
     }
 
     /// The globals that move into the module state: mutable state the module writes, Python
-    /// objects it keeps, and its static types (as `PyTypeObject *` fields, stage 3).
+    /// objects it keeps, and its static types (as `PyTypeObject *` fields, stage 2).
     pub fn migrated(&self) -> Vec<&'a Global> {
         let mut out: Vec<&Global> = self
             .module

@@ -32,7 +32,7 @@ pub struct Verdict {
     /// The `Py_mod_gil` value it declares (slot, `PyUnstable_Module_SetGIL`, or the default).
     pub gil_declares: String,
     /// `Py_MOD_GIL_NOT_USED` when no free-threading finding blocks it, else
-    /// `Py_MOD_GIL_USED` (stage 5 lists the blockers).
+    /// `Py_MOD_GIL_USED` (stage 4 lists the blockers).
     pub gil_honest_today: String,
 }
 
@@ -106,7 +106,7 @@ impl CodeKind {
     }
 }
 
-/// How one function reaches the module state (stage 2).
+/// How one function reaches the module state (stage 1).
 #[derive(Debug, Clone, Serialize)]
 pub struct Access {
     pub function: String,

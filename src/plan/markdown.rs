@@ -72,7 +72,7 @@ fn module(out: &mut String, m: &ModulePlan) {
         if v.gil_honest_today == v.gil_declares {
             ""
         } else {
-            " (stage 5)"
+            " (stage 4)"
         }
     );
     if v.blockers.is_empty() {

@@ -10,6 +10,7 @@ mod context;
 pub mod data;
 mod markdown;
 mod stage0;
+pub(crate) mod stage3;
 mod state;
 mod types;
 mod write;
@@ -19,6 +20,7 @@ use crate::{analyze, Analysis, AnalyzeOptions};
 use context::PlanCtx;
 use data::PlanReport;
 use stage0::{Edit, Stage0};
+use stage3::Stage3;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -45,9 +47,15 @@ pub struct PlanArgs {
 pub struct FixArgs {
     /// Files and folders to scan (default: the current folder).
     pub paths: Vec<PathBuf>,
-    /// The stage to apply. Only stage 0 (multi-phase init) is mechanical.
-    #[arg(long, default_value_t = 0)]
+    /// The stage to apply: 0 (multi-phase init) or 3 (declare what the verdict allows).
+    /// Stages 1 and 2 are planned (`isolint plan`) but not yet written by `fix`.
+    #[arg(long, default_value_t = 0, conflicts_with = "all")]
     pub stage: u8,
+    /// Every stage `fix` can write, in order (0, then 3), each on the result of the one before.
+    /// With `--apply` each stage is written before the next is computed; without it, stage 3
+    /// is shown for the modules stage 0 leaves as they are.
+    #[arg(long)]
+    pub all: bool,
     /// Write the files instead of printing a unified diff.
     #[arg(long)]
     pub apply: bool,
@@ -168,6 +176,32 @@ pub struct FixResult {
 }
 
 pub fn fix_stage0(analysis: &Analysis) -> FixResult {
+    fix_stage(analysis, 0)
+}
+
+/// One stage's edits as a `Stage0`-shaped answer, so every stage shares the driver below.
+fn stage_edits(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> Stage0 {
+    match stage {
+        3 => {
+            let own: Vec<crate::finding::Finding> = analysis
+                .findings
+                .iter()
+                .filter(|f| f.module.as_deref() == Some(ctx.module.name.as_str()))
+                .cloned()
+                .collect();
+            let verdict = crate::rules::module_verdict(ctx.module, &own);
+            match stage3::stage3(ctx, &verdict) {
+                Stage3::Done => Stage0::Done,
+                Stage3::Edits(edits) => Stage0::Edits(edits),
+                Stage3::Refused(why) => Stage0::Refused(why),
+            }
+        }
+        _ => stage0::stage0(ctx),
+    }
+}
+
+/// The edits of `stage` (0 or 3) for every module, and the new text of every file they change.
+pub fn fix_stage(analysis: &Analysis, stage: u8) -> FixResult {
     let texts = texts(analysis);
     let layouts = Layouts::new(analysis.project.files.iter());
     let mut modules = Vec::new();
@@ -178,7 +212,7 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
             continue;
         };
         let ctx = PlanCtx::new(&analysis.project, m, &layouts, &texts);
-        let outcome = match stage0::stage0(&ctx) {
+        let outcome = match stage_edits(&ctx, stage, analysis) {
             Stage0::Done => FixOutcome::AlreadyDone,
             Stage0::Edits(es) if es.iter().any(|e| hidden_code(analysis, e.file).is_some()) => {
                 let (file, why) = es
@@ -217,9 +251,9 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
             None => {
                 // Two modules' edits overlap in one file: neither is mechanical any more.
                 for &mi in owners.get(&file).into_iter().flatten() {
-                    modules[mi].outcome = FixOutcome::Refused(
-                        "another module's stage-0 edits overlap in the same file".into(),
-                    );
+                    modules[mi].outcome = FixOutcome::Refused(format!(
+                        "another module's stage-{stage} edits overlap in the same file"
+                    ));
                 }
             }
         }
@@ -284,7 +318,7 @@ fn diff_path(path: &std::path::Path) -> String {
     parts.join("/")
 }
 
-/// The diff stage 0 makes for one module, for the plan.
+/// The diff a stage makes for one module, for the plan.
 fn diff_of(ctx: &PlanCtx, fix: &Stage0) -> Option<String> {
     let Stage0::Edits(edits) = fix else {
         return None;
@@ -303,27 +337,90 @@ fn diff_of(ctx: &PlanCtx, fix: &Stage0) -> Option<String> {
 }
 
 pub fn run_fix(args: &FixArgs) -> i32 {
-    if args.stage != 0 {
+    let stages: Vec<u8> = if args.all {
+        vec![0, 3]
+    } else {
+        vec![args.stage]
+    };
+    if let Some(stage) = stages.iter().find(|s| !matches!(s, 0 | 3)) {
         eprintln!(
-            "isolint: error: only stage 0 is mechanical; stages 1-4 need decisions (see `isolint plan`)"
+            "isolint: error: `fix` writes stages 0 (multi-phase init) and 3 (declare); stage {stage} is planned by `isolint plan` but not written by `fix` yet"
         );
         return 2;
     }
-    let analysis = match analyze_paths(&args.paths) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("isolint: error: {e}");
-            return 2;
+    let mut refused = false;
+    let mut changed_by_earlier: std::collections::BTreeSet<String> = Default::default();
+    for &stage in &stages {
+        let analysis = match analyze_paths(&args.paths) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("isolint: error: {e}");
+                return 2;
+            }
+        };
+        let mut result = fix_stage(&analysis, stage);
+        if !args.apply && !changed_by_earlier.is_empty() {
+            // Without --apply the earlier stage's edits are not on disk: a later stage computed
+            // from the old text would not apply on top of them.
+            let skipped: Vec<String> = result
+                .modules
+                .iter()
+                .filter(|m| changed_by_earlier.contains(&m.module))
+                .map(|m| format!("`{}`", m.module))
+                .collect();
+            result
+                .modules
+                .retain(|m| !changed_by_earlier.contains(&m.module));
+            let keep: Vec<PathBuf> = result.modules.iter().map(|m| m.path.clone()).collect();
+            result.files.retain(|(path, _, _)| keep.contains(path));
+            if !skipped.is_empty() {
+                eprintln!(
+                    "isolint: stage {stage} for {} follows once the diff above is applied (`--apply`)",
+                    skipped.join(", ")
+                );
+            }
         }
-    };
-    let result = fix_stage0(&analysis);
+        refused |= report_outcomes(&result, stage);
+        for m in &result.modules {
+            if m.outcome == FixOutcome::Changed {
+                changed_by_earlier.insert(m.module.clone());
+            }
+        }
+        if args.apply {
+            match write_fix(&result) {
+                Ok(written) => {
+                    for path in written {
+                        eprintln!("isolint: stage {stage}: wrote {}", path.display());
+                    }
+                }
+                Err(e) => {
+                    eprintln!("isolint: error: stage {stage}: {e}");
+                    return 2;
+                }
+            }
+        } else {
+            for (path, old, new) in &result.files {
+                print!("{}", unified_diff(path, old, new));
+            }
+        }
+    }
+    i32::from(refused)
+}
+
+/// Prints what a stage did to each module; true when it refused one.
+fn report_outcomes(result: &FixResult, stage: u8) -> bool {
     let mut refused = false;
     for m in &result.modules {
         let place = format!("{}:{}", m.path.display(), m.line);
         match &m.outcome {
             FixOutcome::AlreadyDone => {
+                let done = if stage == 0 {
+                    "already multi-phase"
+                } else {
+                    "its slots already declare what the verdict allows"
+                };
                 eprintln!(
-                    "isolint: `{}` ({place}): already multi-phase, nothing to do",
+                    "isolint: stage {stage}: `{}` ({place}): {done}, nothing to do",
                     m.module
                 )
             }
@@ -331,7 +428,10 @@ pub fn run_fix(args: &FixArgs) -> i32 {
             FixOutcome::Refused(r) => {
                 refused = true;
                 // Every reason at once, each with its place, so one run says all there is to do.
-                eprintln!("isolint: `{}` ({place}): not changed:", m.module);
+                eprintln!(
+                    "isolint: stage {stage}: `{}` ({place}): not changed:",
+                    m.module
+                );
                 for reason in r.lines() {
                     eprintln!("  {}: {reason}", m.path.display());
                 }
@@ -341,22 +441,5 @@ pub fn run_fix(args: &FixArgs) -> i32 {
     if result.modules.is_empty() {
         eprintln!("isolint: no extension module (`PyInit_*`) was found");
     }
-    if args.apply {
-        match write_fix(&result) {
-            Ok(written) => {
-                for path in written {
-                    eprintln!("isolint: wrote {}", path.display());
-                }
-            }
-            Err(e) => {
-                eprintln!("isolint: error: {e}");
-                return 2;
-            }
-        }
-    } else {
-        for (path, old, new) in &result.files {
-            print!("{}", unified_diff(path, old, new));
-        }
-    }
-    i32::from(refused)
+    refused
 }

@@ -41,7 +41,7 @@ fn field(ctx: &PlanCtx, g: &Global) -> Field {
         None => format!("was `{}`, {}:{}", v.name, site.path, site.line),
     };
     if ctx.is_static_type(g.var) {
-        // The heap type replaces the static one (stage 3); the state keeps a strong reference.
+        // The heap type replaces the static one (stage 2); the state keeps a strong reference.
         return Field {
             decl: format!("PyTypeObject *{name}"),
             name,
@@ -207,7 +207,7 @@ pub fn exec_code(ctx: &PlanCtx, names: &StateNames, globals: &[&Global]) -> Stri
     let mut body = String::new();
     for g in globals {
         if ctx.is_static_type(g.var) {
-            continue; // stage 3 creates the type
+            continue; // stage 2 creates the type
         }
         let field = ctx.field_name(g.var);
         let v = ctx.project.var(g.var);

@@ -1,4 +1,4 @@
-//! Stage 3: each `static PyTypeObject` becomes a `PyType_Spec` with its `PyType_Slot[]`,
+//! Stage 2: each `static PyTypeObject` becomes a `PyType_Spec` with its `PyType_Slot[]`,
 //! created per module in exec and kept in the module state.
 
 use super::context::{last_ident, PlanCtx};
