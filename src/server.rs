@@ -3,6 +3,13 @@
 //! save, publishes the findings as diagnostics, and answers hover on a finding with the
 //! rule's documentation, the text of `isolint explain`.
 //!
+//! Typing is debounced: changes that arrive within `DEBOUNCE` of each other are linted once, at
+//! the last one (a hover or code action in between sees the newest text first). Each diagnostic
+//! links its rule's page (`codeDescription`): the pages are written once per version into the
+//! user's cache folder, so the link opens offline and matches the running binary. Code actions
+//! offer the inline suppression of a finding, and `isolint fix --stage 0` for a single-phase
+//! module whose buffer is saved.
+//!
 //! Only the buffer itself is scanned, as `--stdin-filename` does: facts that need other files
 //! of the module (a global written in another `.c` file) show up in `isolint check`.
 
@@ -15,17 +22,23 @@ use lsp_types::notification::{
     DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
     Notification as _, PublishDiagnostics, ShowMessage,
 };
-use lsp_types::request::{HoverRequest, Request as _};
+use lsp_types::request::{CodeActionRequest, HoverRequest, Request as _};
 use lsp_types::{
-    Diagnostic, DiagnosticSeverity, Hover, HoverContents, HoverParams, HoverProviderCapability,
-    InitializeResult, MarkupContent, MarkupKind, MessageType, NumberOrString, Position,
-    PublishDiagnosticsParams, Range, SaveOptions, ServerCapabilities, ServerInfo,
-    ShowMessageParams, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
-    TextDocumentSyncSaveOptions, Uri,
+    CodeAction, CodeActionKind, CodeActionOrCommand, CodeActionParams,
+    CodeActionProviderCapability, CodeDescription, Diagnostic, DiagnosticSeverity, Hover,
+    HoverContents, HoverParams, HoverProviderCapability, InitializeResult, MarkupContent,
+    MarkupKind, MessageType, NumberOrString, Position, PublishDiagnosticsParams, Range,
+    SaveOptions, ServerCapabilities, ServerInfo, ShowMessageParams, TextDocumentSyncCapability,
+    TextDocumentSyncKind, TextDocumentSyncOptions, TextDocumentSyncSaveOptions, TextEdit, Uri,
+    WorkspaceEdit,
 };
 use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long the server waits after a change for the next one before linting.
+const DEBOUNCE: Duration = Duration::from_millis(40);
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -95,7 +108,45 @@ fn position(text: &str, line: usize, byte_col: usize) -> Position {
     }
 }
 
-fn diagnostic(text: &str, f: &Finding) -> Diagnostic {
+/// The folder holding one Markdown page per rule for this version: `$XDG_CACHE_HOME` or
+/// `~/.cache`, then `isolint/docs/<version>/`. Written when missing; `None` when no folder can
+/// be written (then diagnostics carry no link).
+fn rule_docs_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let dir = base
+        .join("isolint")
+        .join("docs")
+        .join(env!("CARGO_PKG_VERSION"));
+    std::fs::create_dir_all(&dir).ok()?;
+    for rule in crate::rules::RULES
+        .iter()
+        .chain(crate::suppress::META_RULES.iter())
+    {
+        let page = dir.join(format!("{}.md", rule.name));
+        let text = explain_markdown(rule);
+        if std::fs::read_to_string(&page).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&page, text).ok()?;
+        }
+    }
+    Some(dir)
+}
+
+fn path_to_uri(path: &Path) -> Option<Uri> {
+    let mut s = String::from("file://");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s.parse().ok()
+}
+
+fn diagnostic(text: &str, f: &Finding, docs: Option<&Path>) -> Diagnostic {
     let loc = f.location;
     let start = position(text, loc.line, loc.column);
     let mut end = position(text, loc.end_line.max(loc.line), loc.end_column);
@@ -121,9 +172,76 @@ fn diagnostic(text: &str, f: &Finding) -> Diagnostic {
             f.name,
             f.help
         ),
+        code_description: docs
+            .and_then(|d| path_to_uri(&d.join(format!("{}.md", f.name))))
+            .map(|href| CodeDescription { href }),
         data: Some(serde_json::json!({"name": f.name})),
         ..Default::default()
     }
+}
+
+/// The quick fix that suppresses one finding: an `isolint: ignore[...]` comment at the end of
+/// its line, with a reason left for the author to write (a suppression without one is itself
+/// reported).
+fn suppression_action(uri: &Uri, text: &str, d: &Diagnostic) -> Option<CodeAction> {
+    let name = d.data.as_ref()?.get("name")?.as_str()?;
+    let line = d.range.start.line;
+    let line_text = text.split('\n').nth(line as usize)?;
+    let code = line_text.trim_end_matches(['\r', ' ', '\t']);
+    let character = code.encode_utf16().count() as u32;
+    let at = Position { line, character };
+    let edit = TextEdit {
+        range: Range { start: at, end: at },
+        new_text: format!(" /* isolint: ignore[{name}] FIXME: say why this is safe */"),
+    };
+    Some(CodeAction {
+        title: format!("Suppress {name} on this line"),
+        kind: Some(CodeActionKind::QUICKFIX),
+        diagnostics: Some(vec![d.clone()]),
+        edit: Some(WorkspaceEdit {
+            changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// `isolint fix --stage 0` for the module of a saved buffer, as one edit of the whole buffer.
+/// Only when the buffer equals the file: the edit is computed from what is on disk.
+fn stage0_action(uri: &Uri, path: &Path, text: &str, d: &Diagnostic) -> Option<CodeAction> {
+    let analysis = crate::analyze(&crate::AnalyzeOptions {
+        paths: vec![path.to_path_buf()],
+        ..Default::default()
+    });
+    let fix = crate::plan::fix_stage(&analysis, 0);
+    let (_, old, new) = fix.files.iter().find(|(p, _, _)| absolute(p) == path)?;
+    if old != text {
+        return None;
+    }
+    let lines = text.split('\n').count() as u32;
+    let edit = TextEdit {
+        range: Range {
+            start: Position {
+                line: 0,
+                character: 0,
+            },
+            end: Position {
+                line: lines,
+                character: 0,
+            },
+        },
+        new_text: new.clone(),
+    };
+    Some(CodeAction {
+        title: "Convert to multi-phase init (isolint fix --stage 0)".into(),
+        kind: Some(CodeActionKind::QUICKFIX),
+        diagnostics: Some(vec![d.clone()]),
+        edit: Some(WorkspaceEdit {
+            changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 struct Document {
@@ -134,6 +252,9 @@ struct Document {
 struct Server {
     connection: Connection,
     documents: HashMap<String, Document>,
+    docs: Option<PathBuf>,
+    /// Changes not linted yet, by URI: the newest text and version of each.
+    pending: HashMap<String, (Uri, String, Option<i32>)>,
 }
 
 impl Server {
@@ -153,7 +274,7 @@ impl Server {
             Ok(findings) => findings
                 .iter()
                 .filter(|f| absolute(&f.path) == path)
-                .map(|f| diagnostic(&text, f))
+                .map(|f| diagnostic(&text, f, self.docs.as_deref()))
                 .collect(),
             Err(e) => {
                 self.notify::<ShowMessage>(ShowMessageParams {
@@ -195,6 +316,37 @@ impl Server {
         })
     }
 
+    /// Lints every change still waiting for the debounce.
+    fn flush(&mut self) {
+        let pending: Vec<(Uri, String, Option<i32>)> =
+            self.pending.drain().map(|(_, v)| v).collect();
+        for (uri, text, version) in pending {
+            self.lint(uri, text, version);
+        }
+    }
+
+    fn code_actions(&self, params: CodeActionParams) -> Vec<CodeActionOrCommand> {
+        let uri = params.text_document.uri;
+        let Some(doc) = self.documents.get(uri.as_str()) else {
+            return Vec::new();
+        };
+        let wanted = params.range;
+        let overlaps = |d: &&Diagnostic| d.range.start <= wanted.end && wanted.start <= d.range.end;
+        let mut actions = Vec::new();
+        for d in doc.diagnostics.iter().filter(overlaps) {
+            if let Some(a) = suppression_action(&uri, &doc.text, d) {
+                actions.push(CodeActionOrCommand::CodeAction(a));
+            }
+            let single_phase = d.code == Some(NumberOrString::String("ISO001".into()));
+            if single_phase {
+                if let Some(a) = stage0_action(&uri, &uri_to_path(&uri), &doc.text, d) {
+                    actions.push(CodeActionOrCommand::CodeAction(a));
+                }
+            }
+        }
+        actions
+    }
+
     fn handle_notification(&mut self, n: Notification) {
         match n.method.as_str() {
             DidOpenTextDocument::METHOD => {
@@ -209,12 +361,13 @@ impl Server {
                 if let Ok(p) = n.extract::<lsp_types::DidChangeTextDocumentParams>(
                     DidChangeTextDocument::METHOD,
                 ) {
-                    // Full sync: the last change holds the whole text.
+                    // Full sync: the last change holds the whole text. Linted when the typing
+                    // pauses (`run`'s loop).
                     if let Some(change) = p.content_changes.into_iter().last() {
-                        self.lint(
-                            p.text_document.uri,
-                            change.text,
-                            Some(p.text_document.version),
+                        let uri = p.text_document.uri;
+                        self.pending.insert(
+                            uri.as_str().to_string(),
+                            (uri, change.text, Some(p.text_document.version)),
                         );
                     }
                 }
@@ -238,6 +391,7 @@ impl Server {
                     n.extract::<lsp_types::DidCloseTextDocumentParams>(DidCloseTextDocument::METHOD)
                 {
                     self.documents.remove(p.text_document.uri.as_str());
+                    self.pending.remove(p.text_document.uri.as_str());
                     self.notify::<PublishDiagnostics>(PublishDiagnosticsParams {
                         uri: p.text_document.uri,
                         diagnostics: Vec::new(),
@@ -258,6 +412,14 @@ impl Server {
                 Ok(params) => Response::new_ok(req.id, self.hover(params)),
                 Err(e) => Response::new_err(req.id, ErrorCode::InvalidParams as i32, e.to_string()),
             },
+            CodeActionRequest::METHOD => {
+                match serde_json::from_value::<CodeActionParams>(req.params) {
+                    Ok(params) => Response::new_ok(req.id, self.code_actions(params)),
+                    Err(e) => {
+                        Response::new_err(req.id, ErrorCode::InvalidParams as i32, e.to_string())
+                    }
+                }
+            }
             _ => Response::new_err(
                 req.id,
                 ErrorCode::MethodNotFound as i32,
@@ -283,6 +445,7 @@ pub fn run() -> Result<(), BoxError> {
             },
         )),
         hover_provider: Some(HoverProviderCapability::Simple(true)),
+        code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
         ..Default::default()
     };
     let (id, _params) = connection.initialize_start()?;
@@ -297,8 +460,30 @@ pub fn run() -> Result<(), BoxError> {
     let mut server = Server {
         connection,
         documents: HashMap::new(),
+        docs: rule_docs_dir(),
+        pending: HashMap::new(),
     };
-    while let Ok(message) = server.connection.receiver.recv() {
+    loop {
+        let message = if server.pending.is_empty() {
+            match server.connection.receiver.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        } else {
+            match server.connection.receiver.recv_timeout(DEBOUNCE) {
+                Ok(m) => m,
+                Err(e) if e.is_timeout() => {
+                    server.flush();
+                    continue;
+                }
+                Err(_) => break,
+            }
+        };
+        let is_change = matches!(&message, Message::Notification(n) if n.method == DidChangeTextDocument::METHOD);
+        if !is_change {
+            // Anything else (a hover, a code action, a save) sees the newest text.
+            server.flush();
+        }
         match message {
             Message::Request(req) => {
                 if server.handle_request(req)? {

@@ -16,8 +16,13 @@ struct Client {
 
 impl Client {
     fn start(cwd: &std::path::Path) -> Self {
+        Self::start_with_cache(cwd, &cwd.join(".cache"))
+    }
+
+    fn start_with_cache(cwd: &std::path::Path, cache: &std::path::Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_isolint"))
             .arg("server")
+            .env("XDG_CACHE_HOME", cache)
             .current_dir(cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -196,4 +201,162 @@ fn diagnostics_on_open_change_save_and_hover_explains() {
     client.notify("exit", Value::Null);
     let status = client.child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+fn start_initialized(dir: &std::path::Path, cache: &std::path::Path) -> Client {
+    let mut client = Client::start_with_cache(dir, cache);
+    let init = client.request(
+        "initialize",
+        json!({"processId": null, "rootUri": format!("file://{}", dir.display()), "capabilities": {}}),
+    );
+    assert_eq!(init["result"]["capabilities"]["codeActionProvider"], true);
+    client.notify("initialized", json!({}));
+    client
+}
+
+/// The text after one LSP `TextEdit`, as an editor applies it (positions in UTF-16 units).
+fn apply_edit(text: &str, edit: &Value) -> String {
+    let offset = |pos: &Value| {
+        let line = pos["line"].as_u64().unwrap() as usize;
+        let mut units = pos["character"].as_u64().unwrap() as usize;
+        let mut at = 0;
+        for (i, l) in text.split_inclusive('\n').enumerate() {
+            if i == line {
+                for c in l.chars() {
+                    if units == 0 || c == '\n' {
+                        break;
+                    }
+                    units = units.saturating_sub(c.len_utf16());
+                    at += c.len_utf8();
+                }
+                return at;
+            }
+            at += l.len();
+        }
+        text.len()
+    };
+    let start = offset(&edit["range"]["start"]);
+    let end = offset(&edit["range"]["end"]);
+    format!(
+        "{}{}{}",
+        &text[..start],
+        edit["newText"].as_str().unwrap(),
+        &text[end..]
+    )
+}
+
+#[test]
+fn doc_links_quick_fixes_and_debounced_typing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let cache = dir.join("cache");
+    let file = dir.join("_speedups.c");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/plan/legacy_speedups/_speedups.c"),
+    )
+    .unwrap();
+    // Saved: the stage-0 action is computed from the file on disk.
+    std::fs::write(&file, &text).unwrap();
+    let uri = format!("file://{}", file.display());
+    let mut client = start_initialized(&dir, &cache);
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "c", "version": 1, "text": text}}),
+    );
+    let diags = client.diagnostics(&uri);
+
+    // Every diagnostic links its rule's page, written for this version and readable offline.
+    for d in &diags {
+        let href = d["codeDescription"]["href"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{d:#}"));
+        let page = href.strip_prefix("file://").expect("a file link");
+        let markdown = std::fs::read_to_string(page).expect("the page exists");
+        assert!(
+            markdown.contains(&format!("({})", d["code"].as_str().unwrap())),
+            "{href}"
+        );
+    }
+
+    // Quick fixes on the static type: its suppression; on the single-phase init: stage 0 too.
+    let static_type = diags
+        .iter()
+        .find(|d| d["code"] == "ISO003")
+        .expect("ISO003");
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": static_type["range"], "context": {"diagnostics": []}}),
+    );
+    let actions = actions["result"].as_array().expect("actions").clone();
+    let suppress = actions
+        .iter()
+        .find(|a| {
+            a["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("Suppress static-type-object")
+        })
+        .unwrap_or_else(|| panic!("{actions:#?}"));
+    let edit = &suppress["edit"]["changes"][&uri][0];
+    let suppressed = apply_edit(&text, edit);
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": suppressed}]}),
+    );
+    let after = client.diagnostics(&uri);
+    assert!(!after.iter().any(|d| d["code"] == "ISO003"), "{after:#?}");
+    assert!(
+        !after.iter().any(|d| d["code"] == "ISO900"),
+        "the suppression is well formed"
+    );
+
+    // Back to the saved text, then the stage-0 action on the single-phase finding.
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 3}, "contentChanges": [{"text": text}]}),
+    );
+    let diags = client.diagnostics(&uri);
+    let single = diags
+        .iter()
+        .find(|d| d["code"] == "ISO001")
+        .expect("ISO001");
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": single["range"], "context": {"diagnostics": []}}),
+    );
+    let actions = actions["result"].as_array().expect("actions").clone();
+    let stage0 = actions
+        .iter()
+        .find(|a| a["title"].as_str().unwrap().contains("fix --stage 0"))
+        .unwrap_or_else(|| panic!("{actions:#?}"));
+    let converted = apply_edit(&text, &stage0["edit"]["changes"][&uri][0]);
+    assert!(converted.contains("return PyModuleDef_Init(&speedups_module);"));
+
+    // Typing: ten quick changes; what is published last is the last text's diagnostics.
+    for version in 4..14 {
+        let typed = format!(
+            "{text}\nstatic PyObject *typed_{version};\nstatic void set_{version}(void) {{ typed_{version} = PyDict_New(); }}\n"
+        );
+        client.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": typed}]}),
+        );
+    }
+    let mut last = client.diagnostics(&uri);
+    // Drain: the debounce may publish an intermediate version first.
+    while !last
+        .iter()
+        .any(|d| d["message"].as_str().unwrap_or("").contains("typed_13"))
+    {
+        last = client.diagnostics(&uri);
+    }
+    assert!(!last
+        .iter()
+        .any(|d| d["message"].as_str().unwrap_or("").contains("typed_12")));
+
+    let shutdown = client.request("shutdown", Value::Null);
+    assert!(shutdown["result"].is_null());
+    client.notify("exit", Value::Null);
+    assert!(client.child.wait().unwrap().success());
 }
