@@ -491,6 +491,17 @@ fn blank(out: &mut [u8], start: usize, end: usize) {
     }
 }
 
+/// `{` minus `}` over the tokens of one branch.
+fn brace_delta(toks: &[Tok]) -> i64 {
+    toks.iter()
+        .map(|t| match t.kind {
+            TokKind::Punct(b'{') => 1,
+            TokKind::Punct(b'}') => -1,
+            _ => 0,
+        })
+        .sum()
+}
+
 fn next_significant(toks: &[Tok], from: usize) -> Option<&Tok> {
     toks[from.min(toks.len())..]
         .iter()
@@ -521,10 +532,36 @@ fn patch_block(block: &Block, toks: &[Tok], src: &[u8], out: &mut [u8]) {
         }
         return;
     }
-    let choose_one =
-        block.branches.len() > 1 && (block.in_construct || (at_file_scope && follows_with_brace));
+    // Alternatives that each open (or close) a block, such as
+    //     #if PY_MAJOR_VERSION < 3
+    //     else if (!PyString_Check(s)) {
+    //     #else
+    //     else {
+    //     #endif
+    // cannot both stay: one `}` follows for the two `{`, and the rest of the file would be
+    // read as inside the function. A compiler takes one of them; so does the parse.
+    let unbalanced_alternatives = block.branches.len() > 1
+        && block.branches.iter().enumerate().any(|(i, b)| {
+            let end_tok = block
+                .branches
+                .get(i + 1)
+                .map_or(block.endif_tok, |next| next.first_tok.saturating_sub(1));
+            brace_delta(&toks[b.first_tok.min(end_tok)..end_tok]) != 0
+        });
+    let choose_one = block.branches.len() > 1
+        && (block.in_construct || (at_file_scope && follows_with_brace) || unbalanced_alternatives);
+    // `#if X` / `if (a) {...} else` / `#endif` / `{...}`: the `else` belongs to the block
+    // after the `#endif`, so the directives go and the statement reads as a whole.
+    let ends_with_else = block.branches.len() == 1
+        && block.endif_tok > 0
+        && toks
+            .get(block.endif_tok - 1)
+            .is_some_and(|t| t.kind == TokKind::Ident && &src[t.start..t.end] == b"else");
     let merge = !choose_one
-        && (block.in_construct || starts_with_else || (at_file_scope && follows_with_brace));
+        && (block.in_construct
+            || starts_with_else
+            || ends_with_else
+            || (at_file_scope && follows_with_brace));
     if !choose_one && !merge {
         return;
     }
