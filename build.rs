@@ -1,6 +1,7 @@
 //! Fingerprints the sources that decide what the facts of a file are (the parse, the pre-pass,
 //! the extraction, the queries), so that the facts cache never serves facts extracted by a
-//! different build of the same version.
+//! different build of the same version; and every source of the build, so that the run memo
+//! (a whole scan's result) is never served by a build whose model or rules differ.
 
 use std::hash::{DefaultHasher, Hasher};
 use std::path::Path;
@@ -21,15 +22,9 @@ fn hash_dir(dir: &Path, hasher: &mut DefaultHasher) {
     }
 }
 
-fn main() {
+fn fingerprint(paths: &[&str]) -> u64 {
     let mut hasher = DefaultHasher::new();
-    for dir in [
-        "src/facts",
-        "src/parse",
-        "queries",
-        "src/source.rs",
-        "Cargo.lock",
-    ] {
+    for dir in paths {
         println!("cargo:rerun-if-changed={dir}");
         let path = Path::new(dir);
         if path.is_dir() {
@@ -38,8 +33,18 @@ fn main() {
             hasher.write(&bytes);
         }
     }
-    println!(
-        "cargo:rustc-env=ISOLINT_FACTS_FINGERPRINT={:016x}",
-        hasher.finish()
-    );
+    hasher.finish()
+}
+
+fn main() {
+    let facts = fingerprint(&[
+        "src/facts",
+        "src/parse",
+        "queries",
+        "src/source.rs",
+        "Cargo.lock",
+    ]);
+    println!("cargo:rustc-env=ISOLINT_FACTS_FINGERPRINT={facts:016x}");
+    let build = fingerprint(&["src", "queries", "data", "Cargo.lock"]);
+    println!("cargo:rustc-env=ISOLINT_BUILD_FINGERPRINT={build:016x}");
 }

@@ -342,7 +342,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut project = Project::build_with(files, &build);
     project.foreign_calls = foreign_calls;
     let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
-    let mut findings = run_rules(&project, &rules);
+    let mut findings = run_rules(&project, &rules, &options.targets);
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
     let modules = module_summaries(&project, &findings);
@@ -461,8 +461,10 @@ fn memo_key(
         .rules
         .as_ref()
         .map(|r| r.iter().map(|r| r.id).collect());
+    // The build's fingerprint: a result is never recalled by a build with other rules.
     let identity = format!(
-        "{:?} {:?} {:?} {} {} {:?} {}",
+        "{} {:?} {:?} {:?} {} {} {:?} {}",
+        env!("ISOLINT_BUILD_FINGERPRINT"),
         options.paths,
         options.targets,
         rules,

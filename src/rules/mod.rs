@@ -161,6 +161,9 @@ pub struct Ctx<'a> {
     rule: &'static RuleInfo,
     /// This module's findings so far.
     out: &'a mut Vec<Finding>,
+    /// The scan names a Python before 3.12 (`--python 3.11`): code only those compile is
+    /// reported at full strength.
+    targets_before_312: bool,
 }
 
 impl Ctx<'_> {
@@ -179,10 +182,32 @@ impl Ctx<'_> {
         help: String,
     ) {
         let span = site.span;
+        let mut severity = self.rule.severity;
+        let mut message = message;
+        // `Py_mod_multiple_interpreters` exists from 3.12: state only older Pythons compile
+        // (the `#else` of `#if PY_VERSION_HEX >= 0x030C0000`, static types kept for 3.8) cannot
+        // block a level the module declares. Said as information unless the scan asks for
+        // those Pythons.
+        let isolation_rule = matches!(
+            self.rule.blocks,
+            Blocks::SharedGil | Blocks::PerInterpreterGil
+        );
+        if isolation_rule
+            && severity != Severity::Info
+            && !self.targets_before_312
+            && !site.versions.is_empty()
+            && site.versions.hi <= crate::version::py(3, 12)
+        {
+            severity = Severity::Info;
+            message.push_str(
+                "; only Pythons before 3.12 compile it, and `Py_mod_multiple_interpreters` exists \
+                 from 3.12, so it blocks no level (`--python 3.11` reports it in full)",
+            );
+        }
         self.out.push(Finding {
             rule: self.rule.id,
             name: self.rule.name,
-            severity: self.rule.severity,
+            severity,
             path: self.project.files[site.file].path.clone(),
             location: Location {
                 line: span.line,
@@ -214,7 +239,14 @@ impl Ctx<'_> {
 }
 
 /// Runs every rule over every module (and the unattached code).
-pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding> {
+pub fn run_rules(
+    project: &Project,
+    rules: &[&'static RuleInfo],
+    targets: &[crate::version::Target],
+) -> Vec<Finding> {
+    let targets_before_312 = targets
+        .iter()
+        .any(|t| t.version < crate::version::py(3, 12));
     use rayon::prelude::*;
     let layouts = Layouts::new(project.files.iter());
     let units: Vec<_> = project.units().collect();
@@ -230,6 +262,7 @@ pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding>
                     layouts: &layouts,
                     rule,
                     out: &mut out,
+                    targets_before_312,
                 };
                 (rule.check)(&mut ctx);
             }

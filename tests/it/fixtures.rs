@@ -251,7 +251,9 @@ fn target_python_drops_findings_in_code_it_does_not_compile() {
         targets: vec![isolint::version::Target::new(isolint::version::py(3, 12))],
         ..Default::default()
     });
-    assert!(for_312.findings.is_empty(), "{:?}", for_312.findings);
+    // Nothing 3.12 compiles blocks a level, so only the hint that NOT_SUPPORTED undersells it.
+    let names: Vec<&str> = for_312.findings.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["underclaimed-isolation"], "{:?}", for_312.findings);
     let for_311 = analyze(&AnalyzeOptions {
         paths: vec![dir],
         targets: vec![isolint::version::Target::new(isolint::version::py(3, 11))],
@@ -299,4 +301,48 @@ fn crlf_and_lone_cr_files_give_the_findings_of_their_lf_version() {
         assert!(!with_lf.is_empty());
         assert_eq!(with_original, with_lf, "{file}");
     }
+}
+
+#[test]
+fn state_only_pythons_before_312_compile_is_info_unless_the_scan_targets_them() {
+    use isolint::finding::Severity;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check/pre312_state");
+    let scan = |targets: Vec<isolint::version::Target>| {
+        analyze(&AnalyzeOptions {
+            paths: vec![dir.clone()],
+            targets,
+            ..Default::default()
+        })
+    };
+    let default = scan(Vec::new());
+    assert!(
+        default
+            .findings
+            .iter()
+            .all(|f| f.severity == Severity::Info),
+        "{:?}",
+        default.findings
+    );
+    assert!(default
+        .findings
+        .iter()
+        .all(|f| f.message.contains("blocks no level")));
+    let verdict = serde_json::to_value(&default.modules[0]).unwrap();
+    assert_eq!(
+        verdict["verdict"]["supported"], "per-interpreter-gil",
+        "{verdict}"
+    );
+
+    let old = scan(vec![isolint::version::Target::new(isolint::version::py(
+        3, 10,
+    ))]);
+    let names: Vec<(&str, Severity)> = old.findings.iter().map(|f| (f.name, f.severity)).collect();
+    assert!(
+        names.contains(&("static-type-object", Severity::Warning)),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&("overclaimed-isolation", Severity::Error)),
+        "{names:?}"
+    );
 }
