@@ -194,8 +194,13 @@ fn suppression_action(uri: &Uri, text: &str, d: &Diagnostic) -> Option<CodeActio
         range: Range { start: at, end: at },
         new_text: format!(" /* isolint: ignore[{name}] FIXME: say why this is safe */"),
     };
-    Some(CodeAction {
-        title: format!("Suppress {name} on this line"),
+    Some(quick_fix(format!("Suppress {name} on this line"), uri, d, edit))
+}
+
+/// A quick fix for one diagnostic that makes one edit in its document.
+fn quick_fix(title: String, uri: &Uri, d: &Diagnostic, edit: TextEdit) -> CodeAction {
+    CodeAction {
+        title,
         kind: Some(CodeActionKind::QUICKFIX),
         diagnostics: Some(vec![d.clone()]),
         edit: Some(WorkspaceEdit {
@@ -203,7 +208,7 @@ fn suppression_action(uri: &Uri, text: &str, d: &Diagnostic) -> Option<CodeActio
             ..Default::default()
         }),
         ..Default::default()
-    })
+    }
 }
 
 /// `isolint fix --stage 0` for the module of a saved buffer, as one edit of the whole buffer.
@@ -232,16 +237,12 @@ fn stage0_action(uri: &Uri, path: &Path, text: &str, d: &Diagnostic) -> Option<C
         },
         new_text: new.clone(),
     };
-    Some(CodeAction {
-        title: "Convert to multi-phase init (isolint fix --stage 0)".into(),
-        kind: Some(CodeActionKind::QUICKFIX),
-        diagnostics: Some(vec![d.clone()]),
-        edit: Some(WorkspaceEdit {
-            changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
+    Some(quick_fix(
+        "Convert to multi-phase init (isolint fix --stage 0)".into(),
+        uri,
+        d,
+        edit,
+    ))
 }
 
 struct Document {
