@@ -1004,3 +1004,20 @@ fn fix_stage3_refuses_single_phase_and_all_runs_stage0_first() {
     assert_eq!(run_fix(&args), 0);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
 }
+
+#[test]
+fn fix_keeps_the_line_break_after_a_returned_creation() {
+    // crcmod 1.7: `PyInit` ends in `return PyModule_Create(&moduleDef);`.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("_ret.c");
+    std::fs::write(
+        &file,
+        "#include <Python.h>\n\nstatic struct PyModuleDef def = {\n    PyModuleDef_HEAD_INIT,\n    \"_ret\",\n    NULL,\n    -1,\n    NULL\n};\n\nPyMODINIT_FUNC\nPyInit__ret(void)\n{\n    return PyModule_Create(&def);\n}\n",
+    )
+    .expect("write");
+    let fix = fix_stage0(&analysis_of(&file));
+    assert_eq!(fix.modules[0].outcome, FixOutcome::Changed);
+    let (_, _, new) = &fix.files[0];
+    assert!(new.contains("    return 0;\n}\n"), "{new}");
+    assert!(!new.contains("return 0;}"), "{new}");
+}
