@@ -194,7 +194,12 @@ fn suppression_action(uri: &Uri, text: &str, d: &Diagnostic) -> Option<CodeActio
         range: Range { start: at, end: at },
         new_text: format!(" /* isolint: ignore[{name}] FIXME: say why this is safe */"),
     };
-    Some(quick_fix(format!("Suppress {name} on this line"), uri, d, edit))
+    Some(quick_fix(
+        format!("Suppress {name} on this line"),
+        uri,
+        d,
+        edit,
+    ))
 }
 
 /// A quick fix for one diagnostic that makes one edit in its document.

@@ -782,11 +782,157 @@ fn static_type_fields(list: &InitList) -> (Option<String>, BTreeMap<String, Expr
     (tp_name, slots)
 }
 
+/// Identifiers in a piece of C text (an initializer, a macro body).
+fn identifiers(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+}
+
+fn init_names<'a>(init: &'a Init, out: &mut rustc_hash::FxHashSet<&'a str>) -> bool {
+    match init {
+        Init::Expr(e) => {
+            out.extend(identifiers(&e.text));
+            // A folded text was cut: what it named past the cut is unknown.
+            e.text.len() < 150
+        }
+        Init::List(list) => {
+            let mut complete = !list.opaque;
+            for entry in &list.entries {
+                complete &= init_names(&entry.value, out);
+            }
+            complete
+        }
+    }
+}
+
+fn holds_plain_data(type_name: &str) -> bool {
+    let base = type_name
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "const" | "static" | "unsigned" | "signed" | "volatile"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Integer typedefs by the usual convention (zstd's `U32`, `S16`, `BYTE`).
+    let numeric_typedef = base == "BYTE"
+        || (base.len() <= 3
+            && base.starts_with(['U', 'S', 'I'])
+            && base[1..].bytes().all(|b| b.is_ascii_digit())
+            && base.len() > 1);
+    // `unsigned` alone is `unsigned int`.
+    let bare_sign = base.is_empty() && type_name.contains("signed");
+    numeric_typedef
+        || bare_sign
+        || matches!(
+            base.as_str(),
+            "char"
+                | "short"
+                | "int"
+                | "long"
+                | "long long"
+                | "float"
+                | "double"
+                | "size_t"
+                | "Py_ssize_t"
+                | "Py_UCS1"
+                | "Py_UCS2"
+                | "Py_UCS4"
+                | "Py_UNICODE"
+                | "bool"
+                | "_Bool"
+                | "uint8_t"
+                | "uint16_t"
+                | "uint32_t"
+                | "uint64_t"
+                | "int8_t"
+                | "int16_t"
+                | "int32_t"
+                | "int64_t"
+                | "wchar_t"
+        )
+}
+
+/// `static` functions defined in a header that no code of the module can reach: compatibility
+/// shims such as the `static inline` functions of a vendored `pythoncapi_compat.h`, which every
+/// including file compiles and none calls. What they write is not the module's state. A
+/// function is reachable when a function that is not such a candidate, an initializer or a
+/// macro body names it, or a reachable candidate does. When an initializer's text was cut or a
+/// table was not read, nothing is taken as unreachable.
+fn unreachable_functions(scope: &Scope) -> BTreeSet<FnRef> {
+    use crate::facts::SourceKindFact;
+    let candidates: BTreeSet<FnRef> = scope
+        .members
+        .iter()
+        .filter(|&&fi| scope.files[fi].kind == SourceKindFact::Header)
+        .flat_map(|&fi| {
+            scope.files[fi]
+                .functions
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.is_static)
+                .map(move |(index, _)| FnRef { file: fi, index })
+        })
+        .collect();
+    if candidates.is_empty() {
+        return candidates;
+    }
+    let mut named: rustc_hash::FxHashSet<&str> = Default::default();
+    for &fi in scope.members {
+        let file = &scope.files[fi];
+        for v in &file.variables {
+            if let Some(init) = &v.init {
+                // A table of numbers or strings names no function even when it was not read.
+                if !init_names(init, &mut named) && !holds_plain_data(&v.type_name) {
+                    return BTreeSet::new();
+                }
+            }
+        }
+        for m in &file.macros {
+            named.extend(identifiers(&m.body));
+        }
+    }
+    fn names_of(f: &crate::facts::Function) -> impl Iterator<Item = &str> {
+        f.references
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(f.calls.iter().map(|c| c.callee.as_str()))
+    }
+    let mut live: Vec<FnRef> = Vec::new();
+    for &fi in scope.members {
+        for (index, f) in scope.files[fi].functions.iter().enumerate() {
+            if !candidates.contains(&FnRef { file: fi, index }) {
+                named.extend(names_of(f));
+            }
+        }
+    }
+    let mut dead = candidates;
+    loop {
+        live.clear();
+        live.extend(
+            dead.iter()
+                .copied()
+                .filter(|r| named.contains(scope.files[r.file].functions[r.index].name.as_str())),
+        );
+        if live.is_empty() {
+            return dead;
+        }
+        for r in &live {
+            dead.remove(r);
+            named.extend(names_of(&scope.files[r.file].functions[r.index]));
+        }
+    }
+}
+
 fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bool) -> Vec<Global> {
     let mut globals: BTreeMap<VarRef, Global> = BTreeMap::new();
+    let unreachable = unreachable_functions(scope);
+    let in_unreachable = |fi: usize, function: &str| {
+        unreachable
+            .iter()
+            .any(|r| r.file == fi && scope.files[fi].functions[r.index].name == function)
+    };
     for &fi in scope.members {
         for (i, v) in scope.files[fi].variables.iter().enumerate() {
-            if v.is_definition() && !is_superseded(&scope.files[fi], i) {
+            let dead_local = v.function.as_deref().is_some_and(|f| in_unreachable(fi, f));
+            if v.is_definition() && !is_superseded(&scope.files[fi], i) && !dead_local {
                 let var = VarRef { file: fi, index: i };
                 globals.insert(
                     var,
@@ -804,6 +950,9 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
     for &fi in scope.members {
         for (i, function) in scope.files[fi].functions.iter().enumerate() {
             let fref = FnRef { file: fi, index: i };
+            if unreachable.contains(&fref) {
+                continue;
+            }
             for r in &function.references {
                 if let Some(var) = scope.variable_from(&r.name, fi, Some(function)) {
                     scope.for_each_variant(var, &function.versions, |var| {

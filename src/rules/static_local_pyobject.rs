@@ -5,6 +5,10 @@ declare_rule! {
     /// ## What it does
     /// Flags a function-local `static` that caches Python objects, such as
     /// `static PyObject *name = NULL; if (!name) name = PyUnicode_InternFromString("x");`.
+    /// Not inside a `static` function of a header that the module cannot reach (no function,
+    /// table or macro of the module names it, directly or through another reachable one):
+    /// the shims of a vendored `pythoncapi_compat.h` that the module never calls are compiled
+    /// into every file but are not its state. The same holds for what such a function writes.
     ///
     /// ## Why is this bad?
     /// A function-local static is as process-global as a file-scope one, only harder to see.
