@@ -35,6 +35,10 @@ pub struct AnalyzeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Where to read the build's file lists from (`--compile-commands`).
     pub build: BuildOptions,
+    /// Suppressions from outside the source (config, baseline): the findings they cover still
+    /// come back, for the caller to remove, but they do not block a module's level. Inline
+    /// comments are read here, from the sources.
+    pub suppress: Option<crate::suppress::External>,
 }
 
 impl Default for AnalyzeOptions {
@@ -49,6 +53,7 @@ impl Default for AnalyzeOptions {
             include_vendored: false,
             cache_dir: None,
             build: BuildOptions::default(),
+            suppress: None,
         }
     }
 }
@@ -325,10 +330,27 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
 
     let project = Project::build_with(files, &build);
     let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
-    let mut findings = run_rules(&project, &rules);
+    // What the project suppresses decides its verdicts: a suppressed finding blocks no level.
+    let mut texts = crate::suppress::Texts::new(
+        options
+            .stdin
+            .iter()
+            .map(|(p, b)| (p.clone(), String::from_utf8_lossy(b).into_owned())),
+    );
+    let inline = crate::suppress::InlineIndex::read(&file_paths, &mut texts);
+    drop(texts);
+    let external = options.suppress.as_ref();
+    let suppressed = |f: &Finding| {
+        if inline.covers(f) {
+            Some("comment")
+        } else {
+            external.and_then(|e| (e.why)(f))
+        }
+    };
+    let mut findings = run_rules(&project, &rules, &suppressed);
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
-    let modules = module_summaries(&project, &findings);
+    let modules = module_summaries(&project, &findings, &suppressed);
     let hidden = hide_vendored(&mut findings, &project, &origins, options.include_vendored);
     // A global in a header included by two modules is one definition: report it once.
     findings.dedup_by(|b, a| {
@@ -392,7 +414,11 @@ impl Analysis {
 }
 
 /// Each module's summary and verdict; the verdict reads the module's own findings.
-fn module_summaries(project: &Project, findings: &[Finding]) -> Vec<ModuleSummary> {
+fn module_summaries(
+    project: &Project,
+    findings: &[Finding],
+    suppressed: crate::rules::SuppressedBy,
+) -> Vec<ModuleSummary> {
     let mut by_module: HashMap<&str, Vec<&Finding>> = HashMap::new();
     for f in findings {
         if let Some(m) = f.module.as_deref() {
@@ -415,7 +441,7 @@ fn module_summaries(project: &Project, findings: &[Finding]) -> Vec<ModuleSummar
                         .collect()
                 })
                 .unwrap_or_default();
-            summary.verdict = Some(crate::rules::module_verdict(m, &own));
+            summary.verdict = Some(crate::rules::module_verdict(m, &own, suppressed));
             Some(summary)
         })
         .collect()
@@ -444,7 +470,7 @@ fn memo_key(
         .as_ref()
         .map(|r| r.iter().map(|r| r.id).collect());
     let identity = format!(
-        "{:?} {:?} {:?} {} {} {:?} {}",
+        "{:?} {:?} {:?} {} {} {:?} {} {}",
         options.paths,
         options.targets,
         rules,
@@ -455,6 +481,7 @@ fn memo_key(
             .stdin
             .as_ref()
             .map_or(String::new(), |(p, _)| p.display().to_string()),
+        options.suppress.as_ref().map_or("", |s| s.key.as_str()),
     );
     let mut inputs = xxhash_rust::xxh3::Xxh3::new();
     inputs.update(identity.as_bytes());

@@ -10,7 +10,7 @@
 use crate::analysis::{FileError, HiddenCode, ParseErrorSummary};
 use crate::finding::{Finding, Location, Severity};
 use crate::model::ModuleSummary;
-use crate::rules::{Blocker, GilLevel, GilSource, GilVerdict, Level, Verdict};
+use crate::rules::{Blocker, GilLevel, GilSource, GilVerdict, Level, SuppressedBlocker, Verdict};
 use crate::version::VersionRange;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -82,6 +82,9 @@ struct VerdictRecord {
     gil_declared_by: u8,
     gil_supported_not_used: bool,
     gil_blockers: Vec<BlockerRecord>,
+    /// (blocker, level it would block or 255 for none, index into `SUPPRESSED_BY`).
+    suppressed: Vec<(BlockerRecord, u8, u8)>,
+    gil_suppressed: Vec<(BlockerRecord, u8, u8)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,6 +93,16 @@ struct BlockerRecord {
     path: PathBuf,
     line: usize,
     symbol: Option<String>,
+}
+
+const SUPPRESSED_BY: [&str; 3] = ["comment", "config", "baseline"];
+
+fn suppressed_record(s: &SuppressedBlocker) -> (BlockerRecord, u8, u8) {
+    (
+        blocker_record(&s.finding),
+        s.level.map_or(u8::MAX, |l| index_of(&LEVELS, &l)),
+        index_of(&SUPPRESSED_BY, &s.by),
+    )
 }
 
 const SEVERITIES: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Error];
@@ -284,6 +297,13 @@ fn module_record(m: &ModuleSummary) -> ModuleRecord {
             gil_declared_by: index_of(&GIL_SOURCES, &v.gil_axis.declared_by),
             gil_supported_not_used: v.gil_axis.supported == GilLevel::NotUsed,
             gil_blockers: v.gil_axis.blockers.iter().map(blocker_record).collect(),
+            suppressed: v.suppressed.iter().map(suppressed_record).collect(),
+            gil_suppressed: v
+                .gil_axis
+                .suppressed
+                .iter()
+                .map(suppressed_record)
+                .collect(),
         }),
     }
 }
@@ -316,6 +336,13 @@ fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
             path: b.path,
             line: b.line,
             symbol: b.symbol,
+        })
+    };
+    let suppressed = |(b, l, by): (BlockerRecord, u8, u8)| {
+        Some(SuppressedBlocker {
+            finding: blocker(b)?,
+            level: if l == u8::MAX { None } else { Some(level(l)?) },
+            by: SUPPRESSED_BY.get(by as usize).copied()?,
         })
     };
     let verdict = match r.verdict {
@@ -357,7 +384,17 @@ fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
                     .into_iter()
                     .map(blocker)
                     .collect::<Option<_>>()?,
+                suppressed: v
+                    .gil_suppressed
+                    .into_iter()
+                    .map(suppressed)
+                    .collect::<Option<_>>()?,
             },
+            suppressed: v
+                .suppressed
+                .into_iter()
+                .map(suppressed)
+                .collect::<Option<_>>()?,
         }),
     };
     Some(ModuleSummary {

@@ -79,7 +79,7 @@ fn verdict(ctx: &PlanCtx, findings: &[&Finding]) -> Verdict {
         .slot("Py_mod_multiple_interpreters")
         .map(|s| s.value.text.clone());
     let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
-    let model = crate::rules::module_verdict(ctx.module, &own);
+    let model = crate::rules::module_verdict(ctx.module, &own, &crate::rules::nothing_suppressed);
     let mut blockers = Vec::new();
     for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
         let blocks = match crate::rules::find_rule(f.rule).map(|r| r.blocks) {
@@ -462,7 +462,8 @@ fn stage_4(ctx: &PlanCtx, names: &StateNames, fields: &[state::Field]) -> Stage 
 /// then declare it.
 fn stage_5(ctx: &PlanCtx, findings: &[&Finding]) -> Stage {
     let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
-    let gil = crate::rules::module_verdict(ctx.module, &own).gil_axis;
+    let gil =
+        crate::rules::module_verdict(ctx.module, &own, &crate::rules::nothing_suppressed).gil_axis;
     let blocking: Vec<&&Finding> = findings
         .iter()
         .filter(|f| {

@@ -106,7 +106,7 @@ fn module_verdicts(analysis: &Analysis, root: &Path) -> Vec<Value> {
                 "name": m.name,
                 "artifactLocation": artifact(&m.path, root),
                 "line": m.line,
-                "isolation": {"declared": v.declared, "supported": v.supported},
+                "isolation": {"declared": v.declared, "supported": v.supported, "suppressed": v.suppressed},
                 "gil": super::json::gil_json(&v.gil_axis),
             }))
         })

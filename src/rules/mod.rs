@@ -46,7 +46,8 @@ use crate::version::VersionRange;
 
 pub use support::{describe_writes, write_summary};
 pub use verdict::{
-    module_verdict, Blocker, Blocks, GilLevel, GilSource, GilVerdict, Level, Verdict,
+    module_verdict, nothing_suppressed, Blocker, Blocks, GilLevel, GilSource, GilVerdict, Level,
+    SuppressedBlocker, SuppressedBy, Verdict,
 };
 
 #[derive(Debug)]
@@ -161,6 +162,8 @@ pub struct Ctx<'a> {
     rule: &'static RuleInfo,
     /// This module's findings so far.
     out: &'a mut Vec<Finding>,
+    /// Which findings the project suppresses: they do not count in the verdict.
+    suppressed: SuppressedBy<'a>,
 }
 
 impl Ctx<'_> {
@@ -168,6 +171,11 @@ impl Ctx<'_> {
     /// last and read them.
     pub fn module_findings(&self) -> &[Finding] {
         self.out
+    }
+
+    /// The module's verdict from the findings so far, suppressed ones not counting.
+    pub fn verdict(&self) -> Verdict {
+        module_verdict(self.module, self.out, self.suppressed)
     }
 
     pub fn report(
@@ -213,8 +221,13 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs every rule over every module (and the unattached code).
-pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding> {
+/// Runs every rule over every module (and the unattached code). `suppressed` says which
+/// findings the project suppresses, for the verdict rules.
+pub fn run_rules(
+    project: &Project,
+    rules: &[&'static RuleInfo],
+    suppressed: SuppressedBy,
+) -> Vec<Finding> {
     use rayon::prelude::*;
     let layouts = Layouts::new(project.files.iter());
     let units: Vec<_> = project.units().collect();
@@ -230,6 +243,7 @@ pub fn run_rules(project: &Project, rules: &[&'static RuleInfo]) -> Vec<Finding>
                     layouts: &layouts,
                     rule,
                     out: &mut out,
+                    suppressed,
                 };
                 (rule.check)(&mut ctx);
             }

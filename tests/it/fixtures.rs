@@ -172,6 +172,38 @@ fn fixture_modules_have_the_expected_shape() {
         vec![(Level::SharedGil, 2), (Level::PerInterpreterGil, 2)]
     );
 
+    // A suppressed blocker does not block its level; the verdict lists it.
+    let suppressed = scan("suppressed_blockers");
+    let by_name = |name: &str| {
+        suppressed
+            .modules
+            .iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.verdict.clone())
+            .unwrap()
+    };
+    let accepted = by_name("accepted");
+    assert_eq!(accepted.supported, Level::PerInterpreterGil);
+    let listed: Vec<(&str, Option<&str>, Option<Level>, &str)> = accepted
+        .suppressed
+        .iter()
+        .map(|s| (s.finding.name, s.finding.symbol.as_deref(), s.level, s.by))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(
+            "mutable-global-state",
+            Some("hits"),
+            Some(Level::PerInterpreterGil),
+            "comment"
+        )]
+    );
+    assert_eq!(accepted.gil_axis.suppressed.len(), 1);
+    assert!(accepted.gil_not_used_possible);
+    let unaccepted = by_name("unaccepted");
+    assert_eq!(unaccepted.supported, Level::SharedGil);
+    assert!(unaccepted.suppressed.is_empty());
+
     // The helper file is linked into the module through the names it provides.
     let split = scan("split_module");
     assert_eq!(split.modules.len(), 1);
