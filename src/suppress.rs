@@ -350,6 +350,7 @@ fn meta_finding(
         },
         python: VersionRange::ALL,
         uncertain: false,
+        related: Vec::new(),
     }
 }
 

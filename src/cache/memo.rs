@@ -8,7 +8,7 @@
 //! the memo unusable, never a wrong finding.
 
 use crate::analysis::{FileError, HiddenCode, ParseErrorSummary};
-use crate::finding::{Finding, Location, Severity};
+use crate::finding::{Finding, Location, Related, Severity};
 use crate::model::ModuleSummary;
 use crate::rules::{Blocker, GilLevel, GilSource, GilVerdict, Level, SuppressedBlocker, Verdict};
 use crate::version::VersionRange;
@@ -50,6 +50,8 @@ struct FindingRecord {
     help: String,
     python: (u16, u16, Option<bool>),
     uncertain: bool,
+    /// (path, location as in `location`, message).
+    related: Vec<(PathBuf, [usize; 6], String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -225,6 +227,39 @@ fn finding_record(f: &Finding) -> FindingRecord {
         help: f.help.clone(),
         python: (f.python.lo, f.python.hi, f.python.free_threaded),
         uncertain: f.uncertain,
+        related: f
+            .related
+            .iter()
+            .map(|r| {
+                (
+                    r.path.clone(),
+                    location_array(&r.location),
+                    r.message.clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn location_array(l: &Location) -> [usize; 6] {
+    [
+        l.line,
+        l.column,
+        l.end_line,
+        l.end_column,
+        l.start_byte,
+        l.end_byte,
+    ]
+}
+
+fn location_of(a: [usize; 6]) -> Location {
+    Location {
+        line: a[0],
+        column: a[1],
+        end_line: a[2],
+        end_column: a[3],
+        start_byte: a[4],
+        end_byte: a[5],
     }
 }
 
@@ -255,6 +290,15 @@ fn finding(r: FindingRecord) -> Option<Finding> {
             free_threaded: r.python.2,
         },
         uncertain: r.uncertain,
+        related: r
+            .related
+            .into_iter()
+            .map(|(path, location, message)| Related {
+                path,
+                location: location_of(location),
+                message,
+            })
+            .collect(),
     })
 }
 

@@ -42,7 +42,20 @@ impl Diagnostic for FindingDiagnostic<'_> {
         })
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(&self.finding.help))
+        if self.finding.related.is_empty() {
+            return Some(Box::new(&self.finding.help));
+        }
+        // The finding's other places (declarations, folded writes), after the fix.
+        let mut text = self.finding.help.clone();
+        for r in &self.finding.related {
+            text.push_str(&format!(
+                "\nalso: {}:{}: {}",
+                r.path.display(),
+                r.location.line,
+                r.message
+            ));
+        }
+        Some(Box::new(text))
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         Some(&self.source)

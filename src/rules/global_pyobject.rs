@@ -6,7 +6,9 @@ declare_rule! {
     /// ## What it does
     /// Flags a file-scope variable that holds Python objects: `PyObject *`, any
     /// `Py*Object *`, a pointer to the module's own object struct, or an array or struct of
-    /// them. The message says where it is written.
+    /// them. The message says where it is written. A variable with tentative definitions or
+    /// `extern` declarations (in a header) is one variable: one finding, at the definition,
+    /// with the other declarations as related places.
     ///
     /// ## Why is this bad?
     /// The variable is process-global, so one interpreter ends up using objects that belong to

@@ -207,7 +207,23 @@ impl Ctx<'_> {
             help,
             python: site.versions,
             uncertain: site.uncertain,
+            related: Vec::new(),
         });
+    }
+
+    /// Adds a related place to this module's finding of `rule` at `site` (a finding of an
+    /// earlier rule). Returns whether there was one.
+    pub fn relate(&mut self, rule: &str, at: Site, place: Site, message: String) -> bool {
+        let path = &self.project.files[at.file].path;
+        let Some(f) = self
+            .out
+            .iter_mut()
+            .find(|f| f.rule == rule && &f.path == path && f.location.start_byte == at.span.start)
+        else {
+            return false;
+        };
+        f.related.push(related(self.project, place, message));
+        true
     }
 
     pub fn var_site(&self, var: crate::model::VarRef) -> Site {
@@ -217,6 +233,70 @@ impl Ctx<'_> {
             span: v.span,
             versions: v.versions,
             uncertain: v.uncertain,
+        }
+    }
+}
+
+fn related(project: &Project, place: Site, message: String) -> crate::finding::Related {
+    let span = place.span;
+    crate::finding::Related {
+        path: project.files[place.file].path.clone(),
+        location: Location {
+            line: span.line,
+            column: span.column,
+            end_line: span.end_line,
+            end_column: span.end_column,
+            start_byte: span.start,
+            end_byte: span.end,
+        },
+        message,
+    }
+}
+
+/// A finding about a variable, at its definition, gets the variable's other declarations as
+/// related places: one variable, one finding.
+fn relate_declarations(project: &Project, module: &ExtensionModule, out: &mut [Finding]) {
+    let mut by_site: std::collections::HashMap<(usize, usize), &crate::model::Global> =
+        std::collections::HashMap::new();
+    for g in module.globals.iter().filter(|g| !g.declarations.is_empty()) {
+        by_site.insert((g.var.file, project.var(g.var).span.start), g);
+    }
+    if by_site.is_empty() {
+        return;
+    }
+    let file_of: std::collections::HashMap<&std::path::Path, usize> = module
+        .files
+        .iter()
+        .map(|&f| (project.files[f].path.as_path(), f))
+        .collect();
+    for f in out.iter_mut() {
+        let Some(&file) = file_of.get(f.path.as_path()) else {
+            continue;
+        };
+        let Some(g) = by_site.get(&(file, f.location.start_byte)) else {
+            continue;
+        };
+        let v = project.var(g.var);
+        if f.symbol.as_deref() != Some(v.name.as_str()) {
+            continue;
+        }
+        for &d in &g.declarations {
+            let decl = project.var(d);
+            let what = if decl.is_extern {
+                format!("`{}` declared `extern` here", decl.name)
+            } else {
+                format!("tentative definition of `{}`", decl.name)
+            };
+            let place = Site {
+                file: d.file,
+                span: decl.span,
+                versions: decl.versions,
+                uncertain: decl.uncertain,
+            };
+            let r = related(project, place, what);
+            if !f.related.contains(&r) {
+                f.related.push(r);
+            }
         }
     }
 }
@@ -247,6 +327,7 @@ pub fn run_rules(
                 };
                 (rule.check)(&mut ctx);
             }
+            relate_declarations(project, module, &mut out);
             out
         })
         .collect();

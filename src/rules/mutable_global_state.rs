@@ -6,7 +6,8 @@ use crate::model::WriteClass;
 declare_rule! {
     /// ## What it does
     /// Flags a non-const C global or `static` (a counter, a flag, a buffer, a cache, a
-    /// definition table) that is written after its initializer.
+    /// definition table) that is written after its initializer. One finding per variable, at
+    /// its definition; its tentative definitions and `extern` declarations are related places.
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with

@@ -7,7 +7,8 @@ declare_rule! {
     /// Flags a multi-phase module that declares `Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED` or
     /// `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED`, explicitly or by default (a multi-phase module
     /// without the slot is treated as `SUPPORTED`), while the scan finds process-global state
-    /// that rules that level out. The message lists the findings that block it.
+    /// that rules that level out. The message lists the findings that block it, those that
+    /// also block the weaker level first (a static type before a counter).
     ///
     /// A finding the project suppresses (an `isolint: ignore` comment, the config's
     /// `per-file-ignores`, the baseline) blocks nothing: the maintainers accepted it. The

@@ -259,9 +259,16 @@ pub fn module_verdict(
         .filter(|f| blocks(f) == Blocks::SharedGil)
         .map(|f| blocker(f))
         .collect();
+    // What blocks per-interpreter-gil: what blocks shared-gil too comes first, so a message
+    // that names three and says "and N more" never hides the worse blocker.
     let per_interp: Vec<Blocker> = counted
         .iter()
-        .filter(|f| matches!(blocks(f), Blocks::SharedGil | Blocks::PerInterpreterGil))
+        .filter(|f| blocks(f) == Blocks::SharedGil)
+        .chain(
+            counted
+                .iter()
+                .filter(|f| blocks(f) == Blocks::PerInterpreterGil),
+        )
         .map(|f| blocker(f))
         .collect();
     let supported = if !multi_phase || !shared.is_empty() {
