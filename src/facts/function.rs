@@ -168,6 +168,7 @@ pub(crate) fn function_facts(
     );
 
     let mut walker = BodyWalker::new(cx, name.clone(), locals);
+    walker.reassigned = reassigned_names(body, cx);
     walker.walk(body, variables);
     // Uses the pre-pass turned into `{` / `;}`: their bodies run here too.
     let (start, end) = (body.start_byte(), body.end_byte());
@@ -290,6 +291,9 @@ struct BodyWalker<'a, 'c> {
     /// Locals that have only held fixed values (`int one = 1;`): a value computed from them is
     /// the same in every run (`Written::PureC`).
     pure_locals: HashSet<String>,
+    /// Names assigned, updated or passed by address anywhere in the body: a local among them
+    /// is never pure, wherever the write stands (a loop's `i++` after the use).
+    reassigned: HashSet<String>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -309,6 +313,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             depth: 0,
             aliases: HashMap::default(),
             pure_locals: HashSet::default(),
+            reassigned: HashSet::default(),
         }
     }
 
@@ -540,7 +545,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                                     classify_written(init, cx, &self.locals, &self.pure_locals);
                                 // A local initialised from a macro or a function's address is
                                 // fixed; one read from a global is not known to be.
-                                if w.is_fixed() && reads.iter().all(|r| looks_constant(r)) {
+                                if w.is_fixed()
+                                    && reads.iter().all(|r| looks_constant(r))
+                                    && !self.reassigned.contains(&name)
+                                {
                                     self.pure_locals.insert(name.clone());
                                 }
                             }
@@ -1004,4 +1012,57 @@ fn looks_constant(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The roots of every assignment's left side, update's argument and `&` operand in `body`.
+fn reassigned_names(body: Node, cx: &Cx) -> HashSet<String> {
+    let mut out = HashSet::default();
+    let mut stack = vec![body];
+    // A bounded walk: a huge function costs no more than its nodes.
+    let mut budget = 200_000usize;
+    while let Some(node) = stack.pop() {
+        budget = budget.saturating_sub(1);
+        if budget == 0 {
+            break;
+        }
+        let target = match node.kind() {
+            "assignment_expression" => node.child_by_field_id(FIELD.left.get()),
+            "update_expression" => node.child_by_field_id(FIELD.argument.get()),
+            "pointer_expression"
+                if node
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| cx.text(o) == "&")
+                    && !read_through(node, cx) =>
+            {
+                node.child_by_field_id(FIELD.argument.get())
+            }
+            _ => None,
+        };
+        if let Some((name, _)) = target.and_then(|t| root_name(t, cx)) {
+            out.insert(name);
+        }
+        let mut c = node.walk();
+        stack.extend(node.children(&mut c));
+    }
+    out
+}
+
+/// `*(char *)&one`: the address is only read through, never kept or handed on.
+fn read_through(address: Node, cx: &Cx) -> bool {
+    let mut node = address;
+    for _ in 0..16 {
+        let Some(parent) = node.parent() else {
+            return false;
+        };
+        match parent.kind() {
+            "parenthesized_expression" | "cast_expression" => node = parent,
+            "pointer_expression" => {
+                return parent
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| cx.text(o) == "*")
+            }
+            _ => return false,
+        }
+    }
+    false
 }

@@ -81,6 +81,72 @@ pub fn classify_writes(files: &[FileFacts], global: &Global) -> WriteClass {
     class
 }
 
+/// The kinds of fixed value a global's writes store, when every write that counts stores
+/// one (see `Global::fixed`); empty otherwise.
+pub fn fixed_values(
+    files: &[FileFacts],
+    module_files: &[usize],
+    global: &Global,
+) -> Vec<FixedValue> {
+    if !global.address_in_initializers.is_empty() {
+        return Vec::new();
+    }
+    let mut kinds = Vec::new();
+    let mut value: Option<&str> = None;
+    for w in &global.writes {
+        let site = &files[w.function.file].functions[w.function.index].writes[w.site];
+        if site.versions.python2_only() {
+            continue;
+        }
+        let read_only_use = site.kind == WriteKind::PassedByAddress
+            && site
+                .via_call
+                .as_deref()
+                .is_some_and(|c| READ_ONLY_ADDRESS_USERS.contains(&c));
+        if read_only_use {
+            continue;
+        }
+        let stores = matches!(
+            site.kind,
+            // Not an element write: `seen[i] = 1` records which `i`, and that is state.
+            WriteKind::Assign | WriteKind::CompoundAssign | WriteKind::FieldWrite
+        );
+        if !stores || is_flag_value(site) {
+            return Vec::new();
+        }
+        // One value, written again and again. Two different values (`p = &a; ... p = &b;`)
+        // are a state that changes.
+        let text = site.value.as_ref().map_or("", |e| e.text.as_str());
+        if value.is_some_and(|v| v != text) {
+            return Vec::new();
+        }
+        value = Some(text);
+        match fixed_value(files, module_files, site) {
+            Some(k) if !kinds.contains(&k) => kinds.push(k),
+            Some(_) => {}
+            None => return Vec::new(),
+        }
+    }
+    kinds
+}
+
+/// A literal number, `NULL` or a truth value: the write flips a flag or resets a pointer
+/// (`initialized = 1;`, `cache = NULL;`), and code that reads the flag behaves differently
+/// before and after it, in every interpreter after the first. That is state, not a value
+/// computed again.
+fn is_flag_value(site: &WriteSite) -> bool {
+    use crate::facts::ExprKind;
+    let Some(value) = site.value.as_ref() else {
+        return true;
+    };
+    // tree-sitter reads `TRUE`/`true` as a literal node of its own, not an identifier.
+    let truth = matches!(
+        value.text.as_str(),
+        "true" | "false" | "TRUE" | "FALSE" | "True" | "False" | "Py_True" | "Py_False"
+    );
+    truth || matches!(value.kind, ExprKind::Number(_) | ExprKind::Null)
+}
+
 /// Capsules whose pointer is the same in every interpreter: CPython's own, which point at
 /// static C tables of static types (`PyDateTime_IMPORT` fills `PyDateTimeAPI` from this one).
 pub const PROCESS_WIDE_CAPSULES: &[&str] =

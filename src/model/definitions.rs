@@ -797,6 +797,7 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
                         readers: Vec::new(),
                         writes: Vec::new(),
                         class: super::WriteClass::NeverWritten,
+                        fixed: Vec::new(),
                     },
                 );
             }
@@ -854,8 +855,10 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
     }
     link_declarations(scope, &mut globals);
     let mut out: Vec<Global> = globals.into_values().collect();
+    let members: Vec<usize> = scope.members.iter().copied().collect();
     for g in &mut out {
         g.class = classify_writes(scope.files, g);
+        g.fixed = super::classify::fixed_values(scope.files, &members, g);
     }
     out
 }

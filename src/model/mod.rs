@@ -79,6 +79,10 @@ pub struct Global {
     pub readers: Vec<FnRef>,
     pub writes: Vec<GlobalWrite>,
     pub class: WriteClass,
+    /// Every write stores a value that is the same in every interpreter and every run (the
+    /// kinds, each once): the variable is idempotent, not state. Empty when some write may
+    /// store something else, escapes, or when it is never written.
+    pub fixed: Vec<FixedValue>,
 }
 
 /// How `PyInit_<name>` creates its module.

@@ -284,6 +284,9 @@ pub fn racy_writes<'p>(
         || v.is_thread_local
         || v.is_atomic
         || is_lock_type(&v.type_name)
+        // Every thread stores the same value: `idempotent-global` says how to make it
+        // airtight.
+        || super::support::idempotent(ctx, global).is_some()
     {
         return Vec::new();
     }

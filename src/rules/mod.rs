@@ -9,6 +9,7 @@ mod gilstate_api;
 mod global_exception_object;
 mod global_pyobject;
 mod heap_type_gc_protocol;
+mod idempotent_global;
 mod missing_gil_slot;
 mod missing_module_gc;
 mod missing_multiple_interpreters_slot;
@@ -123,6 +124,7 @@ pub static RULES: &[&RuleInfo] = &[
     &heap_type_gc_protocol::RULE,
     &type_module_lookup::RULE,
     &unparsable_file::RULE,
+    &idempotent_global::RULE,
     // Free-threading (PEP 703).
     &borrowed_reference::RULE,
     &unlocked_container_iteration::RULE,

@@ -8,6 +8,10 @@ declare_rule! {
     /// Flags a non-const C global or `static` (a counter, a flag, a buffer, a cache, a
     /// definition table) that is written after its initializer. One finding per variable, at
     /// its definition; its tentative definitions and `extern` declarations are related places.
+    /// A global written only with one value that is the same in every interpreter and run
+    /// (a named constant, the address of a static, a pure C computation) is not reported
+    /// here but as `idempotent-global` (info); for a variable holding objects, only the
+    /// address of a static object counts.
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with
@@ -58,6 +62,10 @@ fn check(ctx: &mut Ctx) {
     for g in &ctx.module.globals {
         let v = ctx.project.var(g.var);
         if g.class == WriteClass::NeverWritten || v.is_immutable() || v.is_thread_local {
+            continue;
+        }
+        // Written only with a value that is the same everywhere: `idempotent-global` (info).
+        if super::support::idempotent(ctx, g).is_some() {
             continue;
         }
         // Definition tables and C-API tables have rules of their own.
