@@ -43,7 +43,20 @@ const WRITES_FIRST_ARGUMENT: &[&str] = &[
 /// most of the facts' memory; what a call does with `&global` is recorded as a write while
 /// walking, not read back from here.
 pub(crate) fn keeps_arguments(callee: &str) -> bool {
-    callee.starts_with("Py") || callee.starts_with("_Py")
+    // Lock calls too: which lock is held decides whether it is a process-wide one.
+    callee.starts_with("Py")
+        || callee.starts_with("_Py")
+        || matches!(
+            callee,
+            "pthread_mutex_lock"
+                | "pthread_mutex_unlock"
+                | "EnterCriticalSection"
+                | "LeaveCriticalSection"
+                | "mtx_lock"
+                | "mtx_unlock"
+                | "Tcl_MutexLock"
+                | "Tcl_MutexUnlock"
+        )
 }
 
 /// Macros that assign their first argument.

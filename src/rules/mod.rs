@@ -10,6 +10,7 @@ mod global_exception_object;
 mod global_pyobject;
 mod heap_type_gc_protocol;
 mod idempotent_global;
+mod lock_protected_global;
 mod missing_gil_slot;
 mod missing_module_gc;
 mod missing_multiple_interpreters_slot;
@@ -125,6 +126,7 @@ pub static RULES: &[&RuleInfo] = &[
     &type_module_lookup::RULE,
     &unparsable_file::RULE,
     &idempotent_global::RULE,
+    &lock_protected_global::RULE,
     // Free-threading (PEP 703).
     &borrowed_reference::RULE,
     &unlocked_container_iteration::RULE,

@@ -11,7 +11,10 @@ declare_rule! {
     /// A global written only with one value that is the same in every interpreter and run
     /// (a named constant, the address of a static, a pure C computation) is not reported
     /// here but as `idempotent-global` (info); for a variable holding objects, only the
-    /// address of a static object counts.
+    /// address of a static object counts. Lock and condition variables (`PyMutex`,
+    /// `PyThread_type_lock`, `pthread_mutex_t`, `CRITICAL_SECTION`, `Tcl_Mutex` from
+    /// `TCL_DECLARE_MUTEX`, ...) are never state to move, and data read and written only under
+    /// a process-wide lock is `lock-protected-global` (info).
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with
@@ -65,7 +68,12 @@ fn check(ctx: &mut Ctx) {
             continue;
         }
         // Written only with a value that is the same everywhere: `idempotent-global` (info).
-        if super::support::idempotent(ctx, g).is_some() {
+        // A lock is the means of sharing safely, never state to move; and data only touched
+        // under a process-wide lock is `lock-protected-global` (info).
+        if super::support::idempotent(ctx, g).is_some()
+            || super::free_threading::is_lock_type(&v.type_name)
+            || super::lock_protected_global::protecting_lock(ctx, g).is_some()
+        {
             continue;
         }
         // Definition tables and C-API tables have rules of their own.
