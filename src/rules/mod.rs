@@ -30,6 +30,7 @@ mod static_local_pyobject;
 mod static_object_singleton;
 mod static_type_object;
 mod support;
+mod teardown_frees_global;
 mod thread_local_state;
 pub mod threadsafety;
 mod type_module_lookup;
@@ -127,6 +128,7 @@ pub static RULES: &[&RuleInfo] = &[
     &unparsable_file::RULE,
     &idempotent_global::RULE,
     &lock_protected_global::RULE,
+    &teardown_frees_global::RULE,
     // Free-threading (PEP 703).
     &borrowed_reference::RULE,
     &unlocked_container_iteration::RULE,
