@@ -392,9 +392,12 @@ impl InlineIndex {
 /// Suppressions from outside the source (the config's `per-file-ignores`, the baseline), as
 /// the caller of `analyze` knows them. `key` identifies them for the run memo: a scan with
 /// other suppressions has other verdicts.
+/// Answers why a finding is suppressed (`config`, `baseline`), or `None`.
+pub type WhySuppressed = dyn Fn(&Finding) -> Option<&'static str> + Send + Sync;
+
 #[derive(Clone)]
 pub struct External {
-    pub why: std::sync::Arc<dyn Fn(&Finding) -> Option<&'static str> + Send + Sync>,
+    pub why: std::sync::Arc<WhySuppressed>,
     pub key: String,
 }
 
