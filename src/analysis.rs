@@ -115,6 +115,8 @@ struct PreScan {
     /// The hash of the text, when a cache is in use.
     content: Option<u128>,
     macros: Vec<MacroDefinition>,
+    /// The text may hold a suppression comment; `None`: not read ahead, so unknown.
+    suppressions: Option<bool>,
 }
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
@@ -154,6 +156,7 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
                 bytes: source.text.len() as u64,
                 content,
                 macros,
+                suppressions: Some(crate::suppress::may_suppress(&source.text)),
             }
         })
         .collect()
@@ -290,6 +293,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     };
     // Largest files first, each taken by the next free worker: a big file started last would
     // leave the other workers idle at the end.
+    let jobs_paths: Vec<PathBuf> = jobs.iter().map(|(p, _, _)| p.clone()).collect();
     let mut order: Vec<(usize, Job)> = jobs.into_iter().enumerate().collect();
     order.sort_by_key(|(i, _)| std::cmp::Reverse(pre[*i].bytes));
     let mut outcomes: Vec<(usize, FileOutcome)> = order
@@ -337,7 +341,18 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             .iter()
             .map(|(p, b)| (p.clone(), String::from_utf8_lossy(b).into_owned())),
     );
-    let inline = crate::suppress::InlineIndex::read(&file_paths, &mut texts);
+    // Only files the pre-scan saw a suppression in (or did not read) are read again.
+    let pre_by_path: HashMap<&Path, Option<bool>> = jobs_paths
+        .iter()
+        .zip(&pre)
+        .map(|(p, s)| (p.as_path(), s.suppressions))
+        .collect();
+    let with_comments: Vec<PathBuf> = file_paths
+        .iter()
+        .filter(|p| pre_by_path.get(p.as_path()).copied().flatten() != Some(false))
+        .cloned()
+        .collect();
+    let inline = crate::suppress::InlineIndex::read(&with_comments, &mut texts);
     drop(texts);
     let external = options.suppress.as_ref();
     let suppressed = |f: &Finding| {

@@ -370,7 +370,7 @@ impl InlineIndex {
             let Some(text) = texts.get(path) else {
                 continue;
             };
-            if !text.contains("isolint:") && !text.contains(NUMPY_BORROWED_REF_MARKER) {
+            if !may_suppress(text) {
                 continue;
             }
             let parsed = parse(text, crate::config::find_any_rule);
@@ -387,6 +387,11 @@ impl InlineIndex {
                 .any(|s| covers(s, f) && s.rules.iter().any(|(r, _)| r.id == f.rule))
         })
     }
+}
+
+/// The text may hold a suppression comment (an `isolint:` one or numpy's marker).
+pub fn may_suppress(text: &str) -> bool {
+    text.contains("isolint:") || text.contains(NUMPY_BORROWED_REF_MARKER)
 }
 
 /// Suppressions from outside the source (the config's `per-file-ignores`, the baseline), as
