@@ -606,6 +606,28 @@ fn sarif_validates_against_the_official_schema() {
         35
     );
     assert_eq!(moved["partialFingerprints"]["isolint/v1"], fp);
+
+    // A variable's other declarations are `relatedLocations`, and still valid SARIF.
+    let tmp = project("one_finding_per_variable");
+    let out = isolint(&["check", "--format", "sarif", "ext"], tmp.path());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    if let Err(errors) = validate(&doc) {
+        panic!("{errors}");
+    }
+    let cache = doc["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["properties"]["symbol"] == "last_result" && r["ruleId"] == "ISO004")
+        .unwrap()
+        .clone();
+    let related = cache["relatedLocations"].as_array().unwrap();
+    assert_eq!(related.len(), 2, "{related:?}");
+    assert_eq!(
+        related[1]["physicalLocation"]["artifactLocation"]["uri"],
+        "ext/state.h"
+    );
+    assert_eq!(related[1]["physicalLocation"]["region"]["startLine"], 5);
 }
 
 #[test]
@@ -823,4 +845,11 @@ fn suppressed_blockers_do_not_block_the_verdict_but_are_listed() {
     let verdict = verdict_of(&out, "over");
     assert_eq!(verdict["supported"], "per-interpreter-gil");
     assert_eq!(verdict["suppressed"][0]["by"], "config");
+    // The human format says what the verdict rests on.
+    let human = isolint(&["check", "--color", "never", "ext"], root);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("not counted, suppressed: `hits` (mutable-global-state, line 4, by config)"),
+        "{text}"
+    );
 }
