@@ -150,9 +150,10 @@ fn classify_in(
     let node = unwrap(node);
     // Two fixed values combined stay fixed; anything unknown makes the whole unknown.
     let join = |a: W, b: W| match (a, b) {
-        (W::Unknown, _) | (_, W::Unknown) | (W::CapsuleImport, _) | (_, W::CapsuleImport) => {
-            W::Unknown
-        }
+        (W::Unknown, _)
+        | (_, W::Unknown)
+        | (W::CapsuleImport | W::PythonObject, _)
+        | (_, W::CapsuleImport | W::PythonObject) => W::Unknown,
         (W::Constant, W::Constant) => W::Constant,
         _ => W::PureC,
     };
@@ -245,6 +246,8 @@ fn classify_in(
             if callee == "offsetof" || callee == "Py_ARRAY_LENGTH" {
                 // Compile-time constants written as calls.
                 W::Constant
+            } else if callee.starts_with("Py") && callee != "PyCapsule_Import" {
+                W::PythonObject
             } else if callee == "PyCapsule_Import" {
                 let first = node
                     .child_by_field_id(FIELD.arguments.get())

@@ -438,6 +438,9 @@ pub enum Written {
     PureC,
     /// The result of `PyCapsule_Import(name, ...)`: a C-API table another module exports.
     CapsuleImport,
+    /// What a C API call returns (`PyUnicode_FromString(...)`, `Py_NewRef(x)`): a Python
+    /// object, which belongs to the interpreter that made it. Never fixed.
+    PythonObject,
 }
 
 impl Written {

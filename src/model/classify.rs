@@ -202,7 +202,7 @@ pub fn fixed_value(
         })
     };
     match site.written {
-        Written::Unknown => None,
+        Written::Unknown | Written::PythonObject => None,
         Written::CapsuleImport => site
             .reads
             .first()
