@@ -36,6 +36,10 @@ pub struct AnalyzeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Where to read the build's file lists from (`--compile-commands`).
     pub build: BuildOptions,
+    /// Suppressions from outside the source (config, baseline): the findings they cover still
+    /// come back, for the caller to remove, but they do not block a module's level. Inline
+    /// comments are read here, from the sources.
+    pub suppress: Option<crate::suppress::External>,
 }
 
 impl Default for AnalyzeOptions {
@@ -50,6 +54,7 @@ impl Default for AnalyzeOptions {
             include_vendored: false,
             cache_dir: None,
             build: BuildOptions::default(),
+            suppress: None,
         }
     }
 }
@@ -111,6 +116,8 @@ struct PreScan {
     /// The hash of the text, when a cache is in use.
     content: Option<u128>,
     macros: Vec<MacroDefinition>,
+    /// The text may hold a suppression comment; `None`: not read ahead, so unknown.
+    suppressions: Option<bool>,
 }
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
@@ -150,6 +157,7 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
                 bytes: source.text.len() as u64,
                 content,
                 macros,
+                suppressions: Some(crate::suppress::may_suppress(&source.text)),
             }
         })
         .collect()
@@ -301,6 +309,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     };
     // Largest files first, each taken by the next free worker: a big file started last would
     // leave the other workers idle at the end.
+    let jobs_paths: Vec<PathBuf> = jobs.iter().map(|(p, _, _)| p.clone()).collect();
     let mut order: Vec<(usize, Job)> = jobs.into_iter().enumerate().collect();
     order.sort_by_key(|(i, _)| std::cmp::Reverse(pre[*i].bytes));
     let mut outcomes: Vec<(usize, FileOutcome)> = order
@@ -342,10 +351,38 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut project = Project::build_with(files, &build);
     project.foreign_calls = foreign_calls;
     let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
-    let mut findings = run_rules(&project, &rules, &options.targets);
+    // What the project suppresses decides its verdicts: a suppressed finding blocks no level.
+    let mut texts = crate::suppress::Texts::new(
+        options
+            .stdin
+            .iter()
+            .map(|(p, b)| (p.clone(), String::from_utf8_lossy(b).into_owned())),
+    );
+    // Only files the pre-scan saw a suppression in (or did not read) are read again.
+    let pre_by_path: HashMap<&Path, Option<bool>> = jobs_paths
+        .iter()
+        .zip(&pre)
+        .map(|(p, s)| (p.as_path(), s.suppressions))
+        .collect();
+    let with_comments: Vec<PathBuf> = file_paths
+        .iter()
+        .filter(|p| pre_by_path.get(p.as_path()).copied().flatten() != Some(false))
+        .cloned()
+        .collect();
+    let inline = crate::suppress::InlineIndex::read(&with_comments, &mut texts);
+    drop(texts);
+    let external = options.suppress.as_ref();
+    let suppressed = |f: &Finding| {
+        if inline.covers(f) {
+            Some("comment")
+        } else {
+            external.and_then(|e| (e.why)(f))
+        }
+    };
+    let mut findings = run_rules(&project, &rules, &options.targets, &suppressed);
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
-    let modules = module_summaries(&project, &findings);
+    let modules = module_summaries(&project, &findings, &suppressed);
     let hidden = hide_vendored(&mut findings, &project, &origins, options.include_vendored);
     // A global in a header included by two modules is one definition: report it once.
     findings.dedup_by(|b, a| {
@@ -409,7 +446,11 @@ impl Analysis {
 }
 
 /// Each module's summary and verdict; the verdict reads the module's own findings.
-fn module_summaries(project: &Project, findings: &[Finding]) -> Vec<ModuleSummary> {
+fn module_summaries(
+    project: &Project,
+    findings: &[Finding],
+    suppressed: crate::rules::SuppressedBy,
+) -> Vec<ModuleSummary> {
     let mut by_module: HashMap<&str, Vec<&Finding>> = HashMap::new();
     for f in findings {
         if let Some(m) = f.module.as_deref() {
@@ -432,7 +473,7 @@ fn module_summaries(project: &Project, findings: &[Finding]) -> Vec<ModuleSummar
                         .collect()
                 })
                 .unwrap_or_default();
-            summary.verdict = Some(crate::rules::module_verdict(m, &own));
+            summary.verdict = Some(crate::rules::module_verdict(m, &own, suppressed));
             Some(summary)
         })
         .collect()
@@ -463,7 +504,7 @@ fn memo_key(
         .map(|r| r.iter().map(|r| r.id).collect());
     // The build's fingerprint: a result is never recalled by a build with other rules.
     let identity = format!(
-        "{} {:?} {:?} {:?} {} {} {:?} {}",
+        "{} {:?} {:?} {:?} {} {} {:?} {} {}",
         env!("ISOLINT_BUILD_FINGERPRINT"),
         options.paths,
         options.targets,
@@ -475,6 +516,7 @@ fn memo_key(
             .stdin
             .as_ref()
             .map_or(String::new(), |(p, _)| p.display().to_string()),
+        options.suppress.as_ref().map_or("", |s| s.key.as_str()),
     );
     let mut inputs = xxhash_rust::xxh3::Xxh3::new();
     inputs.update(identity.as_bytes());

@@ -504,6 +504,52 @@ impl Settings {
         options
     }
 
+    /// The suppressions outside the source that `analyze` must know for the verdict: this
+    /// config's `per-file-ignores` and the baseline's entries (`base`: the folder its paths are
+    /// relative to). `texts`: buffers not on disk, for the baseline's line fingerprints.
+    pub fn external_suppressions(
+        &self,
+        baseline: Option<(Vec<crate::baseline::Entry>, PathBuf)>,
+        texts: Vec<(PathBuf, String)>,
+    ) -> Option<suppress::External> {
+        if self.per_file_ignores.is_empty() && baseline.is_none() {
+            return None;
+        }
+        let mut key = String::new();
+        for p in &self.per_file_ignores {
+            let ids: Vec<&str> = p.rules.iter().map(|r| r.id).collect();
+            key.push_str(&format!("{}={};", p.pattern, ids.join(",")));
+        }
+        key.push_str(&format!("root={};", self.root.display()));
+        if let Some((entries, base)) = &baseline {
+            let text = format!("{entries:?}{}", base.display());
+            key.push_str(&format!(
+                "baseline={:016x}",
+                crate::baseline::fnv1a(text.as_bytes())
+            ));
+        }
+        let settings = self.clone();
+        // A baseline entry is one finding: any finding with its key counts as known here
+        // (the matcher that removes them counts duplicates; for a verdict, known is known).
+        let known: Option<(std::collections::HashSet<crate::baseline::Entry>, PathBuf)> =
+            baseline.map(|(entries, base)| (entries.into_iter().collect(), base));
+        let texts = std::sync::Mutex::new(Texts::new(texts));
+        let why = move |f: &Finding| {
+            if settings.ignored_for_file(f) {
+                return Some("config");
+            }
+            let (known, base) = known.as_ref()?;
+            let mut texts = texts.lock().unwrap_or_else(|e| e.into_inner());
+            known
+                .contains(&crate::baseline::entry(f, base, &mut texts))
+                .then_some("baseline")
+        };
+        Some(suppress::External {
+            why: std::sync::Arc::new(why),
+            key,
+        })
+    }
+
     fn ignored_for_file(&self, finding: &Finding) -> bool {
         if self.per_file_ignores.is_empty() {
             return false;

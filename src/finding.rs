@@ -69,6 +69,20 @@ pub struct Finding {
     pub python: VersionRange,
     /// The code overlaps a parse error, so the fact behind the finding may be wrong.
     pub uncertain: bool,
+    /// Other places that belong to this finding: the other declarations of its variable
+    /// (tentative definitions, `extern` in headers), writes folded into it. SARIF's
+    /// `relatedLocations`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<Related>,
+}
+
+/// A place related to a finding, with what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Related {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub location: Location,
+    pub message: String,
 }
 
 impl Finding {

@@ -387,9 +387,9 @@ fn check(args: CheckArgs) -> ExitCode {
     };
     let baseline_file = args.baseline.as_ref().or(args.write_baseline.as_ref());
     let baseline_base = baseline_file.map(|f| baseline::base_dir(f));
-    let mut matcher = baseline_entries.map(baseline::Matcher::new);
+    let mut matcher = baseline_entries.clone().map(baseline::Matcher::new);
 
-    let mut texts = Texts::new(stdin_text);
+    let mut texts = Texts::new(stdin_text.clone());
     let mut merged: Option<Analysis> = None;
     let mut failing = false;
     for group in groups {
@@ -409,6 +409,14 @@ fn check(args: CheckArgs) -> ExitCode {
         options.include_vendored = args.include_vendored;
         options.cache_dir = cache_dir(&args, group.config.as_deref());
         options.build.compile_commands = args.compile_commands.clone();
+        options.suppress = settings.external_suppressions(
+            baseline_entries
+                .as_ref()
+                .zip(baseline_base.as_ref())
+                .filter(|_| args.write_baseline.is_none())
+                .map(|(e, b)| (e.clone(), b.clone())),
+            stdin_text.clone(),
+        );
         if group.stdin {
             options.stdin = stdin_buffer.clone();
         }

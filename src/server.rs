@@ -55,6 +55,8 @@ pub fn lint_buffer(path: &Path, text: &str) -> Result<Vec<Finding>, config::Conf
     };
     let mut options = settings.analyze_options();
     options.stdin = Some((path.to_path_buf(), text.as_bytes().to_vec()));
+    options.suppress =
+        settings.external_suppressions(None, vec![(path.to_path_buf(), text.to_string())]);
     let mut analysis = crate::analyze(&options);
     let mut texts = Texts::new([(path.to_path_buf(), text.to_string())]);
     settings.postprocess(&mut analysis, &mut texts);

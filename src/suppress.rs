@@ -350,6 +350,65 @@ fn meta_finding(
         },
         python: VersionRange::ALL,
         uncertain: false,
+        related: Vec::new(),
+    }
+}
+
+/// The inline suppressions of a scan's files, read before the verdict: a finding a comment
+/// suppresses does not block its module's level. `apply` later removes the same findings (and
+/// reports the comments that suppressed nothing); this only answers "is it covered".
+#[derive(Debug, Default)]
+pub struct InlineIndex {
+    by_file: HashMap<PathBuf, Vec<Suppression>>,
+}
+
+impl InlineIndex {
+    /// Reads the comments of `files`; `texts` holds buffers not on disk (standard input).
+    pub fn read(files: &[PathBuf], texts: &mut Texts) -> Self {
+        let mut by_file = HashMap::new();
+        for path in files {
+            let Some(text) = texts.get(path) else {
+                continue;
+            };
+            if !may_suppress(text) {
+                continue;
+            }
+            let parsed = parse(text, crate::config::find_any_rule);
+            if !parsed.suppressions.is_empty() {
+                by_file.insert(path.clone(), parsed.suppressions);
+            }
+        }
+        Self { by_file }
+    }
+
+    pub fn covers(&self, f: &Finding) -> bool {
+        self.by_file.get(&f.path).is_some_and(|list| {
+            list.iter()
+                .any(|s| covers(s, f) && s.rules.iter().any(|(r, _)| r.id == f.rule))
+        })
+    }
+}
+
+/// The text may hold a suppression comment (an `isolint:` one or numpy's marker).
+pub fn may_suppress(text: &str) -> bool {
+    text.contains("isolint:") || text.contains(NUMPY_BORROWED_REF_MARKER)
+}
+
+/// Suppressions from outside the source (the config's `per-file-ignores`, the baseline), as
+/// the caller of `analyze` knows them. `key` identifies them for the run memo: a scan with
+/// other suppressions has other verdicts.
+/// Answers why a finding is suppressed (`config`, `baseline`), or `None`.
+pub type WhySuppressed = dyn Fn(&Finding) -> Option<&'static str> + Send + Sync;
+
+#[derive(Clone)]
+pub struct External {
+    pub why: std::sync::Arc<WhySuppressed>,
+    pub key: String,
+}
+
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "External({})", self.key)
     }
 }
 

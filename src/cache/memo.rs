@@ -8,9 +8,9 @@
 //! the memo unusable, never a wrong finding.
 
 use crate::analysis::{FileError, HiddenCode, ParseErrorSummary};
-use crate::finding::{Finding, Location, Severity};
+use crate::finding::{Finding, Location, Related, Severity};
 use crate::model::ModuleSummary;
-use crate::rules::{Blocker, GilLevel, GilSource, GilVerdict, Level, Verdict};
+use crate::rules::{Blocker, GilLevel, GilSource, GilVerdict, Level, SuppressedBlocker, Verdict};
 use crate::version::VersionRange;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -50,6 +50,8 @@ struct FindingRecord {
     help: String,
     python: (u16, u16, Option<bool>),
     uncertain: bool,
+    /// (path, location as in `location`, message).
+    related: Vec<(PathBuf, [usize; 6], String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,6 +84,9 @@ struct VerdictRecord {
     gil_declared_by: u8,
     gil_supported_not_used: bool,
     gil_blockers: Vec<BlockerRecord>,
+    /// (blocker, level it would block or 255 for none, index into `SUPPRESSED_BY`).
+    suppressed: Vec<(BlockerRecord, u8, u8)>,
+    gil_suppressed: Vec<(BlockerRecord, u8, u8)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,6 +95,16 @@ struct BlockerRecord {
     path: PathBuf,
     line: usize,
     symbol: Option<String>,
+}
+
+const SUPPRESSED_BY: [&str; 3] = ["comment", "config", "baseline"];
+
+fn suppressed_record(s: &SuppressedBlocker) -> (BlockerRecord, u8, u8) {
+    (
+        blocker_record(&s.finding),
+        s.level.map_or(u8::MAX, |l| index_of(&LEVELS, &l)),
+        index_of(&SUPPRESSED_BY, &s.by),
+    )
 }
 
 const SEVERITIES: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Error];
@@ -212,6 +227,39 @@ fn finding_record(f: &Finding) -> FindingRecord {
         help: f.help.clone(),
         python: (f.python.lo, f.python.hi, f.python.free_threaded),
         uncertain: f.uncertain,
+        related: f
+            .related
+            .iter()
+            .map(|r| {
+                (
+                    r.path.clone(),
+                    location_array(&r.location),
+                    r.message.clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn location_array(l: &Location) -> [usize; 6] {
+    [
+        l.line,
+        l.column,
+        l.end_line,
+        l.end_column,
+        l.start_byte,
+        l.end_byte,
+    ]
+}
+
+fn location_of(a: [usize; 6]) -> Location {
+    Location {
+        line: a[0],
+        column: a[1],
+        end_line: a[2],
+        end_column: a[3],
+        start_byte: a[4],
+        end_byte: a[5],
     }
 }
 
@@ -242,6 +290,15 @@ fn finding(r: FindingRecord) -> Option<Finding> {
             free_threaded: r.python.2,
         },
         uncertain: r.uncertain,
+        related: r
+            .related
+            .into_iter()
+            .map(|(path, location, message)| Related {
+                path,
+                location: location_of(location),
+                message,
+            })
+            .collect(),
     })
 }
 
@@ -284,6 +341,13 @@ fn module_record(m: &ModuleSummary) -> ModuleRecord {
             gil_declared_by: index_of(&GIL_SOURCES, &v.gil_axis.declared_by),
             gil_supported_not_used: v.gil_axis.supported == GilLevel::NotUsed,
             gil_blockers: v.gil_axis.blockers.iter().map(blocker_record).collect(),
+            suppressed: v.suppressed.iter().map(suppressed_record).collect(),
+            gil_suppressed: v
+                .gil_axis
+                .suppressed
+                .iter()
+                .map(suppressed_record)
+                .collect(),
         }),
     }
 }
@@ -316,6 +380,13 @@ fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
             path: b.path,
             line: b.line,
             symbol: b.symbol,
+        })
+    };
+    let suppressed = |(b, l, by): (BlockerRecord, u8, u8)| {
+        Some(SuppressedBlocker {
+            finding: blocker(b)?,
+            level: if l == u8::MAX { None } else { Some(level(l)?) },
+            by: SUPPRESSED_BY.get(by as usize).copied()?,
         })
     };
     let verdict = match r.verdict {
@@ -357,7 +428,17 @@ fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
                     .into_iter()
                     .map(blocker)
                     .collect::<Option<_>>()?,
+                suppressed: v
+                    .gil_suppressed
+                    .into_iter()
+                    .map(suppressed)
+                    .collect::<Option<_>>()?,
             },
+            suppressed: v
+                .suppressed
+                .into_iter()
+                .map(suppressed)
+                .collect::<Option<_>>()?,
         }),
     };
     Some(ModuleSummary {

@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
 pub const CACHE_DIR: &str = ".isolint_cache";
 const FILE_NAME: &str = "facts.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
-const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x02";
+const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x03";
 /// Format, build fingerprint, checksum.
 const HEADER_LEN: usize = FORMAT.len() + 8 + 16;
 

@@ -121,3 +121,144 @@ fn parse_number(text: &str) -> Option<i64> {
         t.parse().ok()
     }
 }
+
+/// What kind of value `node` is (see `Written`), with the non-local names it reads. `locals`:
+/// parameters and locals; `pure_locals`: the locals that only ever held fixed values.
+pub(crate) fn classify_written(
+    node: Node,
+    cx: &Cx,
+    locals: &rustc_hash::FxHashSet<String>,
+    pure_locals: &rustc_hash::FxHashSet<String>,
+) -> (super::Written, Vec<String>) {
+    let mut reads = Vec::new();
+    let written = classify_in(node, cx, locals, pure_locals, &mut reads, 0);
+    (written, reads)
+}
+
+fn classify_in(
+    node: Node,
+    cx: &Cx,
+    locals: &rustc_hash::FxHashSet<String>,
+    pure_locals: &rustc_hash::FxHashSet<String>,
+    reads: &mut Vec<String>,
+    depth: usize,
+) -> super::Written {
+    use super::Written as W;
+    if depth > 32 {
+        return W::Unknown;
+    }
+    let node = unwrap(node);
+    // Two fixed values combined stay fixed; anything unknown makes the whole unknown.
+    let join = |a: W, b: W| match (a, b) {
+        (W::Unknown, _)
+        | (_, W::Unknown)
+        | (W::CapsuleImport | W::PythonObject, _)
+        | (_, W::CapsuleImport | W::PythonObject) => W::Unknown,
+        (W::Constant, W::Constant) => W::Constant,
+        _ => W::PureC,
+    };
+    let sub = |n: Node, reads: &mut Vec<String>| {
+        classify_in(n, cx, locals, pure_locals, reads, depth + 1)
+    };
+    match node.kind() {
+        "number_literal"
+        | "char_literal"
+        | "string_literal"
+        | "concatenated_string"
+        | "null"
+        | "true"
+        | "false"
+        | "sizeof_expression"
+        | "offsetof_expression"
+        | "alignof_expression" => W::Constant,
+        "identifier" => {
+            let name = cx.text(node);
+            if pure_locals.contains(name) {
+                W::PureC
+            } else if locals.contains(name) {
+                W::Unknown
+            } else {
+                reads.push(name.to_string());
+                W::Constant
+            }
+        }
+        "pointer_expression" => {
+            let op = node
+                .child_by_field_id(FIELD.operator.get())
+                .map(|o| cx.text(o));
+            let Some(arg) = node.child_by_field_id(FIELD.argument.get()) else {
+                return W::Unknown;
+            };
+            match op {
+                Some("&") => match root_name(arg, cx) {
+                    // `&local` is a different address on every call: only reading through it
+                    // (below) is fixed.
+                    Some((name, _)) if locals.contains(&name) => W::Unknown,
+                    Some(_) => W::AddressOfStatic,
+                    None => W::Unknown,
+                },
+                // `*(char *)&one`: reading a local that holds a fixed value.
+                Some("*") => {
+                    let inner = unwrap(arg);
+                    let through_local = inner.kind() == "pointer_expression"
+                        && inner
+                            .child_by_field_id(FIELD.operator.get())
+                            .is_some_and(|o| cx.text(o) == "&")
+                        && inner
+                            .child_by_field_id(FIELD.argument.get())
+                            .and_then(|a| root_name(a, cx))
+                            .is_some_and(|(n, _)| pure_locals.contains(&n));
+                    if through_local {
+                        W::PureC
+                    } else {
+                        W::Unknown
+                    }
+                }
+                _ => W::Unknown,
+            }
+        }
+        "binary_expression" | "unary_expression" | "conditional_expression" => {
+            let mut c = node.walk();
+            let children: Vec<Node> = node
+                .named_children(&mut c)
+                .filter(|n| n.kind() != "comment")
+                .collect();
+            let mut acc: Option<W> = None;
+            for ch in children {
+                let w = sub(ch, reads);
+                acc = Some(match acc {
+                    None => w,
+                    Some(a) => join(a, w),
+                });
+            }
+            match acc {
+                // An operator over an address is C arithmetic, not the address itself.
+                Some(W::AddressOfStatic) => W::PureC,
+                Some(w) => w,
+                None => W::Unknown,
+            }
+        }
+        "call_expression" => {
+            let callee = node
+                .child_by_field_id(FIELD.function.get())
+                .map(|f| fold_ws(cx.text(f)))
+                .unwrap_or_default();
+            if callee == "offsetof" || callee == "Py_ARRAY_LENGTH" {
+                // Compile-time constants written as calls.
+                W::Constant
+            } else if callee.starts_with("Py") && callee != "PyCapsule_Import" {
+                W::PythonObject
+            } else if callee == "PyCapsule_Import" {
+                let first = node
+                    .child_by_field_id(FIELD.arguments.get())
+                    .and_then(|a| a.named_child(0))
+                    .map(|a| fold_ws(cx.text(a)));
+                reads.extend(first);
+                W::CapsuleImport
+            } else {
+                W::Unknown
+            }
+        }
+        _ => W::Unknown,
+    }
+}

@@ -2,7 +2,7 @@
 //! returns and function-local statics.
 
 use super::declarator::{declaration_type, shape_of};
-use super::expr::{root_name, summarize, unwrap};
+use super::expr::{classify_written, root_name, summarize, unwrap};
 use super::extract::{declared_variables, fold_ws, Cx};
 use super::fields::{kind_table, FIELD};
 use super::macros::{project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH};
@@ -43,7 +43,20 @@ const WRITES_FIRST_ARGUMENT: &[&str] = &[
 /// most of the facts' memory; what a call does with `&global` is recorded as a write while
 /// walking, not read back from here.
 pub(crate) fn keeps_arguments(callee: &str) -> bool {
-    callee.starts_with("Py") || callee.starts_with("_Py")
+    // Lock calls too: which lock is held decides whether it is a process-wide one.
+    callee.starts_with("Py")
+        || callee.starts_with("_Py")
+        || matches!(
+            callee,
+            "pthread_mutex_lock"
+                | "pthread_mutex_unlock"
+                | "EnterCriticalSection"
+                | "LeaveCriticalSection"
+                | "mtx_lock"
+                | "mtx_unlock"
+                | "Tcl_MutexLock"
+                | "Tcl_MutexUnlock"
+        )
 }
 
 /// Macros that assign their first argument.
@@ -168,6 +181,7 @@ pub(crate) fn function_facts(
     );
 
     let mut walker = BodyWalker::new(cx, name.clone(), locals);
+    walker.reassigned = reassigned_names(body, cx);
     walker.walk(body, variables);
     // Uses the pre-pass turned into `{` / `;}`: their bodies run here too.
     let (start, end) = (body.start_byte(), body.end_byte());
@@ -287,6 +301,12 @@ struct BodyWalker<'a, 'c> {
     /// Locals that hold the address of a global (`Table *t = &table;`): writes through them are
     /// writes to the global, and taking the address is not an escape by itself.
     aliases: HashMap<String, String>,
+    /// Locals that have only held fixed values (`int one = 1;`): a value computed from them is
+    /// the same in every run (`Written::PureC`).
+    pure_locals: HashSet<String>,
+    /// Names assigned, updated or passed by address anywhere in the body: a local among them
+    /// is never pure, wherever the write stands (a loop's `i++` after the use).
+    reassigned: HashSet<String>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -305,6 +325,8 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             assigned_to: HashMap::default(),
             depth: 0,
             aliases: HashMap::default(),
+            pure_locals: HashSet::default(),
+            reassigned: HashSet::default(),
         }
     }
 
@@ -525,12 +547,23 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     for d in node.children_by_field_id(FIELD.declarator, &mut c) {
                         let shape = shape_of(d, cx);
                         if let Some(name) = shape.name {
+                            self.pure_locals.remove(&name);
                             if let (Some(init), false) = (shape.init, info.is_extern) {
                                 let init = unwrap(init);
                                 if init.kind() == "call_expression" {
                                     self.assigned_to.insert(init.id(), name.clone());
                                 }
                                 self.note_alias(&name, init);
+                                let (w, reads) =
+                                    classify_written(init, cx, &self.locals, &self.pure_locals);
+                                // A local initialised from a macro or a function's address is
+                                // fixed; one read from a global is not known to be.
+                                if w.is_fixed()
+                                    && reads.iter().all(|r| looks_constant(r))
+                                    && !self.reassigned.contains(&name)
+                                {
+                                    self.pure_locals.insert(name.clone());
+                                }
                             }
                             if !info.is_extern {
                                 self.locals.insert(name);
@@ -561,10 +594,20 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     } else {
                         WriteKind::CompoundAssign
                     };
+                    let written = match (right, op) {
+                        (Some(r), "=" | "|=" | "&=") => {
+                            classify_written(r, cx, &self.locals, &self.pure_locals)
+                        }
+                        _ => (Written::Unknown, Vec::new()),
+                    };
                     if let (Some(r), "identifier") = (right.map(unwrap), unwrap(left).kind()) {
                         let local = cx.text(unwrap(left)).to_string();
                         if self.locals.contains(&local) {
                             self.note_alias(&local, r);
+                            let fixed = op == "=" && written.0.is_fixed();
+                            if !fixed {
+                                self.pure_locals.remove(&local);
+                            }
                         }
                     }
                     if let Some(r) = right.map(unwrap) {
@@ -574,7 +617,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                             }
                         }
                     }
-                    self.record_write(left, kind, right.map(|r| summarize(r, cx)), None);
+                    self.record_write_value(left, kind, right.map(|r| summarize(r, cx)), written);
                 }
                 true
             }
@@ -674,6 +717,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             {
                 self.handled.insert(inner.id());
                 if let Some(target) = inner.child_by_field_id(FIELD.argument.get()) {
+                    // A call may write the local through its address.
+                    if let Some((name, _)) = root_name(target, cx) {
+                        self.pure_locals.remove(&name);
+                    }
                     self.record_write(
                         target,
                         WriteKind::PassedByAddress,
@@ -700,7 +747,12 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         if ASSIGNING_MACROS.contains(&callee.as_str()) {
             if let Some(first) = arg_nodes.first() {
                 let value = arg_nodes.get(1).map(|v| summarize(*v, cx));
-                self.record_write(*first, WriteKind::Assign, value, None);
+                let written = arg_nodes
+                    .get(1)
+                    .map_or((Written::Unknown, Vec::new()), |v| {
+                        classify_written(*v, cx, &self.locals, &self.pure_locals)
+                    });
+                self.record_write_value(*first, WriteKind::Assign, value, written);
             }
         }
         let project_code = || {
@@ -887,6 +939,34 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         value: Option<Expr>,
         via_call: Option<String>,
     ) {
+        self.push_write(
+            target,
+            kind,
+            value,
+            via_call,
+            (Written::Unknown, Vec::new()),
+        );
+    }
+
+    /// A write whose value the walk classified (`x = value`).
+    fn record_write_value(
+        &mut self,
+        target: Node,
+        kind: WriteKind,
+        value: Option<Expr>,
+        written: (Written, Vec<String>),
+    ) {
+        self.push_write(target, kind, value, None, written);
+    }
+
+    fn push_write(
+        &mut self,
+        target: Node,
+        kind: WriteKind,
+        value: Option<Expr>,
+        via_call: Option<String>,
+        written: (Written, Vec<String>),
+    ) {
         let cx = self.cx;
         let Some((mut name, root)) = root_name(target, cx) else {
             return;
@@ -921,15 +1001,81 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 _ => (WriteKind::ElementWrite, None),
             }
         };
+        // `x.f++` or `x[i] = ...` through a pointer: the value is known, where it goes is.
+        let (written, reads) = written;
         self.writes.push(WriteSite {
             target: name,
             kind,
             field,
             value,
             via_call,
+            written,
+            reads,
             span: cx.span(target),
             versions: cx.versions(target),
             uncertain: cx.uncertain(target),
         });
     }
+}
+
+/// A name that reads like a macro or an enum constant (`Py_TPFLAGS_DEFAULT`, `BIG_ENDIAN`): a
+/// local initialised from it holds a fixed value. (A global's value may change.)
+fn looks_constant(name: &str) -> bool {
+    name.bytes().any(|b| b.is_ascii_uppercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The roots of every assignment's left side, update's argument and `&` operand in `body`.
+fn reassigned_names(body: Node, cx: &Cx) -> HashSet<String> {
+    let mut out = HashSet::default();
+    let mut stack = vec![body];
+    // A bounded walk: a huge function costs no more than its nodes.
+    let mut budget = 200_000usize;
+    while let Some(node) = stack.pop() {
+        budget = budget.saturating_sub(1);
+        if budget == 0 {
+            break;
+        }
+        let target = match node.kind() {
+            "assignment_expression" => node.child_by_field_id(FIELD.left.get()),
+            "update_expression" => node.child_by_field_id(FIELD.argument.get()),
+            "pointer_expression"
+                if node
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| cx.text(o) == "&")
+                    && !read_through(node, cx) =>
+            {
+                node.child_by_field_id(FIELD.argument.get())
+            }
+            _ => None,
+        };
+        if let Some((name, _)) = target.and_then(|t| root_name(t, cx)) {
+            out.insert(name);
+        }
+        let mut c = node.walk();
+        stack.extend(node.children(&mut c));
+    }
+    out
+}
+
+/// `*(char *)&one`: the address is only read through, never kept or handed on.
+fn read_through(address: Node, cx: &Cx) -> bool {
+    let mut node = address;
+    for _ in 0..16 {
+        let Some(parent) = node.parent() else {
+            return false;
+        };
+        match parent.kind() {
+            "parenthesized_expression" | "cast_expression" => node = parent,
+            "pointer_expression" => {
+                return parent
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| cx.text(o) == "*")
+            }
+            _ => return false,
+        }
+    }
+    false
 }

@@ -405,9 +405,54 @@ pub struct WriteSite {
     pub value: Option<Expr>,
     /// The call that receives `&x`, for `PassedByAddress`.
     pub via_call: Option<String>,
+    /// What kind of value is written: the same in every interpreter and run, or not.
+    #[serde(default)]
+    pub written: Written,
+    /// The names the value reads that are no local or parameter (macros, enum constants,
+    /// functions, globals; for `CapsuleImport`, the capsule name argument as written). The
+    /// model turns a `Constant` or `PureC` value that reads a variable into `Unknown`: the
+    /// facts of one file cannot tell a macro from another file's global.
+    #[serde(default)]
+    pub reads: Vec<String>,
     pub span: Span,
     pub versions: VersionRange,
     pub uncertain: bool,
+}
+
+/// What a write stores, as far as the expression shows. Only the first four are the same
+/// value in every interpreter and every run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Written {
+    /// No value (`x++`, `&x` passed to a call), or one that may differ: a call, a parameter,
+    /// a field, a dereference of a pointer, a Python object.
+    #[default]
+    Unknown,
+    /// A literal, `NULL`, `sizeof`, a name that is no local or parameter (a macro, an enum
+    /// constant, a function's address), and C operators over them. `x |= FLAG` counts: doing
+    /// it twice stores the same.
+    Constant,
+    /// `&name` of a file-scope or function-static variable (`p_Foo_Type = &Foo_Type;`).
+    AddressOfStatic,
+    /// C arithmetic, comparisons, casts and dereferences over constants and locals that only
+    /// hold such values (`int one = 1; is_big_endian = (*(char *)&one == 0);`): no call, no
+    /// parameter, no Python state.
+    PureC,
+    /// The result of `PyCapsule_Import(name, ...)`: a C-API table another module exports.
+    CapsuleImport,
+    /// What a C API call returns (`PyUnicode_FromString(...)`, `Py_NewRef(x)`): a Python
+    /// object, which belongs to the interpreter that made it. Never fixed.
+    PythonObject,
+}
+
+impl Written {
+    /// The same in every interpreter and every run (for a capsule, only when the capsule is
+    /// a process-wide one; the model decides).
+    pub fn is_fixed(self) -> bool {
+        matches!(
+            self,
+            Written::Constant | Written::AddressOfStatic | Written::PureC
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

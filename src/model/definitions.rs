@@ -938,10 +938,12 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
                     var,
                     Global {
                         var,
+                        declarations: Vec::new(),
                         address_in_initializers: Vec::new(),
                         readers: Vec::new(),
                         writes: Vec::new(),
                         class: super::WriteClass::NeverWritten,
+                        fixed: Vec::new(),
                     },
                 );
             }
@@ -1000,11 +1002,48 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
             }
         }
     }
+    link_declarations(scope, &mut globals);
     let mut out: Vec<Global> = globals.into_values().collect();
+    let members: Vec<usize> = scope.members.iter().copied().collect();
     for g in &mut out {
         g.class = classify_writes(scope.files, g);
+        g.fixed = super::classify::fixed_values(scope.files, &members, g);
     }
     out
+}
+
+/// Gives each global its other declarations: the tentative definitions its file supersedes,
+/// and the file-scope `extern` declarations of its name when it is not `static` (a `static`
+/// is not the variable another file's `extern` names). With several non-static definitions
+/// of one name (two `#if` variants), each gets the declarations.
+fn link_declarations(scope: &Scope, globals: &mut BTreeMap<VarRef, Global>) {
+    for &fi in scope.members {
+        for (i, d) in scope.files[fi].variables.iter().enumerate() {
+            if d.function.is_some() {
+                continue;
+            }
+            let tentative = is_superseded(&scope.files[fi], i);
+            let external = d.is_extern && d.init.is_none();
+            if !tentative && !external {
+                continue;
+            }
+            let decl = VarRef { file: fi, index: i };
+            for g in globals.values_mut() {
+                let v = &scope.files[g.var.file].variables[g.var.index];
+                if v.name != d.name || v.function.is_some() || g.var == decl {
+                    continue;
+                }
+                let same_variable = if tentative {
+                    g.var.file == fi && v.is_static == d.is_static
+                } else {
+                    !v.is_static || g.var.file == fi
+                };
+                if same_variable && !g.declarations.contains(&decl) {
+                    g.declarations.push(decl);
+                }
+            }
+        }
+    }
 }
 
 fn collect_addresses<'l>(list: &'l InitList, out: &mut Vec<&'l str>, depth: usize) {

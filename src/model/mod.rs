@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use classify::{fixed_value, FixedValue};
 pub use definitions::{
     current_entries, module_def_fields, ModuleDef, SlotValue, TypeDef, TypeKind,
 };
@@ -69,11 +70,19 @@ pub struct GlobalWrite {
 #[derive(Debug, Clone)]
 pub struct Global {
     pub var: VarRef,
+    /// The other declarations of the same variable: tentative definitions before it in its
+    /// file and `extern` declarations (in headers) of a non-static definition. One variable,
+    /// reported once at `var`, with these as related places.
+    pub declarations: Vec<VarRef>,
     /// Globals whose initializers take this one's address (`{"Error", &Error}`).
     pub address_in_initializers: Vec<VarRef>,
     pub readers: Vec<FnRef>,
     pub writes: Vec<GlobalWrite>,
     pub class: WriteClass,
+    /// Every write stores a value that is the same in every interpreter and every run (the
+    /// kinds, each once): the variable is idempotent, not state. Empty when some write may
+    /// store something else, escapes, or when it is never written.
+    pub fixed: Vec<FixedValue>,
 }
 
 /// How `PyInit_<name>` creates its module.

@@ -15,7 +15,13 @@ const NOT_SUPPORTED: &str = "Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED";
 const SUPPORTED: &str = "Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED";
 const PER_GIL: &str = "Py_MOD_PER_INTERPRETER_GIL_SUPPORTED";
 
-pub fn module_plan(ctx: &PlanCtx, findings: &[Finding]) -> Option<ModulePlan> {
+/// `verdict` is the module's verdict as `check` gives it: the declare stage shows exactly what
+/// `isolint fix --stage 3` writes from it.
+pub fn module_plan(
+    ctx: &PlanCtx,
+    findings: &[Finding],
+    check_verdict: &crate::rules::Verdict,
+) -> Option<ModulePlan> {
     let init = ctx.module.init_function?;
     let init_site = ctx.fn_site(init);
     let mine: Vec<&Finding> = findings
@@ -39,7 +45,7 @@ pub fn module_plan(ctx: &PlanCtx, findings: &[Finding]) -> Option<ModulePlan> {
         stage_0(ctx, &fix),
         with_access(stage_1(ctx, &names, &fields, &migrated), ctx, &migrated),
         stage_heap_types(ctx, &names, &heap),
-        stage_declare(ctx, &names, &fields, &mine),
+        stage_declare(ctx, &names, &fields, check_verdict),
         stage_free_threading(ctx, &mine),
     ];
     Some(ModulePlan {
@@ -80,7 +86,7 @@ fn verdict(ctx: &PlanCtx, findings: &[&Finding]) -> Verdict {
         .slot("Py_mod_multiple_interpreters")
         .map(|s| s.value.text.clone());
     let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
-    let model = crate::rules::module_verdict(ctx.module, &own);
+    let model = crate::rules::module_verdict(ctx.module, &own, &crate::rules::nothing_suppressed);
     let mut blockers = Vec::new();
     for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
         let blocks = match crate::rules::find_rule(f.rule).map(|r| r.blocks) {
@@ -430,7 +436,7 @@ fn stage_declare(
     ctx: &PlanCtx,
     names: &StateNames,
     fields: &[state::Field],
-    findings: &[&Finding],
+    verdict: &crate::rules::Verdict,
 ) -> Stage {
     let c_state: Vec<String> = fields
         .iter()
@@ -453,14 +459,12 @@ fn stage_declare(
         .slot("Py_mod_multiple_interpreters")
         .is_some_and(|s| s.value.text.contains(PER_GIL));
     // What `isolint fix --stage 3` writes today: the slots set to what the verdict allows now.
-    let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
-    let verdict = crate::rules::module_verdict(ctx.module, &own);
     let mut code_blocks = vec![code(
         "Slots",
         CodeKind::Excerpt,
         format!("#if PY_VERSION_HEX >= 0x030C0000\n    {{Py_mod_multiple_interpreters, {PER_GIL}}},\n#endif\n"),
     )];
-    match super::stage3::stage3(ctx, &verdict) {
+    match super::stage3::stage3(ctx, verdict) {
         super::stage3::Stage3::Edits(edits) => {
             notes.push(format!(
                 "`isolint fix --stage 3` declares what the verdict allows today (`{}`, `Py_mod_gil` {}); the diff below is exactly what it writes.",
@@ -508,7 +512,8 @@ fn stage_declare(
 /// then declare it.
 fn stage_free_threading(ctx: &PlanCtx, findings: &[&Finding]) -> Stage {
     let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
-    let gil = crate::rules::module_verdict(ctx.module, &own).gil_axis;
+    let gil =
+        crate::rules::module_verdict(ctx.module, &own, &crate::rules::nothing_suppressed).gil_axis;
     let blocking: Vec<&&Finding> = findings
         .iter()
         .filter(|f| {

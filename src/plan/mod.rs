@@ -102,6 +102,28 @@ fn texts(analysis: &Analysis) -> BTreeMap<usize, String> {
     out
 }
 
+/// The module's verdict as `check` gave it (suppressions counted); computed again from its
+/// findings when the summary has none.
+fn module_verdict_of(
+    analysis: &Analysis,
+    module: &crate::model::ExtensionModule,
+) -> crate::rules::Verdict {
+    let summary = analysis
+        .modules
+        .iter()
+        .filter(|s| s.name == module.name)
+        .find_map(|s| s.verdict.clone());
+    summary.unwrap_or_else(|| {
+        let own: Vec<crate::finding::Finding> = analysis
+            .findings
+            .iter()
+            .filter(|f| f.module.as_deref() == Some(module.name.as_str()))
+            .cloned()
+            .collect();
+        crate::rules::module_verdict(module, &own, &crate::rules::nothing_suppressed)
+    })
+}
+
 /// The plan for every module of an analysis.
 pub fn plan_report(analysis: &Analysis) -> PlanReport {
     let texts = texts(analysis);
@@ -112,7 +134,7 @@ pub fn plan_report(analysis: &Analysis) -> PlanReport {
         .iter()
         .filter_map(|m| {
             let ctx = PlanCtx::new(&analysis.project, m, &layouts, &texts);
-            build::module_plan(&ctx, &analysis.findings)
+            build::module_plan(&ctx, &analysis.findings, &module_verdict_of(analysis, m))
         })
         .collect();
     PlanReport { modules }
@@ -183,13 +205,7 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
 fn stage_edits(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> Stage0 {
     match stage {
         3 => {
-            let own: Vec<crate::finding::Finding> = analysis
-                .findings
-                .iter()
-                .filter(|f| f.module.as_deref() == Some(ctx.module.name.as_str()))
-                .cloned()
-                .collect();
-            let verdict = crate::rules::module_verdict(ctx.module, &own);
+            let verdict = module_verdict_of(analysis, ctx.module);
             match stage3::stage3(ctx, &verdict) {
                 Stage3::Done => Stage0::Done,
                 Stage3::Edits(edits) => Stage0::Edits(edits),

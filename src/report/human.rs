@@ -42,7 +42,20 @@ impl Diagnostic for FindingDiagnostic<'_> {
         })
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(&self.finding.help))
+        if self.finding.related.is_empty() {
+            return Some(Box::new(&self.finding.help));
+        }
+        // The finding's other places (declarations, folded writes), after the fix.
+        let mut text = self.finding.help.clone();
+        for r in &self.finding.related {
+            text.push_str(&format!(
+                "\nalso: {}:{}: {}",
+                r.path.display(),
+                r.location.line,
+                r.message
+            ));
+        }
+        Some(Box::new(text))
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         Some(&self.source)
@@ -210,6 +223,9 @@ pub fn tail(analysis: &Analysis, width: usize) -> String {
                     ));
                 }
                 out.push_str(&wrapped(&line, "    ", "      ", width));
+                if let Some(line) = suppressed_line(&v.suppressed, &v.gil_axis.suppressed) {
+                    out.push_str(&wrapped(&line, "    ", "      ", width));
+                }
                 let gil = &v.gil_axis;
                 let source = match gil.declared_by {
                     crate::rules::GilSource::Slot => "",
@@ -236,6 +252,47 @@ pub fn tail(analysis: &Analysis, width: usize) -> String {
         out.push_str(&wrapped(&files, "", "  ", width));
     }
     out
+}
+
+/// The blockers the project suppressed, so a verdict that rests on suppressions says so.
+fn suppressed_line(
+    isolation: &[crate::rules::SuppressedBlocker],
+    gil: &[crate::rules::SuppressedBlocker],
+) -> Option<String> {
+    let mut all: Vec<&crate::rules::SuppressedBlocker> = isolation.iter().collect();
+    // A free-threading finding is listed once, on whichever axis names it first.
+    for g in gil {
+        let same = |s: &&crate::rules::SuppressedBlocker| {
+            s.finding.rule == g.finding.rule
+                && s.finding.path == g.finding.path
+                && s.finding.line == g.finding.line
+                && s.finding.symbol == g.finding.symbol
+        };
+        if !all.iter().any(same) {
+            all.push(g);
+        }
+    }
+    if all.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = all
+        .iter()
+        .take(3)
+        .map(|s| {
+            format!(
+                "`{}` ({}, line {}, by {})",
+                s.finding.symbol.as_deref().unwrap_or("?"),
+                s.finding.name,
+                s.finding.line,
+                s.by
+            )
+        })
+        .collect();
+    let mut line = format!("not counted, suppressed: {}", shown.join(", "));
+    if all.len() > 3 {
+        line.push_str(&format!(" and {} more", all.len() - 3));
+    }
+    Some(line)
 }
 
 /// How many files with parse errors the summary names before "and N more".

@@ -53,6 +53,7 @@ fn verdict_json(v: &crate::rules::Verdict) -> Value {
         "supported": v.supported,
         "gil_not_used": v.gil_not_used_possible,
         "blockers": v.blockers.iter().map(|(level, list)| json!({"level": level, "findings": list})).collect::<Vec<_>>(),
+        "suppressed": v.suppressed,
         "gil": gil_json(&v.gil_axis),
     })
 }
@@ -64,5 +65,6 @@ pub fn gil_json(g: &crate::rules::GilVerdict) -> Value {
         "declared_by": g.declared_by,
         "supported": g.supported,
         "blockers": g.blockers,
+        "suppressed": g.suppressed,
     })
 }

@@ -106,7 +106,7 @@ fn module_verdicts(analysis: &Analysis, root: &Path) -> Vec<Value> {
                 "name": m.name,
                 "artifactLocation": artifact(&m.path, root),
                 "line": m.line,
-                "isolation": {"declared": v.declared, "supported": v.supported},
+                "isolation": {"declared": v.declared, "supported": v.supported, "suppressed": v.suppressed},
                 "gil": super::json::gil_json(&v.gil_axis),
             }))
         })
@@ -182,6 +182,27 @@ pub fn to_value(
             });
             if let Some(i) = rules.iter().position(|r| r.id == f.rule) {
                 result["ruleIndex"] = json!(i);
+            }
+            if !f.related.is_empty() {
+                let related: Vec<Value> = f
+                    .related
+                    .iter()
+                    .enumerate()
+                    .map(|(id, r)| {
+                        json!({
+                            "id": id,
+                            "message": {"text": r.message},
+                            "physicalLocation": {
+                                "artifactLocation": artifact(&r.path, root),
+                                "region": {
+                                    "startLine": r.location.line.max(1),
+                                    "startColumn": r.location.column.max(1),
+                                },
+                            },
+                        })
+                    })
+                    .collect();
+                result["relatedLocations"] = json!(related);
             }
             result
         })

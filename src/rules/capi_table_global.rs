@@ -8,6 +8,11 @@ declare_rule! {
     /// behind the scenes (`PyDateTime_IMPORT` fills `PyDateTimeAPI`; NumPy's `import_array()`
     /// fills `PyArray_API`).
     ///
+    /// `PyDateTime_IMPORT` (and `PyCapsule_Import(PyDateTime_CAPSULE_NAME, 0)`) is not one:
+    /// its capsule points at CPython's static table of its static types, the same pointer in
+    /// every interpreter, so `idempotent-global` (info) reports it instead. Other capsules are
+    /// not known to be process-wide and stay here.
+    ///
     /// ## Why is this bad?
     /// The table points into another module's objects, which belong to the interpreter that
     /// imported them. With multi-phase init each interpreter's import overwrites the static
@@ -46,6 +51,10 @@ declare_rule! {
     };
 }
 
+/// Import macros whose capsule is process-wide (CPython's own static C table of static
+/// types): every interpreter stores the same pointer. `idempotent-global` reports them.
+pub const PROCESS_WIDE_IMPORTS: &[&str] = &["PyDateTime_IMPORT"];
+
 /// Import macros that fill a static the header declares.
 const IMPORT_MACROS: &[(&str, &str)] = &[
     ("PyDateTime_IMPORT", "PyDateTimeAPI"),
@@ -59,6 +68,7 @@ fn check(ctx: &mut Ctx) {
     for g in &ctx.module.globals {
         if global_role(ctx, g) != GlobalRole::CapiTable
             || g.class == crate::model::WriteClass::NeverWritten
+            || super::support::idempotent(ctx, g).is_some()
         {
             continue;
         }
@@ -77,7 +87,11 @@ fn check(ctx: &mut Ctx) {
     for &fi in &ctx.module.files {
         for f in &project.files[fi].functions {
             for r in &f.references {
-                let Some((_, table)) = IMPORT_MACROS.iter().find(|(m, _)| *m == r.name) else {
+                let Some((_, table)) = IMPORT_MACROS
+                    .iter()
+                    .filter(|(m, _)| !PROCESS_WIDE_IMPORTS.contains(m))
+                    .find(|(m, _)| *m == r.name)
+                else {
                     continue;
                 };
                 let message = format!(
@@ -95,7 +109,9 @@ fn check(ctx: &mut Ctx) {
             }
         }
     }
-    for (fi, f, call) in calls_where(ctx, |c| IMPORT_MACROS.iter().any(|(m, _)| *m == c)) {
+    for (fi, f, call) in calls_where(ctx, |c| {
+        IMPORT_MACROS.iter().any(|(m, _)| *m == c) && !PROCESS_WIDE_IMPORTS.contains(&c)
+    }) {
         let table = IMPORT_MACROS
             .iter()
             .find(|(m, _)| *m == call.callee)

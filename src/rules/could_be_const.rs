@@ -52,6 +52,8 @@ fn check(ctx: &mut Ctx) {
         if is_definition_table(&v.type_name)
             || is_type_object(&v.type_name)
             || ctx.layouts.is_static_object(v)
+            // A lock is written by locking it, through its address.
+            || super::free_threading::is_lock_type(&v.type_name)
         {
             continue;
         }

@@ -46,6 +46,7 @@ const LOCK_CALLS: &[&str] = &[
     "AcquireSRWLockExclusive",
     "_PyMutex_Lock",
     "PyEval_AcquireLock",
+    "Tcl_MutexLock",
 ];
 
 /// Calls that run a callback exactly once per process.
@@ -98,7 +99,47 @@ pub fn is_lock_type(type_name: &str) -> bool {
             | "_PyOnceFlag"
             | "PyOnceFlag"
             | "Py_tss_t"
+            // `TCL_DECLARE_MUTEX(name)` declares `static Tcl_Mutex name;`.
+            | "Tcl_Mutex"
+            // Condition variables wait on a lock: synchronisation, not data.
+            | "pthread_cond_t"
+            | "cnd_t"
+            | "CONDITION_VARIABLE"
     )
+}
+
+/// Calls that release what a `LOCK_CALLS` call takes.
+const RELEASE_CALLS: &[&str] = &[
+    "PyMutex_Unlock",
+    "PyThread_release_lock",
+    "pthread_mutex_unlock",
+    "pthread_rwlock_unlock",
+    "pthread_spin_unlock",
+    "mtx_unlock",
+    "LeaveCriticalSection",
+    "ReleaseSRWLockExclusive",
+    "_PyMutex_Unlock",
+    "PyEval_ReleaseLock",
+    "Tcl_MutexUnlock",
+];
+
+/// The last lock call before `at` in `f` when it takes a lock (no release after it).
+/// Straight-line reading: a lock taken in one branch counts for what follows it.
+fn taking_call<'f>(f: &'f Function, at: &Span) -> Option<&'f crate::facts::Call> {
+    let last = f
+        .calls
+        .iter()
+        .filter(|c| c.span.start < at.start)
+        .filter(|c| {
+            LOCK_CALLS.contains(&c.callee.as_str()) || RELEASE_CALLS.contains(&c.callee.as_str())
+        })
+        .max_by_key(|c| c.span.start)?;
+    LOCK_CALLS.contains(&last.callee.as_str()).then_some(last)
+}
+
+/// The lock held at `at` in `f`, as its argument is written (`&registry_lock`).
+pub fn lock_held_at<'f>(f: &'f Function, at: &Span) -> Option<&'f str> {
+    taking_call(f, at)?.args.first().map(|a| a.text.as_str())
 }
 
 /// `(PyObject *)x`, `(x)`, `x` → `x`: the container as the rules compare it.
@@ -190,10 +231,7 @@ pub fn in_any_critical_section(f: &Function, at: &Span) -> bool {
 
 /// A lock is taken in `f` before `at` (and, for a critical section, around it).
 pub fn locked_at(f: &Function, at: &Span) -> bool {
-    in_any_critical_section(f, at)
-        || f.calls
-            .iter()
-            .any(|c| c.span.start < at.start && LOCK_CALLS.contains(&c.callee.as_str()))
+    in_any_critical_section(f, at) || taking_call(f, at).is_some()
 }
 
 /// Names used by the module's functions that call `pthread_once`/`call_once`/...: the
@@ -284,6 +322,9 @@ pub fn racy_writes<'p>(
         || v.is_thread_local
         || v.is_atomic
         || is_lock_type(&v.type_name)
+        // Every thread stores the same value: `idempotent-global` says how to make it
+        // airtight.
+        || super::support::idempotent(ctx, global).is_some()
     {
         return Vec::new();
     }

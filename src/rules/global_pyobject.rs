@@ -6,7 +6,13 @@ declare_rule! {
     /// ## What it does
     /// Flags a file-scope variable that holds Python objects: `PyObject *`, any
     /// `Py*Object *`, a pointer to the module's own object struct, or an array or struct of
-    /// them. The message says where it is written.
+    /// them. The message says where it is written. A variable with tentative definitions or
+    /// `extern` declarations (in a header) is one variable: one finding, at the definition,
+    /// with the other declarations as related places.
+    /// A global written only with one value that is the same in every interpreter and run
+    /// (a named constant, the address of a static, a pure C computation) is not reported
+    /// here but as `idempotent-global` (info); for a variable holding objects, only the
+    /// address of a static object counts.
     ///
     /// ## Why is this bad?
     /// The variable is process-global, so one interpreter ends up using objects that belong to
@@ -72,6 +78,10 @@ fn check(ctx: &mut Ctx) {
             continue;
         }
         if !ctx.layouts.variable_holds_objects(v) {
+            continue;
+        }
+        // `p_Foo_Type = &Foo_Type;` only: `idempotent-global` (info).
+        if super::support::idempotent(ctx, g).is_some() {
             continue;
         }
         // Exceptions, module pointers and C-API tables have rules with their own advice.

@@ -1,5 +1,5 @@
 use super::support::{list_blockers, module_site};
-use super::{declare_rule, module_verdict, Ctx, GilLevel};
+use super::{declare_rule, Ctx, GilLevel};
 
 declare_rule! {
     /// ## What it does
@@ -62,7 +62,7 @@ fn check(ctx: &mut Ctx) {
     let Some((site, symbol)) = module_site(ctx, None) else {
         return;
     };
-    let verdict = module_verdict(module, ctx.module_findings());
+    let verdict = ctx.verdict();
     let gil = &verdict.gil_axis;
     let declaration = if module.init_style == crate::model::InitStyle::MultiPhase {
         "add `{Py_mod_gil, Py_MOD_GIL_NOT_USED}` to the slots (under `#if PY_VERSION_HEX >= 0x030D0000` while older Pythons are supported)"

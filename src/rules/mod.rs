@@ -9,6 +9,8 @@ mod gilstate_api;
 mod global_exception_object;
 mod global_pyobject;
 mod heap_type_gc_protocol;
+mod idempotent_global;
+mod lock_protected_global;
 mod missing_gil_slot;
 mod missing_module_gc;
 mod missing_multiple_interpreters_slot;
@@ -28,6 +30,7 @@ mod static_local_pyobject;
 mod static_object_singleton;
 mod static_type_object;
 mod support;
+mod teardown_frees_global;
 mod thread_local_state;
 pub mod threadsafety;
 mod type_module_lookup;
@@ -46,7 +49,8 @@ use crate::version::VersionRange;
 
 pub use support::{describe_writes, write_summary};
 pub use verdict::{
-    module_verdict, Blocker, Blocks, GilLevel, GilSource, GilVerdict, Level, Verdict,
+    module_verdict, nothing_suppressed, Blocker, Blocks, GilLevel, GilSource, GilVerdict, Level,
+    SuppressedBlocker, SuppressedBy, Verdict,
 };
 
 #[derive(Debug)]
@@ -122,6 +126,9 @@ pub static RULES: &[&RuleInfo] = &[
     &heap_type_gc_protocol::RULE,
     &type_module_lookup::RULE,
     &unparsable_file::RULE,
+    &idempotent_global::RULE,
+    &lock_protected_global::RULE,
+    &teardown_frees_global::RULE,
     // Free-threading (PEP 703).
     &borrowed_reference::RULE,
     &unlocked_container_iteration::RULE,
@@ -164,6 +171,8 @@ pub struct Ctx<'a> {
     /// The scan names a Python before 3.12 (`--python 3.11`): code only those compile is
     /// reported at full strength.
     targets_before_312: bool,
+    /// Which findings the project suppresses: they do not count in the verdict.
+    suppressed: SuppressedBy<'a>,
 }
 
 impl Ctx<'_> {
@@ -171,6 +180,11 @@ impl Ctx<'_> {
     /// last and read them.
     pub fn module_findings(&self) -> &[Finding] {
         self.out
+    }
+
+    /// The module's verdict from the findings so far, suppressed ones not counting.
+    pub fn verdict(&self) -> Verdict {
+        module_verdict(self.module, self.out, self.suppressed)
     }
 
     pub fn report(
@@ -224,7 +238,23 @@ impl Ctx<'_> {
             help,
             python: site.versions,
             uncertain: site.uncertain,
+            related: Vec::new(),
         });
+    }
+
+    /// Adds a related place to this module's finding of `rule` at `site` (a finding of an
+    /// earlier rule). Returns whether there was one.
+    pub fn relate(&mut self, rule: &str, at: Site, place: Site, message: String) -> bool {
+        let path = &self.project.files[at.file].path;
+        let Some(f) = self
+            .out
+            .iter_mut()
+            .find(|f| f.rule == rule && &f.path == path && f.location.start_byte == at.span.start)
+        else {
+            return false;
+        };
+        f.related.push(related(self.project, place, message));
+        true
     }
 
     pub fn var_site(&self, var: crate::model::VarRef) -> Site {
@@ -238,11 +268,77 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs every rule over every module (and the unattached code).
+fn related(project: &Project, place: Site, message: String) -> crate::finding::Related {
+    let span = place.span;
+    crate::finding::Related {
+        path: project.files[place.file].path.clone(),
+        location: Location {
+            line: span.line,
+            column: span.column,
+            end_line: span.end_line,
+            end_column: span.end_column,
+            start_byte: span.start,
+            end_byte: span.end,
+        },
+        message,
+    }
+}
+
+/// A finding about a variable, at its definition, gets the variable's other declarations as
+/// related places: one variable, one finding.
+fn relate_declarations(project: &Project, module: &ExtensionModule, out: &mut [Finding]) {
+    let mut by_site: std::collections::HashMap<(usize, usize), &crate::model::Global> =
+        std::collections::HashMap::new();
+    for g in module.globals.iter().filter(|g| !g.declarations.is_empty()) {
+        by_site.insert((g.var.file, project.var(g.var).span.start), g);
+    }
+    if by_site.is_empty() {
+        return;
+    }
+    let file_of: std::collections::HashMap<&std::path::Path, usize> = module
+        .files
+        .iter()
+        .map(|&f| (project.files[f].path.as_path(), f))
+        .collect();
+    for f in out.iter_mut() {
+        let Some(&file) = file_of.get(f.path.as_path()) else {
+            continue;
+        };
+        let Some(g) = by_site.get(&(file, f.location.start_byte)) else {
+            continue;
+        };
+        let v = project.var(g.var);
+        if f.symbol.as_deref() != Some(v.name.as_str()) {
+            continue;
+        }
+        for &d in &g.declarations {
+            let decl = project.var(d);
+            let what = if decl.is_extern {
+                format!("`{}` declared `extern` here", decl.name)
+            } else {
+                format!("tentative definition of `{}`", decl.name)
+            };
+            let place = Site {
+                file: d.file,
+                span: decl.span,
+                versions: decl.versions,
+                uncertain: decl.uncertain,
+            };
+            let r = related(project, place, what);
+            if !f.related.contains(&r) {
+                f.related.push(r);
+            }
+        }
+    }
+}
+
+/// Runs every rule over every module (and the unattached code). `suppressed` says which
+/// findings the project suppresses, for the verdict rules.
 pub fn run_rules(
     project: &Project,
     rules: &[&'static RuleInfo],
     targets: &[crate::version::Target],
+    suppressed: SuppressedBy,
 ) -> Vec<Finding> {
     let targets_before_312 = targets
         .iter()
@@ -263,9 +359,11 @@ pub fn run_rules(
                     rule,
                     out: &mut out,
                     targets_before_312,
+                    suppressed,
                 };
                 (rule.check)(&mut ctx);
             }
+            relate_declarations(project, module, &mut out);
             out
         })
         .collect();

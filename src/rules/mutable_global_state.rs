@@ -6,7 +6,15 @@ use crate::model::WriteClass;
 declare_rule! {
     /// ## What it does
     /// Flags a non-const C global or `static` (a counter, a flag, a buffer, a cache, a
-    /// definition table) that is written after its initializer.
+    /// definition table) that is written after its initializer. One finding per variable, at
+    /// its definition; its tentative definitions and `extern` declarations are related places.
+    /// A global written only with one value that is the same in every interpreter and run
+    /// (a named constant, the address of a static, a pure C computation) is not reported
+    /// here but as `idempotent-global` (info); for a variable holding objects, only the
+    /// address of a static object counts. Lock and condition variables (`PyMutex`,
+    /// `PyThread_type_lock`, `pthread_mutex_t`, `CRITICAL_SECTION`, `Tcl_Mutex` from
+    /// `TCL_DECLARE_MUTEX`, ...) are never state to move, and data read and written only under
+    /// a process-wide lock is `lock-protected-global` (info).
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with
@@ -57,6 +65,15 @@ fn check(ctx: &mut Ctx) {
     for g in &ctx.module.globals {
         let v = ctx.project.var(g.var);
         if g.class == WriteClass::NeverWritten || v.is_immutable() || v.is_thread_local {
+            continue;
+        }
+        // Written only with a value that is the same everywhere: `idempotent-global` (info).
+        // A lock is the means of sharing safely, never state to move; and data only touched
+        // under a process-wide lock is `lock-protected-global` (info).
+        if super::support::idempotent(ctx, g).is_some()
+            || super::free_threading::is_lock_type(&v.type_name)
+            || super::lock_protected_global::protecting_lock(ctx, g).is_some()
+        {
             continue;
         }
         // Definition tables and C-API tables have rules of their own.

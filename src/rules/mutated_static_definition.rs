@@ -7,6 +7,12 @@ declare_rule! {
     /// `PyMethodDef[]`, `PyTypeObject`, `PyType_Spec` or slot array, e.g. `def.m_name = name;`,
     /// `Foo_Type.tp_new = PyType_GenericNew;` or patching `ml_meth` in a method table.
     ///
+    /// A fixed value (a C constant, the address of a static: `Foo_Type.tp_base =
+    /// &PyBaseObject_Type;`) stored into a static type while the module initialises is not a
+    /// finding of its own: the type's `static-type-object` finding already says the object is
+    /// shared, and lists the write as a related place. Anything else written into it (a Python
+    /// object, `Foo_Type.tp_dict = PyDict_New();`) is reported here.
+    ///
     /// ## Why is this bad?
     /// These tables are process-global and the interpreter reads them while creating modules
     /// and types in every interpreter. A write from one interpreter changes what the others
@@ -56,19 +62,39 @@ fn check(ctx: &mut Ctx) {
         let mut seen_functions = Vec::new();
         for w in &g.writes {
             let site = project.write_site(w);
-            if site.kind.escapes()
-                || site.versions.python2_only()
-                || seen_functions.contains(&w.function)
-            {
+            if site.kind.escapes() || site.versions.python2_only() {
                 continue;
             }
-            seen_functions.push(w.function);
             let function = &project.function(w.function).name;
             let what = site
                 .field
                 .as_deref()
                 .map(|f| format!("`{}.{f}`", v.name))
                 .unwrap_or_else(|| format!("`{}`", v.name));
+            let at = Site {
+                file: w.function.file,
+                span: site.span,
+                versions: site.versions,
+                uncertain: site.uncertain,
+            };
+            // `Foo_Type.tp_base = &PyBaseObject_Type;` in init: the type is reported as a
+            // static type already, and a fixed value stored while it is readied is part of
+            // that finding, not a second one.
+            let fixed = crate::model::fixed_value(&project.files, &ctx.module.files, site);
+            if let (true, Some(fixed)) = (w.at_init && is_type_object(&v.type_name), fixed) {
+                let message = format!(
+                    "{what} gets `{}` ({}) in `{function}` while the module initialises",
+                    site.value.as_ref().map_or("?", |e| e.text.as_str()),
+                    fixed.describe()
+                );
+                if ctx.relate("ISO003", ctx.var_site(g.var), at, message) {
+                    continue;
+                }
+            }
+            if seen_functions.contains(&w.function) {
+                continue;
+            }
+            seen_functions.push(w.function);
             let when = if w.at_init {
                 "while the module initialises"
             } else {
@@ -76,12 +102,6 @@ fn check(ctx: &mut Ctx) {
             };
             let message = format!("{what} is written {when} in `{function}`: the definition is shared by every interpreter that creates the module or type from it");
             let help = "set the value in the static initializer, or on the object created from the definition".to_string();
-            let at = Site {
-                file: w.function.file,
-                span: site.span,
-                versions: site.versions,
-                uncertain: site.uncertain,
-            };
             ctx.report(at, Some(&v.name), Some(function), message, help);
         }
     }

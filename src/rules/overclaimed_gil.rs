@@ -1,5 +1,5 @@
 use super::support::{list_blockers, module_site};
-use super::{declare_rule, module_verdict, Ctx, GilLevel, GilSource};
+use super::{declare_rule, Ctx, GilLevel, GilSource};
 
 declare_rule! {
     /// ## What it does
@@ -7,6 +7,9 @@ declare_rule! {
     /// `PyUnstable_Module_SetGIL`) while free-threading findings block it: borrowed references
     /// from shared containers, unlocked iteration, unlocked lazy initialisation, unprotected
     /// writes to C statics, `Py_REFCNT(x) == 1` tests.
+    ///
+    /// A suppressed finding (comment, `per-file-ignores`, baseline) does not block
+    /// `Py_MOD_GIL_NOT_USED`; the verdict's `gil.suppressed` lists it.
     ///
     /// ## Why is this bad?
     /// `Py_MOD_GIL_NOT_USED` tells a free-threaded CPython to keep the GIL off when the module
@@ -47,7 +50,7 @@ fn check(ctx: &mut Ctx) {
     if !ctx.module.is_real() {
         return;
     }
-    let verdict = module_verdict(ctx.module, ctx.module_findings());
+    let verdict = ctx.verdict();
     let gil = &verdict.gil_axis;
     if gil.declared != GilLevel::NotUsed || gil.supported == GilLevel::NotUsed {
         return;

@@ -1,5 +1,5 @@
 use super::support::{list_blockers, module_site};
-use super::{declare_rule, module_verdict, Ctx};
+use super::{declare_rule, Ctx};
 use crate::model::InitStyle;
 
 declare_rule! {
@@ -7,7 +7,12 @@ declare_rule! {
     /// Flags a multi-phase module that declares `Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED` or
     /// `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED`, explicitly or by default (a multi-phase module
     /// without the slot is treated as `SUPPORTED`), while the scan finds process-global state
-    /// that rules that level out. The message lists the findings that block it.
+    /// that rules that level out. The message lists the findings that block it, those that
+    /// also block the weaker level first (a static type before a counter).
+    ///
+    /// A finding the project suppresses (an `isolint: ignore` comment, the config's
+    /// `per-file-ignores`, the baseline) blocks nothing: the maintainers accepted it. The
+    /// module's verdict lists it under `suppressed`, so the level still says what it rests on.
     ///
     /// ## Why is this bad?
     /// The declaration is what CPython trusts: it loads the module into isolated
@@ -54,7 +59,7 @@ fn check(ctx: &mut Ctx) {
     if !ctx.module.is_real() || ctx.module.init_style != InitStyle::MultiPhase {
         return;
     }
-    let verdict = module_verdict(ctx.module, ctx.module_findings());
+    let verdict = ctx.verdict();
     if verdict.declared <= verdict.supported {
         return;
     }

@@ -4,7 +4,9 @@ use crate::model::TypeKind;
 declare_rule! {
     /// ## What it does
     /// Flags a statically allocated type object: `static PyTypeObject Foo_Type = {...}`, or a
-    /// `PyTypeObject` defined at file scope without `static`.
+    /// `PyTypeObject` defined at file scope without `static`. The finding lists as related
+    /// places the type's `extern` declarations and the fixed values stored into it while the
+    /// module initialises (`Foo_Type.tp_base = &PyBaseObject_Type;`).
     ///
     /// ## Why is this bad?
     /// A static type is one object for the whole process. Every interpreter that imports the

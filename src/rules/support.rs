@@ -232,3 +232,36 @@ pub fn mentions_field(args: &[String], field: &str) -> bool {
         a.ends_with(&format!("->{field}")) || a.ends_with(&format!(".{field}")) || a == field
     })
 }
+
+/// The kinds of value an idempotent global is written with: one value, the same in every
+/// interpreter and every run (`Global::fixed`), on a variable that no rule of its own covers.
+/// A Python object is never idempotent, except the address of a static object
+/// (`p_Foo_Type = &Foo_Type;`), whose own finding reports the object.
+pub fn idempotent<'g>(
+    ctx: &super::Ctx,
+    global: &'g Global,
+) -> Option<&'g [crate::model::FixedValue]> {
+    use crate::model::pytypes::{is_definition_table, is_type_object};
+    use crate::model::FixedValue;
+    if global.fixed.is_empty() || global.class == WriteClass::NeverWritten {
+        return None;
+    }
+    let v = ctx.project.var(global.var);
+    if v.is_thread_local
+        || is_definition_table(&v.type_name)
+        || (is_type_object(&v.type_name) && v.pointers.is_empty())
+        || ctx.layouts.is_static_object(v)
+    {
+        return None;
+    }
+    let objects = ctx.layouts.variable_holds_objects(v);
+    if objects
+        && !global
+            .fixed
+            .iter()
+            .all(|k| *k == FixedValue::AddressOfStatic)
+    {
+        return None;
+    }
+    Some(&global.fixed)
+}

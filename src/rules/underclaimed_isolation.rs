@@ -1,11 +1,12 @@
 use super::support::module_site;
-use super::{declare_rule, module_verdict, Ctx};
+use super::{declare_rule, Ctx};
 use crate::model::InitStyle;
 
 declare_rule! {
     /// ## What it does
     /// Points out a multi-phase module that isolint finds isolated by every rule, but that
-    /// declares a weaker `Py_mod_multiple_interpreters` level than it could.
+    /// declares a weaker `Py_mod_multiple_interpreters` level than it could. Suppressed
+    /// findings do not count against the level, as for `overclaimed-isolation`.
     ///
     /// ## Why is this bad?
     /// It is not a bug. Users of isolated sub-interpreters (and of `concurrent.interpreters`)
@@ -42,15 +43,30 @@ fn check(ctx: &mut Ctx) {
     if !ctx.module.is_real() || ctx.module.init_style != InitStyle::MultiPhase {
         return;
     }
-    let verdict = module_verdict(ctx.module, ctx.module_findings());
+    let verdict = ctx.verdict();
     if verdict.multiple_interpreters_is_default || verdict.declared >= verdict.supported {
         return;
     }
     let Some((site, symbol)) = module_site(ctx, Some("Py_mod_multiple_interpreters")) else {
         return;
     };
+    let accepted = if verdict.suppressed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} suppressed finding(s) not counted: {})",
+            verdict.suppressed.len(),
+            super::support::list_blockers(
+                &verdict
+                    .suppressed
+                    .iter()
+                    .map(|s| s.finding.clone())
+                    .collect::<Vec<_>>()
+            )
+        )
+    };
     let message = format!(
-        "module `{}` declares `{}`, but no rule finds state that blocks `{}`",
+        "module `{}` declares `{}`, but no rule finds state that blocks `{}`{accepted}",
         ctx.module.name,
         verdict.multiple_interpreters,
         verdict.supported.slot_value()

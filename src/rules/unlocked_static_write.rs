@@ -15,6 +15,12 @@ declare_rule! {
     ///
     /// One finding per variable, at its first unprotected write.
     ///
+    /// A lock counts from its lock call to its release: a write after `PyMutex_Unlock` is
+    /// unprotected again.
+    ///
+    /// A global written only with one value that is the same in every interpreter and run is
+    /// left to `idempotent-global` (info), which says how to make those stores airtight.
+    ///
     /// ## Why is this bad?
     /// Without the GIL, two threads that run module code at once write the same C storage: a
     /// data race, undefined behaviour in C. Counters lose updates, flags and buffers tear.

@@ -56,6 +56,29 @@ pub struct Blocker {
     pub symbol: Option<String>,
 }
 
+/// A finding that would block a level but that the project suppressed: by an inline
+/// `isolint: ignore` comment, by the config's `per-file-ignores`, or by the baseline. It no
+/// longer counts against the level; the verdict still lists it, so the result says what it
+/// rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuppressedBlocker {
+    #[serde(flatten)]
+    pub finding: Blocker,
+    /// The highest level it would block; `None` on the free-threading axis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    /// `comment`, `config` or `baseline`.
+    pub by: &'static str,
+}
+
+/// Whether a finding is suppressed, and by what (`comment`, `config`, `baseline`).
+pub type SuppressedBy<'a> = &'a (dyn Fn(&Finding) -> Option<&'static str> + Sync);
+
+/// No suppressions: the verdict of every finding.
+pub fn nothing_suppressed(_: &Finding) -> Option<&'static str> {
+    None
+}
+
 /// What a module may declare in `Py_mod_gil`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -101,6 +124,8 @@ pub struct GilVerdict {
     pub declared_by: GilSource,
     pub supported: GilLevel,
     pub blockers: Vec<Blocker>,
+    /// Free-threading findings that would block `not-used` but are suppressed.
+    pub suppressed: Vec<SuppressedBlocker>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +144,8 @@ pub struct Verdict {
     pub gil_not_used_possible: bool,
     /// For each level above `supported`, the findings that block it.
     pub blockers: Vec<(Level, Vec<Blocker>)>,
+    /// Findings that would block a level but are suppressed: they do not count.
+    pub suppressed: Vec<SuppressedBlocker>,
     /// The free-threading axis.
     pub gil_axis: GilVerdict,
 }
@@ -156,8 +183,13 @@ fn blocks(f: &Finding) -> Blocks {
     find_rule(f.rule).map_or(Blocks::Nothing, |r| r.blocks)
 }
 
-/// The module's verdict from its own findings (all rules that ran before the verdict).
-pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict {
+/// The module's verdict from its own findings (all rules that ran before the verdict). A
+/// finding `suppressed` names does not block its level; it is listed under `suppressed`.
+pub fn module_verdict(
+    module: &ExtensionModule,
+    findings: &[Finding],
+    suppressed: SuppressedBy,
+) -> Verdict {
     let slot = |name: &str| module.slot(name).map(|s: &SlotValue| s.value.text.clone());
     let multi_phase = module.init_style == InitStyle::MultiPhase;
     let (multiple_interpreters, mi_default) = match slot("Py_mod_multiple_interpreters") {
@@ -194,15 +226,50 @@ pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict
         line: f.location.line,
         symbol: f.symbol.clone(),
     };
-    let shared: Vec<Blocker> = findings
+    let mut suppressed_blockers = Vec::new();
+    let mut gil_suppressed = Vec::new();
+    let mut counted: Vec<&Finding> = Vec::with_capacity(findings.len());
+    for f in findings {
+        let Some(by) = suppressed(f) else {
+            counted.push(f);
+            continue;
+        };
+        let level = match blocks(f) {
+            Blocks::SharedGil => Some(Level::SharedGil),
+            Blocks::PerInterpreterGil => Some(Level::PerInterpreterGil),
+            Blocks::Nothing => None,
+        };
+        if level.is_some() {
+            suppressed_blockers.push(SuppressedBlocker {
+                finding: blocker(f),
+                level,
+                by,
+            });
+        }
+        if blocks_gil(f) {
+            gil_suppressed.push(SuppressedBlocker {
+                finding: blocker(f),
+                level: None,
+                by,
+            });
+        }
+    }
+    let shared: Vec<Blocker> = counted
         .iter()
         .filter(|f| blocks(f) == Blocks::SharedGil)
-        .map(blocker)
+        .map(|f| blocker(f))
         .collect();
-    let per_interp: Vec<Blocker> = findings
+    // What blocks per-interpreter-gil: what blocks shared-gil too comes first, so a message
+    // that names three and says "and N more" never hides the worse blocker.
+    let per_interp: Vec<Blocker> = counted
         .iter()
-        .filter(|f| matches!(blocks(f), Blocks::SharedGil | Blocks::PerInterpreterGil))
-        .map(blocker)
+        .filter(|f| blocks(f) == Blocks::SharedGil)
+        .chain(
+            counted
+                .iter()
+                .filter(|f| blocks(f) == Blocks::PerInterpreterGil),
+        )
+        .map(|f| blocker(f))
         .collect();
     let supported = if !multi_phase || !shared.is_empty() {
         Level::None
@@ -218,10 +285,10 @@ pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict
     if supported < Level::PerInterpreterGil {
         blockers.push((Level::PerInterpreterGil, per_interp));
     }
-    let gil_blockers: Vec<Blocker> = findings
+    let gil_blockers: Vec<Blocker> = counted
         .iter()
         .filter(|f| blocks_gil(f))
-        .map(blocker)
+        .map(|f| blocker(f))
         .collect();
     let gil_axis = GilVerdict {
         declared: declared_gil(&gil),
@@ -232,6 +299,7 @@ pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict
             GilLevel::Used
         },
         blockers: gil_blockers,
+        suppressed: gil_suppressed,
     };
     Verdict {
         multiple_interpreters,
@@ -242,6 +310,7 @@ pub fn module_verdict(module: &ExtensionModule, findings: &[Finding]) -> Verdict
         supported,
         gil_not_used_possible: gil_axis.supported == GilLevel::NotUsed,
         blockers,
+        suppressed: suppressed_blockers,
         gil_axis,
     }
 }

@@ -777,6 +777,7 @@ mod tests {
             help: String::new(),
             python: crate::version::VersionRange::ALL,
             uncertain: false,
+            related: Vec::new(),
         }
     }
 

@@ -606,6 +606,28 @@ fn sarif_validates_against_the_official_schema() {
         35
     );
     assert_eq!(moved["partialFingerprints"]["isolint/v1"], fp);
+
+    // A variable's other declarations are `relatedLocations`, and still valid SARIF.
+    let tmp = project("one_finding_per_variable");
+    let out = isolint(&["check", "--format", "sarif", "ext"], tmp.path());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    if let Err(errors) = validate(&doc) {
+        panic!("{errors}");
+    }
+    let cache = doc["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["properties"]["symbol"] == "last_result" && r["ruleId"] == "ISO004")
+        .unwrap()
+        .clone();
+    let related = cache["relatedLocations"].as_array().unwrap();
+    assert_eq!(related.len(), 2, "{related:?}");
+    assert_eq!(
+        related[1]["physicalLocation"]["artifactLocation"]["uri"],
+        "ext/state.h"
+    );
+    assert_eq!(related[1]["physicalLocation"]["region"]["startLine"], 5);
 }
 
 #[test]
@@ -758,4 +780,76 @@ fn each_path_gets_its_nearest_config() {
     // strict/ has warnings and the default fail-on: the run fails. lenient/ alone passes.
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(isolint(&["check", "lenient"], root).status.code(), Some(0));
+}
+
+/// The verdict of module `name` in a JSON run.
+fn verdict_of(out: &Output, name: &str) -> Value {
+    json(out)["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no module {name}"))["verdict"]
+        .clone()
+}
+
+#[test]
+fn suppressed_blockers_do_not_block_the_verdict_but_are_listed() {
+    // rule_claims' `over` declares per-interpreter-gil over one C global (`hits`).
+    let tmp = project("rule_claims");
+    let root = tmp.path();
+    let check = |extra: &[&str]| {
+        let mut args = vec!["check", "--format", "json"];
+        args.extend_from_slice(extra);
+        args.push("ext");
+        isolint(&args, root)
+    };
+    let out = check(&[]);
+    assert!(has(&findings(&out), "overclaimed-isolation", "over_slots"));
+    assert_eq!(verdict_of(&out, "over")["supported"], "shared-gil");
+
+    // A baseline that knows the global's finding: the declaration is no longer an overclaim,
+    // and the verdict says what it rests on.
+    let baseline = serde_json::json!({"version": 1, "entries": []});
+    std::fs::write(root.join("b.json"), baseline.to_string()).unwrap();
+    let out = isolint(&["check", "--write-baseline", "b.json", "ext"], root);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut written: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("b.json")).unwrap()).unwrap();
+    written["entries"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["symbol"] == "hits" && e["name"] == "mutable-global-state");
+    assert_eq!(written["entries"].as_array().unwrap().len(), 1);
+    std::fs::write(root.join("b.json"), written.to_string()).unwrap();
+    let out = check(&["--baseline", "b.json"]);
+    let list = findings(&out);
+    assert!(
+        !has(&list, "overclaimed-isolation", "over_slots"),
+        "{list:?}"
+    );
+    let verdict = verdict_of(&out, "over");
+    assert_eq!(verdict["supported"], "per-interpreter-gil");
+    assert_eq!(verdict["suppressed"][0]["symbol"], "hits");
+    assert_eq!(verdict["suppressed"][0]["by"], "baseline");
+    assert_eq!(verdict["suppressed"][0]["level"], "per-interpreter-gil");
+
+    // The config's per-file-ignores do the same, and say so.
+    std::fs::write(
+        root.join("isolint.toml"),
+        "[per-file-ignores]\n\"overclaim.c\" = [\"mutable-global-state\"]\n",
+    )
+    .unwrap();
+    let out = check(&[]);
+    assert!(!has(&findings(&out), "overclaimed-isolation", "over_slots"));
+    let verdict = verdict_of(&out, "over");
+    assert_eq!(verdict["supported"], "per-interpreter-gil");
+    assert_eq!(verdict["suppressed"][0]["by"], "config");
+    // The human format says what the verdict rests on.
+    let human = isolint(&["check", "--color", "never", "ext"], root);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("not counted, suppressed: `hits` (mutable-global-state, line 4, by config)"),
+        "{text}"
+    );
 }

@@ -172,6 +172,77 @@ fn fixture_modules_have_the_expected_shape() {
         vec![(Level::SharedGil, 2), (Level::PerInterpreterGil, 2)]
     );
 
+    // A suppressed blocker does not block its level; the verdict lists it.
+    let suppressed = scan("suppressed_blockers");
+    let by_name = |name: &str| {
+        suppressed
+            .modules
+            .iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.verdict.clone())
+            .unwrap()
+    };
+    let accepted = by_name("accepted");
+    assert_eq!(accepted.supported, Level::PerInterpreterGil);
+    let listed: Vec<(&str, Option<&str>, Option<Level>, &str)> = accepted
+        .suppressed
+        .iter()
+        .map(|s| (s.finding.name, s.finding.symbol.as_deref(), s.level, s.by))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(
+            "mutable-global-state",
+            Some("hits"),
+            Some(Level::PerInterpreterGil),
+            "comment"
+        )]
+    );
+    assert_eq!(accepted.gil_axis.suppressed.len(), 1);
+    assert!(accepted.gil_not_used_possible);
+    let unaccepted = by_name("unaccepted");
+    assert_eq!(unaccepted.supported, Level::SharedGil);
+    assert!(unaccepted.suppressed.is_empty());
+
+    // One variable, one finding: the other declarations and the fixed values stored into a
+    // static type while it is readied are related places of the finding at the definition.
+    let one = scan("one_finding_per_variable");
+    let related = |symbol: &str, rule: &str| -> Vec<(String, usize)> {
+        one.findings
+            .iter()
+            .find(|f| f.symbol.as_deref() == Some(symbol) && f.name == rule)
+            .unwrap_or_else(|| panic!("no {rule} finding for {symbol}"))
+            .related
+            .iter()
+            .map(|r| (file_name(&r.path), r.location.line))
+            .collect()
+    };
+    assert_eq!(
+        related("last_result", "global-pyobject"),
+        vec![("one_var.c".to_string(), 8), ("state.h".to_string(), 5)]
+    );
+    assert_eq!(
+        related("Counter_Type", "static-type-object"),
+        vec![
+            ("one_var.c".to_string(), 35),
+            ("one_var.c".to_string(), 36),
+            ("state.h".to_string(), 7)
+        ]
+    );
+    assert!(related("a1", "mutable-global-state").is_empty());
+    // The message names what blocks shared-gil before the four counters that only block
+    // per-interpreter-gil.
+    let overclaim = one
+        .findings
+        .iter()
+        .find(|f| f.name == "overclaimed-isolation")
+        .unwrap();
+    let named = overclaim.message.split(": ").nth(1).unwrap();
+    assert!(
+        named.contains("`last_result`") && !named.contains("`a1`"),
+        "{named}"
+    );
+
     // The helper file is linked into the module through the names it provides.
     let split = scan("split_module");
     assert_eq!(split.modules.len(), 1);
