@@ -46,13 +46,13 @@ pub fn module_plan(
         with_access(stage_1(ctx, &names, &fields, &migrated), ctx, &migrated),
         stage_heap_types(ctx, &names, &heap),
         stage_declare(ctx, &names, &fields, check_verdict),
-        stage_free_threading(ctx, &mine),
+        stage_free_threading(&mine, check_verdict),
     ];
     Some(ModulePlan {
         module: ctx.module.name.clone(),
         path: init_site.path.clone(),
         line: init_site.line,
-        verdict: verdict(ctx, &mine),
+        verdict: verdict(ctx, &mine, check_verdict),
         stages,
         verify: format!(
             "isolint verify --python python3.12 --python python3.13 --with-scan {} {}",
@@ -80,15 +80,26 @@ fn shell_word(s: &str) -> String {
 
 /// The verdict `check` computes (`rules::module_verdict`), with each blocking finding named
 /// by the level it rules out.
-fn verdict(ctx: &PlanCtx, findings: &[&Finding]) -> Verdict {
+/// The plan's verdict section, from `check`'s verdict: a suppressed finding is no blocker here
+/// either.
+fn verdict(ctx: &PlanCtx, findings: &[&Finding], model: &crate::rules::Verdict) -> Verdict {
     let declares = ctx
         .module
         .slot("Py_mod_multiple_interpreters")
         .map(|s| s.value.text.clone());
-    let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
-    let model = crate::rules::module_verdict(ctx.module, &own, &crate::rules::nothing_suppressed);
+    let suppressed = |f: &Finding| {
+        model.suppressed.iter().any(|s| {
+            s.finding.rule == f.rule
+                && s.finding.path == f.path
+                && s.finding.line == f.location.line
+                && s.finding.symbol == f.symbol
+        })
+    };
     let mut blockers = Vec::new();
-    for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
+    for f in findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning && !suppressed(f))
+    {
         let blocks = match crate::rules::find_rule(f.rule).map(|r| r.blocks) {
             Some(Blocks::SharedGil) if f.name == "single-phase-init" => "any declaration",
             Some(Blocks::SharedGil) => SUPPORTED,
@@ -510,10 +521,8 @@ fn stage_declare(
 
 /// Stage 4: free-threading. The verdict's `gil` axis: fix what blocks `Py_MOD_GIL_NOT_USED`,
 /// then declare it.
-fn stage_free_threading(ctx: &PlanCtx, findings: &[&Finding]) -> Stage {
-    let own: Vec<Finding> = findings.iter().map(|f| (*f).clone()).collect();
-    let gil =
-        crate::rules::module_verdict(ctx.module, &own, &crate::rules::nothing_suppressed).gil_axis;
+fn stage_free_threading(findings: &[&Finding], check_verdict: &crate::rules::Verdict) -> Stage {
+    let gil = check_verdict.gil_axis.clone();
     let blocking: Vec<&&Finding> = findings
         .iter()
         .filter(|f| {
