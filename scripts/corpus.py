@@ -70,7 +70,16 @@ def main() -> int:
         totals.update(per_rule)
         def verdict(m):
             v = m.get("verdict") or {}
-            return f"`{m['name']}` ({m['init']}; declares {v.get('declared', {}).get('level', '?')}, supports {v.get('supported', '?')})"
+            text = f"`{m['name']}` ({m['init']}; declares {v.get('declared', {}).get('level', '?')}, supports {v.get('supported', '?')}"
+            # The first blocker of the weakest blocked level: what to fix first.
+            blockers = v.get("blockers") or []
+            if blockers and blockers[0].get("findings"):
+                first = blockers[0]["findings"][0]
+                text += f"; first blocker: {first['name']} `{first.get('symbol') or '?'}`"
+            gil = v.get("gil") or {}
+            if gil:
+                text += f"; gil {gil.get('supported', '?')}"
+            return text + ")"
         modules = ", ".join(verdict(m) for m in data["modules"]) or "none found"
         for m in data["modules"]:
             module_rows.append({
@@ -102,7 +111,7 @@ def main() -> int:
                "(the sources are fetched, never committed). Each package is scanned as a whole with "
                "`isolint check --format json .` from its root.\n")
     out.append(f"Packages scanned: {len(rows)}. Runs that crashed or exited 2: {panics}.\n")
-    out.append("| package | C files | parse-error files | C++ skipped | modules (init; declared and supported isolation level) | findings | hidden (vendored/generated) | time (s) |")
+    out.append("| package | C files | parse-error files | C++ skipped | modules (init; declared and supported isolation level; first blocker; supported gil) | findings | hidden (vendored/generated) | time (s) |")
     out.append("|---|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         out.append(f"| {r['package']} | {r['files']} | {r['parse_error_files']} | {r['skipped']} | {r['modules']} | "
