@@ -83,6 +83,27 @@ impl<'a> Cx<'a> {
 
 /// Folds runs of white space into one space.
 pub(crate) fn fold_ws(text: &str) -> String {
+    // Most texts folded are names and short expressions in ASCII: no `char` decoding for them.
+    if text.is_ascii() {
+        let is_space = |b: u8| matches!(b, b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b' ');
+        if !text.bytes().any(is_space) {
+            return text.to_string();
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut space = false;
+        for b in text.bytes() {
+            if is_space(b) {
+                space = true;
+            } else {
+                if space && !out.is_empty() {
+                    out.push(b' ');
+                }
+                space = false;
+                out.push(b);
+            }
+        }
+        return String::from_utf8(out).unwrap_or_default();
+    }
     let mut out = String::with_capacity(text.len());
     let mut space = false;
     for c in text.chars() {
@@ -558,5 +579,19 @@ pub(crate) fn declared_variables(
             versions: cx.versions(node),
             uncertain: in_error || cx.uncertain(node),
         });
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::fold_ws;
+
+    #[test]
+    fn folds_ascii_and_unicode_alike() {
+        assert_eq!(fold_ws("  a \t\n b\x0b\x0cc\r\n "), "a b c");
+        assert_eq!(fold_ws("name"), "name");
+        assert_eq!(fold_ws(""), "");
+        // Non-ASCII text takes the `char` path: U+00A0 is white space there too.
+        assert_eq!(fold_ws("é \u{a0} x  ü"), "é x ü");
     }
 }

@@ -21,7 +21,15 @@ pub struct Tok {
 }
 
 pub fn tokenize(src: &[u8]) -> Vec<Tok> {
-    let mut toks = Vec::with_capacity(src.len() / 6);
+    let mut toks = Vec::new();
+    tokenize_into(src, &mut toks);
+    toks
+}
+
+/// [`tokenize`] into `toks` (cleared first), reusing its memory.
+pub fn tokenize_into(src: &[u8], toks: &mut Vec<Tok>) {
+    toks.clear();
+    toks.reserve(src.len() / 6);
     let mut i = 0;
     let n = src.len();
     let mut at_line_start = true;
@@ -102,14 +110,21 @@ pub fn tokenize(src: &[u8]) -> Vec<Tok> {
             }
         }
     }
-    toks
 }
 
 // Comments are a large share of real C (a third of CPython's bytes): they are skipped with
 // memchr, not byte by byte.
 fn skip_block_comment(src: &[u8], start: usize) -> usize {
-    let from = (start + 2).min(src.len());
-    memchr::memmem::find(&src[from..], b"*/").map_or(src.len(), |at| from + at + 2)
+    // memchr for each `*`, not memmem: most comments are short, and a memmem searcher costs
+    // more to set up than such a comment costs to scan.
+    let mut i = start + 2;
+    while let Some(at) = memchr::memchr(b'*', src.get(i..).unwrap_or_default()).map(|p| i + p) {
+        if src.get(at + 1) == Some(&b'/') {
+            return at + 2;
+        }
+        i = at + 1;
+    }
+    src.len()
 }
 
 fn skip_line(src: &[u8], start: usize) -> usize {
