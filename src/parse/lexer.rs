@@ -40,7 +40,13 @@ pub fn tokenize_into(src: &[u8], toks: &mut Vec<Tok>) {
                 at_line_start = true;
                 i += 1;
             }
-            b' ' | b'\t' | b'\r' | b'\x0c' | b'\x0b' => i += 1,
+            b' ' | b'\t' | b'\r' | b'\x0c' | b'\x0b' => {
+                // Indentation comes in runs: one tight loop per run.
+                i += 1;
+                while i < n && matches!(src[i], b' ' | b'\t' | b'\r' | b'\x0c' | b'\x0b') {
+                    i += 1;
+                }
+            }
             b'/' if src.get(i + 1) == Some(&b'*') => i = skip_block_comment(src, i),
             b'/' if src.get(i + 1) == Some(&b'/') => i = skip_line(src, i),
             b'#' if at_line_start => {
@@ -64,9 +70,10 @@ pub fn tokenize_into(src: &[u8], toks: &mut Vec<Tok>) {
             }
             c if c == b'_' || c.is_ascii_alphabetic() => {
                 let start = i;
-                while i < n && (src[i] == b'_' || src[i].is_ascii_alphanumeric()) {
-                    i += 1;
-                }
+                i += src[i..]
+                    .iter()
+                    .position(|&b| !(b == b'_' || b.is_ascii_alphanumeric()))
+                    .unwrap_or(n - i);
                 // A string prefix such as L"..." or u8"..." belongs to the literal.
                 if i < n && (src[i] == b'"' || src[i] == b'\'') && i - start <= 2 {
                     let end = skip_quoted(src, i, src[i]);
