@@ -21,15 +21,7 @@ pub struct Tok {
 }
 
 pub fn tokenize(src: &[u8]) -> Vec<Tok> {
-    let mut toks = Vec::new();
-    tokenize_into(src, &mut toks);
-    toks
-}
-
-/// [`tokenize`] into `toks` (cleared first), reusing its memory.
-pub fn tokenize_into(src: &[u8], toks: &mut Vec<Tok>) {
-    toks.clear();
-    toks.reserve(src.len() / 6);
+    let mut toks = Vec::with_capacity(src.len() / 6);
     let mut i = 0;
     let n = src.len();
     let mut at_line_start = true;
@@ -117,6 +109,7 @@ pub fn tokenize_into(src: &[u8], toks: &mut Vec<Tok>) {
             }
         }
     }
+    toks
 }
 
 // Comments are a large share of real C (a third of CPython's bytes): they are skipped with

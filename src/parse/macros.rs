@@ -303,25 +303,6 @@ pub struct ProjectMacros {
     roles: FxHashMap<Box<[u8]>, Role>,
     definitions: FxHashMap<String, MacroDefinition>,
     fingerprint: u64,
-    /// Macro bodies parsed for expansion, shared by the files of the scan.
-    snippets: SnippetParses,
-}
-
-/// At most this much macro text (bytes) is kept parsed per scan.
-const MAX_SNIPPET_BYTES: usize = 1 << 20;
-
-/// Macro bodies parsed as code by the facts layer, by the exact text parsed: a project macro is
-/// expanded in many files, and each file parsed it again. The parse depends on the text alone
-/// (no project macros), so a hit is that parse.
-#[derive(Default)]
-struct SnippetParses {
-    parsed: std::sync::Mutex<(FxHashMap<String, std::sync::Arc<super::ParsedFile>>, usize)>,
-}
-
-impl std::fmt::Debug for SnippetParses {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SnippetParses")
-    }
 }
 
 impl ProjectMacros {
@@ -374,29 +355,7 @@ impl ProjectMacros {
                 .collect(),
             definitions: by_name,
             fingerprint: fingerprint.digest(),
-            snippets: SnippetParses::default(),
         }
-    }
-
-    /// [`super::parse`] of `text`, once per scan for the same text (within
-    /// [`MAX_SNIPPET_BYTES`]).
-    pub fn parse_snippet(&self, text: &str) -> Option<std::sync::Arc<super::ParsedFile>> {
-        let lock = || {
-            self.snippets
-                .parsed
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        };
-        if let Some(parsed) = lock().0.get(text) {
-            return Some(parsed.clone());
-        }
-        let parsed = std::sync::Arc::new(super::parse(text.as_bytes()).ok()?);
-        let mut cache = lock();
-        if cache.1 + text.len() <= MAX_SNIPPET_BYTES {
-            cache.1 += text.len();
-            cache.0.insert(text.to_string(), parsed.clone());
-        }
-        Some(parsed)
     }
 
     pub fn role(&self, name: &str) -> Option<Role> {

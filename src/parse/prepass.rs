@@ -4,16 +4,7 @@
 //! original file. It also records which Python versions compile each `#if` branch.
 
 use super::condition::{evaluate, Cond, VersionMacros};
-use super::lexer::{tokenize_into, Tok, TokKind};
-use std::cell::RefCell;
-
-thread_local! {
-    static TOKENS: RefCell<Vec<Tok>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A token buffer larger than this (24 MB, the tokens of a file of about 6 MB) is not kept for
-/// the next file.
-const MAX_KEPT_TOKENS: usize = 1 << 20;
+use super::lexer::{tokenize, Tok, TokKind};
 use super::macros::{definitions_in, ProjectMacros, Role};
 use crate::version::{py, VersionRange};
 
@@ -209,10 +200,7 @@ pub fn prepare_with_defines(
     } else {
         shared
     };
-    // The token list is 4 bytes per byte of text: one buffer per thread, reused from file to
-    // file, instead of fresh pages (and page faults) for every file.
-    let mut toks = TOKENS.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    tokenize_into(src, &mut toks);
+    let toks = tokenize(src);
     let mut out = src.to_vec();
     let mut ctx = Context::default();
     let mut open: Vec<OpenBlock> = Vec::new();
@@ -435,9 +423,6 @@ pub fn prepare_with_defines(
         patch_block(block, &toks, src, &mut out);
     }
     patch_macros(&toks, src, &mut out, project);
-    if toks.capacity() <= MAX_KEPT_TOKENS {
-        TOKENS.with(|t| *t.borrow_mut() = toks);
-    }
     for (start, end) in statement_macros {
         blank(&mut out, start, end);
     }
