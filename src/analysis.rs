@@ -118,7 +118,15 @@ struct PreScan {
     macros: Vec<MacroDefinition>,
     /// The text may hold a suppression comment; `None`: not read ahead, so unknown.
     suppressions: Option<bool>,
+    /// The text read here, kept for the scan so that it does not read and decode the file a
+    /// second time (within [`HELD_TEXT_BUDGET`]).
+    source: Option<SourceText>,
 }
+
+/// At most this much text (bytes) is kept from the pre-scan to the scan; beyond it, files are
+/// read again. Every text is dropped once its file is scanned, so this bounds the extra memory
+/// of a huge scan, not of a typical one (CPython's sources are 25 MB).
+const HELD_TEXT_BUDGET: usize = 256 << 20;
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
     match bytes {
@@ -132,6 +140,7 @@ fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, So
 /// cache, the hash of its text. A file whose text the cache already holds is not tokenized.
 fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
     let want_macros = jobs.len() >= 2;
+    let held = std::sync::atomic::AtomicUsize::new(0);
     jobs.par_iter()
         .map(|(path, _, bytes)| {
             if !want_macros && cache.is_none() {
@@ -153,11 +162,15 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
                 _ => None,
             };
             let macros = cached.unwrap_or_else(|| definitions_in(source.text.as_bytes()));
+            let bytes = source.text.len();
+            let keep = held.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes
+                <= HELD_TEXT_BUDGET;
             PreScan {
-                bytes: source.text.len() as u64,
+                bytes: bytes as u64,
                 content,
                 macros,
                 suppressions: Some(crate::suppress::may_suppress(&source.text)),
+                source: keep.then_some(source),
             }
         })
         .collect()
@@ -187,7 +200,7 @@ impl ScanContext<'_> {
     }
 }
 
-fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
+fn scan_one(job: Job, pre: &PreScan, held: Option<SourceText>, cx: &ScanContext) -> FileOutcome {
     let (path, kind, bytes) = job;
     let defines = cx.build.defines_for(&path, &cx.common_defines);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
@@ -195,7 +208,11 @@ fn scan_one(job: Job, pre: &PreScan, cx: &ScanContext) -> FileOutcome {
             return FileOutcome::Facts(Box::new(facts));
         }
     }
-    let source = match load(&path, &bytes, cx.max) {
+    let loaded = match held {
+        Some(source) => Ok(source),
+        None => load(&path, &bytes, cx.max),
+    };
+    let source = match loaded {
         Ok(s) => s,
         Err(err) => {
             return FileOutcome::Error(FileError {
@@ -278,7 +295,8 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         read_build(&options.paths, &options.build)
     };
     let cache = options.cache_dir.as_deref().map(FactsCache::open);
-    let pre = prescan(&jobs, options.max_file_size, cache.as_ref());
+    let mut pre = prescan(&jobs, options.max_file_size, cache.as_ref());
+    let held: Vec<Option<SourceText>> = pre.iter_mut().map(|p| p.source.take()).collect();
     let origins = vendored_dirs(&jobs, &options.paths);
     let memo_key = cache
         .as_ref()
@@ -310,12 +328,13 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     // Largest files first, each taken by the next free worker: a big file started last would
     // leave the other workers idle at the end.
     let jobs_paths: Vec<PathBuf> = jobs.iter().map(|(p, _, _)| p.clone()).collect();
-    let mut order: Vec<(usize, Job)> = jobs.into_iter().enumerate().collect();
+    let mut order: Vec<(usize, (Job, Option<SourceText>))> =
+        jobs.into_iter().zip(held).enumerate().collect();
     order.sort_by_key(|(i, _)| std::cmp::Reverse(pre[*i].bytes));
     let mut outcomes: Vec<(usize, FileOutcome)> = order
         .into_iter()
         .par_bridge()
-        .map(|(i, job)| (i, scan_one(job, &pre[i], &cx)))
+        .map(|(i, (job, held))| (i, scan_one(job, &pre[i], held, &cx)))
         .collect();
     outcomes.sort_by_key(|(i, _)| *i);
 

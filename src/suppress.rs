@@ -103,6 +103,28 @@ impl Texts {
             .as_deref()
     }
 
+    /// The text of `path` if it contains one of `needles` (ASCII). A file read here for the first
+    /// time and containing none is neither converted nor kept: most files of a scan have no
+    /// suppression comment, and keeping every text doubled the memory of the sources.
+    pub fn get_if_any(&mut self, path: &Path, needles: &[&str]) -> Option<&str> {
+        if !self.map.contains_key(path) {
+            let bytes = std::fs::read(path).ok();
+            // The needles are ASCII: the lossy conversion cannot make or break a match.
+            let found = bytes.as_ref().is_some_and(|b| {
+                needles
+                    .iter()
+                    .any(|n| memchr::memmem::find(b, n.as_bytes()).is_some())
+            });
+            if !found {
+                return None;
+            }
+            let text = bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
+            self.map.insert(path.to_path_buf(), text);
+        }
+        let text = self.map.get(path)?.as_deref()?;
+        needles.iter().any(|n| text.contains(n)).then_some(text)
+    }
+
     /// The text of 1-based line `line`, without its line ending.
     pub fn line(&mut self, path: &Path, line: usize) -> Option<String> {
         let text = self.get(path)?;
@@ -424,12 +446,9 @@ pub fn apply(
     let mut meta = Vec::new();
     let mut by_file: HashMap<&Path, Parsed> = HashMap::new();
     for path in files {
-        let Some(text) = texts.get(path) else {
+        let Some(text) = texts.get_if_any(path, &["isolint:", NUMPY_BORROWED_REF_MARKER]) else {
             continue;
         };
-        if !text.contains("isolint:") && !text.contains(NUMPY_BORROWED_REF_MARKER) {
-            continue;
-        }
         let parsed = parse(text, crate::config::find_any_rule);
         by_file.insert(path.as_path(), parsed);
     }

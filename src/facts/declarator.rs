@@ -2,7 +2,7 @@
 //! of each declarator (pointers with their const-ness, arrays, function pointers).
 
 use super::extract::{fold_ws, Cx};
-use super::fields::FIELD;
+use super::fields::{KindName, FIELD};
 use super::structs::struct_def;
 use super::{Span, StructDef};
 use tree_sitter::Node;
@@ -25,12 +25,12 @@ pub(crate) struct TypeInfo {
 /// `parameter_declaration`.
 pub(crate) fn declaration_type(node: Node, cx: &Cx) -> TypeInfo {
     let mut info = TypeInfo {
-        is_typedef: node.kind() == "type_definition",
+        is_typedef: node.kind_name() == "type_definition",
         ..Default::default()
     };
     let mut cursor = node.walk();
     for child in node.children(&mut cursor) {
-        match child.kind() {
+        match child.kind_name() {
             "storage_class_specifier" => match cx.text(child).trim() {
                 "static" => info.is_static = true,
                 "extern" => info.is_extern = true,
@@ -57,7 +57,7 @@ pub(crate) fn declaration_type(node: Node, cx: &Cx) -> TypeInfo {
             info.type_name = inner.trim_end_matches(['*', ' ']).to_string();
             info.is_extern = true;
         }
-        if ty.kind() == "struct_specifier" || ty.kind() == "union_specifier" {
+        if ty.kind_name() == "struct_specifier" || ty.kind_name() == "union_specifier" {
             info.struct_def = struct_def(ty, cx, Vec::new());
         }
     }
@@ -66,9 +66,9 @@ pub(crate) fn declaration_type(node: Node, cx: &Cx) -> TypeInfo {
 
 /// `struct foo` for a struct with a body, otherwise the type's own text.
 pub(crate) fn type_text(ty: Node, cx: &Cx) -> String {
-    match ty.kind() {
+    match ty.kind_name() {
         "struct_specifier" | "union_specifier" | "enum_specifier" => {
-            let keyword = ty.kind().trim_end_matches("_specifier");
+            let keyword = ty.kind_name().trim_end_matches("_specifier");
             match ty.child_by_field_id(FIELD.name.get()) {
                 Some(name) => format!("{keyword} {}", cx.text(name)),
                 None => keyword.to_string(),
@@ -96,7 +96,7 @@ pub(crate) fn shape_of<'t>(declarator: Node<'t>, cx: &Cx) -> Shape<'t> {
     let mut current = Some(declarator);
     // Declarators nest one level per `*`, `[]` or `()`: a loop, not recursion.
     while let Some(node) = current {
-        current = match node.kind() {
+        current = match node.kind_name() {
             "init_declarator" => {
                 shape.init = node.child_by_field_id(FIELD.value.get());
                 node.child_by_field_id(FIELD.declarator.get())
@@ -105,7 +105,7 @@ pub(crate) fn shape_of<'t>(declarator: Node<'t>, cx: &Cx) -> Shape<'t> {
                 let mut cursor = node.walk();
                 let is_const = node
                     .children(&mut cursor)
-                    .any(|c| c.kind() == "type_qualifier" && cx.text(c).trim() == "const");
+                    .any(|c| c.kind_name() == "type_qualifier" && cx.text(c).trim() == "const");
                 shape.pointers.push(is_const);
                 if saw_function {
                     pointer_after_function = true;

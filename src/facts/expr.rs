@@ -1,7 +1,7 @@
 //! A small summary of an expression: what the model needs to know without a tree.
 
 use super::extract::{fold_ws, Cx};
-use super::fields::FIELD;
+use super::fields::{KindName, FIELD};
 use super::{Expr, ExprKind};
 use tree_sitter::Node;
 
@@ -12,7 +12,11 @@ const MAX_SOURCE: usize = 640;
 
 pub(crate) fn short_text(node: Node, cx: &Cx) -> String {
     let end = node.end_byte().min(node.start_byte() + MAX_SOURCE);
-    let raw = String::from_utf8_lossy(&cx.src[node.start_byte()..end]);
+    let raw = match cx.utf8.and_then(|all| all.get(node.start_byte()..end)) {
+        Some(text) => std::borrow::Cow::Borrowed(text),
+        // Not valid text, or the cut at `MAX_SOURCE` splits a character.
+        None => String::from_utf8_lossy(&cx.src[node.start_byte()..end]),
+    };
     let mut text = fold_ws(&raw);
     if text.len() > MAX_TEXT || node.end_byte() > end {
         let mut cut = MAX_TEXT.min(text.len());
@@ -28,7 +32,7 @@ pub(crate) fn short_text(node: Node, cx: &Cx) -> String {
 /// Strips parentheses and casts, which change neither what is referenced nor what is called.
 pub(crate) fn unwrap(mut node: Node) -> Node {
     for _ in 0..64 {
-        node = match node.kind() {
+        node = match node.kind_name() {
             "parenthesized_expression" => match node.named_child(0) {
                 Some(inner) => inner,
                 None => return node,
@@ -47,7 +51,7 @@ pub(crate) fn unwrap(mut node: Node) -> Node {
 pub(crate) fn root_name<'t>(node: Node<'t>, cx: &Cx) -> Option<(String, Node<'t>)> {
     let mut node = unwrap(node);
     for _ in 0..64 {
-        node = match node.kind() {
+        node = match node.kind_name() {
             "identifier" => return Some((cx.text(node).to_string(), node)),
             "subscript_expression" | "field_expression" | "pointer_expression" => {
                 unwrap(node.child_by_field_id(FIELD.argument.get())?)
@@ -60,7 +64,7 @@ pub(crate) fn root_name<'t>(node: Node<'t>, cx: &Cx) -> Option<(String, Node<'t>
 
 pub(crate) fn summarize(node: Node, cx: &Cx) -> Expr {
     let inner = unwrap(node);
-    let kind = match inner.kind() {
+    let kind = match inner.kind_name() {
         "identifier" => ExprKind::Ident(cx.text(inner).to_string()),
         "null" => ExprKind::Null,
         "number_literal" => ExprKind::Number(parse_number(cx.text(inner))),
@@ -73,7 +77,7 @@ pub(crate) fn summarize(node: Node, cx: &Cx) -> Expr {
                 op,
                 inner.child_by_field_id(FIELD.argument.get()).map(unwrap),
             ) {
-                (Some("-"), Some(arg)) if arg.kind() == "number_literal" => {
+                (Some("-"), Some(arg)) if arg.kind_name() == "number_literal" => {
                     ExprKind::Number(parse_number(cx.text(arg)).map(|n| -n))
                 }
                 _ => ExprKind::Other,

@@ -2,7 +2,7 @@
 
 use super::declarator::{declaration_type, shape_of, TypeInfo};
 use super::expr::summarize;
-use super::fields::FIELD;
+use super::fields::{KindName, FIELD};
 use super::function::function_facts;
 
 use super::initializer::parse_init;
@@ -20,6 +20,9 @@ use tree_sitter::{Node, Query, QueryCursor};
 /// Shared, read-only context for one file's extraction.
 pub(crate) struct Cx<'a> {
     pub src: &'a [u8],
+    /// `src` as text when it is valid UTF-8 (always, for text from `read_source`): a node's text
+    /// is then a slice with two boundary checks, not a validation of its bytes.
+    pub utf8: Option<&'a str>,
     pub lines: &'a LineIndex,
     pub cond: &'a ConditionalMap,
     pub errors: &'a ParseErrors,
@@ -38,7 +41,13 @@ pub(crate) struct Cx<'a> {
 
 impl<'a> Cx<'a> {
     pub fn text(&self, node: Node) -> &'a str {
-        std::str::from_utf8(&self.src[node.start_byte()..node.end_byte()]).unwrap_or("")
+        let (start, end) = (node.start_byte(), node.end_byte());
+        match self.utf8 {
+            // A slice of valid UTF-8 is valid exactly when it starts and ends on character
+            // boundaries, which is what `get` checks.
+            Some(all) => all.get(start..end).unwrap_or(""),
+            None => std::str::from_utf8(&self.src[start..end]).unwrap_or(""),
+        }
     }
     pub fn span(&self, node: Node) -> Span {
         // The tree already knows rows and byte columns: no search of the line index.
@@ -74,6 +83,27 @@ impl<'a> Cx<'a> {
 
 /// Folds runs of white space into one space.
 pub(crate) fn fold_ws(text: &str) -> String {
+    // Most texts folded are names and short expressions in ASCII: no `char` decoding for them.
+    if text.is_ascii() {
+        let is_space = |b: u8| matches!(b, b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b' ');
+        if !text.bytes().any(is_space) {
+            return text.to_string();
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut space = false;
+        for b in text.bytes() {
+            if is_space(b) {
+                space = true;
+            } else {
+                if space && !out.is_empty() {
+                    out.push(b' ');
+                }
+                space = false;
+                out.push(b);
+            }
+        }
+        return String::from_utf8(out).unwrap_or_default();
+    }
     let mut out = String::with_capacity(text.len());
     let mut space = false;
     for c in text.chars() {
@@ -164,7 +194,7 @@ fn preprocessor_lines<'t>(root: Node<'t>, src: &[u8]) -> Vec<Node<'t>> {
         let mut node = root.descendant_for_byte_range(at, at + 1);
         while let Some(n) = node {
             if matches!(
-                n.kind(),
+                n.kind_name(),
                 "preproc_include" | "preproc_def" | "preproc_function_def"
             ) {
                 if n.start_byte() == at && out.last().is_none_or(|l| l.id() != n.id()) {
@@ -245,11 +275,13 @@ pub fn extract(
     first_invalid_utf8: Option<usize>,
     project: &ProjectMacros,
 ) -> FileFacts {
-    let lines = LineIndex::new(std::str::from_utf8(&parsed.text).unwrap_or(""));
+    let utf8 = std::str::from_utf8(&parsed.text).ok();
+    let lines = LineIndex::new(utf8.unwrap_or(""));
     let no_macros = super::macros::MacroTable::default();
     let expansions = super::macros::ExpansionMemo::default();
     let cx = Cx {
         src: &parsed.text,
+        utf8,
         lines: &lines,
         cond: &parsed.conditionals,
         errors: &parsed.errors,
@@ -312,7 +344,7 @@ pub fn extract(
     // locals.
     let mut stack: Vec<(Node, bool)> = vec![(root, false)];
     while let Some((node, in_error)) = stack.pop() {
-        if node.kind() == "ERROR" && node.parent().is_none_or(|p| !p.is_error()) {
+        if node.kind_name() == "ERROR" && node.parent().is_none_or(|p| !p.is_error()) {
             facts
                 .functions
                 .extend(super::function::error_region_facts(node, &cx));
@@ -320,7 +352,7 @@ pub fn extract(
         let mut cursor = node.walk();
         let children: Vec<Node> = node.children(&mut cursor).collect();
         for child in children.into_iter().rev() {
-            match child.kind() {
+            match child.kind_name() {
                 "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif"
                 | "preproc_elifdef" | "declaration_list" => stack.push((child, in_error)),
                 "linkage_specification" => {
@@ -334,7 +366,7 @@ pub fn extract(
         }
         let mut cursor = node.walk();
         for child in node.children(&mut cursor) {
-            match child.kind() {
+            match child.kind_name() {
                 "declaration" => file_declaration(child, &cx, in_error, &mut facts),
                 "function_definition" => {
                     if let Some(function) = function_facts(child, &cx, &mut facts.variables) {
@@ -346,7 +378,7 @@ pub fn extract(
                 "expression_statement" => {
                     if let Some(call) = child
                         .named_child(0)
-                        .filter(|c| c.kind() == "call_expression")
+                        .filter(|c| c.kind_name() == "call_expression")
                     {
                         if let Some(call) = file_scope_call(call, &cx) {
                             facts.file_scope_calls.push(call);
@@ -396,7 +428,7 @@ fn init_mentions(cx: &Cx, root: Node) -> Vec<InitMention> {
         // A comment or a string (`"PyInit_%s"` in a loader) names no module of this file.
         let in_text = root.descendant_for_byte_range(found, end).is_some_and(|n| {
             matches!(
-                n.kind(),
+                n.kind_name(),
                 "comment" | "string_content" | "string_literal" | "char_literal"
             )
         });
@@ -441,7 +473,7 @@ fn file_scope_call(node: Node, cx: &Cx) -> Option<Call> {
     let mut cursor = args.walk();
     let args = args
         .named_children(&mut cursor)
-        .filter(|a| a.kind() != "comment")
+        .filter(|a| a.kind_name() != "comment")
         .map(|a| summarize(a, cx))
         .collect();
     Some(Call {
@@ -547,5 +579,19 @@ pub(crate) fn declared_variables(
             versions: cx.versions(node),
             uncertain: in_error || cx.uncertain(node),
         });
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::fold_ws;
+
+    #[test]
+    fn folds_ascii_and_unicode_alike() {
+        assert_eq!(fold_ws("  a \t\n b\x0b\x0cc\r\n "), "a b c");
+        assert_eq!(fold_ws("name"), "name");
+        assert_eq!(fold_ws(""), "");
+        // Non-ASCII text takes the `char` path: U+00A0 is white space there too.
+        assert_eq!(fold_ws("é \u{a0} x  ü"), "é x ü");
     }
 }

@@ -4,7 +4,7 @@
 use super::declarator::{declaration_type, shape_of};
 use super::expr::{classify_written, root_name, summarize, unwrap};
 use super::extract::{declared_variables, fold_ws, Cx};
-use super::fields::{kind_table, FIELD};
+use super::fields::{kind_table, KindName, FIELD};
 use super::macros::{project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH};
 use super::*;
 use crate::source::LineIndex;
@@ -77,7 +77,7 @@ pub(crate) fn function_facts(
     let mut nested_macro_head: Option<(Node, Vec<String>)> = None;
     let mut current = Some(declarator);
     while let Some(d) = current {
-        current = match d.kind() {
+        current = match d.kind_name() {
             "pointer_declarator" => {
                 pointers += 1;
                 d.child_by_field_id(FIELD.declarator.get())
@@ -86,15 +86,15 @@ pub(crate) fn function_facts(
                 params_node = d.child_by_field_id(FIELD.parameters.get());
                 let inner = d.child_by_field_id(FIELD.declarator.get());
                 match inner {
-                    Some(i) if i.kind() == "identifier" => {
+                    Some(i) if i.kind_name() == "identifier" => {
                         name_node = Some(i);
                         None
                     }
                     // `INIT_MODULE(_psycopg)(void)`: a macro call that pastes the name.
-                    Some(i) if i.kind() == "function_declarator" => {
+                    Some(i) if i.kind_name() == "function_declarator" => {
                         let macro_name = i
                             .child_by_field_id(FIELD.declarator.get())
-                            .filter(|m| m.kind() == "identifier");
+                            .filter(|m| m.kind_name() == "identifier");
                         let args = i.child_by_field_id(FIELD.parameters.get()).map(|p| {
                             let mut c = p.walk();
                             p.named_children(&mut c)
@@ -124,7 +124,7 @@ pub(crate) fn function_facts(
         }
         (None, None) => {
             let ty = node.child_by_field_id(FIELD.ty.get())?;
-            let args: Vec<String> = match declarator.kind() {
+            let args: Vec<String> = match declarator.kind_name() {
                 "parenthesized_declarator" => shape_of(declarator, cx).name.into_iter().collect(),
                 "function_declarator" => declarator
                     .child_by_field_id(FIELD.declarator.get())
@@ -148,7 +148,7 @@ pub(crate) fn function_facts(
         let mut c = list.walk();
         for p in list
             .named_children(&mut c)
-            .filter(|p| p.kind() == "parameter_declaration")
+            .filter(|p| p.kind_name() == "parameter_declaration")
         {
             let ty = p
                 .child_by_field_id(FIELD.ty.get())
@@ -455,6 +455,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let lines = LineIndex::new(&snippet);
         let cx = Cx {
             src: &parsed.text,
+            utf8: std::str::from_utf8(&parsed.text).ok(),
             lines: &lines,
             cond: &parsed.conditionals,
             errors: &parsed.errors,
@@ -468,7 +469,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let mut cursor = root.walk();
         let Some(body_node) = root
             .named_children(&mut cursor)
-            .find(|n| n.kind() == "function_definition")
+            .find(|n| n.kind_name() == "function_definition")
             .and_then(|f| f.child_by_field_id(FIELD.body.get()))
         else {
             return ExpandedFacts::default();
@@ -513,13 +514,13 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             Some(Visit::Leaf) => return false,
             Some(Visit::Inspect) => {}
         }
-        match node.kind() {
+        match node.kind_name() {
             "declaration" => {
                 // `INIT_STRING(write)` with no `;` before the next statement parses as a
                 // declaration whose type is a macro call: it is the call.
                 if let Some(ty) = node
                     .child_by_field_id(FIELD.ty.get())
-                    .filter(|t| t.kind() == "macro_type_specifier")
+                    .filter(|t| t.kind_name() == "macro_type_specifier")
                 {
                     if let Some(name) = ty.child_by_field_id(FIELD.name.get()) {
                         let name = cx.text(name).to_string();
@@ -550,7 +551,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                             self.pure_locals.remove(&name);
                             if let (Some(init), false) = (shape.init, info.is_extern) {
                                 let init = unwrap(init);
-                                if init.kind() == "call_expression" {
+                                if init.kind_name() == "call_expression" {
                                     self.assigned_to.insert(init.id(), name.clone());
                                 }
                                 self.note_alias(&name, init);
@@ -600,7 +601,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         }
                         _ => (Written::Unknown, Vec::new()),
                     };
-                    if let (Some(r), "identifier") = (right.map(unwrap), unwrap(left).kind()) {
+                    if let (Some(r), "identifier") = (right.map(unwrap), unwrap(left).kind_name()) {
                         let local = cx.text(unwrap(left)).to_string();
                         if self.locals.contains(&local) {
                             self.note_alias(&local, r);
@@ -611,7 +612,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         }
                     }
                     if let Some(r) = right.map(unwrap) {
-                        if r.kind() == "call_expression" {
+                        if r.kind_name() == "call_expression" {
                             if let Some((name, _)) = root_name(left, cx) {
                                 self.assigned_to.insert(r.id(), name);
                             }
@@ -704,13 +705,13 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             .map(|a| {
                 let mut c = a.walk();
                 a.named_children(&mut c)
-                    .filter(|n| n.kind() != "comment")
+                    .filter(|n| n.kind_name() != "comment")
                     .collect()
             })
             .unwrap_or_default();
         for arg in &arg_nodes {
             let inner = unwrap(*arg);
-            if inner.kind() == "pointer_expression"
+            if inner.kind_name() == "pointer_expression"
                 && inner
                     .child_by_field_id(FIELD.operator.get())
                     .is_some_and(|o| cx.text(o) == "&")
@@ -734,7 +735,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             if let Some(first) = arg_nodes
                 .first()
                 .map(|a| unwrap(*a))
-                .filter(|a| a.kind() == "identifier")
+                .filter(|a| a.kind_name() == "identifier")
             {
                 self.record_write(
                     first,
@@ -795,7 +796,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let Some(block) = node
             .parent()
             .and_then(|stmt| stmt.parent())
-            .filter(|b| b.kind() == "compound_statement")
+            .filter(|b| b.kind_name() == "compound_statement")
         else {
             return;
         };
@@ -804,7 +805,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             .map(|a| {
                 let mut c = a.walk();
                 a.named_children(&mut c)
-                    .filter(|n| n.kind() != "comment")
+                    .filter(|n| n.kind_name() != "comment")
                     .map(|n| fold_ws(cx.text(n)))
                     .collect()
             })
@@ -819,7 +820,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
     fn note_refcount_test(&mut self, node: Node, args: &[Node]) {
         let cx = self.cx;
         let Some(first) = args.first() else { return };
-        let Some(parent) = node.parent().filter(|p| p.kind() == "binary_expression") else {
+        let Some(parent) = node
+            .parent()
+            .filter(|p| p.kind_name() == "binary_expression")
+        else {
             return;
         };
         let op = parent
@@ -839,7 +843,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         // `assert(Py_REFCNT(x) == 1)` checks an invariant; it decides nothing.
         let in_assert = parent
             .parent()
-            .filter(|a| a.kind() == "argument_list")
+            .filter(|a| a.kind_name() == "argument_list")
             .and_then(|a| a.parent())
             .and_then(|c| c.child_by_field_id(FIELD.function.get()))
             .is_some_and(|callee| {
@@ -866,7 +870,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             return;
         };
         let cond = unwrap(cond);
-        let tested = match cond.kind() {
+        let tested = match cond.kind_name() {
             "unary_expression"
                 if cond
                     .child_by_field_id(FIELD.operator.get())
@@ -896,7 +900,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             _ => None,
         };
-        let Some(tested) = tested.map(unwrap).filter(|t| t.kind() == "identifier") else {
+        let Some(tested) = tested.map(unwrap).filter(|t| t.kind_name() == "identifier") else {
             return;
         };
         let name = cx.text(tested);
@@ -912,7 +916,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
     /// `local = &global...`: remember the alias, and do not count the `&` as an escape.
     fn note_alias(&mut self, local: &str, value: Node) {
         let cx = self.cx;
-        let takes_address = value.kind() == "pointer_expression"
+        let takes_address = value.kind_name() == "pointer_expression"
             && value
                 .child_by_field_id(FIELD.operator.get())
                 .is_some_and(|o| cx.text(o) == "&");
@@ -980,18 +984,18 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 _ => return,
             }
         }
-        if outer.kind() == "pointer_expression"
+        if outer.kind_name() == "pointer_expression"
             && outer
                 .child_by_field_id(FIELD.argument.get())
                 .map(unwrap)
-                .is_some_and(|a| a.kind() != "identifier")
+                .is_some_and(|a| a.kind_name() != "identifier")
         {
             return;
         }
         let (kind, field) = if root.id() == outer.id() || kind.escapes() {
             (kind, None)
         } else {
-            match outer.kind() {
+            match outer.kind_name() {
                 "field_expression" => (
                     WriteKind::FieldWrite,
                     outer

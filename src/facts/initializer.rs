@@ -3,7 +3,7 @@
 
 use super::expr::summarize;
 use super::extract::Cx;
-use super::fields::{kind_table, FIELD};
+use super::fields::{kind_table, KindName, FIELD};
 use super::{Init, InitEntry, InitList};
 use std::sync::LazyLock;
 use tree_sitter::Node;
@@ -12,7 +12,7 @@ use tree_sitter::Node;
 const MAX_DEPTH: usize = 8;
 
 pub(crate) fn parse_init(value: Node, cx: &Cx, read_entries: bool) -> Init {
-    if value.kind() == "initializer_list" {
+    if value.kind_name() == "initializer_list" {
         Init::List(list(value, cx, if read_entries { MAX_DEPTH } else { 0 }))
     } else {
         Init::Expr(summarize(value, cx))
@@ -71,13 +71,13 @@ fn list(node: Node, cx: &Cx, depth_left: usize) -> InitList {
     }
     let mut cursor = node.walk();
     for child in node.named_children(&mut cursor) {
-        let (designator, value) = match child.kind() {
+        let (designator, value) = match child.kind_name() {
             "comment" | "ERROR" => continue,
             "initializer_pair" => {
                 let mut c = child.walk();
                 let designator = child
                     .children_by_field_id(FIELD.designator, &mut c)
-                    .map(|d| match d.kind() {
+                    .map(|d| match d.kind_name() {
                         "field_designator" => d
                             .named_child(0)
                             .map(|f| cx.text(f).to_string())
@@ -93,7 +93,7 @@ fn list(node: Node, cx: &Cx, depth_left: usize) -> InitList {
             }
             _ => (None, child),
         };
-        let value = if value.kind() == "initializer_list" {
+        let value = if value.kind_name() == "initializer_list" {
             Init::List(list(value, cx, depth_left - 1))
         } else {
             Init::Expr(summarize(value, cx))

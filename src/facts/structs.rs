@@ -2,7 +2,7 @@
 
 use super::declarator::{shape_of, type_text};
 use super::extract::Cx;
-use super::fields::FIELD;
+use super::fields::{KindName, FIELD};
 use super::{Field, StructDef};
 use std::sync::LazyLock;
 use streaming_iterator::StreamingIterator;
@@ -93,7 +93,7 @@ pub(crate) fn struct_def(spec: Node, cx: &Cx, typedef_names: Vec<String>) -> Opt
 /// `typedef struct tag { ... } Name;` and `typedef struct tag Name;` after the fact.
 pub(crate) fn typedef_structs(node: Node, cx: &Cx) -> Option<StructDef> {
     let ty = node.child_by_field_id(FIELD.ty.get())?;
-    if ty.kind() != "struct_specifier" {
+    if ty.kind_name() != "struct_specifier" {
         return None;
     }
     let mut cursor = node.walk();

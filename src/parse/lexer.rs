@@ -32,7 +32,13 @@ pub fn tokenize(src: &[u8]) -> Vec<Tok> {
                 at_line_start = true;
                 i += 1;
             }
-            b' ' | b'\t' | b'\r' | b'\x0c' | b'\x0b' => i += 1,
+            b' ' | b'\t' | b'\r' | b'\x0c' | b'\x0b' => {
+                // Indentation comes in runs: one tight loop per run.
+                i += 1;
+                while i < n && matches!(src[i], b' ' | b'\t' | b'\r' | b'\x0c' | b'\x0b') {
+                    i += 1;
+                }
+            }
             b'/' if src.get(i + 1) == Some(&b'*') => i = skip_block_comment(src, i),
             b'/' if src.get(i + 1) == Some(&b'/') => i = skip_line(src, i),
             b'#' if at_line_start => {
@@ -56,9 +62,10 @@ pub fn tokenize(src: &[u8]) -> Vec<Tok> {
             }
             c if c == b'_' || c.is_ascii_alphabetic() => {
                 let start = i;
-                while i < n && (src[i] == b'_' || src[i].is_ascii_alphanumeric()) {
-                    i += 1;
-                }
+                i += src[i..]
+                    .iter()
+                    .position(|&b| !(b == b'_' || b.is_ascii_alphanumeric()))
+                    .unwrap_or(n - i);
                 // A string prefix such as L"..." or u8"..." belongs to the literal.
                 if i < n && (src[i] == b'"' || src[i] == b'\'') && i - start <= 2 {
                     let end = skip_quoted(src, i, src[i]);
@@ -105,23 +112,23 @@ pub fn tokenize(src: &[u8]) -> Vec<Tok> {
     toks
 }
 
+// Comments are a large share of real C (a third of CPython's bytes): they are skipped with
+// memchr, not byte by byte.
 fn skip_block_comment(src: &[u8], start: usize) -> usize {
+    // memchr for each `*`, not memmem: most comments are short, and a memmem searcher costs
+    // more to set up than such a comment costs to scan.
     let mut i = start + 2;
-    while i + 1 < src.len() {
-        if src[i] == b'*' && src[i + 1] == b'/' {
-            return i + 2;
+    while let Some(at) = memchr::memchr(b'*', src.get(i..).unwrap_or_default()).map(|p| i + p) {
+        if src.get(at + 1) == Some(&b'/') {
+            return at + 2;
         }
-        i += 1;
+        i = at + 1;
     }
     src.len()
 }
 
 fn skip_line(src: &[u8], start: usize) -> usize {
-    let mut i = start;
-    while i < src.len() && src[i] != b'\n' {
-        i += 1;
-    }
-    i
+    memchr::memchr(b'\n', &src[start..]).map_or(src.len(), |at| start + at)
 }
 
 fn skip_quoted(src: &[u8], start: usize, quote: u8) -> usize {

@@ -95,12 +95,13 @@ pub fn definitions_in(src: &[u8]) -> Vec<MacroDefinition> {
 
 /// The end of the logical line at `start`: backslash-newline continues it.
 fn logical_line_end(src: &[u8], start: usize) -> usize {
+    // memchr: the pre-scan runs this over every line of every file.
     let mut i = start;
-    while i < src.len() {
-        match src[i] {
-            b'\n' if i > start && src[i - 1] == b'\\' => i += 1,
-            b'\n' => return i,
-            _ => i += 1,
+    while let Some(at) = memchr::memchr(b'\n', &src[i..]).map(|p| i + p) {
+        if at > start && src[at - 1] == b'\\' {
+            i = at + 1;
+        } else {
+            return at;
         }
     }
     src.len()
