@@ -202,6 +202,13 @@ pub fn prepare_with_defines(
     };
     let toks = tokenize(src);
     let mut out = src.to_vec();
+    // tree-sitter ends a `#define`'s value at a block comment, so a comment followed by a
+    // `\` continuation (`Py_INCREF(str);  /* keep it */  \`) leaves the rest of the body to be
+    // read as code: numpy's `_ADDDOC`, defined inside a function, then closed the function
+    // early. Comments inside a directive become spaces; nothing reads them.
+    for tok in toks.iter().filter(|t| t.kind == TokKind::Directive) {
+        blank_directive_comments(src, &mut out, tok.start, tok.end);
+    }
     let mut ctx = Context::default();
     let mut open: Vec<OpenBlock> = Vec::new();
     let mut blocks: Vec<Block> = Vec::new();
@@ -488,6 +495,39 @@ fn blank(out: &mut [u8], start: usize, end: usize) {
         if *b != b'\n' && *b != b'\r' {
             *b = b' ';
         }
+    }
+}
+
+/// Blanks every `/* ... */` that opens and closes inside `start..end` (newlines kept).
+fn blank_directive_comments(src: &[u8], out: &mut [u8], start: usize, end: usize) {
+    let end = end.min(src.len());
+    let mut at = start;
+    while let Some(open) = memchr::memmem::find(&src[at..end], b"/*") {
+        let open = at + open;
+        // Inside a string literal (`#define P "a/*b"`) it is no comment.
+        let quotes = src[start..open]
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'"' && (i == 0 || src[start + i - 1] != b'\\'))
+            .count();
+        if quotes % 2 == 1 {
+            at = open + 2;
+            continue;
+        }
+        let Some(close) = memchr::memmem::find(&src[open + 2..end], b"*/") else {
+            return;
+        };
+        let close = open + 2 + close + 2;
+        // Only a comment the line continues after (`/* ... */ \`) cuts the value short.
+        let rest = &src[close..end];
+        let continued = rest
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t'))
+            .is_some_and(|i| rest[i] == b'\\');
+        if continued {
+            blank(out, open, close);
+        }
+        at = close;
     }
 }
 
