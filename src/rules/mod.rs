@@ -223,14 +223,7 @@ impl Ctx<'_> {
             name: self.rule.name,
             severity,
             path: self.project.files[site.file].path.clone(),
-            location: Location {
-                line: span.line,
-                column: span.column,
-                end_line: span.end_line,
-                end_column: span.end_column,
-                start_byte: span.start,
-                end_byte: span.end,
-            },
+            location: location_of(&span),
             symbol: symbol.map(str::to_string),
             function: function.map(str::to_string),
             module: self.module.is_real().then(|| self.module.name.clone()),
@@ -268,18 +261,22 @@ impl Ctx<'_> {
     }
 }
 
+/// A finding's location from a span of the facts.
+fn location_of(span: &crate::facts::Span) -> Location {
+    Location {
+        line: span.line,
+        column: span.column,
+        end_line: span.end_line,
+        end_column: span.end_column,
+        start_byte: span.start,
+        end_byte: span.end,
+    }
+}
+
 fn related(project: &Project, place: Site, message: String) -> crate::finding::Related {
-    let span = place.span;
     crate::finding::Related {
         path: project.files[place.file].path.clone(),
-        location: Location {
-            line: span.line,
-            column: span.column,
-            end_line: span.end_line,
-            end_column: span.end_column,
-            start_byte: span.start,
-            end_byte: span.end,
-        },
+        location: location_of(&place.span),
         message,
     }
 }
