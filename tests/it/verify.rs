@@ -390,10 +390,15 @@ fn fixture_matrix_on_every_python() {
             variant_status(&report, "crash_after_destroy", "legacy, main import first"),
             "pass"
         );
-        assert_eq!(
-            variant_status(&report, "crash_after_destroy", "isolated, no main import"),
-            isolated("crashed (SIGSEGV)")
-        );
+        // A dangling static is a use after free: it crashes when the freed memory was reused,
+        // and otherwise reads garbage (`fail`); a clean-clone CI run saw `fail` once.
+        let isolated_no_main =
+            variant_status(&report, "crash_after_destroy", "isolated, no main import");
+        if modern {
+            assert_use_after_free(&isolated_no_main, cycles);
+        } else {
+            assert_eq!(isolated_no_main, "n/a");
+        }
         assert_eq!(
             variant_status(
                 &report,
