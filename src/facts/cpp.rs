@@ -5,10 +5,11 @@
 //! never changes this container after construction" is false when the module's C++ half
 //! appends to it: numpy's `ufunc->_loops` list is read in C and appended to only in
 //! `dispatching.cpp`. So every C++ file of the scan is read lexically, comments and literals
-//! blanked, and each `Py…(first, …)` call contributes its first argument, with a local that was
+//! skipped, and each `Py…(first, …)` call contributes its first argument, with a local that was
 //! last assigned from an expression (`PyObject *loops = ufunc->_loops;`) replaced by that
 //! expression. The rules decide which callees change a container.
 
+use crate::parse::lexer::{tokenize, Tok, TokKind};
 use std::path::Path;
 
 /// A C API call in a C++ file: the callee and its first argument, aliases resolved.
@@ -30,150 +31,89 @@ pub fn read_calls(path: &Path) -> (Vec<ForeignCall>, u64) {
     }
 }
 
-/// The `Py…`/`_Py…` calls of `text` with their first arguments.
+/// The `Py…`/`_Py…` calls of `text` with their first arguments. The pre-pass's tokenizer
+/// already skips comments and keeps literals whole, so a `Py…(` inside them is no call.
 pub fn calls_in(text: &str) -> Vec<ForeignCall> {
-    let code = blank_comments_and_literals(text);
-    let bytes = code.as_bytes();
+    let src = text.as_bytes();
+    let toks = tokenize(src);
+    let word = |t: &Tok| slice(text, t.start, t.end);
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !is_ident_start(bytes[i]) || (i > 0 && is_ident(bytes[i - 1])) {
-            i += 1;
+    for (i, tok) in toks.iter().enumerate() {
+        let name = word(tok);
+        let is_call = tok.kind == TokKind::Ident
+            && (name.starts_with("Py") || name.starts_with("_Py"))
+            && toks.get(i + 1).map(|t| t.kind) == Some(TokKind::Punct(b'('));
+        if !is_call {
             continue;
         }
-        let start = i;
-        while i < bytes.len() && is_ident(bytes[i]) {
-            i += 1;
-        }
-        let name = &code[start..i];
-        if !(name.starts_with("Py") || name.starts_with("_Py")) {
-            continue;
-        }
-        let open = skip_space(bytes, i);
-        if bytes.get(open) != Some(&b'(') {
-            continue;
-        }
-        let Some(argument) = first_argument(&code, open + 1) else {
+        let Some(argument) = first_argument(&toks, i + 2) else {
             continue;
         };
-        let argument = resolve_local(&code, start, argument.trim());
-        if !argument.is_empty() {
-            out.push(ForeignCall {
-                callee: name.to_string(),
-                first_argument: argument,
-            });
-        }
+        let first = &toks[argument.clone()];
+        let argument = match first {
+            [only] if only.kind == TokKind::Ident => resolve_local(text, &toks[..i], word(only)),
+            [a, .., b] => slice(text, a.start, b.end).to_string(),
+            [only] => word(only).to_string(),
+            [] => continue,
+        };
+        out.push(ForeignCall {
+            callee: name.to_string(),
+            first_argument: argument,
+        });
     }
     out
 }
 
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_'
-}
-
-fn is_ident(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-fn skip_space(bytes: &[u8], mut i: usize) -> usize {
-    while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    i
-}
-
-/// The text from `from` to the first top-level `,` or the closing `)`.
-fn first_argument(code: &str, from: usize) -> Option<&str> {
+/// The token range of the argument that starts at `from`: up to the first top-level `,` or
+/// the closing `)`; `None` at a `;` (a half-written call).
+fn first_argument(toks: &[Tok], from: usize) -> Option<std::ops::Range<usize>> {
     let mut depth = 0usize;
-    for (offset, b) in code.as_bytes()[from..].iter().enumerate() {
-        match b {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' if depth == 0 => return Some(&code[from..from + offset]),
-            b')' | b']' | b'}' => depth -= 1,
-            b',' if depth == 0 => return Some(&code[from..from + offset]),
-            b';' => return None,
+    for (offset, t) in toks.get(from..)?.iter().enumerate() {
+        match t.kind {
+            TokKind::Punct(b'(' | b'[' | b'{') => depth += 1,
+            TokKind::Punct(b')' | b']' | b'}') if depth == 0 => return Some(from..from + offset),
+            TokKind::Punct(b')' | b']' | b'}') => depth -= 1,
+            TokKind::Punct(b',') if depth == 0 => return Some(from..from + offset),
+            TokKind::Punct(b';') => return None,
             _ => {}
         }
     }
     None
 }
 
-/// A bare identifier is replaced by what it was last assigned before `before` in the file
-/// (`loops = ufunc->_loops;` or `PyObject *loops = ufunc->_loops;`), when that is found.
-fn resolve_local(code: &str, before: usize, argument: &str) -> String {
-    let is_name = !argument.is_empty() && argument.bytes().all(is_ident);
-    if !is_name {
-        return argument.to_string();
+/// A local is replaced by what it was last assigned before the call (`loops = ufunc->_loops;`
+/// or `PyObject *loops = ufunc->_loops;`), when that is found; an assignment from a call builds
+/// a new object, so the local's name stays then.
+fn resolve_local(text: &str, before: &[Tok], name: &str) -> String {
+    let assigned = before.iter().enumerate().rev().find(|(i, t)| {
+        t.kind == TokKind::Ident
+            && slice(text, t.start, t.end) == name
+            && before.get(i + 1).map(|t| t.kind) == Some(TokKind::Punct(b'='))
+            && before.get(i + 2).map(|t| t.kind) != Some(TokKind::Punct(b'='))
+    });
+    let Some((i, _)) = assigned else {
+        return name.to_string();
+    };
+    let value = &before[i + 2..];
+    let end = value
+        .iter()
+        .position(|t| t.kind == TokKind::Punct(b';'))
+        .unwrap_or(value.len());
+    match &value[..end] {
+        [] => name.to_string(),
+        [.., last]
+            if last.kind == TokKind::Punct(b')') && value[0].kind != TokKind::Punct(b'(') =>
+        {
+            name.to_string()
+        }
+        [a, .., b] => slice(text, a.start, b.end).to_string(),
+        [only] => slice(text, only.start, only.end).to_string(),
     }
-    let bytes = code.as_bytes();
-    let mut end = before;
-    while let Some(at) = code[..end].rfind(argument) {
-        end = at;
-        let after = at + argument.len();
-        let bounded =
-            (at == 0 || !is_ident(bytes[at - 1])) && bytes.get(after).is_none_or(|b| !is_ident(*b));
-        if !bounded {
-            continue;
-        }
-        let eq = skip_space(bytes, after);
-        let assigns = bytes.get(eq) == Some(&b'=') && bytes.get(eq + 1) != Some(&b'=');
-        if !assigns {
-            continue;
-        }
-        let value_start = eq + 1;
-        let Some(length) = code[value_start..].find(';') else {
-            break;
-        };
-        let value = code[value_start..value_start + length].trim();
-        // An assignment from a call builds a new object; keep the local's name then.
-        if value.is_empty() || value.ends_with(')') && !value.starts_with('(') {
-            break;
-        }
-        return value.to_string();
-    }
-    argument.to_string()
 }
 
-/// Comments, string and character literals become spaces (newlines kept): a `Py…(` inside
-/// them is no call.
-fn blank_comments_and_literals(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = bytes.to_vec();
-    let mut i = 0;
-    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
-        for b in &mut out[from..to] {
-            if *b != b'\n' {
-                *b = b' ';
-            }
-        }
-    };
-    while i < bytes.len() {
-        match bytes[i] {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                let end = memchr::memchr(b'\n', &bytes[i..]).map_or(bytes.len(), |n| i + n);
-                blank(&mut out, i, end);
-                i = end;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let end = memchr::memmem::find(&bytes[i + 2..], b"*/")
-                    .map_or(bytes.len(), |n| i + 2 + n + 2);
-                blank(&mut out, i, end);
-                i = end;
-            }
-            quote @ (b'"' | b'\'') => {
-                let mut j = i + 1;
-                while j < bytes.len() && bytes[j] != quote && bytes[j] != b'\n' {
-                    j += if bytes[j] == b'\\' { 2 } else { 1 };
-                }
-                let end = (j + 1).min(bytes.len());
-                blank(&mut out, i, end);
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    // Only ASCII bytes were replaced, by ASCII: the text stays valid UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+/// The tokenizer works on bytes: a range that cuts a multi-byte character is no name.
+fn slice(text: &str, start: usize, end: usize) -> &str {
+    text.get(start..end).unwrap_or("")
 }
 
 #[cfg(test)]

@@ -924,11 +924,11 @@ fn unreachable_functions(scope: &Scope) -> BTreeSet<FnRef> {
 fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bool) -> Vec<Global> {
     let mut globals: BTreeMap<VarRef, Global> = BTreeMap::new();
     let unreachable = unreachable_functions(scope);
-    let in_unreachable = |fi: usize, function: &str| {
-        unreachable
-            .iter()
-            .any(|r| r.file == fi && scope.files[fi].functions[r.index].name == function)
-    };
+    let unreachable_names: rustc_hash::FxHashSet<(usize, &str)> = unreachable
+        .iter()
+        .map(|r| (r.file, scope.files[r.file].functions[r.index].name.as_str()))
+        .collect();
+    let in_unreachable = |fi: usize, function: &str| unreachable_names.contains(&(fi, function));
     for &fi in scope.members {
         for (i, v) in scope.files[fi].variables.iter().enumerate() {
             let dead_local = v.function.as_deref().is_some_and(|f| in_unreachable(fi, f));

@@ -114,7 +114,7 @@ pub fn tokenize(src: &[u8]) -> Vec<Tok> {
 
 // Comments are a large share of real C (a third of CPython's bytes): they are skipped with
 // memchr, not byte by byte.
-fn skip_block_comment(src: &[u8], start: usize) -> usize {
+pub(crate) fn skip_block_comment(src: &[u8], start: usize) -> usize {
     // memchr for each `*`, not memmem: most comments are short, and a memmem searcher costs
     // more to set up than such a comment costs to scan.
     let mut i = start + 2;
@@ -131,7 +131,7 @@ fn skip_line(src: &[u8], start: usize) -> usize {
     memchr::memchr(b'\n', &src[start..]).map_or(src.len(), |at| start + at)
 }
 
-fn skip_quoted(src: &[u8], start: usize, quote: u8) -> usize {
+pub(crate) fn skip_quoted(src: &[u8], start: usize, quote: u8) -> usize {
     let mut i = start + 1;
     while i < src.len() {
         match src[i] {

@@ -500,34 +500,32 @@ fn blank(out: &mut [u8], start: usize, end: usize) {
 
 /// Blanks every `/* ... */` that opens and closes inside `start..end` (newlines kept).
 fn blank_directive_comments(src: &[u8], out: &mut [u8], start: usize, end: usize) {
+    use super::lexer::{skip_block_comment, skip_quoted};
     let end = end.min(src.len());
     let mut at = start;
-    while let Some(open) = memchr::memmem::find(&src[at..end], b"/*") {
-        let open = at + open;
-        // Inside a string literal (`#define P "a/*b"`) it is no comment.
-        let quotes = src[start..open]
-            .iter()
-            .enumerate()
-            .filter(|&(i, &b)| b == b'"' && (i == 0 || src[start + i - 1] != b'\\'))
-            .count();
-        if quotes % 2 == 1 {
-            at = open + 2;
-            continue;
+    while at < end {
+        match src[at] {
+            // A literal (`#define P "a/*b"`) holds no comment.
+            quote @ (b'"' | b'\'') => at = skip_quoted(src, at, quote),
+            b'/' if src.get(at + 1) == Some(&b'*') => {
+                let close = skip_block_comment(src, at);
+                if close > end {
+                    return;
+                }
+                // Only a comment the line continues after (`/* ... */ \`) cuts the value
+                // short.
+                let rest = &src[close..end];
+                let continued = rest
+                    .iter()
+                    .position(|b| !matches!(b, b' ' | b'\t'))
+                    .is_some_and(|i| rest[i] == b'\\');
+                if continued {
+                    blank(out, at, close);
+                }
+                at = close;
+            }
+            _ => at += 1,
         }
-        let Some(close) = memchr::memmem::find(&src[open + 2..end], b"*/") else {
-            return;
-        };
-        let close = open + 2 + close + 2;
-        // Only a comment the line continues after (`/* ... */ \`) cuts the value short.
-        let rest = &src[close..end];
-        let continued = rest
-            .iter()
-            .position(|b| !matches!(b, b' ' | b'\t'))
-            .is_some_and(|i| rest[i] == b'\\');
-        if continued {
-            blank(out, open, close);
-        }
-        at = close;
     }
 }
 

@@ -781,6 +781,16 @@ mod tests {
         }
     }
 
+    /// What the scanner said of module `m`.
+    fn static_module(isolated: bool, verdict: &str, gil_not_used: bool) -> StaticModule {
+        StaticModule {
+            name: "m".into(),
+            isolated,
+            verdict: verdict.into(),
+            gil_not_used,
+        }
+    }
+
     fn module(name: &str, cells: Vec<Cell>) -> ModuleResult {
         ModuleResult {
             name: name.into(),
@@ -864,12 +874,7 @@ mod tests {
         crash.signal = Some("SIGSEGV".into());
         crash.stage = Some("cycles: cycle 2/20 import".into());
         let mut modules = vec![module("m", vec![crash])];
-        let statics = vec![StaticModule {
-            name: "m".into(),
-            isolated: true,
-            verdict: "isolated".into(),
-            gil_not_used: false,
-        }];
+        let statics = vec![static_module(true, "isolated", false)];
         let join = join_findings(&[], &[], &statics, &mut modules);
         assert!(join.missed_by_scan());
         assert_eq!(
@@ -951,12 +956,7 @@ mod tests {
                 Cell::new(Check::Threads, Status::Fail, "wrong result"),
             ],
         )];
-        let statics = vec![StaticModule {
-            name: "m".into(),
-            isolated: false,
-            verdict: "not isolated".into(),
-            gil_not_used: false,
-        }];
+        let statics = vec![static_module(false, "not isolated", false)];
         let join = join_findings(&[], &findings, &statics, &mut modules);
         let race = &join.findings[0];
         assert_eq!(race.status, "confirmed");
@@ -976,12 +976,7 @@ mod tests {
         let mut crash = Cell::new(Check::Threads, Status::Crashed, "boom");
         crash.signal = Some("SIGSEGV".into());
         let mut modules = vec![free_threaded_column("m", vec![crash])];
-        let statics = vec![StaticModule {
-            name: "m".into(),
-            isolated: true,
-            verdict: "isolated".into(),
-            gil_not_used: true,
-        }];
+        let statics = vec![static_module(true, "isolated", true)];
         let join = join_findings(&[], &[], &statics, &mut modules);
         assert_eq!(join.missed.len(), 1, "{:?}", join.missed);
         assert!(join.missed[0]
