@@ -408,10 +408,8 @@ fn fixture_matrix_on_every_python() {
             isolated("pass")
         );
         if modern {
-            assert_eq!(
-                status(&report, "crash_after_destroy", "cycles"),
-                "crashed (SIGSEGV)"
-            );
+            // Already asserted to crash or fail above: which one depends on whether the freed
+            // memory was reused, and clean-clone CI runs have seen both.
             let stage = cycles["stage"].as_str().unwrap_or("");
             assert!(
                 stage.starts_with("cycles: cycle ") && stage.ends_with(" import"),
