@@ -250,15 +250,18 @@ fn classify_in(
             if callee == "offsetof" || callee == "Py_ARRAY_LENGTH" {
                 // Compile-time constants written as calls.
                 W::Constant
-            } else if callee.starts_with("Py") && callee != "PyCapsule_Import" {
-                W::PythonObject
-            } else if callee == "PyCapsule_Import" {
-                let first = node
+            } else if callee == "PyCapsule_Import" || callee == "PyCapsule_GetPointer" {
+                // The capsule's name: `PyCapsule_Import(name, 0)`,
+                // `PyCapsule_GetPointer(capsule, name)`.
+                let which = u32::from(callee == "PyCapsule_GetPointer");
+                let name = node
                     .child_by_field_id(FIELD.arguments.get())
-                    .and_then(|a| a.named_child(0))
+                    .and_then(|a| a.named_child(which))
                     .map(|a| fold_ws(cx.text(a)));
-                reads.extend(first);
+                reads.extend(name);
                 W::CapsuleImport
+            } else if callee.starts_with("Py") {
+                W::PythonObject
             } else {
                 W::Unknown
             }

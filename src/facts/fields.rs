@@ -38,6 +38,7 @@ fields!(
     designator = "designator",
     condition = "condition",
     consequence = "consequence",
+    index = "index",
 );
 
 /// A table from every node kind id of tree-sitter-c to `classify(kind name, is named)`.

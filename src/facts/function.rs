@@ -773,7 +773,9 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         }
         let args = match arg_nodes.first() {
             // The GIL value is the second argument: the verdict reads it.
-            Some(_) if callee == "PyUnstable_Module_SetGIL" => {
+            // Both arguments: the capsule's pointer and its name (see
+            // `model::classify::provided_capsule`).
+            Some(_) if callee == "PyUnstable_Module_SetGIL" || callee == "PyCapsule_New" => {
                 arg_nodes.iter().map(|a| summarize(*a, cx)).collect()
             }
             Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],
@@ -1006,13 +1008,27 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
         };
         // `x.f++` or `x[i] = ...` through a pointer: the value is known, where it goes is.
-        let (written, reads) = written;
+        let (written, mut reads) = written;
+        let index = match outer.kind_name() {
+            "subscript_expression" if kind == WriteKind::ElementWrite => {
+                outer.child_by_field_id(FIELD.index.get()).and_then(|i| {
+                    let (class, index_reads) =
+                        classify_written(i, cx, &self.locals, &self.pure_locals);
+                    (class == Written::Constant).then(|| {
+                        reads.extend(index_reads);
+                        fold_ws(cx.text(i))
+                    })
+                })
+            }
+            _ => None,
+        };
         self.writes.push(WriteSite {
             target: name,
             kind,
             field,
             value,
             via_call,
+            index,
             written,
             reads,
             span: cx.span(target),

@@ -405,6 +405,11 @@ pub struct WriteSite {
     pub value: Option<Expr>,
     /// The call that receives `&x`, for `PassedByAddress`.
     pub via_call: Option<String>,
+    /// For `x[i] = ...`: the index as written, when it is a C constant (a literal, a macro,
+    /// an enum constant; the names it reads are in `reads`). A table filled slot by slot with
+    /// fixed values (`api[WRITE_INDEX] = (void *)write;`) holds the same in every run.
+    #[serde(default)]
+    pub index: Option<String>,
     /// What kind of value is written: the same in every interpreter and run, or not.
     #[serde(default)]
     pub written: Written,
@@ -458,8 +463,8 @@ impl Written {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub callee: String,
-    /// The first argument, for C API calls only (see `function::keeps_arguments`; both for
-    /// `PyUnstable_Module_SetGIL`); empty otherwise. The walk records what the other arguments do (`&x` passed, writes).
+    /// The first argument, for C API calls only (see `function::keeps_arguments`; every one
+    /// for `PyUnstable_Module_SetGIL` and `PyCapsule_New`); empty otherwise. The walk records what the other arguments do (`&x` passed, writes).
     pub args: Vec<Expr>,
     pub span: Span,
     /// `x = call(...)`: the variable that receives the result.

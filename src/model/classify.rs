@@ -31,8 +31,6 @@ pub const READ_ONLY_ADDRESS_USERS: &[&str] = &[
     "PyObject_GC_NewVar",
     "PyObject_Init",
     "PyObject_INIT",
-    "PyArg_ParseTupleAndKeywords",
-    "PyArg_ParseTuple",
     "_PyArg_ParseTupleAndKeywordsFast",
     "_PyArg_UnpackKeywords",
     "PyCFunction_New",
@@ -52,6 +50,28 @@ pub const READ_ONLY_ADDRESS_USERS: &[&str] = &[
     "sizeof",
 ];
 
+/// The argument parsers: `&PyDict_Type` for an `O!` unit is read, any other address is an
+/// output the parser stores into (`PyArg_ParseTuple(args, "I", &flags)`).
+const ARGUMENT_PARSERS: &[&str] = &["PyArg_ParseTuple", "PyArg_ParseTupleAndKeywords"];
+
+/// `&x` passed to a call that only reads through it, for this variable.
+fn read_only_address_use(files: &[FileFacts], global: &Global, site: &WriteSite) -> bool {
+    let Some(call) = site.via_call.as_deref() else {
+        return false;
+    };
+    if READ_ONLY_ADDRESS_USERS.contains(&call) {
+        return true;
+    }
+    ARGUMENT_PARSERS.contains(&call) && {
+        // A type object (its type name may be an export macro the grammar took for the type:
+        // `NPY_NO_EXPORT PyTypeObject PyUFunc_Type = {...}`): an aggregate initializer.
+        let v = &files[global.var.file].variables[global.var.index];
+        v.pointers.is_empty()
+            && (super::pytypes::is_type_object(&v.type_name)
+                || matches!(v.init, Some(crate::facts::Init::List(_))))
+    }
+}
+
 pub fn classify_writes(files: &[FileFacts], global: &Global) -> WriteClass {
     let mut class = if global.address_in_initializers.is_empty() {
         WriteClass::NeverWritten
@@ -64,14 +84,7 @@ pub fn classify_writes(files: &[FileFacts], global: &Global) -> WriteClass {
             continue;
         }
         let this = match site.kind {
-            WriteKind::PassedByAddress
-                if site
-                    .via_call
-                    .as_deref()
-                    .is_some_and(|c| READ_ONLY_ADDRESS_USERS.contains(&c)) =>
-            {
-                continue
-            }
+            WriteKind::PassedByAddress if read_only_address_use(files, global, site) => continue,
             WriteKind::AddressTaken | WriteKind::PassedByAddress => WriteClass::AddressEscapes,
             _ if w.at_init => WriteClass::InitOnly,
             _ => WriteClass::Runtime,
@@ -91,10 +104,27 @@ pub fn fixed_values(
     if !global.address_in_initializers.is_empty() {
         return Vec::new();
     }
+    let sites = global
+        .writes
+        .iter()
+        .map(|w| &files[w.function.file].functions[w.function.index].writes[w.site]);
+    fixed_of_writes(files, module_files, sites, true)
+}
+
+/// `fixed_values` over the write sites of one variable. `follow_capsules`: whether a capsule
+/// import may be judged by the capsule the scan creates (one level: a capsule's table is not
+/// itself filled from another capsule).
+fn fixed_of_writes<'f>(
+    files: &'f [FileFacts],
+    module_files: &[usize],
+    sites: impl Iterator<Item = &'f WriteSite>,
+    follow_capsules: bool,
+) -> Vec<FixedValue> {
     let mut kinds = Vec::new();
-    let mut value: Option<&str> = None;
-    for w in &global.writes {
-        let site = &files[w.function.file].functions[w.function.index].writes[w.site];
+    // One value per slot: the variable itself, or each constant index of a table filled slot
+    // by slot.
+    let mut values: Vec<(Option<&str>, &str)> = Vec::new();
+    for site in sites {
         if site.versions.python2_only() {
             continue;
         }
@@ -108,20 +138,31 @@ pub fn fixed_values(
         }
         let stores = matches!(
             site.kind,
-            // Not an element write: `seen[i] = 1` records which `i`, and that is state.
             WriteKind::Assign | WriteKind::CompoundAssign | WriteKind::FieldWrite
-        );
+        ) || (site.kind == WriteKind::ElementWrite && site.index.is_some());
+        // An element write at a computed index (`seen[i] = 1`) records which `i`, and that is
+        // state; at a constant index it fills one slot of a table.
         if !stores || is_flag_value(site) {
             return Vec::new();
         }
         // One value, written again and again. Two different values (`p = &a; ... p = &b;`)
         // are a state that changes.
         let text = site.value.as_ref().map_or("", |e| e.text.as_str());
-        if value.is_some_and(|v| v != text) {
-            return Vec::new();
+        let slot = site.index.as_deref();
+        match values.iter().find(|(s, _)| *s == slot) {
+            Some((_, v)) if *v != text => return Vec::new(),
+            Some(_) => {}
+            None => values.push((slot, text)),
         }
-        value = Some(text);
-        match fixed_value(files, module_files, site) {
+        let kind = match fixed_value(files, module_files, site) {
+            None if follow_capsules && site.written == Written::CapsuleImport => site
+                .reads
+                .first()
+                .filter(|name| provides_fixed_capsule(files, name))
+                .map(|_| FixedValue::CapsuleImport),
+            kind => kind,
+        };
+        match kind {
             Some(k) if !kinds.contains(&k) => kinds.push(k),
             Some(_) => {}
             None => return Vec::new(),
@@ -151,6 +192,44 @@ fn is_flag_value(site: &WriteSite) -> bool {
 /// static C tables of static types (`PyDateTime_IMPORT` fills `PyDateTimeAPI` from this one).
 pub const PROCESS_WIDE_CAPSULES: &[&str] =
     &["PyDateTime_CAPSULE_NAME", "\"datetime.datetime_CAPI\""];
+
+/// Whether a file of the scan creates the capsule `name` (as written, quotes and all) with
+/// `PyCapsule_New(table, name, ...)` over a static C table whose every write stores a fixed
+/// value (`table[WRITE_INDEX] = (void *)write;`): a table of function addresses that is the
+/// same in every interpreter, so importing it stores the same pointer everywhere.
+fn provides_fixed_capsule(files: &[FileFacts], name: &str) -> bool {
+    files.iter().enumerate().any(|(fi, file)| {
+        file.functions.iter().any(|function| {
+            function.calls.iter().any(|call| {
+                if call.callee != "PyCapsule_New" || call.args.get(1).is_none_or(|n| n.text != name)
+                {
+                    return false;
+                }
+                let Some(table) = call.args.first().and_then(|a| a.ident()) else {
+                    return false;
+                };
+                // The table: a static of this function, else of this file.
+                let Some(var) = file
+                    .variables
+                    .iter()
+                    .filter(|v| v.name == table && v.is_static)
+                    .min_by_key(|v| v.function.as_deref() != Some(function.name.as_str()))
+                else {
+                    return false;
+                };
+                let writes: Vec<&WriteSite> = file
+                    .functions
+                    .iter()
+                    .filter(|f| var.function.as_ref().is_none_or(|owner| *owner == f.name))
+                    .flat_map(|f| f.writes.iter().filter(|w| w.target == table))
+                    .collect();
+                let never_written = writes.is_empty() && var.init.is_some();
+                never_written
+                    || !fixed_of_writes(files, &[fi], writes.into_iter(), false).is_empty()
+            })
+        })
+    })
+}
 
 /// How a write's value looks to the rules: the same in every interpreter and run (and
 /// which kind), or not.
@@ -185,20 +264,28 @@ pub fn fixed_value(
     module_files: &[usize],
     site: &WriteSite,
 ) -> Option<FixedValue> {
+    // A prototype written through macros (`static RET name PROTO;`) reads as a variable; the
+    // function defined under that name says what it is.
+    let is_function = |name: &str| {
+        module_files
+            .iter()
+            .any(|&f| files[f].functions.iter().any(|fun| fun.name == name))
+    };
     let reads_variable = || {
         site.reads.iter().any(|name| {
-            module_files.iter().any(|&f| {
-                files[f]
-                    .variables
-                    .iter()
-                    // An array's name is its address: fixed, whatever its elements hold.
-                    .any(|v| {
-                        &v.name == name
-                            && v.function.is_none()
-                            && !v.is_immutable()
-                            && v.array_dims == 0
-                    })
-            })
+            !is_function(name)
+                && module_files.iter().any(|&f| {
+                    files[f]
+                        .variables
+                        .iter()
+                        // An array's name is its address: fixed, whatever its elements hold.
+                        .any(|v| {
+                            &v.name == name
+                                && v.function.is_none()
+                                && !v.is_immutable()
+                                && v.array_dims == 0
+                        })
+                })
         })
     };
     match site.written {

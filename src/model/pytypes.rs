@@ -56,23 +56,46 @@ pub fn is_api_object_type(type_name: &str) -> bool {
 #[derive(Default)]
 pub struct Layouts<'a> {
     by_name: HashMap<&'a str, &'a StructDef>,
+    /// Every definition of a name that several files define differently (two modules'
+    /// `struct module_state`), with the file that defines it.
+    several: HashMap<&'a str, Vec<(usize, &'a StructDef)>>,
 }
 
 impl<'a> Layouts<'a> {
     pub fn new<'f>(files: impl Iterator<Item = &'a FileFacts>) -> Self {
         let mut by_name = HashMap::new();
-        for file in files {
+        let mut all: HashMap<&'a str, Vec<(usize, &'a StructDef)>> = HashMap::new();
+        for (fi, file) in files.enumerate() {
             for s in &file.structs {
                 for n in &s.names {
                     by_name.entry(n.as_str()).or_insert(s);
+                    all.entry(n.as_str()).or_default().push((fi, s));
                 }
             }
         }
-        Self { by_name }
+        all.retain(|_, defs| defs.len() > 1);
+        Self {
+            by_name,
+            several: all,
+        }
     }
 
     pub fn get(&self, type_name: &str) -> Option<&'a StructDef> {
         self.by_name.get(bare_type(type_name)).copied()
+    }
+
+    /// The layout a module's code means by `type_name`: the definition in one of the module's
+    /// files when several files define that name, else the scan's.
+    pub fn get_in(&self, type_name: &str, module_files: &[usize]) -> Option<&'a StructDef> {
+        let name = bare_type(type_name);
+        self.several
+            .get(name)
+            .and_then(|defs| {
+                defs.iter()
+                    .find(|(fi, _)| module_files.contains(fi))
+                    .map(|(_, s)| *s)
+            })
+            .or_else(|| self.get(name))
     }
 
     /// Instances of this type are Python objects (`PyObject`, or a struct that starts with

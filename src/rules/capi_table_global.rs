@@ -10,8 +10,10 @@ declare_rule! {
     ///
     /// `PyDateTime_IMPORT` (and `PyCapsule_Import(PyDateTime_CAPSULE_NAME, 0)`) is not one:
     /// its capsule points at CPython's static table of its static types, the same pointer in
-    /// every interpreter, so `idempotent-global` (info) reports it instead. Other capsules are
-    /// not known to be process-wide and stay here.
+    /// every interpreter, so `idempotent-global` (info) reports it instead. So is a capsule
+    /// that a module of the scan makes with `PyCapsule_New` over a static table of function
+    /// addresses (pymongo's `_cbson._C_API`). Other capsules are not known to be process-wide
+    /// and stay here.
     ///
     /// ## Why is this bad?
     /// The table points into another module's objects, which belong to the interpreter that

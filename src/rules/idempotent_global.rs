@@ -13,7 +13,12 @@ declare_rule! {
     /// - a C computation that reads no Python state (`int one = 1; is_big_endian =
     ///   (*(char *)&one == 0);` in the exec slot);
     /// - the pointer of a process-wide capsule: `PyDateTime_IMPORT` fills `PyDateTimeAPI`
-    ///   with CPython's static table of its static types.
+    ///   with CPython's static table of its static types, and `PyCapsule_Import` or
+    ///   `PyCapsule_GetPointer` of a capsule that a module of the scan creates with
+    ///   `PyCapsule_New(table, name, ...)` over a static table of fixed values;
+    /// - a table filled slot by slot at constant indices with such values
+    ///   (`api[WRITE_INDEX] = (void *)write;`: a C-API table of function addresses), each slot
+    ///   always with the same value.
     ///
     /// Such a global is not state to move: every interpreter that writes it stores what is
     /// already there. It blocks no isolation level and not `Py_MOD_GIL_NOT_USED`, and
@@ -25,8 +30,9 @@ declare_rule! {
     /// its own object). Nor are flags and resets: a literal number, `NULL` or a truth value
     /// (`initialized = 1;`) changes what the code does the next time it reads it, in every
     /// interpreter after the first. A global written with two different values, or in an
-    /// array element (`seen[i] = 1`), is state too. A capsule other than CPython's own is not
-    /// known to be process-wide, and stays a `capi-table-global` warning.
+    /// array element at a computed index (`seen[i] = 1`), is state too. A capsule that is
+    /// neither CPython's own nor made by the scan from a fixed table is not known to be
+    /// process-wide, and stays a `capi-table-global` warning.
     ///
     /// ## Why is this bad?
     /// It is benign, but formally racy: two interpreters with their own GILs (or two threads

@@ -6,7 +6,9 @@ declare_rule! {
     /// ## What it does
     /// Flags a module whose state struct (`m_size = sizeof(<state>)`) holds `PyObject *`
     /// fields while `m_traverse` is missing, `m_clear` and `m_free` are both missing, or they
-    /// do not visit and clear every such field.
+    /// do not visit and clear every such field. When several modules of the scan define a state
+    /// struct with the same tag (`struct module_state`), each module's own definition is the
+    /// one read.
     ///
     /// ## Why is this bad?
     /// Module state is freed with the module. Without `m_traverse` the garbage collector
@@ -75,7 +77,7 @@ fn check(ctx: &mut Ctx) {
         .trim_start_matches('(')
         .trim_end_matches(')')
         .trim();
-    let Some(layout) = ctx.layouts.get(state_type) else {
+    let Some(layout) = ctx.layouts.get_in(state_type, &ctx.module.files) else {
         return;
     };
     let object_fields: Vec<&str> = layout

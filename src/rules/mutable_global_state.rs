@@ -14,7 +14,9 @@ declare_rule! {
     /// address of a static object counts. Lock and condition variables (`PyMutex`,
     /// `PyThread_type_lock`, `pthread_mutex_t`, `CRITICAL_SECTION`, `Tcl_Mutex` from
     /// `TCL_DECLARE_MUTEX`, ...) are never state to move, and data read and written only under
-    /// a process-wide lock is `lock-protected-global` (info).
+    /// a process-wide lock is `lock-protected-global` (info). An address handed to an
+    /// argument parser is an output it stores into (`PyArg_ParseTuple(args, "I", &flags)`),
+    /// except a type object for an `O!` unit.
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with
