@@ -13,6 +13,8 @@ pub const READ_ONLY_ADDRESS_USERS: &[&str] = &[
     "PyModule_FromDefAndSpec",
     "PyModule_FromDefAndSpec2",
     "PyModule_AddFunctions",
+    // A capsule hands a C-API table to other modules, which call through it.
+    "PyCapsule_New",
     "PyState_FindModule",
     "PyState_AddModule",
     "PyState_RemoveModule",

@@ -442,14 +442,20 @@ fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTree
     }
     set.retain(|f| starts.contains(f) || !named_in_tables.contains(f));
     // Whatever a function outside the set calls runs after init too: a worklist from every
-    // such function, each visited once.
+    // such function, each visited once. Code only Python 2 compiles (its `init<name>`, which
+    // calls the shared init helper) never runs.
     let mut runtime: Vec<FnRef> = scope
         .members
         .iter()
         .flat_map(|&fi| {
             (0..scope.files[fi].functions.len()).map(move |index| FnRef { file: fi, index })
         })
-        .filter(|f| !set.contains(f))
+        .filter(|f| {
+            !set.contains(f)
+                && !scope.files[f.file].functions[f.index]
+                    .versions
+                    .python2_only()
+        })
         .collect();
     while let Some(caller) = runtime.pop() {
         let function = &scope.files[caller.file].functions[caller.index];
