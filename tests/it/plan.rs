@@ -1021,3 +1021,96 @@ fn fix_keeps_the_line_break_after_a_returned_creation() {
     assert!(new.contains("    return 0;\n}\n"), "{new}");
     assert!(!new.contains("return 0;}"), "{new}");
 }
+
+// ---------------------------------------------------------------- stage 1: module state
+
+fn fix_fixture(name: &str) -> PathBuf {
+    PathBuf::from("fixtures/fix").join(name)
+}
+
+/// `fix --all --apply` on a legacy module with object globals, a static-local cache, a static
+/// type and a C-library callback: stage 1 moves what every user can reach through the module,
+/// keeps and names the two globals it cannot, builds with `-Werror`, behaves the same, a second
+/// run changes nothing, and the re-scan finds nothing the edits added.
+#[test]
+fn fix_stage1_moves_object_globals_into_module_state() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("legacy_caches");
+    copy_tree(&fix_fixture("legacy_caches"), &dir);
+    let file = dir.join("_caches.c");
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_named(py, &dir, "_caches", &["-Werror"]).expect("the legacy module builds");
+        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
+    }
+    let before = findings_of(&dir);
+
+    // Stage 1 needs stage 0 first.
+    match &isolint::plan::fix_stage(&analysis_of(&dir), 1).modules[0].outcome {
+        FixOutcome::Refused(why) => assert!(why.contains("stage 0"), "{why}"),
+        other => panic!("stage 1 on a single-phase module: {other:?}"),
+    }
+    let args = FixArgs {
+        paths: vec![file.clone()],
+        stage: 0,
+        all: true,
+        apply: true,
+    };
+    assert_eq!(run_fix(&args), 1, "two globals stay: exit 1");
+    let fixed = std::fs::read_to_string(&file).expect("read");
+    for moved in ["CachesError", "memo", "hooks[2]"] {
+        assert!(
+            fixed.contains(&format!("    PyObject *{moved};  /* was the global")),
+            "{moved}: {fixed}"
+        );
+        assert!(
+            !fixed.contains(&format!("static PyObject *{moved}")),
+            "{fixed}"
+        );
+    }
+    assert!(fixed.contains(
+        "PyObject *caches_hello_greeting;  /* was `static greeting` in `caches_hello` */"
+    ));
+    assert!(!fixed.contains("static PyObject *greeting"), "{fixed}");
+    assert!(fixed.contains("PyDict_SetItem(get_caches_state(self)->memo, key, value)"));
+    assert!(fixed.contains("sizeof(caches_state),"), "{fixed}");
+    // PyModule_AddObject steals the exception: the state keeps a reference of its own.
+    assert!(fixed.contains("Py_XINCREF(get_caches_state(m)->CachesError);\n    if (get_caches_state(m)->CachesError == NULL || PyModule_AddObject"), "{fixed}");
+    // What no function with the module at hand uses stays, and says why.
+    assert!(fixed.contains("static PyObject *descending = NULL;"));
+    assert!(fixed.contains("static PyObject *default_name = NULL;"));
+    match &isolint::plan::fix_stage(&analysis_of(&dir), 1).modules[0].outcome {
+        FixOutcome::Refused(why) => {
+            assert!(
+                why.contains("line 9: `descending` stays a global: `compare_longs` has no caller in the module and no module argument: it is likely a callback of a C library"),
+                "{why}"
+            );
+            assert!(
+                why.contains("`default_name` stays a global: `Counter_name` is a method of a type"),
+                "{why}"
+            );
+        }
+        other => panic!("the second run: {other:?}"),
+    }
+    // A second run changes nothing.
+    assert_eq!(run_fix(&args), 1);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
+    assert!(isolint::plan::fix_stage(&analysis_of(&dir), 1)
+        .files
+        .is_empty());
+
+    // The re-scan: every finding left was there before (the moved globals' are gone).
+    let after = findings_of(&dir);
+    for finding in &after {
+        assert!(before.contains(finding), "the fix added {finding:?}");
+    }
+    for gone in ["memo", "hooks", "CachesError", "greeting"] {
+        assert!(!after.iter().any(|(_, s)| s == gone), "{gone}: {after:?}");
+    }
+
+    for py in pythons() {
+        build_named(py, &dir, "_caches", &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"), "{out}");
+    }
+}

@@ -1,0 +1,821 @@
+//! Stage 1 as an edit: the module's object globals move into a module state struct.
+//!
+//! Every `PyObject *` global and function-local `static` object cache of the module (exception
+//! objects, caches, interned strings) becomes a field of a generated `<mod>_state`; the module
+//! definition gets `m_size = sizeof(<mod>_state)`, `m_traverse`, `m_clear` and `m_free`; every
+//! read and write becomes `get_<mod>_state(module)->field`, where `module` is the exec
+//! function's parameter or a module-level function's first parameter (the module object).
+//!
+//! A global is moved only when every function that uses it has the module at hand. One used
+//! anywhere else (a method or slot of a type, a helper, a C callback, another file, a macro)
+//! stays a global, and the reason is reported with its line; the rest of the stage still
+//! applies. A reference `PyModule_AddObject` steals in exec is taken again for the state
+//! (`Py_XINCREF`) when the code did not already keep one.
+//!
+//! Plain C data (counters, flags) is not moved: sharing it across interpreters is a free-threading
+//! question (stage 4), not an object-ownership one.
+
+use super::access::{callers_of, roles};
+use super::context::{object_pointer, PlanCtx};
+use super::stage0::{normalize, Edit};
+use super::state::{self, StateNames};
+use crate::facts::{ExprKind, Function, Init};
+use crate::model::{FnRef, Global, InitStyle};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone)]
+pub struct Stage1 {
+    pub edits: Vec<Edit>,
+    /// Each global that stays, and why, one per line.
+    pub refused: Vec<String>,
+}
+
+/// Calls that steal a reference to their third argument.
+const STEALS_THIRD: &[&str] = &["PyModule_AddObject", "PyModule_Add"];
+/// Calls that steal a reference to an argument the generator does not rewrite.
+const STEALS_OTHER: &[&str] = &[
+    "PyTuple_SET_ITEM",
+    "PyTuple_SetItem",
+    "PyList_SET_ITEM",
+    "PyList_SetItem",
+    "PyStructSequence_SET_ITEM",
+    "PyStructSequence_SetItem",
+    "PyCell_SET",
+];
+const KEEPS_REFERENCE: &[&str] = &["Py_INCREF", "Py_XINCREF", "Py_NewRef", "Py_XNewRef"];
+
+pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
+    let module = ctx.module;
+    if module.init_style != InitStyle::MultiPhase {
+        return Err(
+            "single-phase init has no module state: stage 0 (`isolint fix --stage 0`) first".into(),
+        );
+    }
+    let def = module
+        .def
+        .as_ref()
+        .ok_or("the module definition was not found")?;
+    let def_var = ctx.project.var(def.var);
+    let file = def.var.file;
+    let text = ctx
+        .texts
+        .get(&file)
+        .ok_or("the file of the module definition could not be read again")?;
+    let mask = code_mask(text);
+
+    // The functions that have the module at hand: exec (its parameter) and the module-level
+    // functions (their first parameter).
+    let file_functions = &ctx.project.files[file].functions;
+    let fn_in_file = |name: &str| {
+        file_functions
+            .iter()
+            .position(|f| f.name == name)
+            .map(|index| FnRef { file, index })
+    };
+    let mut module_arg: BTreeMap<FnRef, String> = BTreeMap::new();
+    let mut refused_fn: BTreeMap<FnRef, String> = BTreeMap::new();
+    let mut exec_fns = BTreeSet::new();
+    for slot in &def.slots {
+        if slot.slot == "Py_mod_create" {
+            return Err(format!(
+                "line {}: the module has a `Py_mod_create` slot: the object it creates may not be a module with state",
+                slot.value.span.line
+            ));
+        }
+        if slot.slot != "Py_mod_exec" {
+            continue;
+        }
+        let Some(f) = slot.value.ident().and_then(fn_in_file) else {
+            return Err(format!(
+                "line {}: the exec function `{}` is not in the file of the module definition",
+                slot.value.span.line, slot.value.text
+            ));
+        };
+        exec_fns.insert(f);
+    }
+    let roles = roles(ctx);
+    let callers = callers_of(ctx);
+    let classify = |f: FnRef| -> Result<String, String> {
+        let function = ctx.function(f);
+        let first = function
+            .params
+            .first()
+            .and_then(|p| p.name.clone().filter(|_| p.pointers == 1));
+        let head = text
+            .get(function.span.end..function.def_span.end)
+            .and_then(|t| t.split('{').next())
+            .unwrap_or("");
+        let first = first.filter(|p| !head.contains(&format!("Py_UNUSED({p})")));
+        let name = &function.name;
+        if f.file != file {
+            return Err(format!(
+                "`{name}` is in `{}`, another file than the module definition",
+                ctx.path(f.file)
+            ));
+        }
+        if function.uncertain || function.macro_head.is_some() {
+            return Err(format!("`{name}` overlaps a parse error or a macro head"));
+        }
+        if exec_fns.contains(&f) {
+            return first
+                .ok_or_else(|| format!("the exec function `{name}` has no module parameter"));
+        }
+        if module.init_functions.contains(&f) {
+            return Err(format!(
+                "`{name}` runs while the module initialises but is not the exec function: pass it the state by hand"
+            ));
+        }
+        if roles.methods.contains(name) {
+            return Err(format!(
+                "`{name}` is a method of a type: it reaches the module through its type once the type is a heap type (stage 2), by hand for now"
+            ));
+        }
+        if roles.slots.contains(name) {
+            return Err(format!(
+                "`{name}` is a slot of a type: it reaches the module through the instance's type once the type is a heap type (stage 2), by hand for now"
+            ));
+        }
+        if roles.module_functions.contains(name) {
+            if let Some(c) = callers.get(name).filter(|c| !c.is_empty()) {
+                let list: Vec<String> = c.iter().map(|c| format!("`{c}`")).collect();
+                return Err(format!(
+                    "the module function `{name}` is also called from C ({}), maybe without the module",
+                    list.join(", ")
+                ));
+            }
+            return first.ok_or_else(|| {
+                format!("the module function `{name}` has no named first parameter")
+            });
+        }
+        if callers.get(name).is_some_and(|c| !c.is_empty()) {
+            return Err(format!(
+                "`{name}` is a helper with no module argument: add a `{} *state` parameter and pass it from its callers",
+                ctx.state_type()
+            ));
+        }
+        Err(format!(
+            "`{name}` has no caller in the module and no module argument: it is likely a callback of a C library; pass the state through its user data if it has one, or keep the global (process-wide, under a lock)"
+        ))
+    };
+    let mut arg_of = |f: FnRef| -> Result<String, String> {
+        if let Some(a) = module_arg.get(&f) {
+            return Ok(a.clone());
+        }
+        if let Some(r) = refused_fn.get(&f) {
+            return Err(r.clone());
+        }
+        match classify(f) {
+            Ok(a) => {
+                module_arg.insert(f, a.clone());
+                Ok(a)
+            }
+            Err(r) => {
+                refused_fn.insert(f, r.clone());
+                Err(r)
+            }
+        }
+    };
+
+    let mut refused = Vec::new();
+    let mut moved: Vec<&Global> = Vec::new();
+    let mut uses_of: BTreeMap<usize, BTreeSet<FnRef>> = BTreeMap::new();
+    let macros: Vec<&crate::facts::MacroDef> = module
+        .files
+        .iter()
+        .flat_map(|&fi| ctx.project.files[fi].macros.iter())
+        .collect();
+    for (gi, g) in ctx.migrated().into_iter().enumerate() {
+        if ctx.is_static_type(g.var) {
+            continue; // stage 2
+        }
+        let v = ctx.project.var(g.var);
+        let line = v.span.line;
+        if !object_pointer(ctx.layouts, v) || v.array_dims > 1 || v.is_function_pointer {
+            continue; // not an object: stays (and is not stage 1's to report)
+        }
+        let mut why = |reason: String| {
+            refused.push(format!(
+                "line {line}: `{}` stays a global: {reason}",
+                v.name
+            ))
+        };
+        if g.var.file != file {
+            why(format!(
+                "it is defined in `{}`, another file than the module definition",
+                ctx.path(g.var.file)
+            ));
+            continue;
+        }
+        if !v.type_name.starts_with("Py") {
+            why(format!(
+                "its type `{}` is the module's own, declared where the state cannot see it",
+                v.type_name
+            ));
+            continue;
+        }
+        if v.uncertain || !g.declarations.is_empty() || !g.address_in_initializers.is_empty() {
+            why("it is declared more than once, or its address is in an initializer".into());
+            continue;
+        }
+        if v.is_thread_local || v.is_volatile || v.is_atomic {
+            why("it is thread-local, volatile or atomic".into());
+            continue;
+        }
+        if preprocessor_depth(text, v.decl_span.start) != 0 {
+            why("it is declared inside `#if`".into());
+            continue;
+        }
+        if let Some(m) = macros.iter().find(|m| contains_word(&m.body, &v.name)) {
+            why(format!(
+                "the macro `{}` uses it, and macros are not rewritten",
+                m.name
+            ));
+            continue;
+        }
+        let Some(_) = declaration_edit(ctx, text, &mask, g.var) else {
+            why(
+                "its declaration is not a plain `static PyObject *name;` (or `= NULL`) of its own"
+                    .into(),
+            );
+            continue;
+        };
+        let mut users: BTreeSet<FnRef> = g
+            .readers
+            .iter()
+            .copied()
+            .chain(g.writes.iter().map(|w| w.function))
+            .collect();
+        if let Some(owner) = &v.function {
+            if let Some(f) = fn_in_file(owner) {
+                users.insert(f);
+            }
+        }
+        let mut blocked = None;
+        for &f in &users {
+            if let Err(r) = arg_of(f) {
+                blocked = Some(r);
+                break;
+            }
+            let function = ctx.function(f);
+            if let Some(c) = function.calls.iter().find(|c| {
+                STEALS_OTHER.contains(&c.callee.as_str())
+                    && call_args(&mask, c.span.start, c.span.end)
+                        .iter()
+                        .any(|&(s, e)| strip_casts(&text[s..e]) == v.name)
+            }) {
+                if !keeps_reference(text, &mask, function, &v.name) {
+                    blocked = Some(format!(
+                        "`{}` (line {}) gives it to `{}`, which steals the reference",
+                        function.name, c.span.line, c.callee
+                    ));
+                    break;
+                }
+            }
+            if let Some(m) = macros.iter().find(|m| {
+                m.params.is_some()
+                    && function.references.iter().any(|r| r.name == m.name)
+                    && macro_takes(&mask, text, function, &m.name, &v.name)
+            }) {
+                blocked = Some(format!(
+                    "`{}` passes it to the macro `{}`, which is not rewritten",
+                    function.name, m.name
+                ));
+                break;
+            }
+        }
+        if let Some(r) = blocked {
+            why(r);
+            continue;
+        }
+        uses_of.insert(gi, users);
+        moved.push(g);
+    }
+    if moved.is_empty() {
+        return Ok(Stage1 {
+            edits: Vec::new(),
+            refused,
+        });
+    }
+
+    // The module definition: state size and the GC functions.
+    if def
+        .m_size()
+        .is_some_and(|e| !matches!(e.kind, ExprKind::Number(Some(n)) if n <= 0))
+    {
+        return Err(format!(
+            "line {}: `{}` already has module state (`m_size = {}`): move the globals into it by hand",
+            def_var.span.line,
+            def_var.name,
+            def.m_size().map(|e| e.text.as_str()).unwrap_or("")
+        ));
+    }
+    for field in ["m_traverse", "m_clear", "m_free"] {
+        if let Some(f) = def.function_field(field) {
+            return Err(format!(
+                "line {}: `{}` already has `{field} = {f}`: merge the state's by hand",
+                def_var.span.line, def_var.name
+            ));
+        }
+    }
+    let names = StateNames::new(ctx);
+    let mut edits = def_edits(ctx, def.var, text, &names)?;
+
+    // Each global: its declaration goes, each use reads the state.
+    let migrated = ctx.migrated();
+    for (gi, g) in migrated.iter().enumerate() {
+        let Some(users) = uses_of.get(&gi) else {
+            continue;
+        };
+        let v = ctx.project.var(g.var);
+        let field = ctx.field_name(g.var);
+        let (ds, de) = declaration_edit(ctx, text, &mask, g.var).expect("checked above");
+        edits.push(Edit {
+            file,
+            start: ds,
+            end: de,
+            text: String::new(),
+        });
+        for &f in users {
+            let function = ctx.function(f);
+            let arg = module_arg.get(&f).expect("classified above");
+            let Some(open) = body_open(&mask, function) else {
+                return Err(format!("`{}` has no body", function.name));
+            };
+            let lo = if v.function.as_deref() == Some(function.name.as_str()) {
+                v.decl_span.end
+            } else {
+                open
+            };
+            for at in word_uses(&mask, lo, function.def_span.end, &v.name) {
+                edits.push(Edit {
+                    file,
+                    start: at,
+                    end: at + v.name.len(),
+                    text: format!("{}({arg})->{field}", names.getter),
+                });
+            }
+            // A reference the exec code hands over is the module's: the state takes its own.
+            if !exec_fns.contains(&f) || keeps_reference(text, &mask, function, &v.name) {
+                continue;
+            }
+            for c in function
+                .calls
+                .iter()
+                .filter(|c| STEALS_THIRD.contains(&c.callee.as_str()))
+            {
+                let args = call_args(&mask, c.span.start, c.span.end);
+                let third = args.get(2).map(|&(s, e)| strip_casts(&text[s..e]));
+                if third.as_deref() != Some(v.name.as_str()) {
+                    continue;
+                }
+                let Some(at) = statement_start(&mask, open, c.span.start) else {
+                    return Err(format!(
+                        "line {}: the statement around `{}` could not be delimited",
+                        c.span.line, c.callee
+                    ));
+                };
+                let indent = &text[line_start(text, at)..at];
+                let after = if indent.trim().is_empty() {
+                    format!("\n{indent}")
+                } else {
+                    " ".to_string()
+                };
+                edits.push(Edit {
+                    file,
+                    start: at,
+                    end: at,
+                    text: format!("Py_XINCREF({}({arg})->{field});{after}", names.getter),
+                });
+            }
+        }
+    }
+
+    // The state struct, its getter and the GC functions, before the first thing that uses
+    // them, outside any `#if`.
+    let mut at = line_start(text, def_var.decl_span.start);
+    for users in uses_of.values() {
+        for &f in users {
+            at = at.min(line_start(text, ctx.function(f).def_span.start));
+        }
+    }
+    if preprocessor_depth(text, at) != 0 {
+        return Err(format!(
+            "line {}: the first function that uses the state is inside `#if`: there is no place for the state struct",
+            line_of(text, at)
+        ));
+    }
+    let mut fields = state::fields(ctx, &moved);
+    for (f, g) in fields.iter_mut().zip(&moved) {
+        let v = ctx.project.var(g.var);
+        f.comment = match &v.function {
+            Some(owner) => format!("was `static {}` in `{owner}`", v.name),
+            None => format!("was the global `{}`", v.name),
+        };
+    }
+    edits.push(Edit {
+        file,
+        start: at,
+        end: at,
+        text: format!(
+            "/* Module state: the objects this module kept in globals, one set per module object. */\n{}\n{}\n{}\n",
+            state::state_struct(&names, &fields),
+            state::getter(&names),
+            state::gc_functions(&names, &fields)
+        ),
+    });
+    Ok(Stage1 { edits, refused })
+}
+
+/// `m_size = sizeof(state)`, `m_traverse`, `m_clear`, `m_free` in the module definition.
+fn def_edits(
+    ctx: &PlanCtx,
+    var: crate::model::VarRef,
+    text: &str,
+    names: &StateNames,
+) -> Result<Vec<Edit>, String> {
+    let v = ctx.project.var(var);
+    let line = v.span.line;
+    let Some(Init::List(list)) = &v.init else {
+        return Err(format!(
+            "line {line}: `{}` has no initializer to edit",
+            v.name
+        ));
+    };
+    if text
+        .get(list.span.start..list.span.end)
+        .is_some_and(|t| t.lines().any(|l| l.trim_start().starts_with('#')))
+    {
+        return Err(format!(
+            "line {line}: `{}` has preprocessor lines in its initializer",
+            v.name
+        ));
+    }
+    let first_designated = list.entries.iter().position(|e| e.designator.is_some());
+    if let Some(first) = first_designated {
+        if list.entries[first..].iter().any(|e| e.designator.is_none()) {
+            return Err(format!(
+                "line {line}: `{}` has a positional field after a designated one",
+                v.name
+            ));
+        }
+    }
+    let designated = first_designated.is_some();
+    let fields = crate::model::module_def_fields(list);
+    const ORDER: [&str; 9] = [
+        "m_base",
+        "m_name",
+        "m_doc",
+        "m_size",
+        "m_methods",
+        "m_slots",
+        "m_traverse",
+        "m_clear",
+        "m_free",
+    ];
+    let wanted: BTreeMap<&str, String> = BTreeMap::from([
+        ("m_size", format!("sizeof({})", names.ty)),
+        ("m_traverse", names.traverse.clone()),
+        ("m_clear", names.clear.clone()),
+        ("m_free", names.free.clone()),
+    ]);
+    let mut edits = Vec::new();
+    let mut missing = Vec::new();
+    for (name, value) in &wanted {
+        match fields.get(*name) {
+            Some(e) => edits.push(Edit {
+                file: var.file,
+                start: e.span.start,
+                end: e.span.end,
+                text: value.clone(),
+            }),
+            None => missing.push(*name),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(edits);
+    }
+    let Some(last) = list.entries.last() else {
+        return Err(format!("line {line}: the module definition is empty"));
+    };
+    let end = match &last.value {
+        Init::Expr(e) => e.span.end,
+        Init::List(l) => l.span.end,
+    };
+    let mut added = String::new();
+    if designated {
+        for name in ORDER.iter().filter(|n| missing.contains(n)) {
+            added.push_str(&format!(",\n    .{name} = {}", wanted[name]));
+        }
+    } else {
+        let present = list.entries.len();
+        if present > ORDER.len() {
+            return Err(format!("line {line}: `{}` has too many entries", v.name));
+        }
+        for name in &ORDER[present..] {
+            let value = wanted.get(name).cloned().unwrap_or_else(|| "NULL".into());
+            let value = if *name == "m_size" && !wanted.contains_key(name) {
+                "0".into()
+            } else {
+                value
+            };
+            added.push_str(&format!(",\n    {value}"));
+        }
+    }
+    edits.push(Edit {
+        file: var.file,
+        start: end,
+        end,
+        text: added,
+    });
+    Ok(edits)
+}
+
+/// The range to delete for a declaration `[static] T *name [= NULL|0];` alone in its
+/// statement: the whole line when nothing else is on it (a trailing comment goes with it).
+fn declaration_edit(
+    ctx: &PlanCtx,
+    text: &str,
+    mask: &[u8],
+    var: crate::model::VarRef,
+) -> Option<(usize, usize)> {
+    let v = ctx.project.var(var);
+    let span = v.decl_span;
+    let decl = text.get(span.start..span.end)?;
+    let ty = normalize(&v.type_display());
+    let n = normalize(decl);
+    let bare = n.strip_prefix("static").unwrap_or(&n);
+    let name = format!("{}{}", v.name, normalize(&ctx.array_suffix(var)));
+    let ok = if v.array_dims == 0 {
+        vec![
+            format!("{ty}{name};"),
+            format!("{ty}{name}=NULL;"),
+            format!("{ty}{name}=0;"),
+        ]
+    } else {
+        vec![
+            format!("{ty}{name};"),
+            format!("{ty}{name}={{NULL}};"),
+            format!("{ty}{name}={{0}};"),
+        ]
+    };
+    if !ok.iter().any(|o| o == bare) {
+        return None;
+    }
+    let line = line_start(text, span.start);
+    let own_line = text[line..span.start].trim().is_empty();
+    let line_end = text[span.end..]
+        .find('\n')
+        .map_or(text.len(), |i| span.end + i + 1);
+    // The rest of the line is nothing, or a comment: it goes with the declaration.
+    let rest_blank = mask
+        .get(span.end..line_end)
+        .is_some_and(|r| r.iter().all(|b| b.is_ascii_whitespace()));
+    Some(if own_line && rest_blank {
+        (line, line_end)
+    } else {
+        (span.start, span.end)
+    })
+}
+
+fn line_start(text: &str, at: usize) -> usize {
+    text[..at].rfind('\n').map_or(0, |i| i + 1)
+}
+
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at].matches('\n').count() + 1
+}
+
+/// The text with comments, string and character literals and preprocessor lines blanked
+/// (same length, newlines kept): what is left is code.
+pub(super) fn code_mask(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = b.to_vec();
+    let mut i = 0;
+    let mut line_begins = true;
+    while i < b.len() {
+        let c = b[i];
+        if line_begins && c == b'#' {
+            // A directive, with its continuation lines.
+            while i < b.len() && b[i] != b'\n' {
+                if b[i] == b'\\' && b.get(i + 1) == Some(&b'\n') {
+                    out[i] = b' ';
+                    i += 2;
+                    continue;
+                }
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    // A block comment that starts on the directive line.
+                    while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                        if b[i] != b'\n' {
+                            out[i] = b' ';
+                        }
+                        i += 1;
+                    }
+                    let close = (i + 2).min(b.len());
+                    out[i..close].fill(b' ');
+                    i += 2;
+                    continue;
+                }
+                out[i] = b' ';
+                i += 1;
+            }
+            continue;
+        }
+        if c == b'\n' {
+            line_begins = true;
+            i += 1;
+            continue;
+        }
+        if !c.is_ascii_whitespace() {
+            line_begins = false;
+        }
+        if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            let end = text[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 2);
+            for k in i..end {
+                if b[k] != b'\n' {
+                    out[k] = b' ';
+                }
+            }
+            i = end;
+        } else if c == b'/' && b.get(i + 1) == Some(&b'/') {
+            while i < b.len() && b[i] != b'\n' {
+                out[i] = b' ';
+                i += 1;
+            }
+        } else if c == b'"' || c == b'\'' {
+            i += 1;
+            while i < b.len() && b[i] != c && b[i] != b'\n' {
+                if b[i] == b'\\' {
+                    out[i] = b' ';
+                    i += 1;
+                }
+                if i < b.len() && b[i] != b'\n' {
+                    out[i] = b' ';
+                }
+                i += 1;
+            }
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `#if` nesting at `at`: the `#if`/`#ifdef`/`#ifndef` lines before it against `#endif`.
+fn preprocessor_depth(text: &str, at: usize) -> i32 {
+    let mut depth = 0;
+    for line in text.get(..at).unwrap_or("").lines() {
+        let Some(d) = line.trim_start().strip_prefix('#') else {
+            continue;
+        };
+        let d = d.trim_start();
+        if d.starts_with("if") {
+            depth += 1;
+        } else if d.starts_with("endif") {
+            depth -= 1;
+        }
+    }
+    depth
+}
+
+/// The offset just after the `{` that opens a function's body.
+fn body_open(mask: &[u8], function: &Function) -> Option<usize> {
+    let from = function.span.end;
+    let i = mask
+        .get(from..function.def_span.end)?
+        .iter()
+        .position(|&b| b == b'{')?;
+    Some(from + i + 1)
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Every use of `name` as a variable in code (not a member after `.`/`->`).
+fn word_uses(mask: &[u8], lo: usize, hi: usize, name: &str) -> Vec<usize> {
+    let n = name.as_bytes();
+    let mut out = Vec::new();
+    let hi = hi.min(mask.len());
+    let mut i = lo;
+    while i + n.len() <= hi {
+        if &mask[i..i + n.len()] == n
+            && (i == 0 || !is_word(mask[i - 1]))
+            && mask.get(i + n.len()).is_none_or(|&b| !is_word(b))
+        {
+            let before: Vec<u8> = mask[..i]
+                .iter()
+                .rev()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .take(2)
+                .collect();
+            let member = before.first() == Some(&b'.')
+                || (before.first() == Some(&b'>') && before.get(1) == Some(&b'-'));
+            if !member {
+                out.push(i);
+            }
+            i += n.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn contains_word(text: &str, word: &str) -> bool {
+    !word_uses(text.as_bytes(), 0, text.len(), word).is_empty()
+}
+
+/// The ranges of a call's arguments, split at top-level commas.
+fn call_args(mask: &[u8], start: usize, end: usize) -> Vec<(usize, usize)> {
+    let Some(open) = mask
+        .get(start..end)
+        .and_then(|s| s.iter().position(|&b| b == b'('))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut from = start + open + 1;
+    let end = end.min(mask.len());
+    for (i, &b) in mask.iter().enumerate().take(end).skip(start + open) {
+        match b {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push((from, i));
+                    return out;
+                }
+            }
+            b',' if depth == 1 => {
+                out.push((from, i));
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `(PyObject *)x`, `((x))` as `x`.
+fn strip_casts(arg: &str) -> String {
+    let mut t = normalize(arg);
+    loop {
+        if let Some(rest) = t.strip_prefix("(PyObject*)") {
+            t = rest.to_string();
+        } else if t.starts_with('(') && t.ends_with(')') {
+            t = t[1..t.len() - 1].to_string();
+        } else {
+            return t;
+        }
+    }
+}
+
+/// The function takes a reference of its own to `name` (`Py_INCREF(name)`, `Py_NewRef(name)`).
+fn keeps_reference(text: &str, mask: &[u8], function: &Function, name: &str) -> bool {
+    function.calls.iter().any(|c| {
+        KEEPS_REFERENCE.contains(&c.callee.as_str())
+            && call_args(mask, c.span.start, c.span.end)
+                .first()
+                .is_some_and(|&(s, e)| strip_casts(&text[s..e]) == name)
+    }) || KEEPS_REFERENCE.iter().any(|k| {
+        // Macros the facts may not list as calls.
+        let body = &text[function.def_span.start..function.def_span.end];
+        normalize(body).contains(&format!("{k}({name})"))
+    })
+}
+
+/// `MACRO(..., name, ...)` somewhere in the function.
+fn macro_takes(mask: &[u8], text: &str, function: &Function, m: &str, name: &str) -> bool {
+    word_uses(mask, function.def_span.start, function.def_span.end, m)
+        .into_iter()
+        .any(|at| {
+            call_args(mask, at, function.def_span.end)
+                .iter()
+                .any(|&(s, e)| contains_word(&text[s..e], name))
+        })
+}
+
+/// The start of the statement that holds `at`, after the previous `;`, `{` or `}`; `None`
+/// when that statement is an `else` branch or a label, where nothing can go before it.
+fn statement_start(mask: &[u8], lo: usize, at: usize) -> Option<usize> {
+    let before = mask.get(lo..at)?;
+    let s = before
+        .iter()
+        .rposition(|&b| matches!(b, b';' | b'{' | b'}'))
+        .map_or(lo, |i| lo + i + 1);
+    let s = s + mask[s..at]
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
+    let stmt = std::str::from_utf8(&mask[s..at]).ok()?;
+    let first = stmt
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()?;
+    if matches!(first, "else" | "case" | "default" | "do") || stmt.contains(':') {
+        return None;
+    }
+    Some(s)
+}
