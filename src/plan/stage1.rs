@@ -184,7 +184,8 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
         .iter()
         .flat_map(|&fi| ctx.project.files[fi].macros.iter())
         .collect();
-    for (gi, g) in ctx.migrated().into_iter().enumerate() {
+    let candidates = candidates(ctx);
+    for (gi, g) in candidates.iter().copied().enumerate() {
         if ctx.is_static_type(g.var) {
             continue; // stage 2
         }
@@ -321,8 +322,7 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
     let mut edits = def_edits(ctx, def.var, text, &names)?;
 
     // Each global: its declaration goes, each use reads the state.
-    let migrated = ctx.migrated();
-    for (gi, g) in migrated.iter().enumerate() {
+    for (gi, g) in candidates.iter().enumerate() {
         let Some(users) = uses_of.get(&gi) else {
             continue;
         };
@@ -424,6 +424,25 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
         ),
     });
     Ok(Stage1 { edits, refused })
+}
+
+/// The globals stage 1 considers: what the plan migrates, and the `PyTypeObject *` globals the
+/// module writes (a type imported from another module, kept in a pointer), in file order.
+fn candidates<'a>(ctx: &PlanCtx<'a>) -> Vec<&'a Global> {
+    let mut out = ctx.migrated();
+    for g in &ctx.module.globals {
+        let v = ctx.project.var(g.var);
+        if crate::model::pytypes::is_type_object(&v.type_name)
+            && v.pointers.len() == 1
+            && !v.is_immutable()
+            && g.class != crate::model::WriteClass::NeverWritten
+            && !out.iter().any(|o| o.var == g.var)
+        {
+            out.push(g);
+        }
+    }
+    out.sort_by_key(|g| (g.var.file, ctx.project.var(g.var).span.start));
+    out
 }
 
 /// `m_size = sizeof(state)`, `m_traverse`, `m_clear`, `m_free` in the module definition.
