@@ -72,8 +72,6 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
             .position(|f| f.name == name)
             .map(|index| FnRef { file, index })
     };
-    let mut module_arg: BTreeMap<FnRef, String> = BTreeMap::new();
-    let mut refused_fn: BTreeMap<FnRef, String> = BTreeMap::new();
     let mut exec_fns = BTreeSet::new();
     for slot in &def.slots {
         if slot.slot == "Py_mod_create" {
@@ -93,92 +91,24 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
         };
         exec_fns.insert(f);
     }
-    let roles = roles(ctx);
-    let callers = callers_of(ctx);
-    let classify = |f: FnRef| -> Result<String, String> {
-        let function = ctx.function(f);
-        let first = function
-            .params
-            .first()
-            .and_then(|p| p.name.clone().filter(|_| p.pointers == 1));
-        let head = text
-            .get(function.span.end..function.def_span.end)
-            .and_then(|t| t.split('{').next())
-            .unwrap_or("");
-        let first = first.filter(|p| !head.contains(&format!("Py_UNUSED({p})")));
-        let name = &function.name;
-        if f.file != file {
-            return Err(format!(
-                "`{name}` is in `{}`, another file than the module definition",
-                ctx.path(f.file)
-            ));
-        }
-        if function.uncertain || function.macro_head.is_some() {
-            return Err(format!("`{name}` overlaps a parse error or a macro head"));
-        }
-        if exec_fns.contains(&f) {
-            return first
-                .ok_or_else(|| format!("the exec function `{name}` has no module parameter"));
-        }
-        if module.init_functions.contains(&f) {
-            return Err(format!(
-                "`{name}` runs while the module initialises but is not the exec function: pass it the state by hand"
-            ));
-        }
-        if roles.methods.contains(name) {
-            return Err(format!(
-                "`{name}` is a method of a type: it reaches the module through its type once the type is a heap type (stage 2), by hand for now"
-            ));
-        }
-        if roles.slots.contains(name) {
-            return Err(format!(
-                "`{name}` is a slot of a type: it reaches the module through the instance's type once the type is a heap type (stage 2), by hand for now"
-            ));
-        }
-        if roles.module_functions.contains(name) {
-            if let Some(c) = callers.get(name).filter(|c| !c.is_empty()) {
-                let list: Vec<String> = c.iter().map(|c| format!("`{c}`")).collect();
-                return Err(format!(
-                    "the module function `{name}` is also called from C ({}), maybe without the module",
-                    list.join(", ")
-                ));
-            }
-            return first.ok_or_else(|| {
-                format!("the module function `{name}` has no named first parameter")
-            });
-        }
-        if callers.get(name).is_some_and(|c| !c.is_empty()) {
-            return Err(format!(
-                "`{name}` is a helper with no module argument: add a `{} *state` parameter and pass it from its callers",
-                ctx.state_type()
-            ));
-        }
-        Err(format!(
-            "`{name}` has no caller in the module and no module argument: it is likely a callback of a C library; pass the state through its user data if it has one, or keep the global (process-wide, under a lock)"
-        ))
+    let mut reach = Reach {
+        ctx,
+        file,
+        text,
+        mask: &mask,
+        exec_fns: &exec_fns,
+        roles: roles(ctx),
+        callers: callers_of(ctx),
+        memo: BTreeMap::new(),
+        threaded: BTreeSet::new(),
+        visiting: BTreeSet::new(),
     };
-    let mut arg_of = |f: FnRef| -> Result<String, String> {
-        if let Some(a) = module_arg.get(&f) {
-            return Ok(a.clone());
-        }
-        if let Some(r) = refused_fn.get(&f) {
-            return Err(r.clone());
-        }
-        match classify(f) {
-            Ok(a) => {
-                module_arg.insert(f, a.clone());
-                Ok(a)
-            }
-            Err(r) => {
-                refused_fn.insert(f, r.clone());
-                Err(r)
-            }
-        }
-    };
+    let mut arg_of = |f: FnRef| reach.arg_of(f);
 
     let mut refused = Vec::new();
     let mut moved: Vec<&Global> = Vec::new();
     let mut uses_of: BTreeMap<usize, BTreeSet<FnRef>> = BTreeMap::new();
+    let mut increfs: BTreeMap<usize, Vec<(FnRef, usize)>> = BTreeMap::new();
     let macros: Vec<&crate::facts::MacroDef> = module
         .files
         .iter()
@@ -284,10 +214,39 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
                 break;
             }
         }
+        // The state owns its fields: a value that may be borrowed gets a reference of its own.
+        let mut owned = Vec::new();
+        for w in &g.writes {
+            let site = ctx.project.write_site(w);
+            let Some(value) = &site.value else { continue };
+            if blocked.is_some()
+                || site.kind != crate::facts::WriteKind::Assign
+                || site.field.is_some()
+                || new_reference(&value.text)
+            {
+                continue;
+            }
+            let function = ctx.function(w.function);
+            if keeps_reference(text, &mask, function, &v.name) {
+                continue;
+            }
+            match after_assignment(text, &mask, function, site) {
+                Some(at) => owned.push((w.function, at)),
+                None => {
+                    blocked = Some(format!(
+                        "`{}` (line {}) stores `{}`, which may be a borrowed reference, in a statement the fix cannot follow with a `Py_XINCREF`",
+                        function.name,
+                        site.span.line,
+                        value.text
+                    ));
+                }
+            }
+        }
         if let Some(r) = blocked {
             why(r);
             continue;
         }
+        increfs.insert(gi, owned);
         uses_of.insert(gi, users);
         moved.push(g);
     }
@@ -320,6 +279,13 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
     }
     let names = StateNames::new(ctx);
     let mut edits = def_edits(ctx, def.var, text, &names)?;
+    let mut needed = BTreeSet::new();
+    for users in uses_of.values() {
+        for &f in users {
+            reach.chain(f, &mut needed);
+        }
+    }
+    edits.extend(reach.helper_edits(&needed)?);
 
     // Each global: its declaration goes, each use reads the state.
     for (gi, g) in candidates.iter().enumerate() {
@@ -337,7 +303,7 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
         });
         for &f in users {
             let function = ctx.function(f);
-            let arg = module_arg.get(&f).expect("classified above");
+            let arg = reach.arg(f).expect("classified above");
             let Some(open) = body_open(&mask, function) else {
                 return Err(format!("`{}` has no body", function.name));
             };
@@ -352,6 +318,22 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
                     start: at,
                     end: at + v.name.len(),
                     text: format!("{}({arg})->{field}", names.getter),
+                });
+            }
+            for &(_, at) in increfs[&gi].iter().filter(|(w, _)| *w == f) {
+                let line = line_start(text, at);
+                let indent: String = text[line..]
+                    .chars()
+                    .take_while(|c| *c == ' ' || *c == '\t')
+                    .collect();
+                edits.push(Edit {
+                    file,
+                    start: at,
+                    end: at,
+                    text: format!(
+                        "\n{indent}Py_XINCREF({}({arg})->{field});  /* the state owns a reference */",
+                        names.getter
+                    ),
                 });
             }
             // A reference the exec code hands over is the module's: the state takes its own.
@@ -424,6 +406,325 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
         ),
     });
     Ok(Stage1 { edits, refused })
+}
+
+/// How each function reaches the module: the exec function and module-level functions through
+/// a parameter they have; a `static` helper that only such functions call (directly or through
+/// other helpers) through a `PyObject *module` parameter stage 1 adds, each call passing its
+/// caller's module.
+struct Reach<'a, 'c> {
+    ctx: &'c PlanCtx<'a>,
+    file: usize,
+    text: &'c str,
+    mask: &'c [u8],
+    exec_fns: &'c BTreeSet<FnRef>,
+    roles: super::access::Roles,
+    callers: BTreeMap<String, BTreeSet<String>>,
+    memo: BTreeMap<FnRef, Result<String, String>>,
+    /// Helpers that get a module parameter.
+    threaded: BTreeSet<FnRef>,
+    visiting: BTreeSet<FnRef>,
+}
+
+const HELPER_PARAM: &str = "module";
+
+impl Reach<'_, '_> {
+    fn arg(&self, f: FnRef) -> Option<String> {
+        self.memo.get(&f)?.as_ref().ok().cloned()
+    }
+
+    fn arg_of(&mut self, f: FnRef) -> Result<String, String> {
+        if let Some(r) = self.memo.get(&f) {
+            return r.clone();
+        }
+        if !self.visiting.insert(f) {
+            return Err(format!(
+                "`{}` is part of a cycle of calls",
+                self.ctx.function(f).name
+            ));
+        }
+        let r = self.classify(f);
+        self.visiting.remove(&f);
+        self.memo.insert(f, r.clone());
+        r
+    }
+
+    fn fn_ref(&self, name: &str) -> Option<FnRef> {
+        self.ctx.project.files[self.file]
+            .functions
+            .iter()
+            .position(|f| f.name == name)
+            .map(|index| FnRef {
+                file: self.file,
+                index,
+            })
+    }
+
+    fn classify(&mut self, f: FnRef) -> Result<String, String> {
+        let ctx = self.ctx;
+        let function = ctx.function(f);
+        let first = function
+            .params
+            .first()
+            .and_then(|p| p.name.clone().filter(|_| p.pointers == 1));
+        let head = self
+            .text
+            .get(function.span.end..function.def_span.end)
+            .and_then(|t| t.split('{').next())
+            .unwrap_or("");
+        let first = first.filter(|p| !head.contains(&format!("Py_UNUSED({p})")));
+        let name = &function.name;
+        if f.file != self.file {
+            return Err(format!(
+                "`{name}` is in `{}`, another file than the module definition",
+                ctx.path(f.file)
+            ));
+        }
+        if function.uncertain || function.macro_head.is_some() {
+            return Err(format!("`{name}` overlaps a parse error or a macro head"));
+        }
+        if self.exec_fns.contains(&f) {
+            return first
+                .ok_or_else(|| format!("the exec function `{name}` has no module parameter"));
+        }
+        if self.roles.methods.contains(name) {
+            return Err(format!(
+                "`{name}` is a method of a type: it reaches the module through its type once the type is a heap type (stage 2), by hand for now"
+            ));
+        }
+        if self.roles.slots.contains(name) {
+            return Err(format!(
+                "`{name}` is a slot of a type: it reaches the module through the instance's type once the type is a heap type (stage 2), by hand for now"
+            ));
+        }
+        let called_from: Vec<String> = self
+            .callers
+            .get(name)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default();
+        if self.roles.module_functions.contains(name) {
+            if !called_from.is_empty() {
+                let list: Vec<String> = called_from.iter().map(|c| format!("`{c}`")).collect();
+                return Err(format!(
+                    "the module function `{name}` is also called from C ({}), maybe without the module",
+                    list.join(", ")
+                ));
+            }
+            return first.ok_or_else(|| {
+                format!("the module function `{name}` has no named first parameter")
+            });
+        }
+        if called_from.is_empty() {
+            return Err(format!(
+                "`{name}` has no caller in the module and no module argument: it is likely a callback of a C library; pass the state through its user data if it has one, or keep the global (process-wide, under a lock)"
+            ));
+        }
+        // A helper: every caller must have the module, and every mention of the helper must be
+        // a call the edit can reach.
+        let by_hand = format!(
+            "`{name}` is a helper with no module argument: add a `{} *state` parameter and pass it from its callers",
+            ctx.state_type()
+        );
+        if !function.is_static {
+            return Err(format!(
+                "{by_hand} (it is not `static`: other files may call it)"
+            ));
+        }
+        let def_span = function.def_span;
+        if !word_uses(self.mask, def_span.start, def_span.end, HELPER_PARAM).is_empty() {
+            return Err(format!(
+                "{by_hand} (it already uses the name `{HELPER_PARAM}`)"
+            ));
+        }
+        let mentions = word_uses(self.mask, 0, self.mask.len(), name).len();
+        let mut sites = 0;
+        for caller in &called_from {
+            let Some(c) = self.fn_ref(caller) else {
+                return Err(format!(
+                    "{by_hand} (its caller `{caller}` is in another file)"
+                ));
+            };
+            sites += ctx
+                .function(c)
+                .calls
+                .iter()
+                .filter(|call| &call.callee == name)
+                .count();
+            if let Err(why) = self.arg_of(c) {
+                return Err(format!("{by_hand} (its caller: {why})"));
+            }
+        }
+        if mentions != sites + 1 {
+            return Err(format!(
+                "{by_hand} (it is named {} time(s) besides its {sites} call(s): a prototype or a function pointer)",
+                mentions - 1
+            ));
+        }
+        self.threaded.insert(f);
+        Ok(HELPER_PARAM.to_string())
+    }
+
+    /// The edits that give each helper `needed` its module parameter, and each call to it the
+    /// caller's module.
+    fn helper_edits(&self, needed: &BTreeSet<FnRef>) -> Result<Vec<Edit>, String> {
+        let mut edits = Vec::new();
+        for &h in needed {
+            let function = self.ctx.function(h);
+            let open = self.mask[function.span.end..]
+                .iter()
+                .position(|&b| b == b'(')
+                .map(|i| function.span.end + i)
+                .ok_or_else(|| format!("`{}` has no parameter list", function.name))?;
+            let close = call_args(self.mask, open, function.def_span.end)
+                .last()
+                .map(|&(_, e)| e)
+                .ok_or_else(|| format!("`{}` has no parameter list", function.name))?;
+            let inside = normalize(&self.text[open + 1..close]);
+            let (start, end, new) = if inside.is_empty() || inside == "void" {
+                (open + 1, close, format!("PyObject *{HELPER_PARAM}"))
+            } else {
+                (open + 1, open + 1, format!("PyObject *{HELPER_PARAM}, "))
+            };
+            edits.push(Edit {
+                file: self.file,
+                start,
+                end,
+                text: new,
+            });
+            for caller in self.callers.get(&function.name).into_iter().flatten() {
+                let c = self.fn_ref(caller).expect("checked when classified");
+                let arg = self.arg(c).expect("checked when classified");
+                for call in self
+                    .ctx
+                    .function(c)
+                    .calls
+                    .iter()
+                    .filter(|call| call.callee == function.name)
+                {
+                    let at = call.span.start;
+                    let Some(paren) = self
+                        .text
+                        .get(at..call.span.end)
+                        .filter(|t| t.starts_with(function.name.as_str()))
+                        .and_then(|t| t.find('('))
+                    else {
+                        return Err(format!(
+                            "line {}: the call to `{}` is not written out (a macro?)",
+                            call.span.line, function.name
+                        ));
+                    };
+                    let after = at + paren + 1;
+                    let empty = self.text[after..call.span.end]
+                        .trim_start()
+                        .starts_with(')');
+                    edits.push(Edit {
+                        file: self.file,
+                        start: after,
+                        end: after,
+                        text: if empty {
+                            arg.clone()
+                        } else {
+                            format!("{arg}, ")
+                        },
+                    });
+                }
+            }
+        }
+        Ok(edits)
+    }
+
+    /// `f` and the helpers between it and the functions that have the module.
+    fn chain(&self, f: FnRef, out: &mut BTreeSet<FnRef>) {
+        if !self.threaded.contains(&f) || !out.insert(f) {
+            return;
+        }
+        let name = &self.ctx.function(f).name;
+        for caller in self.callers.get(name).into_iter().flatten() {
+            if let Some(c) = self.fn_ref(caller) {
+                self.chain(c, out);
+            }
+        }
+    }
+}
+
+/// C API calls that return a borrowed reference.
+const BORROWED: &[&str] = &[
+    "PyDict_GetItem",
+    "PyDict_GetItemString",
+    "PyDict_GetItemWithError",
+    "PyList_GetItem",
+    "PyList_GET_ITEM",
+    "PyTuple_GetItem",
+    "PyTuple_GET_ITEM",
+    "PyModule_GetDict",
+    "PyEval_GetBuiltins",
+    "PyEval_GetGlobals",
+    "PyEval_GetLocals",
+    "PySys_GetObject",
+    "PyImport_GetModuleDict",
+    "PyCell_GET",
+    "PyWeakref_GetObject",
+    "PyWeakref_GET_OBJECT",
+    "PyThreadState_GetDict",
+    "PyErr_Occurred",
+];
+
+/// `NULL`, or a call that is not known to return a borrowed reference (casts aside): the
+/// value is the caller's own.
+fn new_reference(value: &str) -> bool {
+    let mut t = normalize(value);
+    // `(PyTypeObject *)call(...)`: drop leading casts.
+    while t.starts_with('(') {
+        match t.find(')') {
+            Some(close) if t[1..close].ends_with('*') => t = t[close + 1..].to_string(),
+            _ => break,
+        }
+    }
+    let t = t.trim_start_matches('(').trim_end_matches(')');
+    if matches!(t, "NULL" | "0") {
+        return true;
+    }
+    let callee: String = t
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    !callee.is_empty()
+        && t[callee.len()..].starts_with('(')
+        && normalize(value).ends_with(')')
+        && !BORROWED.contains(&callee.as_str())
+}
+
+/// Just after the `;` of the statement `name = value;` when it is a statement of its own in
+/// a block (not the body of a braceless `if`), where a `Py_XINCREF` can follow it.
+fn after_assignment(
+    text: &str,
+    mask: &[u8],
+    function: &Function,
+    site: &crate::facts::WriteSite,
+) -> Option<usize> {
+    let open = body_open(mask, function)?;
+    let value = site.value.as_ref()?;
+    let start = statement_start(mask, open, site.span.start)?;
+    // The statement starts at the assignment's target.
+    let first_word = word_uses(mask, start, value.span.start, &site.target);
+    if first_word.first() != Some(&start) {
+        return None;
+    }
+    let before = mask[..start]
+        .iter()
+        .rev()
+        .find(|b| !b.is_ascii_whitespace())
+        .copied();
+    if !matches!(before, Some(b';' | b'{' | b'}') | None) {
+        return None;
+    }
+    let rest = mask.get(value.span.end..function.def_span.end)?;
+    let semi = rest
+        .iter()
+        .position(|&b| !b.is_ascii_whitespace() && b != b')')?;
+    (rest[semi] == b';')
+        .then_some(value.span.end + semi + 1)
+        .filter(|_| text.is_char_boundary(value.span.end))
 }
 
 /// The globals stage 1 considers: what the plan migrates, and the `PyTypeObject *` globals the

@@ -1076,13 +1076,25 @@ fn fix_stage1_moves_object_globals_into_module_state() {
     assert!(fixed.contains("sizeof(caches_state),"), "{fixed}");
     // PyModule_AddObject steals the exception: the state keeps a reference of its own.
     assert!(fixed.contains("Py_XINCREF(get_caches_state(m)->CachesError);\n    if (get_caches_state(m)->CachesError == NULL || PyModule_AddObject"), "{fixed}");
+    // A static helper gets the module from its callers.
+    assert!(
+        fixed.contains("raise_error(PyObject *module, const char *message)"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("return raise_error(self, \"failed on purpose\");"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("PyErr_SetString(get_caches_state(module)->CachesError, message);"));
+    // A borrowed reference stored in the state gets a reference of its own.
+    assert!(fixed.contains("    get_caches_state(m)->sentinel = Py_None;\n    Py_XINCREF(get_caches_state(m)->sentinel);"), "{fixed}");
     // What no function with the module at hand uses stays, and says why.
     assert!(fixed.contains("static PyObject *descending = NULL;"));
     assert!(fixed.contains("static PyObject *default_name = NULL;"));
     match &isolint::plan::fix_stage(&analysis_of(&dir), 1).modules[0].outcome {
         FixOutcome::Refused(why) => {
             assert!(
-                why.contains("line 9: `descending` stays a global: `compare_longs` has no caller in the module and no module argument: it is likely a callback of a C library"),
+                why.contains("line 10: `descending` stays a global: `compare_longs` has no caller in the module and no module argument: it is likely a callback of a C library"),
                 "{why}"
             );
             assert!(
