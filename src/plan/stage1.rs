@@ -336,6 +336,26 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
                     ),
                 });
             }
+            // A release that leaves the pointer behind would be released again by `m_clear`.
+            for c in function
+                .calls
+                .iter()
+                .filter(|c| matches!(c.callee.as_str(), "Py_DECREF" | "Py_XDECREF"))
+            {
+                let first = call_args(&mask, c.span.start, c.span.end)
+                    .first()
+                    .map(|&(s, e)| strip_casts(&text[s..e]));
+                if first.as_deref() == Some(v.name.as_str())
+                    && text[c.span.start..].starts_with(c.callee.as_str())
+                {
+                    edits.push(Edit {
+                        file,
+                        start: c.span.start,
+                        end: c.span.start + c.callee.len(),
+                        text: "Py_CLEAR".into(),
+                    });
+                }
+            }
             // A reference the exec code hands over is the module's: the state takes its own.
             if !exec_fns.contains(&f) || keeps_reference(text, &mask, function, &v.name) {
                 continue;
@@ -525,9 +545,19 @@ impl Reach<'_, '_> {
             "`{name}` is a helper with no module argument: add a `{} *state` parameter and pass it from its callers",
             ctx.state_type()
         );
-        if !function.is_static {
+        // Not `static`: only when no other file of the module names it (a header prototype,
+        // a call from another file).
+        let elsewhere = ctx.module.files.iter().find(|&&fi| {
+            fi != self.file
+                && ctx
+                    .texts
+                    .get(&fi)
+                    .is_none_or(|t| contains_word(&String::from_utf8_lossy(&code_mask(t)), name))
+        });
+        if let Some(&fi) = elsewhere.filter(|_| !function.is_static) {
             return Err(format!(
-                "{by_hand} (it is not `static`: other files may call it)"
+                "{by_hand} (it is not `static`, and `{}` names it)",
+                ctx.path(fi)
             ));
         }
         let def_span = function.def_span;
