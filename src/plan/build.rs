@@ -300,7 +300,7 @@ fn stage_1(
     match super::stage1::stage1(ctx) {
         Ok(fix) => {
             if !fix.edits.is_empty() {
-                notes.push("`isolint fix --stage 1` moves the object globals that only exec and module-level functions use; `--apply` writes it. The diff below is exactly what it writes.".into());
+                notes.push("`isolint fix --stage 1` moves the object globals whose every user reaches the module (exec, module-level functions, and the static helpers only they call); `--apply` writes it. Its diff, with the code above, is exactly what it writes.".into());
                 if let Some(diff) = super::diff_of(ctx, &Stage0::Edits(fix.edits)) {
                     code_blocks.push(code(
                         "The diff `isolint fix --stage 1` writes",
