@@ -18,7 +18,7 @@
 use super::access::{callers_of, roles};
 use super::context::{object_pointer, PlanCtx};
 use super::stage0::{normalize, Edit};
-use super::state::{self, StateNames};
+use super::state::{self, StateNames, Visit};
 use crate::facts::{ExprKind, Function, Init};
 use crate::model::{FnRef, Global, InitStyle};
 use std::collections::{BTreeMap, BTreeSet};
@@ -109,6 +109,8 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
     let mut moved: Vec<&Global> = Vec::new();
     let mut uses_of: BTreeMap<usize, BTreeSet<FnRef>> = BTreeMap::new();
     let mut increfs: BTreeMap<usize, Vec<(FnRef, usize)>> = BTreeMap::new();
+    // The `#if` line around a global declared under one: its field and GC lines keep it.
+    let mut guards: BTreeMap<usize, (String, usize)> = BTreeMap::new();
     let macros: Vec<&crate::facts::MacroDef> = module
         .files
         .iter()
@@ -152,10 +154,14 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
             why("it is thread-local, volatile or atomic".into());
             continue;
         }
-        if preprocessor_depth(text, v.decl_span.start) != 0 {
-            why("it is declared inside `#if`".into());
-            continue;
-        }
+        let guard = match enclosing_guard(text, v.decl_span.start) {
+            Ok(None) => None,
+            Ok(Some(g)) if v.function.is_none() => Some(g),
+            _ => {
+                why("it is declared inside nested `#if`s, an `#else` branch, or an `#if` in a function".into());
+                continue;
+            }
+        };
         if let Some(m) = macros.iter().find(|m| contains_word(&m.body, &v.name)) {
             why(format!(
                 "the macro `{}` uses it, and macros are not rewritten",
@@ -230,6 +236,22 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
             if keeps_reference(text, &mask, function, &v.name) {
                 continue;
             }
+            // A name the function does not declare (a macro such as `PyDateTime_TimeZone_UTC`,
+            // `Py_None`, a global) is borrowed; a local or an expression may hold a reference
+            // the code hands over, or not: that is for a person to say.
+            let stored = normalize(&value.text);
+            let borrowed_name = stored
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && (stored.starts_with("Py")
+                    || function.references.iter().any(|r| r.name == stored));
+            if !borrowed_name {
+                blocked = Some(format!(
+                    "`{}` (line {}) stores `{}`: whether that reference is handed over or borrowed is not clear, and `m_clear` releases every field",
+                    function.name, site.span.line, value.text
+                ));
+                continue;
+            }
             match after_assignment(text, &mask, function, site) {
                 Some(at) => owned.push((w.function, at)),
                 None => {
@@ -247,6 +269,9 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
             continue;
         }
         increfs.insert(gi, owned);
+        if let Some(g) = guard {
+            guards.insert(gi, g);
+        }
         uses_of.insert(gi, users);
         moved.push(g);
     }
@@ -294,7 +319,13 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
         };
         let v = ctx.project.var(g.var);
         let field = ctx.field_name(g.var);
-        let (ds, de) = declaration_edit(ctx, text, &mask, g.var).expect("checked above");
+        let (mut ds, mut de) = declaration_edit(ctx, text, &mask, g.var).expect("checked above");
+        if let Some((_, directive)) = guards.get(&gi) {
+            // An `#if` block that held only this declaration goes with it.
+            if let Some((s, e)) = whole_block(text, *directive, ds, de) {
+                (ds, de) = (s, e);
+            }
+        }
         edits.push(Edit {
             file,
             start: ds,
@@ -414,18 +445,137 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
             None => format!("was the global `{}`", v.name),
         };
     }
+    let field_guards: Vec<Option<&str>> = moved
+        .iter()
+        .map(|g| {
+            let gi = candidates.iter().position(|c| c.var == g.var)?;
+            guards.get(&gi).map(|(line, _)| line.as_str())
+        })
+        .collect();
     edits.push(Edit {
         file,
         start: at,
         end: at,
         text: format!(
             "/* Module state: the objects this module kept in globals, one set per module object. */\n{}\n{}\n{}\n",
-            state::state_struct(&names, &fields),
+            state_struct(&names, &fields, &field_guards),
             state::getter(&names),
-            state::gc_functions(&names, &fields)
+            gc_functions(&names, &fields, &field_guards)
         ),
     });
     Ok(Stage1 { edits, refused })
+}
+
+fn guarded(guard: Option<&str>, body: String) -> String {
+    match guard {
+        Some(g) if !body.is_empty() => format!("{g}\n{body}#endif\n"),
+        _ => body,
+    }
+}
+
+/// `typedef struct {...} <mod>_state;`, a field under `#if` where its global was.
+fn state_struct(names: &StateNames, fields: &[state::Field], guards: &[Option<&str>]) -> String {
+    let mut out = String::from("typedef struct {\n");
+    for (f, g) in fields.iter().zip(guards) {
+        out.push_str(&guarded(
+            *g,
+            format!("    {};  /* {} */\n", f.decl, f.comment),
+        ));
+    }
+    if guards.iter().all(Option::is_some) {
+        // C needs a member whatever the conditions say.
+        out.push_str("    char unused;\n");
+    }
+    out.push_str(&format!("}} {};\n", names.ty));
+    out
+}
+
+/// `m_traverse`, `m_clear` and `m_free` over every field (arrays in a loop).
+fn gc_functions(names: &StateNames, fields: &[state::Field], guards: &[Option<&str>]) -> String {
+    let each = |m: &str| -> String {
+        let mut out = String::new();
+        for (f, g) in fields.iter().zip(guards) {
+            let body = match f.visit {
+                Visit::Object => format!("    {m}(state->{});\n", f.name),
+                Visit::ObjectArray => format!(
+                    "    for (size_t i = 0; i < Py_ARRAY_LENGTH(state->{n}); i++) {{\n        {m}(state->{n}[i]);\n    }}\n",
+                    n = f.name
+                ),
+                Visit::None | Visit::ByHand => String::new(),
+            };
+            out.push_str(&guarded(*g, body));
+        }
+        out
+    };
+    let head = format!(
+        "    {} *state = {}(module);\n    (void)state;\n",
+        names.ty, names.getter
+    );
+    format!(
+        "static int\n{traverse}(PyObject *module, visitproc visit, void *arg)\n{{\n{head}{visit}    return 0;\n}}\n\n\
+static int\n{clear}(PyObject *module)\n{{\n{head}{clear_body}    return 0;\n}}\n\n\
+static void\n{free}(void *module)\n{{\n    (void){clear}((PyObject *)module);\n}}\n",
+        traverse = names.traverse,
+        clear = names.clear,
+        free = names.free,
+        visit = each("Py_VISIT"),
+        clear_body = each("Py_CLEAR"),
+    )
+}
+
+/// The `#if` line that encloses `at` and its offset, when exactly one does and `at` is not in
+/// its `#else`/`#elif` part; `Ok(None)` outside any; `Err` otherwise.
+fn enclosing_guard(text: &str, at: usize) -> Result<Option<(String, usize)>, ()> {
+    let mut stack: Vec<(String, usize, bool)> = Vec::new();
+    let mut offset = 0;
+    for line in text.get(..at).unwrap_or("").split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let Some(d) = line.trim_start().strip_prefix('#') else {
+            continue;
+        };
+        let d = d.trim_start();
+        if d.starts_with("if") {
+            if line.trim_end().ends_with('\\') {
+                return Err(());
+            }
+            stack.push((line.trim_end().to_string(), start, false));
+        } else if d.starts_with("el") {
+            if let Some(top) = stack.last_mut() {
+                top.2 = true;
+            }
+        } else if d.starts_with("endif") {
+            stack.pop();
+        }
+    }
+    match stack.as_slice() {
+        [] => Ok(None),
+        [(line, start, false)] => Ok(Some((line.clone(), *start))),
+        _ => Err(()),
+    }
+}
+
+/// `directive .. #endif` (through its line break) when nothing but the declaration
+/// `decl_start..decl_end` and blank lines stand between them.
+fn whole_block(
+    text: &str,
+    directive: usize,
+    decl_start: usize,
+    decl_end: usize,
+) -> Option<(usize, usize)> {
+    let after_directive = text[directive..].find('\n').map(|i| directive + i + 1)?;
+    if !text.get(after_directive..decl_start)?.trim().is_empty() {
+        return None;
+    }
+    let rest = text.get(decl_end..)?;
+    let endif = rest.find('#')?;
+    if !rest[..endif].trim().is_empty() || !rest[endif + 1..].trim_start().starts_with("endif") {
+        return None;
+    }
+    let end = rest[endif..]
+        .find('\n')
+        .map_or(text.len(), |i| decl_end + endif + i + 1);
+    Some((directive, end))
 }
 
 /// How each function reaches the module: the exec function and module-level functions through
