@@ -1185,3 +1185,92 @@ fn fix_all_on_every_plan_fixture_compiles_and_adds_no_finding() {
         }
     }
 }
+
+const GUARDED_GLOBAL: &str = r#"#include <Python.h>
+
+#ifndef USE_CACHE
+#define USE_CACHE 1
+#endif
+
+#if USE_CACHE
+static PyObject *cache[4] = {NULL};
+#endif
+static PyObject *last = NULL;
+
+static PyObject *
+remember(PyObject *module, PyObject *arg)
+{
+    PyObject *copy = PyNumber_Long(arg);
+    if (copy == NULL) {
+        return NULL;
+    }
+    Py_XDECREF(last);
+    last = copy;
+#if USE_CACHE
+    if (cache[0] == NULL) {
+        cache[0] = PyLong_FromLong(0);
+    }
+#endif
+    return Py_NewRef(arg);
+}
+
+static PyMethodDef g_methods[] = {
+    {"remember", remember, METH_O, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyModuleDef_Slot g_slots[] = {
+    {0, NULL}
+};
+
+static struct PyModuleDef g_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_g",
+    .m_size = 0,
+    .m_methods = g_methods,
+    .m_slots = g_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__g(void)
+{
+    return PyModuleDef_Init(&g_def);
+}
+"#;
+
+/// A global under `#if` keeps its condition in the state; a global that stores a local (a
+/// reference handed over, or borrowed: not for the fix to guess) stays, with the reason.
+#[test]
+fn fix_stage1_keeps_an_if_around_the_field_and_refuses_a_stored_local() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("_g.c");
+    std::fs::write(&file, GUARDED_GLOBAL).expect("write");
+    let fix = isolint::plan::fix_stage(&analysis_of(dir.path()), 1);
+    match &fix.modules[0].outcome {
+        FixOutcome::Partial(why) => assert!(
+            why.contains("`last` stays a global: `remember` (line 20) stores `copy`"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let new = &fix.files[0].2;
+    assert!(
+        new.contains(
+            "#if USE_CACHE\n    PyObject *cache[4];  /* was the global `cache` */\n#endif\n"
+        ),
+        "{new}"
+    );
+    assert!(new.contains("#if USE_CACHE\n    for (size_t i = 0; i < Py_ARRAY_LENGTH(state->cache); i++) {\n        Py_VISIT(state->cache[i]);"), "{new}");
+    // The `#if` block held only the declaration: it goes with it.
+    assert!(!new.contains("#if USE_CACHE\n#endif"), "{new}");
+    assert!(
+        new.contains("get_g_state(module)->cache[0] = PyLong_FromLong(0);"),
+        "{new}"
+    );
+    std::fs::write(&file, new).expect("write");
+    for py in pythons() {
+        for cache in ["-DUSE_CACHE=1", "-DUSE_CACHE=0"] {
+            build_named(py, dir.path(), "_g", &["-Werror", cache]).expect("it builds");
+        }
+    }
+}
