@@ -402,6 +402,9 @@ pub fn run_fix(args: &FixArgs) -> i32 {
             }
         };
         let mut result = fix_stage(&analysis, stage);
+        if result.modules.is_empty() {
+            eprintln!("isolint: no extension module (`PyInit_*`) was found");
+        }
         if !args.apply && !changed_by_earlier.is_empty() {
             // Without --apply the earlier stage's edits are not on disk: a later stage computed
             // from the old text would not apply on top of them.
@@ -492,9 +495,6 @@ fn report_outcomes(result: &FixResult, stage: u8) -> bool {
                 }
             }
         }
-    }
-    if result.modules.is_empty() {
-        eprintln!("isolint: no extension module (`PyInit_*`) was found");
     }
     refused
 }
