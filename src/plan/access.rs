@@ -8,10 +8,10 @@ use crate::model::{FnRef, Global, TypeDef};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// What names a function from a definition table.
-struct Roles {
-    module_functions: BTreeSet<String>,
-    methods: BTreeSet<String>,
-    slots: BTreeSet<String>,
+pub(super) struct Roles {
+    pub(super) module_functions: BTreeSet<String>,
+    pub(super) methods: BTreeSet<String>,
+    pub(super) slots: BTreeSet<String>,
 }
 
 fn table_idents(ctx: &PlanCtx, name: &str) -> Vec<String> {
@@ -37,7 +37,7 @@ fn type_tables(t: &TypeDef) -> impl Iterator<Item = (&String, String)> {
     })
 }
 
-fn roles(ctx: &PlanCtx) -> Roles {
+pub(super) fn roles(ctx: &PlanCtx) -> Roles {
     let mut methods = BTreeSet::new();
     let mut slots = BTreeSet::new();
     let mut type_method_tables = BTreeSet::new();
@@ -80,7 +80,7 @@ fn roles(ctx: &PlanCtx) -> Roles {
 }
 
 /// The functions of the module that call each function.
-fn callers_of(ctx: &PlanCtx) -> BTreeMap<String, BTreeSet<String>> {
+pub(super) fn callers_of(ctx: &PlanCtx) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for &fi in &ctx.module.files {
         for f in &ctx.project.files[fi].functions {

@@ -268,6 +268,59 @@ fn stage_1(
             by_hand.join(", ")
         ));
     }
+    let mut code_blocks = vec![
+        code(
+            "The state struct",
+            CodeKind::Declarations,
+            state::state_struct(names, fields),
+        ),
+        code(
+            "The state getter",
+            CodeKind::Declarations,
+            state::getter(names),
+        ),
+        code(
+            "`m_traverse`, `m_clear` and `m_free`",
+            CodeKind::Declarations,
+            state::gc_functions(names, fields),
+        ),
+        code(
+            "In the module definition",
+            CodeKind::Excerpt,
+            state::def_fields(names),
+        ),
+        code(
+            "Filling the state in exec",
+            CodeKind::Declarations,
+            state::exec_code(ctx, names, migrated),
+        ),
+    ];
+    // What `isolint fix --stage 1` writes: the object globals every user can reach through
+    // the module; the templates above cover the rest, by hand.
+    match super::stage1::stage1(ctx) {
+        Ok(fix) => {
+            if !fix.edits.is_empty() {
+                notes.push("`isolint fix --stage 1` moves the object globals whose every user reaches the module (exec, module-level functions, and the static helpers only they call); `--apply` writes it. Its diff, with the code above, is exactly what it writes.".into());
+                if let Some(diff) = super::diff_of(ctx, &Stage0::Edits(fix.edits)) {
+                    code_blocks.push(code(
+                        "The diff `isolint fix --stage 1` writes",
+                        CodeKind::Diff,
+                        diff,
+                    ));
+                }
+            }
+            if !fix.refused.is_empty() {
+                notes.push(format!(
+                    "`isolint fix --stage 1` leaves these as they are: {}.",
+                    fix.refused.join("; ")
+                ));
+            }
+        }
+        Err(why) => notes.push(format!(
+            "`isolint fix --stage 1` does not run yet: {}.",
+            why.replace('\n', "; ")
+        )),
+    }
     Stage {
         number: 1,
         title: "Module state".into(),
@@ -281,13 +334,7 @@ fn stage_1(
         sites,
         checklist,
         accesses: Vec::new(),
-        code: vec![
-            code("The state struct", CodeKind::Declarations, state::state_struct(names, fields)),
-            code("The state getter", CodeKind::Declarations, state::getter(names)),
-            code("`m_traverse`, `m_clear` and `m_free`", CodeKind::Declarations, state::gc_functions(names, fields)),
-            code("In the module definition", CodeKind::Excerpt, state::def_fields(names)),
-            code("Filling the state in exec", CodeKind::Declarations, state::exec_code(ctx, names, migrated)),
-        ],
+        code: code_blocks,
         notes,
     }
 }

@@ -10,6 +10,7 @@ mod context;
 pub mod data;
 mod markdown;
 mod stage0;
+mod stage1;
 pub(crate) mod stage3;
 mod state;
 mod types;
@@ -47,13 +48,14 @@ pub struct PlanArgs {
 pub struct FixArgs {
     /// Files and folders to scan (default: the current folder).
     pub paths: Vec<PathBuf>,
-    /// The stage to apply: 0 (multi-phase init) or 3 (declare what the verdict allows).
-    /// Stages 1 and 2 are planned (`isolint plan`) but not yet written by `fix`.
+    /// The stage to apply: 0 (multi-phase init), 1 (module state for the object globals) or 3
+    /// (declare what the verdict allows). Stage 2 is planned (`isolint plan`) but not yet
+    /// written by `fix`.
     #[arg(long, default_value_t = 0, conflicts_with = "all")]
     pub stage: u8,
-    /// Every stage `fix` can write, in order (0, then 3), each on the result of the one before.
-    /// With `--apply` each stage is written before the next is computed; without it, stage 3
-    /// is shown for the modules stage 0 leaves as they are.
+    /// Every stage `fix` can write, in order (0, 1, then 3), each on the result of the one
+    /// before. With `--apply` each stage is written before the next is computed; without it, a
+    /// module's diff stops at the first stage that changes it.
     #[arg(long)]
     pub all: bool,
     /// Write the files instead of printing a unified diff.
@@ -187,6 +189,8 @@ pub struct ModuleFix {
 pub enum FixOutcome {
     AlreadyDone,
     Changed,
+    /// Changed, but some of what the stage covers stays as it was: why, one reason a line.
+    Partial(String),
     Refused(String),
 }
 
@@ -201,8 +205,24 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
     fix_stage(analysis, 0)
 }
 
-/// One stage's edits as a `Stage0`-shaped answer, so every stage shares the driver below.
-fn stage_edits(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> Stage0 {
+/// One stage's edits as a `Stage0`-shaped answer, so every stage shares the driver below,
+/// with what the stage left as it was (one reason a line) when it changed the rest.
+fn stage_edits(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> (Stage0, Option<String>) {
+    match stage {
+        1 => match stage1::stage1(ctx) {
+            Err(why) => (Stage0::Refused(why), None),
+            Ok(s) if s.edits.is_empty() && s.refused.is_empty() => (Stage0::Done, None),
+            Ok(s) if s.edits.is_empty() => (Stage0::Refused(s.refused.join("\n")), None),
+            Ok(s) => (
+                Stage0::Edits(s.edits),
+                (!s.refused.is_empty()).then(|| s.refused.join("\n")),
+            ),
+        },
+        _ => (stage_edits_0_3(ctx, stage, analysis), None),
+    }
+}
+
+fn stage_edits_0_3(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> Stage0 {
     match stage {
         3 => {
             let verdict = module_verdict_of(analysis, ctx.module);
@@ -216,7 +236,7 @@ fn stage_edits(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> Stage0 {
     }
 }
 
-/// The edits of `stage` (0 or 3) for every module, and the new text of every file they change.
+/// The edits of `stage` (0, 1 or 3) for every module, and the new text of every file they change.
 pub fn fix_stage(analysis: &Analysis, stage: u8) -> FixResult {
     let texts = texts(analysis);
     let layouts = Layouts::new(analysis.project.files.iter());
@@ -228,7 +248,8 @@ pub fn fix_stage(analysis: &Analysis, stage: u8) -> FixResult {
             continue;
         };
         let ctx = PlanCtx::new(&analysis.project, m, &layouts, &texts);
-        let outcome = match stage_edits(&ctx, stage, analysis) {
+        let (fix, left) = stage_edits(&ctx, stage, analysis);
+        let outcome = match fix {
             Stage0::Done => FixOutcome::AlreadyDone,
             Stage0::Edits(es) if es.iter().any(|e| hidden_code(analysis, e.file).is_some()) => {
                 let (file, why) = es
@@ -246,7 +267,10 @@ pub fn fix_stage(analysis: &Analysis, stage: u8) -> FixResult {
                     owners.entry(e.file).or_default().push(modules.len());
                     edits.entry(e.file).or_default().push(e);
                 }
-                FixOutcome::Changed
+                match left {
+                    Some(why) => FixOutcome::Partial(why),
+                    None => FixOutcome::Changed,
+                }
             }
         };
         modules.push(ModuleFix {
@@ -354,13 +378,16 @@ fn diff_of(ctx: &PlanCtx, fix: &Stage0) -> Option<String> {
 
 pub fn run_fix(args: &FixArgs) -> i32 {
     let stages: Vec<u8> = if args.all {
-        vec![0, 3]
+        eprintln!(
+            "isolint: stage 2 (static types to heap types) is planned by `isolint plan` but not written by `fix` yet: `--all` runs stages 0, 1 and 3"
+        );
+        vec![0, 1, 3]
     } else {
         vec![args.stage]
     };
-    if let Some(stage) = stages.iter().find(|s| !matches!(s, 0 | 3)) {
+    if let Some(stage) = stages.iter().find(|s| !matches!(s, 0 | 1 | 3)) {
         eprintln!(
-            "isolint: error: `fix` writes stages 0 (multi-phase init) and 3 (declare); stage {stage} is planned by `isolint plan` but not written by `fix` yet"
+            "isolint: error: `fix` writes stages 0 (multi-phase init), 1 (module state) and 3 (declare); stage {stage} is planned by `isolint plan` but not written by `fix` yet"
         );
         return 2;
     }
@@ -375,6 +402,9 @@ pub fn run_fix(args: &FixArgs) -> i32 {
             }
         };
         let mut result = fix_stage(&analysis, stage);
+        if result.modules.is_empty() {
+            eprintln!("isolint: no extension module (`PyInit_*`) was found");
+        }
         if !args.apply && !changed_by_earlier.is_empty() {
             // Without --apply the earlier stage's edits are not on disk: a later stage computed
             // from the old text would not apply on top of them.
@@ -398,7 +428,7 @@ pub fn run_fix(args: &FixArgs) -> i32 {
         }
         refused |= report_outcomes(&result, stage);
         for m in &result.modules {
-            if m.outcome == FixOutcome::Changed {
+            if matches!(m.outcome, FixOutcome::Changed | FixOutcome::Partial(_)) {
                 changed_by_earlier.insert(m.module.clone());
             }
         }
@@ -432,6 +462,8 @@ fn report_outcomes(result: &FixResult, stage: u8) -> bool {
             FixOutcome::AlreadyDone => {
                 let done = if stage == 0 {
                     "already multi-phase"
+                } else if stage == 1 {
+                    "no object global left to move into module state"
                 } else {
                     "its slots already declare what the verdict allows"
                 };
@@ -441,6 +473,16 @@ fn report_outcomes(result: &FixResult, stage: u8) -> bool {
                 )
             }
             FixOutcome::Changed => {}
+            FixOutcome::Partial(r) => {
+                refused = true;
+                eprintln!(
+                    "isolint: stage {stage}: `{}` ({place}): changed, but not all of it:",
+                    m.module
+                );
+                for reason in r.lines() {
+                    eprintln!("  {}: {reason}", m.path.display());
+                }
+            }
             FixOutcome::Refused(r) => {
                 refused = true;
                 // Every reason at once, each with its place, so one run says all there is to do.
@@ -453,9 +495,6 @@ fn report_outcomes(result: &FixResult, stage: u8) -> bool {
                 }
             }
         }
-    }
-    if result.modules.is_empty() {
-        eprintln!("isolint: no extension module (`PyInit_*`) was found");
     }
     refused
 }

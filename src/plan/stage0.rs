@@ -945,7 +945,7 @@ fn find_declaration(text: &str, lo: usize, hi: usize, m: &str) -> Option<(usize,
 }
 
 /// Whitespace and comments removed.
-fn normalize(text: &str) -> String {
+pub(super) fn normalize(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while !rest.is_empty() {

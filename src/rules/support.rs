@@ -229,6 +229,11 @@ pub fn call_args_in(
 pub fn mentions_field(args: &[String], field: &str) -> bool {
     args.iter().any(|a| {
         let a = a.trim_end_matches(')').trim();
+        // `state->items[i]` (a loop over an array field) names `items`.
+        let a = a
+            .strip_suffix(']')
+            .and_then(|x| x.rfind('[').map(|i| x[..i].trim_end()))
+            .unwrap_or(a);
         a.ends_with(&format!("->{field}")) || a.ends_with(&format!(".{field}")) || a == field
     })
 }

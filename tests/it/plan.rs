@@ -1021,3 +1021,256 @@ fn fix_keeps_the_line_break_after_a_returned_creation() {
     assert!(new.contains("    return 0;\n}\n"), "{new}");
     assert!(!new.contains("return 0;}"), "{new}");
 }
+
+// ---------------------------------------------------------------- stage 1: module state
+
+fn fix_fixture(name: &str) -> PathBuf {
+    PathBuf::from("fixtures/fix").join(name)
+}
+
+/// `fix --all --apply` on a legacy module with object globals, a static-local cache, a static
+/// type and a C-library callback: stage 1 moves what every user can reach through the module,
+/// keeps and names the two globals it cannot, builds with `-Werror`, behaves the same, a second
+/// run changes nothing, and the re-scan finds nothing the edits added.
+#[test]
+fn fix_stage1_moves_object_globals_into_module_state() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("legacy_caches");
+    copy_tree(&fix_fixture("legacy_caches"), &dir);
+    let file = dir.join("_caches.c");
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_named(py, &dir, "_caches", &["-Werror"]).expect("the legacy module builds");
+        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
+    }
+    let before = findings_of(&dir);
+
+    // Stage 1 needs stage 0 first.
+    match &isolint::plan::fix_stage(&analysis_of(&dir), 1).modules[0].outcome {
+        FixOutcome::Refused(why) => assert!(why.contains("stage 0"), "{why}"),
+        other => panic!("stage 1 on a single-phase module: {other:?}"),
+    }
+    let args = FixArgs {
+        paths: vec![file.clone()],
+        stage: 0,
+        all: true,
+        apply: true,
+    };
+    assert_eq!(run_fix(&args), 1, "two globals stay: exit 1");
+    let fixed = std::fs::read_to_string(&file).expect("read");
+    for moved in ["CachesError", "memo", "hooks[2]"] {
+        assert!(
+            fixed.contains(&format!("    PyObject *{moved};  /* was the global")),
+            "{moved}: {fixed}"
+        );
+        assert!(
+            !fixed.contains(&format!("static PyObject *{moved}")),
+            "{fixed}"
+        );
+    }
+    assert!(fixed.contains(
+        "PyObject *caches_hello_greeting;  /* was `static greeting` in `caches_hello` */"
+    ));
+    assert!(!fixed.contains("static PyObject *greeting"), "{fixed}");
+    assert!(fixed.contains("PyDict_SetItem(get_caches_state(self)->memo, key, value)"));
+    assert!(fixed.contains("sizeof(caches_state),"), "{fixed}");
+    // PyModule_AddObject steals the exception: the state keeps a reference of its own.
+    assert!(fixed.contains("Py_XINCREF(get_caches_state(m)->CachesError);\n    if (get_caches_state(m)->CachesError == NULL || PyModule_AddObject"), "{fixed}");
+    // A static helper gets the module from its callers.
+    assert!(
+        fixed.contains("raise_error(PyObject *module, const char *message)"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("return raise_error(self, \"failed on purpose\");"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("PyErr_SetString(get_caches_state(module)->CachesError, message);"));
+    // A borrowed reference stored in the state gets a reference of its own.
+    assert!(fixed.contains("    get_caches_state(m)->sentinel = Py_None;\n    Py_XINCREF(get_caches_state(m)->sentinel);"), "{fixed}");
+    // What no function with the module at hand uses stays, and says why.
+    assert!(fixed.contains("static PyObject *descending = NULL;"));
+    assert!(fixed.contains("static PyObject *default_name = NULL;"));
+    match &isolint::plan::fix_stage(&analysis_of(&dir), 1).modules[0].outcome {
+        FixOutcome::Refused(why) => {
+            assert!(
+                why.contains("line 10: `descending` stays a global: `compare_longs` has no caller in the module and no module argument: it is likely a callback of a C library"),
+                "{why}"
+            );
+            assert!(
+                why.contains("`default_name` stays a global: `Counter_name` is a method of a type"),
+                "{why}"
+            );
+        }
+        other => panic!("the second run: {other:?}"),
+    }
+    // A second run changes nothing.
+    assert_eq!(run_fix(&args), 1);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
+    assert!(isolint::plan::fix_stage(&analysis_of(&dir), 1)
+        .files
+        .is_empty());
+
+    // The re-scan: every finding left was there before (the moved globals' are gone).
+    let after = findings_of(&dir);
+    for finding in &after {
+        assert!(before.contains(finding), "the fix added {finding:?}");
+    }
+    for gone in ["memo", "hooks", "CachesError", "greeting"] {
+        assert!(!after.iter().any(|(_, s)| s == gone), "{gone}: {after:?}");
+    }
+
+    for py in pythons() {
+        build_named(py, &dir, "_caches", &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"), "{out}");
+    }
+}
+
+/// `fix --all --apply` on a copy of every plan fixture: whatever compiled before compiles after
+/// with the strict flags, a second run changes nothing, and the re-scan finds nothing the fix
+/// added.
+#[test]
+fn fix_all_on_every_plan_fixture_compiles_and_adds_no_finding() {
+    for name in PLAN_FIXTURES {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let dir = scratch.path().join(name);
+        copy_tree(&plan_dir(name), &dir);
+        let sources: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("read_dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "c"))
+            .collect();
+        let compiled_before: Vec<(usize, &PathBuf)> = pythons()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, py)| {
+                sources
+                    .iter()
+                    .filter(move |s| compile_only(py, s, "before").is_ok())
+                    .map(move |s| (i, s))
+            })
+            .collect();
+        let before = findings_of(&dir);
+        let args = FixArgs {
+            paths: vec![dir.clone()],
+            stage: 0,
+            all: true,
+            apply: true,
+        };
+        run_fix(&args);
+        let texts: Vec<String> = sources
+            .iter()
+            .map(|s| std::fs::read_to_string(s).expect("read"))
+            .collect();
+        run_fix(&args);
+        for (s, t) in sources.iter().zip(&texts) {
+            assert_eq!(
+                &std::fs::read_to_string(s).expect("read"),
+                t,
+                "{name}: a second run changed {}",
+                s.display()
+            );
+        }
+        let after = findings_of(&dir);
+        for finding in &after {
+            assert!(
+                before.contains(finding),
+                "{name}: the fix added {finding:?}"
+            );
+        }
+        for (i, s) in compiled_before {
+            compile_only(&pythons()[i], s, name).expect("the fixed module compiles");
+        }
+    }
+}
+
+const GUARDED_GLOBAL: &str = r#"#include <Python.h>
+
+#ifndef USE_CACHE
+#define USE_CACHE 1
+#endif
+
+#if USE_CACHE
+static PyObject *cache[4] = {NULL};
+#endif
+static PyObject *last = NULL;
+
+static PyObject *
+remember(PyObject *module, PyObject *arg)
+{
+    PyObject *copy = PyNumber_Long(arg);
+    if (copy == NULL) {
+        return NULL;
+    }
+    Py_XDECREF(last);
+    last = copy;
+#if USE_CACHE
+    if (cache[0] == NULL) {
+        cache[0] = PyLong_FromLong(0);
+    }
+#endif
+    return Py_NewRef(arg);
+}
+
+static PyMethodDef g_methods[] = {
+    {"remember", remember, METH_O, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyModuleDef_Slot g_slots[] = {
+    {0, NULL}
+};
+
+static struct PyModuleDef g_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_g",
+    .m_size = 0,
+    .m_methods = g_methods,
+    .m_slots = g_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__g(void)
+{
+    return PyModuleDef_Init(&g_def);
+}
+"#;
+
+/// A global under `#if` keeps its condition in the state; a global that stores a local (a
+/// reference handed over, or borrowed: not for the fix to guess) stays, with the reason.
+#[test]
+fn fix_stage1_keeps_an_if_around_the_field_and_refuses_a_stored_local() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("_g.c");
+    std::fs::write(&file, GUARDED_GLOBAL).expect("write");
+    let fix = isolint::plan::fix_stage(&analysis_of(dir.path()), 1);
+    match &fix.modules[0].outcome {
+        FixOutcome::Partial(why) => assert!(
+            why.contains("`last` stays a global: `remember` (line 20) stores `copy`"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let new = &fix.files[0].2;
+    assert!(
+        new.contains(
+            "#if USE_CACHE\n    PyObject *cache[4];  /* was the global `cache` */\n#endif\n"
+        ),
+        "{new}"
+    );
+    assert!(new.contains("#if USE_CACHE\n    for (size_t i = 0; i < Py_ARRAY_LENGTH(state->cache); i++) {\n        Py_VISIT(state->cache[i]);"), "{new}");
+    // The `#if` block held only the declaration: it goes with it.
+    assert!(!new.contains("#if USE_CACHE\n#endif"), "{new}");
+    assert!(
+        new.contains("get_g_state(module)->cache[0] = PyLong_FromLong(0);"),
+        "{new}"
+    );
+    std::fs::write(&file, new).expect("write");
+    for py in pythons() {
+        for cache in ["-DUSE_CACHE=1", "-DUSE_CACHE=0"] {
+            build_named(py, dir.path(), "_g", &["-Werror", cache]).expect("it builds");
+        }
+    }
+}
