@@ -22,7 +22,7 @@ use context::PlanCtx;
 use data::PlanReport;
 use stage0::{Edit, Stage0};
 use stage3::Stage3;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -207,7 +207,12 @@ pub fn fix_stage0(analysis: &Analysis) -> FixResult {
 
 /// One stage's edits as a `Stage0`-shaped answer, so every stage shares the driver below,
 /// with what the stage left as it was (one reason a line) when it changed the rest.
-fn stage_edits(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> (Stage0, Option<String>) {
+fn stage_edits(
+    ctx: &PlanCtx,
+    stage: u8,
+    analysis: &Analysis,
+    races_moved: &BTreeSet<String>,
+) -> (Stage0, Option<String>) {
     match stage {
         1 => match stage1::stage1(ctx) {
             Err(why) => (Stage0::Refused(why), None),
@@ -218,6 +223,30 @@ fn stage_edits(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> (Stage0, Option
                 (!s.refused.is_empty()).then(|| s.refused.join("\n")),
             ),
         },
+        3 if races_moved.contains(&ctx.module.name) => {
+            // Moving a lazily filled global into module state leaves its race between threads
+            // of one interpreter, which the rules read only on globals: the verdict after
+            // stage 1 cannot see it, so it cannot lift the GIL.
+            let mut verdict = module_verdict_of(analysis, ctx.module);
+            let gil_was_allowed = verdict.gil_axis.supported == crate::rules::GilLevel::NotUsed;
+            verdict.gil_axis.supported = crate::rules::GilLevel::Used;
+            let left = gil_was_allowed.then(|| {
+                "`Py_mod_gil` is left out: stage 1 moved globals that free-threading rules \
+                 reported as racy (`unlocked-lazy-init`, `unlocked-static-write`) into module \
+                 state, where threads of one interpreter still race on them; guard them \
+                 (`PyMutex`, atomics) and declare it by hand"
+                    .to_string()
+            });
+            let fix = match stage3::stage3(ctx, &verdict) {
+                Stage3::Done => Stage0::Done,
+                Stage3::Edits(edits) => Stage0::Edits(edits),
+                Stage3::Refused(why) => Stage0::Refused(why),
+            };
+            match fix {
+                Stage0::Edits(_) => (fix, left),
+                _ => (fix, None),
+            }
+        }
         _ => (stage_edits_0_3(ctx, stage, analysis), None),
     }
 }
@@ -238,6 +267,27 @@ fn stage_edits_0_3(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> Stage0 {
 
 /// The edits of `stage` (0, 1 or 3) for every module, and the new text of every file they change.
 pub fn fix_stage(analysis: &Analysis, stage: u8) -> FixResult {
+    fix_stage_after(analysis, stage, &BTreeSet::new())
+}
+
+/// The modules whose globals free-threading rules report as racy: moving them into module
+/// state (stage 1) keeps the race, so a later stage 3 of the same run must not lift the GIL.
+pub fn modules_with_racy_globals(analysis: &Analysis) -> BTreeSet<String> {
+    analysis
+        .findings
+        .iter()
+        .filter(|f| matches!(f.name, "unlocked-lazy-init" | "unlocked-static-write"))
+        .filter_map(|f| f.module.clone())
+        .collect()
+}
+
+/// `fix_stage`, for a stage after others of the same run: `races_moved` are the modules
+/// `modules_with_racy_globals` named before the first stage.
+pub fn fix_stage_after(
+    analysis: &Analysis,
+    stage: u8,
+    races_moved: &BTreeSet<String>,
+) -> FixResult {
     let texts = texts(analysis);
     let layouts = Layouts::new(analysis.project.files.iter());
     let mut modules = Vec::new();
@@ -248,7 +298,7 @@ pub fn fix_stage(analysis: &Analysis, stage: u8) -> FixResult {
             continue;
         };
         let ctx = PlanCtx::new(&analysis.project, m, &layouts, &texts);
-        let (fix, left) = stage_edits(&ctx, stage, analysis);
+        let (fix, left) = stage_edits(&ctx, stage, analysis, races_moved);
         let outcome = match fix {
             Stage0::Done => FixOutcome::AlreadyDone,
             Stage0::Edits(es) if es.iter().any(|e| hidden_code(analysis, e.file).is_some()) => {
@@ -393,6 +443,7 @@ pub fn run_fix(args: &FixArgs) -> i32 {
     }
     let mut refused = false;
     let mut changed_by_earlier: std::collections::BTreeSet<String> = Default::default();
+    let mut racy: Option<BTreeSet<String>> = None;
     for &stage in &stages {
         let analysis = match analyze_paths(&args.paths) {
             Ok(a) => a,
@@ -401,7 +452,8 @@ pub fn run_fix(args: &FixArgs) -> i32 {
                 return 2;
             }
         };
-        let mut result = fix_stage(&analysis, stage);
+        let racy = racy.get_or_insert_with(|| modules_with_racy_globals(&analysis));
+        let mut result = fix_stage_after(&analysis, stage, racy);
         if result.modules.is_empty() {
             eprintln!("isolint: no extension module (`PyInit_*`) was found");
         }

@@ -1274,3 +1274,86 @@ fn fix_stage1_keeps_an_if_around_the_field_and_refuses_a_stored_local() {
         }
     }
 }
+
+#[test]
+fn fix_all_does_not_lift_the_gil_over_a_race_it_moved_into_module_state() {
+    // A lazily filled cache races between threads. Stage 1 moves it into module state, where the
+    // rules (which read globals) no longer see it, so stage 3 of the same run must not declare
+    // `Py_MOD_GIL_NOT_USED`; the multiple-interpreters slot is still declared.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("_lazy.c");
+    std::fs::write(
+        &file,
+        r#"#include <Python.h>
+
+static PyObject *greeting = NULL;
+
+static PyObject *
+greet(PyObject *module, PyObject *unused)
+{
+    if (greeting == NULL) {
+        greeting = PyUnicode_InternFromString("hello");
+        if (greeting == NULL) {
+            return NULL;
+        }
+    }
+    return Py_NewRef(greeting);
+}
+
+static PyMethodDef methods[] = {
+    {"greet", greet, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+    {0, NULL},
+};
+
+static struct PyModuleDef def = {
+    PyModuleDef_HEAD_INIT, "_lazy", NULL, 0, methods, slots,
+};
+
+PyMODINIT_FUNC
+PyInit__lazy(void)
+{
+    return PyModuleDef_Init(&def);
+}
+"#,
+    )
+    .expect("write");
+    let before = analysis_of(&file);
+    assert!(
+        before
+            .findings
+            .iter()
+            .any(|f| f.name == "unlocked-lazy-init"),
+        "the fixture has the race"
+    );
+    let args = FixArgs {
+        paths: vec![file.clone()],
+        stage: 0,
+        all: true,
+        apply: true,
+    };
+    run_fix(&args);
+    let fixed = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        fixed.contains("_lazy_state"),
+        "stage 1 moved the cache: {fixed}"
+    );
+    assert!(
+        fixed.contains("Py_mod_multiple_interpreters"),
+        "stage 3 declared isolation: {fixed}"
+    );
+    assert!(!fixed.contains("Py_mod_gil"), "the GIL stays: {fixed}");
+    // A later stage 3 run on its own no longer sees the race (the rules read globals): the
+    // guard within the run is what held it back.
+    let unguarded = isolint::plan::fix_stage(&analysis_of(&file), 3);
+    assert!(
+        unguarded
+            .files
+            .iter()
+            .any(|(_, _, new)| new.contains("Py_MOD_GIL_NOT_USED")),
+        "without the guard stage 3 would declare it"
+    );
+}
