@@ -369,7 +369,12 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 let mut done = self.walk_expansion(written);
                 done.depends_on_arguments = written.contains('#')
                     || done.writes.iter().any(|w| params.contains(&w.target))
-                    || done.calls.iter().any(|c| params.contains(&c.callee));
+                    || done.calls.iter().any(|c| {
+                        params.contains(&c.callee)
+                            || c.args
+                                .iter()
+                                .any(|a| a.ident().is_some_and(|n| params.iter().any(|p| p == n)))
+                    });
                 let done = std::rc::Rc::new(done);
                 self.cx
                     .expansions
