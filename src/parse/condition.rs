@@ -58,6 +58,9 @@ pub struct MacroValues {
     values: HashMap<String, Valued>,
 }
 
+/// A macro's integer value per Python version, later entries winning where they overlap.
+pub type Pieces = Vec<(VersionRange, i64)>;
+
 #[derive(Debug, Clone)]
 enum Valued {
     /// Defined with these values on these versions, later definitions last; every version
@@ -87,6 +90,11 @@ impl MacroValues {
             }
             _ => *entry = Valued::Opaque,
         }
+    }
+    /// A value from a header of the scan, before the file's own `#define`s.
+    pub fn seed(&mut self, name: &str, pieces: &[(VersionRange, i64)]) {
+        self.values
+            .insert(name.to_string(), Valued::Pieces(pieces.to_vec()));
     }
     /// `#undef name`, or a definition the scan cannot follow.
     pub fn forget(&mut self, name: &str) {
@@ -133,6 +141,166 @@ impl MacroValues {
         let last = pieces.last()?.1;
         pieces.iter().all(|p| p.1 == last).then_some(last)
     }
+}
+
+/// The integer values a header gives its macros on every Python, read as the pre-pass reads
+/// them (versions, the default of `#ifndef NAME`, include guards; see
+/// `prepass::value_context_known`): what `#if NAME` in a file that includes it sees. `None`
+/// for a name the header defines some other way (to something not a number, only on some
+/// versions, under a feature test) or undefines. Include guards are left out: they say
+/// nothing to other files, and the header's own `#ifndef` must not read them as defined.
+pub fn header_values(text: &str) -> Vec<(String, Option<Pieces>)> {
+    struct Open {
+        exact: bool,
+        taken: Cond,
+        range: VersionRange,
+        parent: VersionRange,
+        guard: Option<String>,
+        guard_defined: bool,
+        first_branch: bool,
+        /// Directives and lines seen in the first branch after the guard's `#define`.
+        guard_wraps: bool,
+    }
+    let macros = VersionMacros::new();
+    let mut values = MacroValues::default();
+    let mut open: Vec<Open> = Vec::new();
+    let mut guards: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some((word, arg)) = directive(line) else {
+            if let Some(top) = open.last_mut() {
+                if top.guard_defined && !line.trim().is_empty() {
+                    top.guard_wraps = true;
+                }
+            }
+            continue;
+        };
+        if let Some(top) = open.last_mut() {
+            if top.guard_defined && !matches!(word, "endif") {
+                top.guard_wraps = true;
+            }
+        }
+        let parent = open.last().map_or(VersionRange::ALL, |o| o.range);
+        match word {
+            "if" | "ifdef" | "ifndef" => {
+                let expr = match word {
+                    "if" => arg.to_string(),
+                    "ifdef" => format!("defined({arg})"),
+                    _ => format!("!defined({arg})"),
+                };
+                let (cond, exact) = evaluate_with(&expr, &macros, &values);
+                let guard = match word {
+                    "ifndef" => Some(arg.split_whitespace().next().unwrap_or("").to_string()),
+                    "if" => arg
+                        .replace(' ', "")
+                        .strip_prefix("!defined(")
+                        .and_then(|t| t.strip_suffix(')'))
+                        .map(str::to_string),
+                    _ => None,
+                };
+                open.push(Open {
+                    exact: exact && matches!(cond, Cond::Version(_)),
+                    taken: cond,
+                    range: cond.range().intersect(&parent),
+                    parent,
+                    guard,
+                    guard_defined: false,
+                    first_branch: true,
+                    guard_wraps: false,
+                });
+            }
+            "elif" | "else" => {
+                if let Some(top) = open.last_mut() {
+                    let (cond, exact) = if word == "elif" {
+                        evaluate_with(arg, &macros, &values)
+                    } else {
+                        (Cond::Version(VersionRange::ALL), true)
+                    };
+                    let not_taken = match top.taken {
+                        Cond::Version(r) => r.complement(),
+                        Cond::Unknown => VersionRange::ALL,
+                    };
+                    let before_exact = matches!(top.taken, Cond::Version(r)
+                        if r.free_threaded.is_none()
+                            && (r.is_empty() || r.lo == 0 || r.hi == crate::version::UNBOUNDED));
+                    let union_exact = match (top.taken, cond) {
+                        (Cond::Version(a), Cond::Version(b)) => {
+                            word == "else"
+                                || (b.free_threaded.is_none()
+                                    && (a.is_empty()
+                                        || b.is_empty()
+                                        || (a.lo <= b.hi && b.lo <= a.hi)))
+                        }
+                        _ => false,
+                    };
+                    top.exact = top.exact
+                        && exact
+                        && matches!(cond, Cond::Version(_))
+                        && before_exact
+                        && union_exact;
+                    top.range = cond.range().intersect(&not_taken).intersect(&top.parent);
+                    top.taken = match (top.taken, cond) {
+                        (Cond::Version(a), Cond::Version(b)) => Cond::Version(a.hull(&b)),
+                        _ => Cond::Unknown,
+                    };
+                    top.first_branch = false;
+                }
+            }
+            "endif" => {
+                if let Some(top) = open.pop() {
+                    if top.guard_wraps {
+                        guards.extend(top.guard);
+                    }
+                }
+            }
+            "undef" => {
+                let name = arg.split_whitespace().next().unwrap_or("");
+                values.forget(name);
+                names.push(name.to_string());
+            }
+            "define" => {
+                let name_len = arg
+                    .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .unwrap_or(arg.len());
+                let (name, after) = arg.split_at(name_len);
+                if name.is_empty() || after.starts_with('(') {
+                    continue;
+                }
+                let known = open.iter().all(|o| {
+                    o.exact
+                        || (o.first_branch && (o.guard_defined || o.guard.as_deref() == Some(name)))
+                });
+                if known {
+                    values.define(name, Some(parent), integer_body(after));
+                } else {
+                    values.forget(name);
+                }
+                names.push(name.to_string());
+                if let Some(top) = open.last_mut() {
+                    if top.first_branch && top.guard.as_deref() == Some(name) {
+                        top.guard_defined = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // An unterminated guard (a header cut short) is still a guard.
+    guards.extend(
+        open.into_iter()
+            .filter(|o| o.guard_defined)
+            .filter_map(|o| o.guard),
+    );
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| !guards.contains(n))
+        .map(|n| {
+            let value = values.pieces(&n).map(<[_]>::to_vec);
+            (n, value)
+        })
+        .collect()
 }
 
 /// The pieces leave no version undefined (a name defined on some versions only is a
@@ -716,6 +884,36 @@ mod tests {
         assert_eq!(integer_body("1L"), Some(1));
         assert_eq!(integer_body("FOO + 1"), None);
         assert_eq!(integer_body(""), None);
+    }
+
+    #[test]
+    fn values_of_a_header() {
+        let header = "#ifndef CONF_H\n#define CONF_H 1\n#ifndef WITH_X\n#define WITH_X 0\n#endif\n\
+                      #if PY_VERSION_HEX >= 0x030B0000\n#define HEAP 1\n#else\n#define HEAP 0\n#endif\n\
+                      #ifdef _WIN32\n#define WIN 1\n#endif\n#define EXPR (WITH_X + 1)\n#endif\n";
+        let values: HashMap<String, Option<Pieces>> = header_values(header).into_iter().collect();
+        assert!(
+            !values.contains_key("CONF_H"),
+            "an include guard is no value"
+        );
+        assert_eq!(values["WITH_X"], Some(vec![(VersionRange::ALL, 0)]));
+        assert_eq!(
+            values["HEAP"],
+            Some(vec![
+                (VersionRange::at_least(py(3, 11)), 1),
+                (VersionRange::below(py(3, 11)), 0)
+            ])
+        );
+        assert_eq!(values["WIN"], None);
+        assert_eq!(values["EXPR"], None);
+        // Broken headers end.
+        for text in [
+            "#endif\n#else\n#define A 1\n",
+            "#ifndef G\n#define G\nint x;\n",
+            "#if 1/0\n",
+        ] {
+            header_values(text);
+        }
     }
 
     #[test]

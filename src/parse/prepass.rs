@@ -269,6 +269,9 @@ pub fn prepare_with_defines(
         })
         .collect();
     let mut values = MacroValues::default();
+    for (name, value) in project.values() {
+        values.seed(name, value);
+    }
     for (name, _) in build_defines {
         values.forget(name);
     }

@@ -332,6 +332,8 @@ fn macro_values_select_versions() {
     assert_eq!(python("old_python_types"), "<3.11");
     assert_eq!(python("new_python_types"), ">=3.11");
     assert_eq!(python("platform_cache"), "all Python versions");
+    // From the header.
+    assert_eq!(python("legacy_registry"), "<3.12");
 }
 
 #[test]
