@@ -1,6 +1,6 @@
 #!/bin/sh
 # Fills fuzz/corpus/pipeline/ with seeds: every C file under fixtures/ and fuzz/seeds/ (small
-# hostile inputs: recursive macros, CR-only and CRLF-continued files), and the C files of the
+# hostile inputs: recursive macros and macro values, CR-only and CRLF-continued files), and the C files of the
 # development corpus (../shared/corpus/fetch.sh DIR) given as the first argument, if any. Files
 # over 64 KB are left out: libFuzzer truncates its inputs to -max_len anyway, and small seeds
 # keep the executions fast. Seeds are generated, never committed (they belong to their authors).

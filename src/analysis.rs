@@ -116,6 +116,8 @@ struct PreScan {
     /// The hash of the text, when a cache is in use.
     content: Option<u128>,
     macros: Vec<MacroDefinition>,
+    /// A header's macro values (`parse::condition::header_values`).
+    values: Vec<(String, Option<crate::parse::condition::Pieces>)>,
     /// The text may hold a suppression comment; `None`: not read ahead, so unknown.
     suppressions: Option<bool>,
     /// The text read here, kept for the scan so that it does not read and decode the file a
@@ -142,7 +144,7 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
     let want_macros = jobs.len() >= 2;
     let held = std::sync::atomic::AtomicUsize::new(0);
     jobs.par_iter()
-        .map(|(path, _, bytes)| {
+        .map(|(path, kind, bytes)| {
             if !want_macros && cache.is_none() {
                 let size = match bytes {
                     Some(b) => b.len() as u64,
@@ -162,6 +164,11 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
                 _ => None,
             };
             let macros = cached.unwrap_or_else(|| definitions_in(source.text.as_bytes()));
+            let values = if want_macros && *kind == SourceKind::Header {
+                crate::parse::condition::header_values(&source.text)
+            } else {
+                Vec::new()
+            };
             let bytes = source.text.len();
             let keep = held.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes
                 <= HELD_TEXT_BUDGET;
@@ -169,6 +176,7 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
                 bytes: bytes as u64,
                 content,
                 macros,
+                values,
                 suppressions: Some(crate::suppress::may_suppress(&source.text)),
                 source: keep.then_some(source),
             }
@@ -562,6 +570,7 @@ fn memo_key(
 /// each file looks names up, nothing is merged per file.
 fn project_macros(pre: &[PreScan]) -> ProjectMacros {
     ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
+        .with_values(pre.iter().flat_map(|p| p.values.iter().cloned()))
 }
 
 #[derive(Debug, Clone, Serialize)]

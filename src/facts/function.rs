@@ -203,6 +203,7 @@ pub(crate) fn function_facts(
         macro_head,
         references: shrunk(walker.references),
         writes: shrunk(walker.writes),
+        definition_writes: walker.definition_writes,
         calls: shrunk(walker.calls),
         returns: shrunk(walker.returns),
         threading: walker.threading,
@@ -225,7 +226,11 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
     let mut walker = BodyWalker::new(cx, name.clone(), HashSet::default());
     let mut ignored = Vec::new();
     walker.walk(node, &mut ignored);
-    if walker.writes.is_empty() && walker.calls.is_empty() && walker.references.is_empty() {
+    if walker.writes.is_empty()
+        && walker.definition_writes.is_empty()
+        && walker.calls.is_empty()
+        && walker.references.is_empty()
+    {
         return None;
     }
     Some(Function {
@@ -238,6 +243,7 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
         macro_head: None,
         references: walker.references,
         writes: walker.writes,
+        definition_writes: walker.definition_writes,
         calls: walker.calls,
         returns: walker.returns,
         threading: walker.threading,
@@ -289,6 +295,7 @@ struct BodyWalker<'a, 'c> {
     references: Vec<Reference>,
     referenced: HashSet<String>,
     writes: Vec<WriteSite>,
+    definition_writes: Vec<WriteSite>,
     calls: Vec<Call>,
     returns: Vec<Expr>,
     threading: ThreadingFacts,
@@ -318,6 +325,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             references: Vec::new(),
             referenced: HashSet::default(),
             writes: Vec::new(),
+            definition_writes: Vec::new(),
             calls: Vec::new(),
             returns: Vec::new(),
             threading: ThreadingFacts::default(),
@@ -369,7 +377,13 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 let mut done = self.walk_expansion(written);
                 done.depends_on_arguments = written.contains('#')
                     || done.writes.iter().any(|w| params.contains(&w.target))
-                    || done.calls.iter().any(|c| params.contains(&c.callee));
+                    || !done.definition_writes.is_empty()
+                    || done.calls.iter().any(|c| {
+                        params.contains(&c.callee)
+                            || c.args
+                                .iter()
+                                .any(|a| a.ident().is_some_and(|n| params.iter().any(|p| p == n)))
+                    });
                 let done = std::rc::Rc::new(done);
                 self.cx
                     .expansions
@@ -423,6 +437,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             let mut w = w.clone();
             (w.span, w.versions, w.uncertain) = (at, versions, uncertain);
             self.writes.push(w);
+        }
+        for w in &expanded.definition_writes {
+            let mut w = w.clone();
+            (w.span, w.versions, w.uncertain) = (at, versions, uncertain);
+            self.definition_writes.push(w);
         }
         for c in &expanded.calls {
             let mut c = c.clone();
@@ -480,6 +499,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         inner.walk(body_node, &mut ignored);
         ExpandedFacts {
             writes: inner.writes,
+            definition_writes: inner.definition_writes,
             calls: inner.calls,
             references: inner.references,
             depends_on_arguments: false,
@@ -978,6 +998,23 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             return;
         };
         let outer = unwrap(target);
+        if !kind.escapes() {
+            if let Some((object, field)) = method_def_through_object(outer, cx) {
+                self.definition_writes.push(WriteSite {
+                    target: object,
+                    kind: WriteKind::FieldWrite,
+                    field: Some(field),
+                    value,
+                    via_call,
+                    written: written.0,
+                    reads: written.1,
+                    span: cx.span(target),
+                    versions: cx.versions(target),
+                    uncertain: cx.uncertain(target),
+                });
+                return;
+            }
+        }
         if self.locals.contains(&name) {
             // Writing through a local that points at a global writes the global; assigning
             // the local itself does not.
@@ -1036,6 +1073,25 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             uncertain: cx.uncertain(target),
         });
     }
+}
+
+/// `obj->m_ml->ml_meth` (casts and parentheses allowed): a field of the `PyMethodDef` a
+/// builtin function object points at. Returns the text that reaches the table (`obj->m_ml`,
+/// whitespace folded) and the field written.
+fn method_def_through_object(outer: Node, cx: &Cx) -> Option<(String, String)> {
+    if outer.kind_name() != "field_expression" {
+        return None;
+    }
+    let field = cx.text(outer.child_by_field_id(FIELD.field.get())?);
+    let table = unwrap(outer.child_by_field_id(FIELD.argument.get())?);
+    if table.kind_name() != "field_expression"
+        || table
+            .child_by_field_id(FIELD.field.get())
+            .is_none_or(|f| cx.text(f) != "m_ml")
+    {
+        return None;
+    }
+    Some((fold_ws(cx.text(table)), field.to_string()))
 }
 
 /// A name that reads like a macro or an enum constant (`Py_TPFLAGS_DEFAULT`, `BIG_ENDIAN`): a

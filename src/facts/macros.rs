@@ -133,6 +133,7 @@ pub(crate) fn substitute(params: &[String], body: &str, args: &[String]) -> Opti
 #[derive(Debug, Default)]
 pub(crate) struct ExpandedFacts {
     pub writes: Vec<WriteSite>,
+    pub definition_writes: Vec<WriteSite>,
     pub calls: Vec<Call>,
     pub references: Vec<Reference>,
     /// Walked from the body as written, parameters unsubstituted: what it does depends on the

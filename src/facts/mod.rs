@@ -294,6 +294,11 @@ pub struct Function {
     /// with the first place each is used.
     pub references: Vec<Reference>,
     pub writes: Vec<WriteSite>,
+    /// Writes into a definition reached through an object rather than a variable:
+    /// `((PyCFunctionObject *)func)->m_ml->ml_meth = f;` patches the `PyMethodDef` a builtin
+    /// function was made from. `target` is the expression that reaches it (`func->m_ml`).
+    #[serde(default)]
+    pub definition_writes: Vec<WriteSite>,
     pub calls: Vec<Call>,
     pub returns: Vec<Expr>,
     /// What free-threading rules read: critical sections, uniqueness tests, null-guarded

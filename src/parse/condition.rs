@@ -49,6 +49,288 @@ impl Cond {
 /// `#if PY_MAJOR_VERSION >= 3`. Testing them is testing the version.
 pub type VersionMacros = HashMap<String, VersionRange>;
 
+/// Object-like macros with integer values the file gives them, per Python version: `#define
+/// USE_STATIC_TYPES 1` in the `#else` of `#if PY_VERSION_HEX >= 0x030B0000` (which defines it
+/// `0`), or the default of `#ifndef WITH_CACHE` / `#define WITH_CACHE 0`. `#if WITH_CACHE`
+/// then selects versions, not "unknown".
+#[derive(Debug, Clone, Default)]
+pub struct MacroValues {
+    values: HashMap<String, Valued>,
+}
+
+/// A macro's integer value per Python version, later entries winning where they overlap.
+pub type Pieces = Vec<(VersionRange, i64)>;
+
+#[derive(Debug, Clone)]
+enum Valued {
+    /// Defined with these values on these versions, later definitions last; every version
+    /// is covered (else the name is `Opaque`).
+    Pieces(Vec<(VersionRange, i64)>),
+    /// Defined or undefined where the versions do not tell, or to something not a number.
+    Opaque,
+}
+
+/// At most this many definitions of one name are followed; more make it `Opaque`.
+const MAX_PIECES: usize = 16;
+
+impl MacroValues {
+    /// `#define name value` on `range` (`value` is `None` when the body is no integer or the
+    /// branch is not one the versions decide).
+    pub fn define(&mut self, name: &str, range: Option<VersionRange>, value: Option<i64>) {
+        let entry = self
+            .values
+            .entry(name.to_string())
+            .or_insert(Valued::Pieces(Vec::new()));
+        match (range, value, &mut *entry) {
+            (Some(r), _, _) if r.is_empty() => {}
+            (Some(r), Some(v), Valued::Pieces(pieces))
+                if r.free_threaded.is_none() && pieces.len() < MAX_PIECES =>
+            {
+                pieces.push((r, v));
+            }
+            _ => *entry = Valued::Opaque,
+        }
+    }
+    /// A value from a header of the scan, before the file's own `#define`s.
+    pub fn seed(&mut self, name: &str, pieces: &[(VersionRange, i64)]) {
+        self.values
+            .insert(name.to_string(), Valued::Pieces(pieces.to_vec()));
+    }
+    /// `#undef name`, or a definition the scan cannot follow.
+    pub fn forget(&mut self, name: &str) {
+        self.values.insert(name.to_string(), Valued::Opaque);
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    /// The value on every version: `Err` when unknown somewhere.
+    fn pieces(&self, name: &str) -> Option<&[(VersionRange, i64)]> {
+        match self.values.get(name)? {
+            Valued::Pieces(p) if covers_all(p) => Some(p),
+            _ => None,
+        }
+    }
+    /// The versions on which `name` is nonzero, when it is one range (the empty one included).
+    fn truthy(&self, name: &str) -> Option<VersionRange> {
+        let pieces = self.pieces(name)?;
+        let mut cuts: Vec<u16> = pieces.iter().flat_map(|(r, _)| [r.lo, r.hi]).collect();
+        cuts.push(0);
+        cuts.push(crate::version::UNBOUNDED);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut truthy = VersionRange::EMPTY;
+        for w in cuts.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            let value = pieces
+                .iter()
+                .rev()
+                .find(|(r, _)| r.lo <= lo && hi <= r.hi)
+                .map(|p| p.1)?;
+            if value != 0 {
+                if !truthy.is_empty() && truthy.hi != lo {
+                    return None;
+                }
+                truthy = VersionRange::new(if truthy.is_empty() { lo } else { truthy.lo }, hi);
+            }
+        }
+        Some(truthy)
+    }
+    /// The value, when every version gives the same.
+    fn constant(&self, name: &str) -> Option<i64> {
+        let pieces = self.pieces(name)?;
+        let last = pieces.last()?.1;
+        pieces.iter().all(|p| p.1 == last).then_some(last)
+    }
+}
+
+/// The integer values a header gives its macros on every Python, read as the pre-pass reads
+/// them (versions, the default of `#ifndef NAME`, include guards; see
+/// `prepass::value_context_known`): what `#if NAME` in a file that includes it sees. `None`
+/// for a name the header defines some other way (to something not a number, only on some
+/// versions, under a feature test) or undefines. Include guards are left out: they say
+/// nothing to other files, and the header's own `#ifndef` must not read them as defined.
+pub fn header_values(text: &str) -> Vec<(String, Option<Pieces>)> {
+    struct Open {
+        exact: bool,
+        taken: Cond,
+        range: VersionRange,
+        parent: VersionRange,
+        guard: Option<String>,
+        guard_defined: bool,
+        first_branch: bool,
+        /// Directives and lines seen in the first branch after the guard's `#define`.
+        guard_wraps: bool,
+    }
+    let macros = VersionMacros::new();
+    let mut values = MacroValues::default();
+    let mut open: Vec<Open> = Vec::new();
+    let mut guards: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some((word, arg)) = directive(line) else {
+            if let Some(top) = open.last_mut() {
+                if top.guard_defined && !line.trim().is_empty() {
+                    top.guard_wraps = true;
+                }
+            }
+            continue;
+        };
+        if let Some(top) = open.last_mut() {
+            if top.guard_defined && !matches!(word, "endif") {
+                top.guard_wraps = true;
+            }
+        }
+        let parent = open.last().map_or(VersionRange::ALL, |o| o.range);
+        match word {
+            "if" | "ifdef" | "ifndef" => {
+                let expr = match word {
+                    "if" => arg.to_string(),
+                    "ifdef" => format!("defined({arg})"),
+                    _ => format!("!defined({arg})"),
+                };
+                let (cond, exact) = evaluate_with(&expr, &macros, &values);
+                let guard = match word {
+                    "ifndef" => Some(arg.split_whitespace().next().unwrap_or("").to_string()),
+                    "if" => arg
+                        .replace(' ', "")
+                        .strip_prefix("!defined(")
+                        .and_then(|t| t.strip_suffix(')'))
+                        .map(str::to_string),
+                    _ => None,
+                };
+                open.push(Open {
+                    exact: exact && matches!(cond, Cond::Version(_)),
+                    taken: cond,
+                    range: cond.range().intersect(&parent),
+                    parent,
+                    guard,
+                    guard_defined: false,
+                    first_branch: true,
+                    guard_wraps: false,
+                });
+            }
+            "elif" | "else" => {
+                if let Some(top) = open.last_mut() {
+                    let (cond, exact) = if word == "elif" {
+                        evaluate_with(arg, &macros, &values)
+                    } else {
+                        (Cond::Version(VersionRange::ALL), true)
+                    };
+                    let not_taken = match top.taken {
+                        Cond::Version(r) => r.complement(),
+                        Cond::Unknown => VersionRange::ALL,
+                    };
+                    let before_exact = matches!(top.taken, Cond::Version(r)
+                        if r.free_threaded.is_none()
+                            && (r.is_empty() || r.lo == 0 || r.hi == crate::version::UNBOUNDED));
+                    let union_exact = match (top.taken, cond) {
+                        (Cond::Version(a), Cond::Version(b)) => {
+                            word == "else"
+                                || (b.free_threaded.is_none()
+                                    && (a.is_empty()
+                                        || b.is_empty()
+                                        || (a.lo <= b.hi && b.lo <= a.hi)))
+                        }
+                        _ => false,
+                    };
+                    top.exact = top.exact
+                        && exact
+                        && matches!(cond, Cond::Version(_))
+                        && before_exact
+                        && union_exact;
+                    top.range = cond.range().intersect(&not_taken).intersect(&top.parent);
+                    top.taken = match (top.taken, cond) {
+                        (Cond::Version(a), Cond::Version(b)) => Cond::Version(a.hull(&b)),
+                        _ => Cond::Unknown,
+                    };
+                    top.first_branch = false;
+                }
+            }
+            "endif" => {
+                if let Some(top) = open.pop() {
+                    if top.guard_wraps {
+                        guards.extend(top.guard);
+                    }
+                }
+            }
+            "undef" => {
+                let name = arg.split_whitespace().next().unwrap_or("");
+                values.forget(name);
+                names.push(name.to_string());
+            }
+            "define" => {
+                let name_len = arg
+                    .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .unwrap_or(arg.len());
+                let (name, after) = arg.split_at(name_len);
+                if name.is_empty() || after.starts_with('(') {
+                    continue;
+                }
+                let known = open.iter().all(|o| {
+                    o.exact
+                        || (o.first_branch && (o.guard_defined || o.guard.as_deref() == Some(name)))
+                });
+                if known {
+                    values.define(name, Some(parent), integer_body(after));
+                } else {
+                    values.forget(name);
+                }
+                names.push(name.to_string());
+                if let Some(top) = open.last_mut() {
+                    if top.first_branch && top.guard.as_deref() == Some(name) {
+                        top.guard_defined = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // An unterminated guard (a header cut short) is still a guard.
+    guards.extend(
+        open.into_iter()
+            .filter(|o| o.guard_defined)
+            .filter_map(|o| o.guard),
+    );
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| !guards.contains(n))
+        .map(|n| {
+            let value = values.pieces(&n).map(<[_]>::to_vec);
+            (n, value)
+        })
+        .collect()
+}
+
+/// The pieces leave no version undefined (a name defined on some versions only is a
+/// [`VersionMacros`] entry, read as before).
+fn covers_all(pieces: &[(VersionRange, i64)]) -> bool {
+    let mut at = 0u16;
+    loop {
+        match pieces
+            .iter()
+            .filter(|(r, _)| r.lo <= at && at < r.hi)
+            .map(|(r, _)| r.hi)
+            .max()
+        {
+            Some(hi) if hi == crate::version::UNBOUNDED => return true,
+            Some(hi) => at = hi,
+            None => return false,
+        }
+    }
+}
+
+/// The integer a macro body stands for: `0`, `(1)`, `0x10`, `1L`.
+pub fn integer_body(body: &str) -> Option<i64> {
+    let toks = lex(body)?;
+    match toks.as_slice() {
+        [Token::Num(n)] => Some(*n),
+        [Token::Op("("), Token::Num(n), Token::Op(")")] => Some(*n),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Ident(String),
@@ -146,6 +428,10 @@ struct Parser<'a> {
     toks: Vec<Token>,
     pos: usize,
     macros: &'a VersionMacros,
+    values: &'a MacroValues,
+    /// Something the versions do not decide was folded into the result (`HAVE_X &&
+    /// PY_VERSION_HEX >= ...` is read as its version test): the result is an upper bound.
+    inexact: bool,
 }
 
 impl Parser<'_> {
@@ -173,7 +459,7 @@ impl Parser<'_> {
         let mut left = self.and_expr()?;
         while self.eat_op("||") {
             let right = self.and_expr()?;
-            left = Value::Cond(left.cond().or(right.cond()));
+            left = Value::Cond(self.note(left.cond().or(right.cond()), left, right));
         }
         Some(left)
     }
@@ -181,9 +467,18 @@ impl Parser<'_> {
         let mut left = self.cmp_expr()?;
         while self.eat_op("&&") {
             let right = self.cmp_expr()?;
-            left = Value::Cond(left.cond().and(right.cond()));
+            left = Value::Cond(self.note(left.cond().and(right.cond()), left, right));
         }
         Some(left)
+    }
+    /// `result` of `&&` / `||`: it is known while one side was unknown, so it only bounds
+    /// the versions.
+    fn note(&mut self, result: Cond, left: Value, right: Value) -> Cond {
+        let unknown = |v: Value| matches!(v.cond(), Cond::Unknown);
+        if matches!(result, Cond::Version(_)) && (unknown(left) || unknown(right)) {
+            self.inexact = true;
+        }
+        result
     }
     fn cmp_expr(&mut self) -> Option<Value> {
         let left = self.unary()?;
@@ -249,7 +544,11 @@ impl Parser<'_> {
                     "PY_VERSION_HEX" => Value::VersionVar(VersionVar::Hex),
                     "PY_MAJOR_VERSION" => Value::VersionVar(VersionVar::Major),
                     "PY_MINOR_VERSION" => Value::VersionVar(VersionVar::Minor),
-                    _ => Value::Cond(self.macro_cond(&name)),
+                    _ => match (self.values.constant(&name), self.values.truthy(&name)) {
+                        (Some(n), _) => Value::Num(n),
+                        (None, Some(r)) => Value::Cond(Cond::Version(r)),
+                        (None, None) => Value::Cond(self.macro_cond(&name)),
+                    },
                 })
             }
             Token::Op(_) => None,
@@ -259,6 +558,10 @@ impl Parser<'_> {
         // The free-threaded build defines it (3.13+): `#ifdef Py_GIL_DISABLED`.
         if name == "Py_GIL_DISABLED" {
             return Cond::Version(VersionRange::build(true));
+        }
+        // Given a value on every version: defined everywhere.
+        if self.values.pieces(name).is_some() {
+            return Cond::Version(VersionRange::ALL);
         }
         match self.macros.get(name) {
             Some(range) => Cond::Version(*range),
@@ -419,20 +722,28 @@ pub fn collect_version_macros(text: &str, macros: &mut VersionMacros) {
 
 /// Evaluates the text after `#if` / `#elif`.
 pub fn evaluate(expr: &str, macros: &VersionMacros) -> Cond {
+    evaluate_with(expr, macros, &MacroValues::default()).0
+}
+
+/// [`evaluate`], with the values of the file's macros; also says whether the result is exact
+/// (`false` when part of the condition was unknown and left out).
+pub fn evaluate_with(expr: &str, macros: &VersionMacros, values: &MacroValues) -> (Cond, bool) {
     let Some(toks) = lex(expr) else {
-        return Cond::Unknown;
+        return (Cond::Unknown, false);
     };
     if toks.is_empty() {
-        return Cond::Unknown;
+        return (Cond::Unknown, false);
     }
     let mut parser = Parser {
         toks,
         pos: 0,
         macros,
+        values,
+        inexact: false,
     };
     match parser.or_expr() {
-        Some(v) if parser.pos >= parser.toks.len() => v.cond(),
-        _ => Cond::Unknown,
+        Some(v) if parser.pos >= parser.toks.len() => (v.cond(), !parser.inexact),
+        _ => (Cond::Unknown, false),
     }
 }
 
@@ -506,6 +817,103 @@ mod tests {
             evaluate("defined(PY3K)", &macros),
             Cond::Version(VersionRange::at_least(py(3, 0)))
         );
+    }
+
+    #[test]
+    fn macro_values() {
+        let mut values = MacroValues::default();
+        let macros = VersionMacros::new();
+        let eval = |text: &str, values: &MacroValues| evaluate_with(text, &macros, values).0;
+        // `#if PY_VERSION_HEX >= 0x030B0000` / `#define X 1` / `#else` / `#define X 0`.
+        values.define("X", Some(VersionRange::at_least(py(3, 11))), Some(1));
+        values.define("X", Some(VersionRange::below(py(3, 11))), Some(0));
+        assert_eq!(
+            eval("X", &values),
+            Cond::Version(VersionRange::at_least(py(3, 11)))
+        );
+        assert_eq!(
+            eval("!X", &values),
+            Cond::Version(VersionRange::below(py(3, 11)))
+        );
+        assert_eq!(
+            eval("defined(X)", &values),
+            Cond::Version(VersionRange::ALL)
+        );
+        // A default, then a comparison on it.
+        values.define("LEVEL", Some(VersionRange::ALL), Some(2));
+        assert_eq!(
+            eval("LEVEL >= 3", &values),
+            Cond::Version(VersionRange::EMPTY)
+        );
+        assert_eq!(
+            eval("LEVEL == 2", &values),
+            Cond::Version(VersionRange::ALL)
+        );
+        // Redefined on part of the versions: the later definition wins there.
+        values.define("LEVEL", Some(VersionRange::at_least(py(3, 13))), Some(0));
+        assert_eq!(
+            eval("LEVEL", &values),
+            Cond::Version(VersionRange::below(py(3, 13)))
+        );
+        // Undefined, not a number, or defined on some versions only: unknown.
+        values.forget("X");
+        assert_eq!(eval("X", &values), Cond::Unknown);
+        values.define("EXPR", Some(VersionRange::ALL), None);
+        assert_eq!(eval("EXPR", &values), Cond::Unknown);
+        values.define("SOME", Some(VersionRange::at_least(py(3, 12))), Some(0));
+        assert_eq!(eval("SOME", &values), Cond::Unknown);
+        // Nonzero on two separate ranges is no single range: taken as "may compile".
+        values.define("GAP", Some(VersionRange::ALL), Some(1));
+        values.define("GAP", Some(VersionRange::new(py(3, 9), py(3, 11))), Some(0));
+        assert_eq!(eval("GAP", &values), Cond::Version(VersionRange::ALL));
+        // Exactness: a feature test folded into a version test bounds it only.
+        assert!(!evaluate_with("HAVE_X && PY_VERSION_HEX >= 0x030B0000", &macros, &values).1);
+        assert!(evaluate_with("PY_VERSION_HEX >= 0x030B0000", &macros, &values).1);
+        // Hostile numbers and operators end as unknown.
+        for text in [
+            "1/0",
+            "99999999999999999999999",
+            "1 % 0",
+            "X X",
+            "(((",
+            "0x",
+        ] {
+            assert_eq!(eval(text, &values), Cond::Unknown, "{text}");
+        }
+        assert_eq!(integer_body(" (0x10) "), Some(16));
+        assert_eq!(integer_body("1L"), Some(1));
+        assert_eq!(integer_body("FOO + 1"), None);
+        assert_eq!(integer_body(""), None);
+    }
+
+    #[test]
+    fn values_of_a_header() {
+        let header = "#ifndef CONF_H\n#define CONF_H 1\n#ifndef WITH_X\n#define WITH_X 0\n#endif\n\
+                      #if PY_VERSION_HEX >= 0x030B0000\n#define HEAP 1\n#else\n#define HEAP 0\n#endif\n\
+                      #ifdef _WIN32\n#define WIN 1\n#endif\n#define EXPR (WITH_X + 1)\n#endif\n";
+        let values: HashMap<String, Option<Pieces>> = header_values(header).into_iter().collect();
+        assert!(
+            !values.contains_key("CONF_H"),
+            "an include guard is no value"
+        );
+        assert_eq!(values["WITH_X"], Some(vec![(VersionRange::ALL, 0)]));
+        assert_eq!(
+            values["HEAP"],
+            Some(vec![
+                (VersionRange::at_least(py(3, 11)), 1),
+                (VersionRange::below(py(3, 11)), 0)
+            ])
+        );
+        assert_eq!(values["WIN"], None);
+        assert_eq!(values["EXPR"], None);
+        // Broken headers end.
+        for text in [
+            "#endif\n#else\n#define A 1\n",
+            "#ifndef G\n#define G\nint x;\n",
+            "#if 1/0\n",
+        ] {
+            header_values(text);
+        }
     }
 
     #[test]

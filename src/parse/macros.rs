@@ -302,6 +302,9 @@ pub struct ProjectMacros {
     /// By the name's bytes: the pre-pass looks up every identifier of every file as it is.
     roles: FxHashMap<Box<[u8]>, Role>,
     definitions: FxHashMap<String, MacroDefinition>,
+    /// Integer values the scan's headers give macros on every Python (see
+    /// [`super::condition::header_values`]); names two headers disagree on are left out.
+    values: FxHashMap<String, super::condition::Pieces>,
     fingerprint: u64,
 }
 
@@ -354,8 +357,50 @@ impl ProjectMacros {
                 .map(|(name, role)| (name.into_bytes().into_boxed_slice(), role))
                 .collect(),
             definitions: by_name,
+            values: FxHashMap::default(),
             fingerprint: fingerprint.digest(),
         }
+    }
+
+    /// Adds the values of the scan's headers: `(name, value)` per header and name, `None` for
+    /// a name a header defines without a value the versions decide.
+    pub fn with_values(
+        mut self,
+        values: impl IntoIterator<Item = (String, Option<super::condition::Pieces>)>,
+    ) -> Self {
+        let mut merged: FxHashMap<String, Option<super::condition::Pieces>> = FxHashMap::default();
+        for (name, value) in values {
+            merged
+                .entry(name)
+                .and_modify(|v| {
+                    if *v != value {
+                        *v = None;
+                    }
+                })
+                .or_insert(value);
+        }
+        let mut known: Vec<(String, super::condition::Pieces)> = merged
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect();
+        known.sort_unstable();
+        let mut fingerprint = xxhash_rust::xxh3::Xxh3::new();
+        fingerprint.update(&self.fingerprint.to_le_bytes());
+        for (name, pieces) in &known {
+            fingerprint.update(name.as_bytes());
+            for (range, value) in pieces {
+                fingerprint.update(format!("{range:?}").as_bytes());
+                fingerprint.update(&value.to_le_bytes());
+            }
+        }
+        self.fingerprint = fingerprint.digest();
+        self.values = known.into_iter().collect();
+        self
+    }
+
+    /// The value every Python gives `name` in the scan's headers.
+    pub fn values(&self) -> impl Iterator<Item = (&str, &[(crate::version::VersionRange, i64)])> {
+        self.values.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
     }
 
     pub fn role(&self, name: &str) -> Option<Role> {
@@ -372,7 +417,7 @@ impl ProjectMacros {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.roles.is_empty()
+        self.roles.is_empty() && self.values.is_empty()
     }
 
     /// Changes whenever any definition does: part of the facts cache key.

@@ -3,7 +3,7 @@
 //! same length, so every byte offset (and so every line and column) still points into the
 //! original file. It also records which Python versions compile each `#if` branch.
 
-use super::condition::{evaluate, Cond, VersionMacros};
+use super::condition::{evaluate_with, integer_body, Cond, MacroValues, VersionMacros};
 use super::lexer::{tokenize, Tok, TokKind};
 use super::macros::{definitions_in, ProjectMacros, Role};
 use crate::version::{py, VersionRange};
@@ -138,6 +138,50 @@ struct OpenBlock {
     /// Union of the conditions of the branches so far, for the next `#else`.
     taken: Cond,
     parent_range: VersionRange,
+    /// The versions alone decide the current branch (and, for an `#else`, every branch
+    /// before it): a `#define` inside gives its value on those versions.
+    exact: bool,
+    /// `#ifndef NAME` / `#if !defined(NAME)`: the default of `NAME` (its `#define` inside)
+    /// or an include guard.
+    guard: Option<String>,
+    /// Still in the first branch, and it began with `#define` of the guarded name: an include
+    /// guard, which decides nothing about what the header defines.
+    guard_defined: bool,
+    first_branch: bool,
+}
+
+/// `NAME` of `#ifndef NAME` or `#if !defined(NAME)`.
+fn guarded_name(word: &str, rest: &str) -> Option<String> {
+    let text: String = rest
+        .split("/*")
+        .next()
+        .unwrap_or("")
+        .split("//")
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let name = match word {
+        "ifndef" => text.as_str(),
+        "if" => text
+            .strip_prefix("!defined(")
+            .and_then(|t| t.strip_suffix(')'))
+            .or_else(|| text.strip_prefix("!defined"))?,
+        _ => return None,
+    };
+    let ident = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    ident.then(|| name.to_string())
+}
+
+/// A `#define` of `name` here gives its value: every open branch is decided by the versions
+/// alone, is the default branch of `name` itself, or is inside an include guard.
+fn value_context_known(open: &[OpenBlock], name: &str) -> bool {
+    open.iter().all(|ob| {
+        ob.exact || (ob.first_branch && (ob.guard_defined || ob.guard.as_deref() == Some(name)))
+    })
 }
 
 fn directive_word(text: &[u8]) -> (&str, &str) {
@@ -224,6 +268,13 @@ pub fn prepare_with_defines(
             (name.clone(), range)
         })
         .collect();
+    let mut values = MacroValues::default();
+    for (name, value) in project.values() {
+        values.seed(name, value);
+    }
+    for (name, _) in build_defines {
+        values.forget(name);
+    }
     let mut prev_sig: Option<u8> = None;
     // `prev_sig` forgets across directives; a function head followed by `#if` before its `{`
     // does not.
@@ -246,11 +297,20 @@ pub fn prepare_with_defines(
                 let parent_range = open.last().map_or(VersionRange::ALL, current_range);
                 match word {
                     "if" | "ifdef" | "ifndef" => {
-                        let cond = match word {
-                            "if" => evaluate(rest, &macros),
-                            "ifdef" => evaluate(&format!("defined({})", rest.trim()), &macros),
-                            _ => evaluate(&format!("!defined({})", rest.trim()), &macros),
+                        let (cond, exact) = match word {
+                            "if" => evaluate_with(rest, &macros, &values),
+                            "ifdef" => evaluate_with(
+                                &format!("defined({})", rest.trim()),
+                                &macros,
+                                &values,
+                            ),
+                            _ => evaluate_with(
+                                &format!("!defined({})", rest.trim()),
+                                &macros,
+                                &values,
+                            ),
                         };
+                        let exact = exact && matches!(cond, Cond::Version(_));
                         let range = cond.range().intersect(&parent_range);
                         open.push(OpenBlock {
                             block: Block {
@@ -270,6 +330,10 @@ pub fn prepare_with_defines(
                             context_after_first: None,
                             taken: cond,
                             parent_range,
+                            exact,
+                            guard: guarded_name(word, rest),
+                            guard_defined: false,
+                            first_branch: true,
                         });
                     }
                     "elif" | "else" => {
@@ -282,11 +346,34 @@ pub fn prepare_with_defines(
                                 Cond::Version(r) => r.complement(),
                                 Cond::Unknown => VersionRange::ALL,
                             };
-                            let cond = if word == "elif" {
-                                evaluate(rest, &macros)
+                            let (cond, exact) = if word == "elif" {
+                                let (cond, exact) = evaluate_with(rest, &macros, &values);
+                                (cond, exact && matches!(cond, Cond::Version(_)))
                             } else {
-                                Cond::Unknown
+                                (Cond::Unknown, true)
                             };
+                            // The branch's versions are exact when the earlier branches'
+                            // union and its complement are single ranges.
+                            let before_exact = match ob.taken {
+                                Cond::Version(r) => {
+                                    r.free_threaded.is_none()
+                                        && (r.is_empty()
+                                            || r.lo == 0
+                                            || r.hi == crate::version::UNBOUNDED)
+                                }
+                                Cond::Unknown => false,
+                            };
+                            let union_exact = match (ob.taken, cond) {
+                                (Cond::Version(a), Cond::Version(b)) => {
+                                    b.free_threaded.is_none()
+                                        && (a.is_empty()
+                                            || b.is_empty()
+                                            || (a.lo <= b.hi && b.lo <= a.hi))
+                                }
+                                _ => word == "else",
+                            };
+                            ob.exact = ob.exact && exact && before_exact && union_exact;
+                            ob.first_branch = false;
                             let own = cond.range().intersect(&not_taken);
                             ob.taken = match (ob.taken, cond) {
                                 (Cond::Version(a), Cond::Version(b)) => Cond::Version(a.hull(&b)),
@@ -316,8 +403,33 @@ pub fn prepare_with_defines(
                             blocks.push(ob.block);
                         }
                     }
+                    "undef" => {
+                        let name: String = rest
+                            .trim_start()
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        values.forget(&name);
+                    }
                     "define" => {
                         let range = parent_range;
+                        let text = rest.trim_start();
+                        let name_len = text
+                            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                            .unwrap_or(text.len());
+                        let (name, after) = text.split_at(name_len);
+                        if !name.is_empty() && !after.starts_with('(') {
+                            if value_context_known(&open, name) {
+                                values.define(name, Some(range), integer_body(after));
+                            } else {
+                                values.forget(name);
+                            }
+                            if let Some(ob) = open.last_mut() {
+                                if ob.first_branch && ob.guard.as_deref() == Some(name) {
+                                    ob.guard_defined = true;
+                                }
+                            }
+                        }
                         if !range.is_all() {
                             let name: String = rest
                                 .trim_start()

@@ -54,6 +54,8 @@ fn check(ctx: &mut Ctx) {
             || ctx.layouts.is_static_object(v)
             // A lock is written by locking it, through its address.
             || super::free_threading::is_lock_type(&v.type_name)
+            // CPython writes the interned string's index into it (py-identifier says so).
+            || super::py_identifier::is_identifier_type(&v.type_name)
         {
             continue;
         }

@@ -78,9 +78,10 @@ fn check(ctx: &mut Ctx) {
         {
             continue;
         }
-        // Definition tables and C-API tables have rules of their own.
+        // Definition tables, C-API tables and `_Py_Identifier`s have rules of their own.
         if is_definition_table(&v.type_name)
             || bare_type(&v.type_name) == "Py_tss_t"
+            || super::py_identifier::is_identifier_type(&v.type_name)
             || global_role(ctx, g) == GlobalRole::CapiTable
         {
             continue;

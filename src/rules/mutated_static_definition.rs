@@ -7,6 +7,12 @@ declare_rule! {
     /// `PyMethodDef[]`, `PyTypeObject`, `PyType_Spec` or slot array, e.g. `def.m_name = name;`,
     /// `Foo_Type.tp_new = PyType_GenericNew;` or patching `ml_meth` in a method table.
     ///
+    /// Definitions the module does not own count too: the `PyMethodDef` behind a function
+    /// object (`((PyCFunctionObject *)func)->m_ml->ml_meth = replacement;`, numpy's
+    /// `add_docstring` writing `ml_doc`) and the slots of CPython's static types
+    /// (`PyFloat_Type.tp_repr = my_repr;`: a type CPython's headers export, which the scan does
+    /// not declare).
+    ///
     /// A fixed value (a C constant, the address of a static: `Foo_Type.tp_base =
     /// &PyBaseObject_Type;`) stored into a static type while the module initialises is not a
     /// finding of its own: the type's `static-type-object` finding already says the object is
@@ -104,5 +110,169 @@ fn check(ctx: &mut Ctx) {
             let help = "set the value in the static initializer, or on the object created from the definition".to_string();
             ctx.report(at, Some(&v.name), Some(function), message, help);
         }
+    }
+    shared_definitions_of_cpython(ctx);
+}
+
+/// The static types CPython's headers export (`PyAPI_DATA(PyTypeObject)`, 3.13): sorted.
+const CPYTHON_STATIC_TYPES: &[&str] = &[
+    "PyAsyncGen_Type",
+    "PyBaseObject_Type",
+    "PyBool_Type",
+    "PyByteArrayIter_Type",
+    "PyByteArray_Type",
+    "PyBytesIter_Type",
+    "PyBytes_Type",
+    "PyCFunction_Type",
+    "PyCMethod_Type",
+    "PyCallIter_Type",
+    "PyCapsule_Type",
+    "PyCell_Type",
+    "PyClassMethodDescr_Type",
+    "PyClassMethod_Type",
+    "PyCode_Type",
+    "PyComplex_Type",
+    "PyContextToken_Type",
+    "PyContextVar_Type",
+    "PyContext_Type",
+    "PyCoro_Type",
+    "PyDictItems_Type",
+    "PyDictIterItem_Type",
+    "PyDictIterKey_Type",
+    "PyDictIterValue_Type",
+    "PyDictKeys_Type",
+    "PyDictProxy_Type",
+    "PyDictRevIterItem_Type",
+    "PyDictRevIterKey_Type",
+    "PyDictRevIterValue_Type",
+    "PyDictValues_Type",
+    "PyDict_Type",
+    "PyEllipsis_Type",
+    "PyEnum_Type",
+    "PyFilter_Type",
+    "PyFloat_Type",
+    "PyFrameLocalsProxy_Type",
+    "PyFrame_Type",
+    "PyFrozenSet_Type",
+    "PyFunction_Type",
+    "PyGen_Type",
+    "PyGetSetDescr_Type",
+    "PyInstanceMethod_Type",
+    "PyListIter_Type",
+    "PyListRevIter_Type",
+    "PyList_Type",
+    "PyLongRangeIter_Type",
+    "PyLong_Type",
+    "PyMap_Type",
+    "PyMemberDescr_Type",
+    "PyMemoryView_Type",
+    "PyMethodDescr_Type",
+    "PyMethod_Type",
+    "PyModuleDef_Type",
+    "PyModule_Type",
+    "PyODictItems_Type",
+    "PyODictIter_Type",
+    "PyODictKeys_Type",
+    "PyODictValues_Type",
+    "PyODict_Type",
+    "PyPickleBuffer_Type",
+    "PyProperty_Type",
+    "PyRangeIter_Type",
+    "PyRange_Type",
+    "PyReversed_Type",
+    "PySeqIter_Type",
+    "PySetIter_Type",
+    "PySet_Type",
+    "PySlice_Type",
+    "PyStaticMethod_Type",
+    "PyStdPrinter_Type",
+    "PySuper_Type",
+    "PyTraceBack_Type",
+    "PyTupleIter_Type",
+    "PyTuple_Type",
+    "PyType_Type",
+    "PyUnicodeIter_Type",
+    "PyUnicode_Type",
+    "PyWrapperDescr_Type",
+    "PyZip_Type",
+    "_PyAsyncGenASend_Type",
+    "_PyNone_Type",
+    "_PyNotImplemented_Type",
+    "_PyUnion_Type",
+];
+
+fn cpython_type_name(name: &str) -> bool {
+    CPYTHON_STATIC_TYPES.binary_search(&name).is_ok()
+}
+
+/// Writes into definitions the module does not own: the `PyMethodDef` behind a builtin
+/// function object (`func->m_ml->ml_meth = f;`), the slots of CPython's static types
+/// (`PyFloat_Type.tp_repr = f;`). Every interpreter shares them.
+fn shared_definitions_of_cpython(ctx: &mut Ctx) {
+    let project = ctx.project;
+    let declared = |name: &str| {
+        project
+            .files
+            .iter()
+            .any(|f| f.variables.iter().any(|v| v.name == name))
+    };
+    let mut found = Vec::new();
+    for &fi in &ctx.module.files {
+        for f in &project.files[fi].functions {
+            let mut seen: Vec<(&str, &str)> = Vec::new();
+            for w in &f.definition_writes {
+                let field = w.field.as_deref().unwrap_or("?");
+                if w.versions.python2_only() || seen.contains(&(w.target.as_str(), field)) {
+                    continue;
+                }
+                seen.push((w.target.as_str(), field));
+                let message = format!(
+                    "`{}->{field}` is written in `{}`: it patches the `PyMethodDef` a function object was made from, which may be another module's or a builtin's, shared by every interpreter",
+                    w.target, f.name
+                );
+                found.push((fi, f, w, Some(format!("m_ml->{field}")), message));
+            }
+            for w in &f.writes {
+                let Some(field) = w.field.as_deref().filter(|f| f.starts_with("tp_")) else {
+                    continue;
+                };
+                if w.kind.escapes()
+                    || w.versions.python2_only()
+                    || !cpython_type_name(&w.target)
+                    || seen.contains(&(w.target.as_str(), field))
+                    || declared(&w.target)
+                {
+                    continue;
+                }
+                seen.push((w.target.as_str(), field));
+                let message = format!(
+                    "`{}.{field}` is written in `{}`: `{}` is a static type of CPython, shared by every interpreter and every module",
+                    w.target, f.name, w.target
+                );
+                found.push((fi, f, w, Some(w.target.clone()), message));
+            }
+        }
+    }
+    for (fi, f, w, symbol, message) in found {
+        let at = Site {
+            file: fi,
+            span: w.span,
+            versions: w.versions,
+            uncertain: w.uncertain,
+        };
+        let help = "leave CPython's definitions alone: wrap the object or subclass the type in the module, and keep what differs in module state".to_string();
+        ctx.report(at, symbol.as_deref(), Some(&f.name), message, help);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpython_types_are_sorted() {
+        let mut sorted = super::CPYTHON_STATIC_TYPES.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, super::CPYTHON_STATIC_TYPES);
+        assert!(super::cpython_type_name("PyFloat_Type"));
+        assert!(!super::cpython_type_name("PyArrayDescr_Type"));
     }
 }

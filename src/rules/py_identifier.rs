@@ -3,7 +3,11 @@ use super::{declare_rule, Ctx};
 
 declare_rule! {
     /// ## What it does
-    /// Flags `_Py_IDENTIFIER(name)`, `Py_IDENTIFIER(name)` and `_Py_static_string(...)`.
+    /// Flags `_Py_IDENTIFIER(name)`, `Py_IDENTIFIER(name)` and `_Py_static_string(...)`,
+    /// wherever they are written: at file scope, in a function, or inside a macro of the
+    /// project used there (`#define DECLARE_ID(n) _Py_IDENTIFIER(n)`), which is reported at
+    /// the use with the name it declares. A variable declared `_Py_Identifier` by hand
+    /// (`static _Py_Identifier PyId_x = _Py_static_string_init("x");`) is the same cache.
     ///
     /// ## Why is this bad?
     /// Each declares a static `_Py_Identifier`: a process-global cache of an interned string,
@@ -67,4 +71,21 @@ fn check(ctx: &mut Ctx) {
             ctx.report(call_site(fi, call), Some(&name), function, message, help);
         }
     }
+    // Spelled out by hand: `static _Py_Identifier PyId_x = _Py_static_string_init("x");`.
+    for g in &ctx.module.globals {
+        let v = ctx.project.var(g.var);
+        if !(is_identifier_type(&v.type_name) && v.pointers.is_empty()) {
+            continue;
+        }
+        let message = format!("`{}` is a process-global `_Py_Identifier`, private API removed from the public headers in 3.12", v.name);
+        let help = "intern the string with `PyUnicode_InternFromString` in the exec slot and keep it in module state".to_string();
+        let site = ctx.var_site(g.var);
+        ctx.report(site, Some(&v.name), v.function.as_deref(), message, help);
+    }
+}
+
+/// `_Py_Identifier` (or `struct _Py_Identifier`): CPython writes the string's index into it
+/// on first use.
+pub(crate) fn is_identifier_type(type_name: &str) -> bool {
+    crate::model::pytypes::bare_type(type_name) == "_Py_Identifier"
 }

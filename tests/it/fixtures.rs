@@ -315,6 +315,28 @@ fn fixture_modules_have_the_expected_shape() {
 }
 
 #[test]
+fn macro_values_select_versions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check/macro_values");
+    let analysis = analyze(&AnalyzeOptions {
+        paths: vec![dir],
+        ..Default::default()
+    });
+    let python = |symbol: &str| {
+        analysis
+            .findings
+            .iter()
+            .find(|f| f.symbol.as_deref() == Some(symbol))
+            .map(|f| f.python.to_string())
+            .unwrap_or_else(|| panic!("no finding for {symbol}"))
+    };
+    assert_eq!(python("old_python_types"), "<3.11");
+    assert_eq!(python("new_python_types"), ">=3.11");
+    assert_eq!(python("platform_cache"), "all Python versions");
+    // From the header.
+    assert_eq!(python("legacy_registry"), "<3.12");
+}
+
+#[test]
 fn target_python_drops_findings_in_code_it_does_not_compile() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check/version_branches");
     let for_312 = analyze(&AnalyzeOptions {

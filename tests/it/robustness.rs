@@ -467,6 +467,45 @@ fn recursive_and_self_referential_macros_end() {
 }
 
 #[test]
+fn hostile_macro_values_give_json() {
+    // Recursive and self-referential values, a `#define` of a keyword, division by zero and
+    // numbers past 64 bits in `#if`, `#endif` / `#else` / `#elif` with no `#if`, and an `#if`
+    // never closed: each condition is unknown (both branches count) or an error entry.
+    let seed =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/macro_values.c"))
+            .unwrap();
+    let src = String::from_utf8(seed).unwrap();
+    let json = check_buffer("values.c", src.clone().into_bytes());
+    let symbols: Vec<&str> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == "global-pyobject")
+        .filter_map(|f| f["symbol"].as_str())
+        .collect();
+    // `a` to `d` sit under conditions nothing decides; `e` under the default `WITH_X 0`.
+    assert_eq!(module_names(&json), ["m"]);
+    for unknown in ["a", "b", "c", "d"] {
+        assert!(symbols.contains(&unknown), "{unknown}: {symbols:?}");
+    }
+    assert!(!symbols.contains(&"e"), "{symbols:?}");
+    // The same definitions from a header of the scan.
+    let dir = tempfile::tempdir().unwrap();
+    let (defines, uses) = src.split_at(src.find("#if SELF").unwrap());
+    std::fs::write(dir.path().join("values.h"), defines).unwrap();
+    std::fs::write(
+        dir.path().join("mod.c"),
+        format!("#include \"values.h\"\n{uses}"),
+    )
+    .unwrap();
+    let analysis = analyze(&AnalyzeOptions {
+        paths: vec![dir.path().to_path_buf()],
+        ..AnalyzeOptions::default()
+    });
+    assert_eq!(analysis.project.modules.len(), 1);
+}
+
+#[test]
 fn cr_only_files_give_true_lines() {
     let src = format!(
         "#include <Python.h>\n// a comment\nstatic PyObject *cache;\n\
