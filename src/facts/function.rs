@@ -1006,6 +1006,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     field: Some(field),
                     value,
                     via_call,
+                    index: None,
                     written: written.0,
                     reads: written.1,
                     span: cx.span(target),
