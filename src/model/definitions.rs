@@ -65,7 +65,8 @@ pub struct TypeDef {
     pub slots_var: Option<VarRef>,
 }
 
-const MODULE_DEF_FIELDS: &[&str] = &[
+/// `PyModuleDef`'s fields in declaration order (positional initializers follow it).
+pub const MODULE_DEF_FIELDS: &[&str] = &[
     "m_base",
     "m_name",
     "m_doc",

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use classify::{fixed_value, FixedValue};
 pub use definitions::{
-    current_entries, module_def_fields, ModuleDef, SlotValue, TypeDef, TypeKind,
+    current_entries, module_def_fields, ModuleDef, SlotValue, TypeDef, TypeKind, MODULE_DEF_FIELDS,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -961,17 +961,7 @@ fn def_edits(
     }
     let designated = first_designated.is_some();
     let fields = crate::model::module_def_fields(list);
-    const ORDER: [&str; 9] = [
-        "m_base",
-        "m_name",
-        "m_doc",
-        "m_size",
-        "m_methods",
-        "m_slots",
-        "m_traverse",
-        "m_clear",
-        "m_free",
-    ];
+    const ORDER: &[&str] = crate::model::MODULE_DEF_FIELDS;
     let wanted: BTreeMap<&str, String> = BTreeMap::from([
         ("m_size", format!("sizeof({})", names.ty)),
         ("m_traverse", names.traverse.clone()),
