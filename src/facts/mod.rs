@@ -67,6 +67,32 @@ pub struct FileFacts {
     pub file_scope_calls: Vec<Call>,
 }
 
+impl FileFacts {
+    /// A file whose facts are not loaded: its path and kind, nothing found in it.
+    pub fn placeholder(path: PathBuf, kind: SourceKindFact) -> Self {
+        Self {
+            path,
+            kind,
+            bytes: 0,
+            lines: 0,
+            parse_errors: ParseErrors::default(),
+            first_error_line: None,
+            first_error: None,
+            init_mentions: Vec::new(),
+            python_c_code: false,
+            first_invalid_utf8: None,
+            generated: false,
+            includes: Vec::new(),
+            macros: Vec::new(),
+            variables: Vec::new(),
+            functions: Vec::new(),
+            function_declarations: Vec::new(),
+            structs: Vec::new(),
+            file_scope_calls: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InitMention {
     /// `PyInit_foo`.

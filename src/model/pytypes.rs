@@ -60,12 +60,15 @@ pub struct Layouts<'a> {
 
 impl<'a> Layouts<'a> {
     pub fn new<'f>(files: impl Iterator<Item = &'a FileFacts>) -> Self {
+        Self::of_structs(files.flat_map(|f| f.structs.iter()))
+    }
+
+    /// The layouts of these structs; the first of a name wins.
+    pub fn of_structs(structs: impl Iterator<Item = &'a StructDef>) -> Self {
         let mut by_name = HashMap::new();
-        for file in files {
-            for s in &file.structs {
-                for n in &s.names {
-                    by_name.entry(n.as_str()).or_insert(s);
-                }
+        for s in structs {
+            for n in &s.names {
+                by_name.entry(n.as_str()).or_insert(s);
             }
         }
         Self { by_name }
