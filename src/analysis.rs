@@ -227,7 +227,7 @@ struct PreScan {
 /// At most this much text (bytes) is kept from the pre-scan to the scan; beyond it, files are
 /// read again. Every text is dropped once its file is scanned, so this bounds the extra memory
 /// of a huge scan, not of a typical one (CPython's sources are 25 MB).
-const HELD_TEXT_BUDGET: usize = 256 << 20;
+const HELD_TEXT_BUDGET: usize = 32 << 20;
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
     match bytes {
@@ -427,16 +427,16 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         common_defines: build.common_defines(),
     };
     // Largest files first, each taken by the next free worker: a big file started last would
-    // leave the other workers idle at the end.
+    // leave the other workers idle at the end. Two of the largest at once would hold two of
+    // the largest trees: a worker takes the largest file that fits beside those in parse.
     let jobs_paths: Vec<PathBuf> = jobs.iter().map(|(p, _, _)| p.clone()).collect();
     let mut order: Vec<(usize, (Job, Option<SourceText>))> =
         jobs.into_iter().zip(held).enumerate().collect();
     order.sort_by_key(|(i, _)| std::cmp::Reverse(pre[*i].bytes));
     let spill = (!options.model).then(Spill::new);
-    let mut outcomes: Vec<(usize, FileOutcome)> = order
-        .into_iter()
-        .par_bridge()
-        .map(|(i, (job, held))| {
+    let sizes: Vec<u64> = order.iter().map(|(i, _)| pre[*i].bytes).collect();
+    let mut outcomes: Vec<(usize, FileOutcome)> =
+        in_parse_budget(order, &sizes, |(i, (job, held))| {
             let outcome = scan_one(job, &pre[i], held, &cx);
             match (outcome, &spill) {
                 (FileOutcome::Facts(facts), Some(spill)) => {
@@ -444,8 +444,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
                 }
                 (outcome, _) => (i, outcome),
             }
-        })
-        .collect();
+        });
     outcomes.sort_by_key(|(i, _)| *i);
 
     let mut errors: Vec<FileError> = Vec::new();
@@ -677,6 +676,75 @@ fn with_verdicts(
             summary
         })
         .collect()
+}
+
+/// Source bytes in parse at once beyond the largest file's: a file's tree and the pre-pass's
+/// tables take tens of times its size, so the largest files of a scan are parsed one at a time,
+/// each beside smaller ones.
+const PARSE_BUDGET_EXTRA: u64 = 1 << 20;
+
+/// Runs `work` on every job on every worker, `sizes[i]` being job `i`'s size (the jobs sorted
+/// largest first): a free worker takes the largest job whose size fits, with the jobs in work,
+/// within the largest size plus [`PARSE_BUDGET_EXTRA`], and waits when none fits.
+fn in_parse_budget<J: Send, R: Send>(
+    jobs: Vec<J>,
+    sizes: &[u64],
+    work: impl Fn(J) -> R + Sync,
+) -> Vec<R> {
+    use std::sync::{Condvar, Mutex};
+    let budget = sizes.first().copied().unwrap_or(0) + PARSE_BUDGET_EXTRA;
+    struct Queue<J> {
+        jobs: Vec<Option<J>>,
+        /// Index of the first job not taken yet.
+        next: usize,
+        in_work: u64,
+    }
+    let queue = Mutex::new(Queue {
+        jobs: jobs.into_iter().map(Some).collect(),
+        next: 0,
+        in_work: 0,
+    });
+    let freed = Condvar::new();
+    let results = Mutex::new(Vec::with_capacity(sizes.len()));
+    let take = || -> Option<(J, u64)> {
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            while q.next < q.jobs.len() && q.jobs[q.next].is_none() {
+                q.next += 1;
+            }
+            if q.next == q.jobs.len() {
+                return None;
+            }
+            let room = budget.saturating_sub(q.in_work);
+            let fits = if q.in_work == 0 {
+                Some(q.next)
+            } else {
+                (q.next..q.jobs.len()).find(|&i| q.jobs[i].is_some() && sizes[i] <= room)
+            };
+            if let Some(i) = fits {
+                q.in_work += sizes[i];
+                let job = q.jobs[i].take().expect("a job not taken");
+                return Some((job, sizes[i]));
+            }
+            q = freed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    };
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads() {
+            scope.spawn(|_| {
+                while let Some((job, size)) = take() {
+                    let result = work(job);
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(result);
+                    queue.lock().unwrap_or_else(|e| e.into_inner()).in_work -= size;
+                    freed.notify_all();
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a scan checking module by module keeps of a file: the facts go to the spill.
