@@ -462,13 +462,23 @@ fn module_by_module_equals_the_whole_model() {
     dirs.sort();
     dirs.push(fixtures);
     for dir in dirs {
-        let report = |model: bool| {
-            isolint::report::json::render(&analyze(&AnalyzeOptions {
+        let analysis = |model: bool| {
+            analyze(&AnalyzeOptions {
                 paths: vec![dir.clone()],
                 model,
                 ..AnalyzeOptions::default()
-            }))
+            })
         };
-        assert_eq!(report(false), report(true), "{}", dir.display());
+        let by_module = analysis(false);
+        let report = isolint::report::json::render(&by_module);
+        assert_eq!(
+            report,
+            isolint::report::json::render(&analysis(true)),
+            "{}",
+            dir.display()
+        );
+        // The report is printed finding by finding: the text of the whole document's value.
+        let whole = isolint::report::json::to_value(&by_module);
+        assert_eq!(report, serde_json::to_string_pretty(&whole).unwrap() + "\n");
     }
 }
