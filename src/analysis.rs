@@ -111,6 +111,8 @@ impl Analysis {
 
 enum FileOutcome {
     Facts(Box<FileFacts>),
+    /// Facts the cache answered with: its entry can give them again.
+    Cached(Box<FileFacts>),
     /// The facts went to the spill file; this is what stays in memory.
     Kept(Box<Kept>),
     Error(FileError),
@@ -126,8 +128,10 @@ struct Kept {
     parse_errors: usize,
     first_error_line: Option<usize>,
     first_invalid_utf8: Option<usize>,
-    /// Where its facts are in the spill.
-    at: (u64, usize),
+    /// Where its facts are in the spill, or `None` when the facts cache holds them.
+    at: Option<(u64, usize)>,
+    /// The size of its facts, serialized.
+    size: usize,
 }
 
 impl Kept {
@@ -306,7 +310,7 @@ fn scan_one(job: Job, pre: &PreScan, held: Option<SourceText>, cx: &ScanContext)
     let defines = cx.build.defines_for(&path, &cx.common_defines);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
         if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind, &defines)) {
-            return FileOutcome::Facts(Box::new(facts));
+            return FileOutcome::Cached(Box::new(facts));
         }
     }
     let loaded = match held {
@@ -440,7 +444,11 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             let outcome = scan_one(job, &pre[i], held, &cx);
             match (outcome, &spill) {
                 (FileOutcome::Facts(facts), Some(spill)) => {
-                    (i, FileOutcome::Kept(keep(&facts, spill)))
+                    (i, FileOutcome::Kept(keep(&facts, Ok(spill))))
+                }
+                (FileOutcome::Cached(facts), Some(_)) => {
+                    let size = cx.cache.map_or(0, |c| c.facts_len(&facts.path));
+                    (i, FileOutcome::Kept(keep(&facts, Err(size))))
                 }
                 (outcome, _) => (i, outcome),
             }
@@ -452,7 +460,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut kept = Vec::new();
     for (_, outcome) in outcomes {
         match outcome {
-            FileOutcome::Facts(f) => files.push(*f),
+            FileOutcome::Facts(f) | FileOutcome::Cached(f) => files.push(*f),
             FileOutcome::Kept(k) => kept.push(*k),
             FileOutcome::Error(e) => errors.push(e),
         }
@@ -548,7 +556,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         let spill = spill.expect("a spill when no model is kept");
         let (findings, summaries) = check_by_module(
             kept,
-            &spill,
+            (&spill, cache.as_ref()),
             &build,
             foreign_calls,
             &rules,
@@ -747,8 +755,16 @@ fn in_parse_budget<J: Send, R: Send>(
     results.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a scan checking module by module keeps of a file: the facts go to the spill.
-fn keep(facts: &FileFacts, spill: &Spill) -> Box<Kept> {
+/// What a scan checking module by module keeps of a file: the facts go to the spill, unless
+/// the facts cache holds them (`Err`, with their size there).
+fn keep(facts: &FileFacts, spill: Result<&Spill, usize>) -> Box<Kept> {
+    let (at, size) = match spill {
+        Ok(spill) => {
+            let at = spill.put(facts);
+            (Some(at), at.1)
+        }
+        Err(size) => (None, size),
+    };
     Box::new(Kept {
         link: LinkFacts::of(facts),
         structs: facts.structs.clone(),
@@ -756,7 +772,8 @@ fn keep(facts: &FileFacts, spill: &Spill) -> Box<Kept> {
         parse_errors: facts.parse_errors.count(),
         first_error_line: facts.first_error_line,
         first_invalid_utf8: facts.first_invalid_utf8,
-        at: spill.put(facts),
+        at,
+        size,
     })
 }
 
@@ -771,7 +788,7 @@ const ROUND_BUDGET: usize = 4 << 20;
 /// `Project::build_with` and `run_rules` over every file at once.
 fn check_by_module(
     kept: Vec<Kept>,
-    spill: &Spill,
+    (spill, cache): (&Spill, Option<&FactsCache>),
     build: &BuildInfo,
     foreign_calls: Vec<ForeignCall>,
     rules: &[&'static RuleInfo],
@@ -833,7 +850,7 @@ fn check_by_module(
         let mut round: Vec<Unit> = Vec::new();
         let mut bytes = 0;
         while let Some(unit) = units.next_if(|_| round.is_empty() || bytes < ROUND_BUDGET) {
-            bytes += unit.files().iter().map(|&f| kept[f].at.1).sum::<usize>();
+            bytes += unit.files().iter().map(|&f| kept[f].size).sum::<usize>();
             round.push(unit);
         }
         let mut need: Vec<usize> = round
@@ -845,7 +862,16 @@ fn check_by_module(
         need.dedup();
         let facts: Vec<(usize, FileFacts)> = need
             .par_iter()
-            .map(|&f| (f, spill.get(kept[f].at)))
+            .map(|&f| {
+                let facts = match (kept[f].at, cache) {
+                    (Some(at), _) => spill.get(at),
+                    (None, Some(cache)) => cache
+                        .facts_again(kept[f].path())
+                        .expect("the facts cache still holds what it answered"),
+                    (None, None) => unreachable!("facts neither spilled nor cached"),
+                };
+                (f, facts)
+            })
             .collect();
         for (f, facts) in facts {
             project.files[f] = facts;
