@@ -314,11 +314,14 @@ def main():
             n0, r0 = scaling[0]
             base = r0["configs"]["isolint@2"]
             print("\n## scaling (isolint @2 threads, relative to the smallest copy)")
-            print(f"{'copies':>6} {'MB':>8} {'wall s':>8} {'wall / (n x base)':>18} {'peak RSS MB':>12}")
+            print(f"{'copies':>6} {'MB':>8} {'wall s':>8} {'wall / (n x base)':>18} "
+                  f"{'peak RSS MB':>12} {'RSS / base':>11} {'parse RSS MB':>13}")
             for n, r in scaling:
                 m = r["configs"]["isolint@2"]
+                p = r["configs"]["parse@2"]
                 print(f"{n:>6} {r['mb']:>8.1f} {m['wall']:>8.3f} "
-                      f"{m['wall'] / (base['wall'] * n / n0):>18.2f} {m['rss_mb']:>12.0f}")
+                      f"{m['wall'] / (base['wall'] * n / n0):>18.2f} {m['rss_mb']:>12.0f} "
+                      f"{m['rss_mb'] / base['rss_mb']:>11.2f} {p['rss_mb']:>13.0f}")
 
     if "table" in only:
         path = make_table(args.data)

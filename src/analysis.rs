@@ -6,7 +6,7 @@ use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::cpp::ForeignCall;
 use crate::facts::{extract, FileFacts};
 use crate::finding::{sort_findings, Finding};
-use crate::model::{ModuleSummary, Project};
+use crate::model::{LinkFacts, ModuleSummary, Project};
 use crate::parse::macros::{definitions_in, MacroDefinition, ProjectMacros};
 use crate::rules::{run_rules, RuleInfo, RULES};
 use crate::source::{decode_source, read_source, SourceError, SourceText, DEFAULT_MAX_FILE_SIZE};
@@ -40,6 +40,11 @@ pub struct AnalyzeOptions {
     /// come back, for the caller to remove, but they do not block a module's level. Inline
     /// comments are read here, from the sources.
     pub suppress: Option<crate::suppress::External>,
+    /// Keep the whole model in `Analysis::project` (what `plan` reads). Otherwise modules are
+    /// modelled and checked a few at a time, each file's facts read back from a spill file when
+    /// its first module's turn comes and dropped after its last: memory follows the largest
+    /// modules, not the tree. The findings are the same either way.
+    pub model: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -55,6 +60,7 @@ impl Default for AnalyzeOptions {
             cache_dir: None,
             build: BuildOptions::default(),
             suppress: None,
+            model: false,
         }
     }
 }
@@ -85,8 +91,9 @@ pub struct Analysis {
     pub hidden: Vec<HiddenCode>,
     /// Every file scanned.
     pub files: Vec<PathBuf>,
-    /// The model. Empty when the result came whole from the cache's run memo, which only a
-    /// scan with `AnalyzeOptions::cache_dir` set can do.
+    /// The model, when `AnalyzeOptions::model` asked for it. Empty otherwise, and when the
+    /// result came whole from the cache's run memo, which only a scan with
+    /// `AnalyzeOptions::cache_dir` set can do.
     pub project: Project,
     /// What the scan did with the facts cache, when it used one.
     pub cache: Option<CacheStats>,
@@ -104,7 +111,107 @@ impl Analysis {
 
 enum FileOutcome {
     Facts(Box<FileFacts>),
+    /// Facts the cache answered with: its entry can give them again.
+    Cached(Box<FileFacts>),
+    /// The facts went to the spill file; this is what stays in memory.
+    Kept(Box<Kept>),
     Error(FileError),
+}
+
+/// What a scan checking module by module keeps of a file in memory; the facts themselves wait
+/// in the [`Spill`].
+struct Kept {
+    link: LinkFacts,
+    /// Every struct of the scan is known to every module's rules (`Layouts`).
+    structs: Vec<crate::facts::StructDef>,
+    /// What another module's capsule import may be judged by (`FileFacts::fixed_capsules`).
+    fixed_capsules: Vec<String>,
+    generated: bool,
+    parse_errors: usize,
+    first_error_line: Option<usize>,
+    first_invalid_utf8: Option<usize>,
+    /// Where its facts are in the spill, or `None` when the facts cache holds them.
+    at: Option<(u64, usize)>,
+    /// The size of its facts, serialized.
+    size: usize,
+}
+
+impl Kept {
+    fn path(&self) -> &Path {
+        &self.link.path
+    }
+}
+
+/// Facts written once, after their file's parse, and read back when a module needs them: an
+/// unnamed temporary file, or memory when no temporary file can be had.
+struct Spill {
+    backing: std::sync::Mutex<SpillBacking>,
+}
+
+enum SpillBacking {
+    File(std::fs::File, u64),
+    Memory(Vec<u8>),
+}
+
+impl Spill {
+    fn new() -> Self {
+        let backing = match tempfile::tempfile() {
+            Ok(file) => SpillBacking::File(file, 0),
+            Err(_) => SpillBacking::Memory(Vec::new()),
+        };
+        Self {
+            backing: std::sync::Mutex::new(backing),
+        }
+    }
+
+    fn put(&self, facts: &FileFacts) -> (u64, usize) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let bytes = postcard::to_stdvec(facts).expect("facts serialize");
+        let mut backing = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        if let SpillBacking::File(file, end) = &mut *backing {
+            let at = *end;
+            if file.write_all(&bytes).is_ok() {
+                *end += bytes.len() as u64;
+                return (at, bytes.len());
+            }
+            // The file takes no more (a full disk): what it holds moves to memory.
+            let mut old = Vec::with_capacity(at as usize);
+            let read = file
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| file.take(at).read_to_end(&mut old));
+            if read.is_err() || old.len() as u64 != at {
+                old.resize(at as usize, 0);
+            }
+            *backing = SpillBacking::Memory(old);
+        }
+        let SpillBacking::Memory(buffer) = &mut *backing else {
+            unreachable!("the spill is in memory here")
+        };
+        let at = buffer.len() as u64;
+        buffer.extend_from_slice(&bytes);
+        (at, bytes.len())
+    }
+
+    fn get(&self, (at, len): (u64, usize)) -> FileFacts {
+        let mut bytes = vec![0u8; len];
+        {
+            let mut backing = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut *backing {
+                SpillBacking::File(file, _) => {
+                    use std::io::{Read, Seek, SeekFrom};
+                    file.seek(SeekFrom::Start(at))
+                        .and_then(|_| file.read_exact(&mut bytes))
+                        .expect("the spill file reads back");
+                    // Appends continue at the end.
+                    let _ = file.seek(SeekFrom::End(0));
+                }
+                SpillBacking::Memory(buffer) => {
+                    bytes.copy_from_slice(&buffer[at as usize..at as usize + len]);
+                }
+            }
+        }
+        postcard::from_bytes(&bytes).expect("spilled facts decode")
+    }
 }
 
 type Job = (PathBuf, SourceKind, Option<Vec<u8>>);
@@ -128,7 +235,7 @@ struct PreScan {
 /// At most this much text (bytes) is kept from the pre-scan to the scan; beyond it, files are
 /// read again. Every text is dropped once its file is scanned, so this bounds the extra memory
 /// of a huge scan, not of a typical one (CPython's sources are 25 MB).
-const HELD_TEXT_BUDGET: usize = 256 << 20;
+const HELD_TEXT_BUDGET: usize = 32 << 20;
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
     match bytes {
@@ -213,7 +320,7 @@ fn scan_one(job: Job, pre: &PreScan, held: Option<SourceText>, cx: &ScanContext)
     let defines = cx.build.defines_for(&path, &cx.common_defines);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
         if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind, &defines)) {
-            return FileOutcome::Facts(Box::new(facts));
+            return FileOutcome::Cached(Box::new(facts));
         }
     }
     let loaded = match held {
@@ -334,49 +441,92 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         common_defines: build.common_defines(),
     };
     // Largest files first, each taken by the next free worker: a big file started last would
-    // leave the other workers idle at the end.
+    // leave the other workers idle at the end. Two of the largest at once would hold two of
+    // the largest trees: a worker takes the largest file that fits beside those in parse.
     let jobs_paths: Vec<PathBuf> = jobs.iter().map(|(p, _, _)| p.clone()).collect();
     let mut order: Vec<(usize, (Job, Option<SourceText>))> =
         jobs.into_iter().zip(held).enumerate().collect();
     order.sort_by_key(|(i, _)| std::cmp::Reverse(pre[*i].bytes));
-    let mut outcomes: Vec<(usize, FileOutcome)> = order
-        .into_iter()
-        .par_bridge()
-        .map(|(i, (job, held))| (i, scan_one(job, &pre[i], held, &cx)))
-        .collect();
+    let spill = (!options.model).then(Spill::new);
+    let sizes: Vec<u64> = order.iter().map(|(i, _)| pre[*i].bytes).collect();
+    let mut outcomes: Vec<(usize, FileOutcome)> =
+        in_parse_budget(order, &sizes, |(i, (job, held))| {
+            let outcome = scan_one(job, &pre[i], held, &cx);
+            match (outcome, &spill) {
+                (FileOutcome::Facts(facts), Some(spill)) => {
+                    (i, FileOutcome::Kept(keep(&facts, Ok(spill))))
+                }
+                (FileOutcome::Cached(facts), Some(_)) => {
+                    let size = cx.cache.map_or(0, |c| c.facts_len(&facts.path));
+                    (i, FileOutcome::Kept(keep(&facts, Err(size))))
+                }
+                (outcome, _) => (i, outcome),
+            }
+        });
     outcomes.sort_by_key(|(i, _)| *i);
 
     let mut errors: Vec<FileError> = Vec::new();
     let mut files = Vec::new();
+    let mut kept = Vec::new();
     for (_, outcome) in outcomes {
         match outcome {
-            FileOutcome::Facts(f) => files.push(*f),
+            FileOutcome::Facts(f) | FileOutcome::Cached(f) => files.push(*f),
+            FileOutcome::Kept(k) => kept.push(*k),
             FileOutcome::Error(e) => errors.push(e),
         }
     }
-    for f in &files {
-        if let Some(offset) = f.first_invalid_utf8 {
+    // Each file's path, invalid UTF-8 offset, parse errors (count, first line), generated flag.
+    type Meta<'a> = (&'a Path, Option<usize>, usize, Option<usize>, bool);
+    let meta: Vec<Meta> = if options.model {
+        files
+            .iter()
+            .map(|f| {
+                let p: &Path = &f.path;
+                (
+                    p,
+                    f.first_invalid_utf8,
+                    f.parse_errors.count(),
+                    f.first_error_line,
+                    f.generated,
+                )
+            })
+            .collect()
+    } else {
+        kept.iter()
+            .map(|k| {
+                (
+                    k.path(),
+                    k.first_invalid_utf8,
+                    k.parse_errors,
+                    k.first_error_line,
+                    k.generated,
+                )
+            })
+            .collect()
+    };
+    for (path, invalid, _, _, _) in &meta {
+        if let Some(offset) = invalid {
             errors.push(FileError {
-                path: f.path.clone(),
+                path: path.to_path_buf(),
                 message: format!("not valid UTF-8 (first bad byte at offset {offset}); scanned with those bytes replaced"),
             });
         }
     }
 
-    let files_scanned = files.len();
-    let parse_errors = files
+    let files_scanned = meta.len();
+    let parse_errors = meta
         .iter()
-        .filter(|f| f.parse_errors.count() > 0)
-        .map(|f| ParseErrorSummary {
-            path: f.path.clone(),
-            count: f.parse_errors.count(),
-            first_line: f.first_error_line.unwrap_or(1),
+        .filter(|(_, _, count, _, _)| *count > 0)
+        .map(|(path, _, count, first_line, _)| ParseErrorSummary {
+            path: path.to_path_buf(),
+            count: *count,
+            first_line: first_line.unwrap_or(1),
         })
         .collect();
-    let file_paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let file_paths: Vec<PathBuf> = meta.iter().map(|m| m.0.to_path_buf()).collect();
+    let generated: Vec<(PathBuf, bool)> = meta.iter().map(|m| (m.0.to_path_buf(), m.4)).collect();
+    drop(meta);
 
-    let mut project = Project::build_with(files, &build);
-    project.foreign_calls = foreign_calls;
     let rules: Vec<&'static RuleInfo> = options.rules.clone().unwrap_or_else(|| RULES.to_vec());
     // What the project suppresses decides its verdicts: a suppressed finding blocks no level.
     let mut texts = crate::suppress::Texts::new(
@@ -406,11 +556,34 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             external.and_then(|e| (e.why)(f))
         }
     };
-    let mut findings = run_rules(&project, &rules, &options.targets, &suppressed);
+    let (project, mut findings, summaries) = if options.model {
+        let mut project = Project::build_with(files, &build);
+        project.foreign_calls = foreign_calls;
+        let findings = run_rules(&project, &rules, &options.targets, &suppressed);
+        let summaries = summaries_of(&project, &project.modules);
+        (project, findings, summaries)
+    } else {
+        let spill = spill.expect("a spill when no model is kept");
+        let (findings, summaries) = check_by_module(
+            kept,
+            (&spill, cache.as_ref()),
+            &build,
+            foreign_calls,
+            &rules,
+            &options.targets,
+            &suppressed,
+        );
+        (Project::build(Vec::new()), findings, summaries)
+    };
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
-    let modules = module_summaries(&project, &findings, &suppressed);
-    let hidden = hide_vendored(&mut findings, &project, &origins, options.include_vendored);
+    let modules = with_verdicts(summaries, &findings, &suppressed);
+    let hidden = hide_vendored(
+        &mut findings,
+        &generated,
+        &origins,
+        options.include_vendored,
+    );
     // A global in a header included by two modules is one definition: report it once.
     findings.dedup_by(|b, a| {
         a.rule == b.rule
@@ -472,9 +645,29 @@ impl Analysis {
     }
 }
 
-/// Each module's summary and verdict; the verdict reads the module's own findings.
-fn module_summaries(
+/// Each module's summary, with what its verdict reads of the module (not its globals or
+/// types): read while the module's files are loaded, for [`with_verdicts`] once every finding
+/// is in.
+fn summaries_of(
     project: &Project,
+    modules: &[crate::model::ExtensionModule],
+) -> Vec<(ModuleSummary, crate::model::ExtensionModule)> {
+    modules
+        .iter()
+        .filter_map(|m| {
+            let summary = ModuleSummary::of(project, m)?;
+            let mut shell = m.clone();
+            shell.globals = Vec::new();
+            shell.types = Vec::new();
+            shell.init_functions = Default::default();
+            Some((summary, shell))
+        })
+        .collect()
+}
+
+/// Each module's summary and verdict; the verdict reads the module's own findings.
+fn with_verdicts(
+    summaries: Vec<(ModuleSummary, crate::model::ExtensionModule)>,
     findings: &[Finding],
     suppressed: crate::rules::SuppressedBy,
 ) -> Vec<ModuleSummary> {
@@ -484,13 +677,10 @@ fn module_summaries(
             by_module.entry(m).or_default().push(f);
         }
     }
-    project
-        .modules
-        .iter()
-        .filter_map(|m| {
-            let mut summary = ModuleSummary::of(project, m)?;
-            let files: std::collections::HashSet<&PathBuf> =
-                m.files.iter().map(|&f| &project.files[f].path).collect();
+    summaries
+        .into_iter()
+        .map(|(mut summary, m)| {
+            let files: std::collections::HashSet<&PathBuf> = summary.files.iter().collect();
             let own: Vec<Finding> = by_module
                 .get(m.name.as_str())
                 .map(|list| {
@@ -500,10 +690,240 @@ fn module_summaries(
                         .collect()
                 })
                 .unwrap_or_default();
-            summary.verdict = Some(crate::rules::module_verdict(m, &own, suppressed));
-            Some(summary)
+            summary.verdict = Some(crate::rules::module_verdict(&m, &own, suppressed));
+            summary
         })
         .collect()
+}
+
+/// Source bytes in parse at once beyond the largest file's: a file's tree and the pre-pass's
+/// tables take tens of times its size, so the largest files of a scan are parsed one at a time,
+/// each beside smaller ones.
+const PARSE_BUDGET_EXTRA: u64 = 1 << 20;
+
+/// Runs `work` on every job on every worker, `sizes[i]` being job `i`'s size (the jobs sorted
+/// largest first): a free worker takes the largest job whose size fits, with the jobs in work,
+/// within the largest size plus [`PARSE_BUDGET_EXTRA`], and waits when none fits.
+fn in_parse_budget<J: Send, R: Send>(
+    jobs: Vec<J>,
+    sizes: &[u64],
+    work: impl Fn(J) -> R + Sync,
+) -> Vec<R> {
+    use std::sync::{Condvar, Mutex};
+    let budget = sizes.first().copied().unwrap_or(0) + PARSE_BUDGET_EXTRA;
+    struct Queue<J> {
+        jobs: Vec<Option<J>>,
+        /// Index of the first job not taken yet.
+        next: usize,
+        in_work: u64,
+    }
+    let queue = Mutex::new(Queue {
+        jobs: jobs.into_iter().map(Some).collect(),
+        next: 0,
+        in_work: 0,
+    });
+    let freed = Condvar::new();
+    let results = Mutex::new(Vec::with_capacity(sizes.len()));
+    let take = || -> Option<(J, u64)> {
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            while q.next < q.jobs.len() && q.jobs[q.next].is_none() {
+                q.next += 1;
+            }
+            if q.next == q.jobs.len() {
+                return None;
+            }
+            let room = budget.saturating_sub(q.in_work);
+            let fits = if q.in_work == 0 {
+                Some(q.next)
+            } else {
+                (q.next..q.jobs.len()).find(|&i| q.jobs[i].is_some() && sizes[i] <= room)
+            };
+            if let Some(i) = fits {
+                q.in_work += sizes[i];
+                let job = q.jobs[i].take().expect("a job not taken");
+                return Some((job, sizes[i]));
+            }
+            q = freed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    };
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads() {
+            scope.spawn(|_| {
+                while let Some((job, size)) = take() {
+                    let result = work(job);
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(result);
+                    queue.lock().unwrap_or_else(|e| e.into_inner()).in_work -= size;
+                    freed.notify_all();
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a scan checking module by module keeps of a file: the facts go to the spill, unless
+/// the facts cache holds them (`Err`, with their size there).
+fn keep(facts: &FileFacts, spill: Result<&Spill, usize>) -> Box<Kept> {
+    let (at, size) = match spill {
+        Ok(spill) => {
+            let at = spill.put(facts);
+            (Some(at), at.1)
+        }
+        Err(size) => (None, size),
+    };
+    Box::new(Kept {
+        link: LinkFacts::of(facts),
+        structs: facts.structs.clone(),
+        fixed_capsules: crate::model::fixed_capsules(facts),
+        generated: facts.generated,
+        parse_errors: facts.parse_errors.count(),
+        first_error_line: facts.first_error_line,
+        first_invalid_utf8: facts.first_invalid_utf8,
+        at,
+        size,
+    })
+}
+
+/// Read back this much of spilled facts (bytes) at most for one round of modules, unless one
+/// module alone needs more: each round's modules are modelled and checked on every worker,
+/// then the files no later module holds are dropped.
+const ROUND_BUDGET: usize = 4 << 20;
+
+/// Links the files into modules, then models and checks them a round at a time, in the order
+/// of [`Project::units`]: each file's facts are read back for its first module's round and
+/// dropped after its last module's. The findings and summaries are those of
+/// `Project::build_with` and `run_rules` over every file at once.
+fn check_by_module(
+    kept: Vec<Kept>,
+    (spill, cache): (&Spill, Option<&FactsCache>),
+    build: &BuildInfo,
+    foreign_calls: Vec<ForeignCall>,
+    rules: &[&'static RuleInfo],
+    targets: &[Target],
+    suppressed: crate::rules::SuppressedBy,
+) -> (
+    Vec<Finding>,
+    Vec<(ModuleSummary, crate::model::ExtensionModule)>,
+) {
+    use crate::model::{
+        build_group, build_unattached, group_links, owners, sort_groups, unattached_files,
+    };
+    let links: Vec<LinkFacts> = kept.iter().map(|k| k.link.clone()).collect();
+    let mut groups = group_links(&links, build);
+    drop(links);
+    sort_groups(&mut groups);
+    let module_count = groups.len();
+    let owners = owners(kept.len(), &groups);
+    let rest = unattached_files(kept.len(), &groups);
+    let layouts = crate::model::pytypes::Layouts::of_structs(
+        kept.iter()
+            .enumerate()
+            .flat_map(|(fi, k)| k.structs.iter().map(move |s| (fi, s))),
+    );
+    let placeholder = |k: &Kept| FileFacts {
+        fixed_capsules: k.fixed_capsules.clone(),
+        ..FileFacts::placeholder(k.link.path.clone(), k.link.kind)
+    };
+    let mut project = Project::unloaded(
+        kept.iter().map(placeholder).collect(),
+        owners,
+        module_count,
+        foreign_calls,
+    );
+
+    enum Unit {
+        Module(usize, crate::model::ModuleGroup),
+        Rest(Vec<usize>),
+    }
+    impl Unit {
+        fn files(&self) -> &[usize] {
+            match self {
+                Unit::Module(_, g) => &g.files,
+                Unit::Rest(files) => files,
+            }
+        }
+    }
+    let mut units: Vec<Unit> = groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| Unit::Module(i, g))
+        .collect();
+    units.push(Unit::Rest(rest));
+    let mut holders = vec![0usize; kept.len()];
+    for unit in &units {
+        for &f in unit.files() {
+            holders[f] += 1;
+        }
+    }
+    let mut loaded = vec![false; kept.len()];
+    let mut findings = Vec::new();
+    let mut summaries = Vec::new();
+    let mut units = units.into_iter().peekable();
+    while units.peek().is_some() {
+        let mut round: Vec<Unit> = Vec::new();
+        let mut bytes = 0;
+        while let Some(unit) = units.next_if(|_| round.is_empty() || bytes < ROUND_BUDGET) {
+            bytes += unit.files().iter().map(|&f| kept[f].size).sum::<usize>();
+            round.push(unit);
+        }
+        let mut need: Vec<usize> = round
+            .iter()
+            .flat_map(|u| u.files().iter().copied())
+            .filter(|&f| !loaded[f])
+            .collect();
+        need.sort_unstable();
+        need.dedup();
+        let facts: Vec<(usize, FileFacts)> = need
+            .par_iter()
+            .map(|&f| {
+                let facts = match (kept[f].at, cache) {
+                    (Some(at), _) => spill.get(at),
+                    (None, Some(cache)) => cache
+                        .facts_again(kept[f].path())
+                        .expect("the facts cache still holds what it answered"),
+                    (None, None) => unreachable!("facts neither spilled nor cached"),
+                };
+                (f, facts)
+            })
+            .collect();
+        for (f, mut facts) in facts {
+            facts.fixed_capsules.clone_from(&kept[f].fixed_capsules);
+            project.files[f] = facts;
+            loaded[f] = true;
+        }
+        let released: Vec<usize> = round
+            .iter()
+            .flat_map(|u| u.files().iter().copied())
+            .collect();
+        let modules: Vec<crate::model::ExtensionModule> = round
+            .into_par_iter()
+            .map(|unit| match unit {
+                Unit::Module(i, group) => build_group(&project.files, i, group),
+                Unit::Rest(files) => build_unattached(&project.files, module_count, files),
+            })
+            .collect();
+        findings.extend(crate::rules::run_rules_on(
+            &project,
+            modules.iter().collect(),
+            &layouts,
+            rules,
+            targets,
+            suppressed,
+        ));
+        summaries.extend(summaries_of(&project, &modules));
+        drop(modules);
+        for f in released {
+            holders[f] -= 1;
+            if holders[f] == 0 {
+                project.files[f] = placeholder(&kept[f]);
+            }
+        }
+    }
+    (findings, summaries)
 }
 
 /// The vendored folder each file sits in, if any: part of what decides which findings are
@@ -586,18 +1006,18 @@ pub struct HiddenCode {
 /// They still count in module verdicts: vendored state is the module's state.
 fn hide_vendored(
     findings: &mut Vec<Finding>,
-    project: &Project,
+    files: &[(PathBuf, bool)],
     vendored: &HashMap<PathBuf, Option<PathBuf>>,
     include: bool,
 ) -> Vec<HiddenCode> {
     let mut origin_of: HashMap<PathBuf, Option<(PathBuf, &'static str)>> = HashMap::new();
-    for f in &project.files {
-        let origin = match vendored.get(&f.path).cloned().flatten() {
+    for (path, generated) in files {
+        let origin = match vendored.get(path).cloned().flatten() {
             Some(dir) => Some((dir, "vendored")),
-            None if f.generated => Some((f.path.clone(), "generated")),
+            None if *generated => Some((path.clone(), "generated")),
             None => None,
         };
-        origin_of.insert(f.path.clone(), origin);
+        origin_of.insert(path.clone(), origin);
     }
     let mut hidden: std::collections::BTreeMap<(PathBuf, &'static str), usize> = Default::default();
     findings.retain(|f| match origin_of.get(&f.path).cloned().flatten() {

@@ -223,6 +223,7 @@ fn quick_fix(title: String, uri: &Uri, d: &Diagnostic, edit: TextEdit) -> CodeAc
 fn stage0_action(uri: &Uri, path: &Path, text: &str, d: &Diagnostic) -> Option<CodeAction> {
     let analysis = crate::analyze(&crate::AnalyzeOptions {
         paths: vec![path.to_path_buf()],
+        model: true,
         ..Default::default()
     });
     let fix = crate::plan::fix_stage(&analysis, 0);

@@ -159,6 +159,17 @@ impl FactsCache {
         Some(facts)
     }
 
+    /// The facts [`FactsCache::facts`] gave for this path, decoded again (a scan that checks
+    /// module by module drops them in between).
+    pub fn facts_again(&self, path: &Path) -> Option<FileFacts> {
+        postcard::from_bytes(&self.old.get(path)?.facts).ok()
+    }
+
+    /// The size of the facts the cache holds for this path, serialized.
+    pub fn facts_len(&self, path: &Path) -> usize {
+        self.old.get(path).map_or(0, |e| e.facts.len())
+    }
+
     /// Records the facts a scan extracted from a file.
     pub fn store(
         &self,

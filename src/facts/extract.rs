@@ -310,6 +310,7 @@ pub fn extract(
         function_declarations: Vec::new(),
         structs: Vec::new(),
         file_scope_calls: Vec::new(),
+        fixed_capsules: Vec::new(),
     };
     let root = parsed.tree.root_node();
     preprocessor_facts(root, &cx, &mut facts);

@@ -65,6 +65,38 @@ pub struct FileFacts {
     pub structs: Vec<StructDef>,
     /// Macro calls that stand alone at file scope, e.g. `_Py_IDENTIFIER(name);`.
     pub file_scope_calls: Vec<Call>,
+    /// The names of the capsules this file makes from a static table of fixed values
+    /// (`model::fixed_capsules`): derived by the model when the file is read, kept when its
+    /// other facts are not loaded, so that every module can judge a capsule import by them.
+    #[serde(skip)]
+    pub fixed_capsules: Vec<String>,
+}
+
+impl FileFacts {
+    /// A file whose facts are not loaded: its path and kind, nothing found in it.
+    pub fn placeholder(path: PathBuf, kind: SourceKindFact) -> Self {
+        Self {
+            path,
+            kind,
+            bytes: 0,
+            lines: 0,
+            parse_errors: ParseErrors::default(),
+            first_error_line: None,
+            first_error: None,
+            init_mentions: Vec::new(),
+            python_c_code: false,
+            first_invalid_utf8: None,
+            generated: false,
+            includes: Vec::new(),
+            macros: Vec::new(),
+            variables: Vec::new(),
+            functions: Vec::new(),
+            function_declarations: Vec::new(),
+            structs: Vec::new(),
+            file_scope_calls: Vec::new(),
+            fixed_capsules: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -195,42 +195,56 @@ fn is_flag_value(site: &WriteSite) -> bool {
 pub const PROCESS_WIDE_CAPSULES: &[&str] =
     &["PyDateTime_CAPSULE_NAME", "\"datetime.datetime_CAPI\""];
 
-/// Whether a file of the scan creates the capsule `name` (as written, quotes and all) with
-/// `PyCapsule_New(table, name, ...)` over a static C table whose every write stores a fixed
-/// value (`table[WRITE_INDEX] = (void *)write;`): a table of function addresses that is the
-/// same in every interpreter, so importing it stores the same pointer everywhere.
+/// Whether a file of the scan creates the capsule `name` (as written, quotes and all) from a
+/// static table of fixed values (see [`fixed_capsules`]): importing it stores the same pointer
+/// in every interpreter.
 fn provides_fixed_capsule(files: &[FileFacts], name: &str) -> bool {
-    files.iter().enumerate().any(|(fi, file)| {
-        file.functions.iter().any(|function| {
-            function.calls.iter().any(|call| {
-                if call.callee != "PyCapsule_New" || call.args.get(1).is_none_or(|n| n.text != name)
-                {
-                    return false;
-                }
-                let Some(table) = call.args.first().and_then(|a| a.ident()) else {
-                    return false;
-                };
-                // The table: a static of this function, else of this file.
-                let Some(var) = file
-                    .variables
-                    .iter()
-                    .filter(|v| v.name == table && v.is_static)
-                    .min_by_key(|v| v.function.as_deref() != Some(function.name.as_str()))
-                else {
-                    return false;
-                };
-                let writes: Vec<&WriteSite> = file
-                    .functions
-                    .iter()
-                    .filter(|f| var.function.as_ref().is_none_or(|owner| *owner == f.name))
-                    .flat_map(|f| f.writes.iter().filter(|w| w.target == table))
-                    .collect();
-                let never_written = writes.is_empty() && var.init.is_some();
-                never_written
-                    || !fixed_of_writes(files, &[fi], writes.into_iter(), false).is_empty()
-            })
-        })
-    })
+    files
+        .iter()
+        .any(|file| file.fixed_capsules.iter().any(|c| c == name))
+}
+
+/// The capsules this file makes with `PyCapsule_New(table, name, ...)` over a static C table
+/// whose every write stores a fixed value (`table[WRITE_INDEX] = (void *)write;`, or an
+/// initializer and no write): a table of function addresses that is the same in every
+/// interpreter. A file-local question, answered when the file's facts are read.
+pub fn fixed_capsules(file: &FileFacts) -> Vec<String> {
+    let mut names = Vec::new();
+    for function in &file.functions {
+        for call in &function.calls {
+            if call.callee != "PyCapsule_New" {
+                continue;
+            }
+            let (Some(table), Some(name)) = (
+                call.args.first().and_then(|a| a.ident()),
+                call.args.get(1).map(|n| n.text.as_str()),
+            ) else {
+                continue;
+            };
+            // The table: a static of this function, else of this file.
+            let Some(var) = file
+                .variables
+                .iter()
+                .filter(|v| v.name == table && v.is_static)
+                .min_by_key(|v| v.function.as_deref() != Some(function.name.as_str()))
+            else {
+                continue;
+            };
+            let writes: Vec<&WriteSite> = file
+                .functions
+                .iter()
+                .filter(|f| var.function.as_ref().is_none_or(|owner| *owner == f.name))
+                .flat_map(|f| f.writes.iter().filter(|w| w.target == table))
+                .collect();
+            let never_written = writes.is_empty() && var.init.is_some();
+            let files = std::slice::from_ref(file);
+            if never_written || !fixed_of_writes(files, &[0], writes.into_iter(), false).is_empty()
+            {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
 }
 
 /// How a write's value looks to the rules: the same in every interpreter and run (and

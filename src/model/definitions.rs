@@ -375,6 +375,7 @@ pub fn build_module(
     let set_gil = find_set_gil(files, &member_files);
     ExtensionModule {
         name,
+        unit: 0,
         files_from: crate::buildfiles::FilesFrom::Includes,
         build_name: None,
         init_function: init,

@@ -22,18 +22,115 @@ pub struct ModuleGroup {
     pub import_name: Option<String>,
 }
 
-/// `PyInit_foo`, or a function whose head is a macro that pastes `PyInit_##name`.
-pub fn module_name_of(
-    file: &FileFacts,
-    function: &crate::facts::Function,
-    macros: &HashMap<&str, &str>,
-) -> Option<String> {
+/// What linking needs of a file, taken from its facts: small enough to keep for every file of
+/// a scan while the facts themselves wait on disk for their module's turn.
+#[derive(Debug, Clone)]
+pub struct LinkFacts {
+    pub path: PathBuf,
+    pub kind: SourceKindFact,
+    /// `#include` targets, in order.
+    pub includes: Vec<String>,
+    /// Function-like macros whose body pastes a module init name (`PyInit_##name`).
+    pub init_macros: Vec<String>,
+    /// Functions that may be a module's `PyInit`, in file order.
+    pub inits: Vec<InitCandidate>,
+    /// The non-static functions and globals the file defines.
+    pub provides: Vec<String>,
+    /// Names the file uses but does not define itself (see [`external_names`]).
+    pub wants: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InitCandidate {
+    /// The function's index in its file.
+    pub index: usize,
+    pub name: InitName,
+    /// It only hands over to another `PyInit_` (see [`is_alias_init`]).
+    pub alias: bool,
+    /// The `PyInit_` functions it calls.
+    pub calls_inits: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum InitName {
+    /// Known from the file alone.
+    Known(String),
+    /// A head written through a macro `macro_name(first, ...)`: the module is `first` when the
+    /// macro pastes `PyInit_` (`local`: the file's own definition of it does).
+    Macro {
+        macro_name: String,
+        first: Option<String>,
+        local: bool,
+    },
+}
+
+impl LinkFacts {
+    pub fn of(file: &FileFacts) -> Self {
+        let init_macros = file
+            .macros
+            .iter()
+            .filter(|m| {
+                m.params.is_some() && m.body.contains("PyInit_") && !m.versions.python2_only()
+            })
+            .map(|m| m.name.clone())
+            .collect();
+        let inits = file
+            .functions
+            .iter()
+            .enumerate()
+            .filter_map(|(index, function)| {
+                let name = local_module_name(file, function)?;
+                Some(InitCandidate {
+                    index,
+                    name,
+                    alias: is_alias_init(function),
+                    calls_inits: function
+                        .calls
+                        .iter()
+                        .filter(|c| c.callee.starts_with("PyInit_"))
+                        .map(|c| c.callee.clone())
+                        .collect(),
+                })
+            })
+            .collect();
+        let mut provides = Vec::new();
+        if file.kind == SourceKindFact::C {
+            let functions = file
+                .functions
+                .iter()
+                .filter(|x| !x.is_static)
+                .map(|x| x.name.clone());
+            let globals = file
+                .variables
+                .iter()
+                .filter(|v| v.function.is_none() && !v.is_static && v.is_definition())
+                .map(|v| v.name.clone());
+            provides.extend(functions.chain(globals));
+        }
+        Self {
+            path: file.path.clone(),
+            kind: file.kind,
+            includes: file.includes.iter().map(|i| i.target.clone()).collect(),
+            init_macros,
+            inits,
+            provides,
+            wants: external_names(file)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// What the file alone says of a function's module name: `PyInit_foo`, or a function whose
+/// head is a macro that pastes `PyInit_##name` (which the scan's other files may define).
+fn local_module_name(file: &FileFacts, function: &crate::facts::Function) -> Option<InitName> {
     if function.versions.python2_only() {
         return None;
     }
     if function.macro_head.is_none() {
         if let Some(name) = init_name_in(&function.name) {
-            return Some(name);
+            return Some(InitName::Known(name));
         }
         // `#define INITFUNC PyInit_heapyc` then `PyMODINIT_FUNC INITFUNC(void)`.
         let alias = file
@@ -42,7 +139,7 @@ pub fn module_name_of(
             .find(|m| m.params.is_none() && m.name == function.name && !m.versions.python2_only());
         if let Some(name) = alias.and_then(|m| m.body.trim().strip_prefix("PyInit_")) {
             if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Some(name.to_string());
+                return Some(InitName::Known(name.to_string()));
             }
         }
         return None;
@@ -52,24 +149,43 @@ pub fn module_name_of(
     // and `PyInit_foo(void)` as a macro call with the argument `void`.
     if args.iter().all(|a| a.is_empty() || a == "void") {
         if let Some(name) = init_name_in(macro_name) {
-            return Some(name);
+            return Some(InitName::Known(name));
         }
     }
     // `PyMODINIT_FUNC EXPORT_MACRO PyInit_foo(void)`: a word between the return type and the
     // name makes the head look like a macro call whose argument is the real name.
     if let Some(name) = args.iter().find_map(|a| init_name_in(a)) {
-        return Some(name);
+        return Some(InitName::Known(name));
     }
-    let body = macros.get(macro_name.as_str()).copied().or_else(|| {
-        file.macros
-            .iter()
-            .find(|m| &m.name == macro_name)
-            .map(|m| m.body.as_str())
-    })?;
-    if body.contains("PyInit_") {
-        return args.first().cloned();
+    let local = file
+        .macros
+        .iter()
+        .find(|m| &m.name == macro_name)
+        .is_some_and(|m| m.body.contains("PyInit_"));
+    Some(InitName::Macro {
+        macro_name: macro_name.clone(),
+        first: args.first().cloned(),
+        local,
+    })
+}
+
+/// The module name of an init candidate, given the init macros of the whole scan (a shared
+/// compat header's macro counts before the file's own definition).
+fn module_name_of(name: &InitName, init_macros: &HashSet<&str>) -> Option<String> {
+    match name {
+        InitName::Known(name) => Some(name.clone()),
+        InitName::Macro {
+            macro_name,
+            first,
+            local,
+        } => {
+            if init_macros.contains(macro_name.as_str()) || *local {
+                first.clone()
+            } else {
+                None
+            }
+        }
     }
-    None
 }
 
 /// `foo` from text that starts with `PyInit_foo` (`PyInit_foo(void)` included).
@@ -94,27 +210,31 @@ fn is_alias_init(function: &Function) -> bool {
 }
 
 pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
+    let links: Vec<LinkFacts> = files.iter().map(LinkFacts::of).collect();
+    group_links(&links, build)
+}
+
+pub fn group_links(files: &[LinkFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
     // Function-like macros that paste a module init name, from every file (they often live in a
     // shared compat header).
-    let mut init_macros: HashMap<&str, &str> = HashMap::new();
-    for file in files {
-        for m in &file.macros {
-            if m.params.is_some() && m.body.contains("PyInit_") && !m.versions.python2_only() {
-                init_macros.insert(m.name.as_str(), m.body.as_str());
-            }
-        }
-    }
+    let init_macros: HashSet<&str> = files
+        .iter()
+        .flat_map(|f| f.init_macros.iter().map(String::as_str))
+        .collect();
     let resolver = IncludeResolver::new(files);
     let mut roots: Vec<(String, FnRef)> = Vec::new();
-    let mut aliases: Vec<(String, FnRef)> = Vec::new();
+    let mut aliases: Vec<(String, FnRef, &InitCandidate)> = Vec::new();
     let mut seen = HashSet::new();
     for (fi, file) in files.iter().enumerate() {
-        for (i, function) in file.functions.iter().enumerate() {
-            if let Some(name) = module_name_of(file, function, &init_macros) {
+        for candidate in &file.inits {
+            if let Some(name) = module_name_of(&candidate.name, &init_macros) {
                 if seen.insert((fi, name.clone())) {
-                    let r = FnRef { file: fi, index: i };
-                    if is_alias_init(function) {
-                        aliases.push((name, r));
+                    let r = FnRef {
+                        file: fi,
+                        index: candidate.index,
+                    };
+                    if candidate.alias {
+                        aliases.push((name, r, candidate));
                     } else {
                         roots.push((name, r));
                     }
@@ -124,14 +244,13 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
     }
     // An alias whose target is not in the scan is the only module there is.
     let real: HashSet<String> = roots.iter().map(|(n, _)| format!("PyInit_{n}")).collect();
-    roots.extend(aliases.into_iter().filter(|(_, r)| {
-        !files[r.file].functions[r.index]
-            .calls
-            .iter()
-            .any(|c| real.contains(&c.callee))
-    }));
+    roots.extend(
+        aliases
+            .into_iter()
+            .filter(|(_, _, c)| !c.calls_inits.iter().any(|callee| real.contains(callee)))
+            .map(|(n, r, _)| (n, r)),
+    );
     let root_files: HashSet<usize> = roots.iter().map(|(_, r)| r.file).collect();
-
     // The build's targets, as scanned files.
     let index_of: HashMap<PathBuf, usize> = if build.is_empty() {
         HashMap::new()
@@ -214,21 +333,10 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
         if f.kind != SourceKindFact::C || root_files.contains(&fi) {
             continue;
         }
-        let functions = f
-            .functions
-            .iter()
-            .filter(|x| !x.is_static)
-            .map(|x| x.name.as_str());
-        let globals = f
-            .variables
-            .iter()
-            .filter(|v| v.function.is_none() && !v.is_static && v.is_definition())
-            .map(|v| v.name.as_str());
-        for name in functions.chain(globals) {
-            providers.entry(name).or_default().push(fi);
+        for name in &f.provides {
+            providers.entry(name.as_str()).or_default().push(fi);
         }
     }
-    let wants: Vec<BTreeSet<&str>> = files.iter().map(|f| external_names(f)).collect();
     let test_dirs: Vec<Option<PathBuf>> = resolver.paths.iter().map(|p| test_dir(p)).collect();
 
     roots
@@ -263,7 +371,7 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
                     continue;
                 }
                 for include in &files[f].includes {
-                    if let Some(target) = resolver.resolve(&files[f].path, &include.target) {
+                    if let Some(target) = resolver.resolve(&files[f].path, include) {
                         queue.push(target);
                     }
                 }
@@ -273,8 +381,8 @@ pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
                 // Link with other translation units that provide what this file needs. When
                 // several do (two packages of a monorepo, each with its own copy of a
                 // library), the nearest ones: a build links its own copy.
-                for want in &wants[f] {
-                    let Some(candidates) = providers.get(want) else {
+                for want in &files[f].wants {
+                    let Some(candidates) = providers.get(want.as_str()) else {
                         continue;
                     };
                     let candidates: Vec<usize> = candidates
@@ -382,7 +490,7 @@ struct IncludeResolver {
 }
 
 impl IncludeResolver {
-    fn new(files: &[FileFacts]) -> Self {
+    fn new(files: &[LinkFacts]) -> Self {
         let mut by_path = HashMap::new();
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, f) in files.iter().enumerate() {

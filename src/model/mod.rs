@@ -11,10 +11,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use classify::{fixed_value, FixedValue};
+pub use classify::{fixed_capsules, fixed_value, FixedValue};
 pub use definitions::{
     current_entries, module_def_fields, ModuleDef, SlotValue, TypeDef, TypeKind, MODULE_DEF_FIELDS,
 };
+pub use linking::{group_links, LinkFacts, ModuleGroup};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct VarRef {
@@ -97,6 +98,9 @@ pub struct ModuleCreation {
 #[derive(Debug, Clone)]
 pub struct ExtensionModule {
     pub name: String,
+    /// Its place among the scan's units ([`Project::units`]): modules in order, then the
+    /// unattached code.
+    pub unit: usize,
     /// Where `files` came from: the build, or include-and-definition linking.
     pub files_from: crate::buildfiles::FilesFrom,
     /// The dotted import name the build file gives (`pkg.sub._ext`).
@@ -179,6 +183,10 @@ pub struct Project {
     /// The C API calls of the scan's C++ files, which no rule reports on: read only so that
     /// "the module never changes this container" is not claimed over C++ code that does.
     pub foreign_calls: Vec<crate::facts::cpp::ForeignCall>,
+    /// For each file, the first unit holding it (its `ExtensionModule::unit`).
+    pub owners: Vec<usize>,
+    /// How many modules the scan has: `modules` may hold only those whose files are loaded.
+    pub module_count: usize,
 }
 
 impl Project {
@@ -204,38 +212,94 @@ impl Project {
     }
 
     /// The model, with the file lists the build gives where it gives them.
-    pub fn build_with(files: Vec<FileFacts>, build: &crate::buildfiles::BuildInfo) -> Project {
-        let groups = linking::group_files(&files, build);
-        let mut attached = vec![false; files.len()];
-        for group in &groups {
-            for &f in &group.files {
-                attached[f] = true;
-            }
+    pub fn build_with(mut files: Vec<FileFacts>, build: &crate::buildfiles::BuildInfo) -> Project {
+        for file in &mut files {
+            file.fixed_capsules = fixed_capsules(file);
         }
+        let mut groups = linking::group_files(&files, build);
+        sort_groups(&mut groups);
+        let rest = unattached_files(files.len(), &groups);
+        let owners = owners(files.len(), &groups);
         // Modules are independent of each other: built on every worker, not after the scan on
         // one thread alone.
-        let mut modules: Vec<ExtensionModule> = groups
+        let module_count = groups.len();
+        let modules: Vec<ExtensionModule> = groups
             .into_par_iter()
-            .map(|group| {
-                let mut module =
-                    definitions::build_module(&files, group.name, Some(group.init), group.files);
-                module.files_from = group.files_from;
-                module.build_name = group.import_name;
-                module
-            })
+            .enumerate()
+            .map(|(unit, group)| build_group(&files, unit, group))
             .collect();
-        modules.sort_by(|a, b| {
-            a.name
-                .cmp(&b.name)
-                .then(a.init_function.cmp(&b.init_function))
-        });
-        let rest: Vec<usize> = (0..files.len()).filter(|&f| !attached[f]).collect();
-        let unattached = definitions::build_module(&files, String::new(), None, rest);
+        let unattached = build_unattached(&files, module_count, rest);
         Project {
             files,
             modules,
             unattached,
             foreign_calls: Vec::new(),
+            owners,
+            module_count,
+        }
+    }
+}
+
+/// Modules in the order they are reported: by name, then by where their `PyInit` is.
+pub fn sort_groups(groups: &mut [ModuleGroup]) {
+    groups.sort_by(|a, b| a.name.cmp(&b.name).then(a.init.cmp(&b.init)));
+}
+
+/// The files no module holds, in order: the unattached unit.
+pub fn unattached_files(files: usize, groups: &[ModuleGroup]) -> Vec<usize> {
+    let mut attached = vec![false; files];
+    for group in groups {
+        for &f in &group.files {
+            attached[f] = true;
+        }
+    }
+    (0..files).filter(|&f| !attached[f]).collect()
+}
+
+/// For each file, the first unit (sorted modules, then the unattached code) holding it.
+pub fn owners(files: usize, groups: &[ModuleGroup]) -> Vec<usize> {
+    let mut owners = vec![groups.len(); files];
+    for (unit, group) in groups.iter().enumerate().rev() {
+        for &f in &group.files {
+            owners[f] = unit;
+        }
+    }
+    owners
+}
+
+/// The module of one group; `files` needs only the group's own files loaded.
+pub fn build_group(files: &[FileFacts], unit: usize, group: ModuleGroup) -> ExtensionModule {
+    let mut module = definitions::build_module(files, group.name, Some(group.init), group.files);
+    module.unit = unit;
+    module.files_from = group.files_from;
+    module.build_name = group.import_name;
+    module
+}
+
+/// The code no module reaches, as one unit after the `modules` modules.
+pub fn build_unattached(files: &[FileFacts], modules: usize, rest: Vec<usize>) -> ExtensionModule {
+    let mut unit = definitions::build_module(files, String::new(), None, rest);
+    unit.unit = modules;
+    unit
+}
+
+impl Project {
+    /// A project whose files are all [`FileFacts::placeholder`]s, to be loaded module by
+    /// module.
+    pub fn unloaded(
+        files: Vec<FileFacts>,
+        owners: Vec<usize>,
+        module_count: usize,
+        foreign_calls: Vec<crate::facts::cpp::ForeignCall>,
+    ) -> Project {
+        let unattached = definitions::build_module(&files, String::new(), None, Vec::new());
+        Project {
+            files,
+            modules: Vec::new(),
+            unattached,
+            foreign_calls,
+            owners,
+            module_count,
         }
     }
 }

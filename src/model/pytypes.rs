@@ -63,14 +63,22 @@ pub struct Layouts<'a> {
 
 impl<'a> Layouts<'a> {
     pub fn new<'f>(files: impl Iterator<Item = &'a FileFacts>) -> Self {
+        Self::of_structs(
+            files
+                .enumerate()
+                .flat_map(|(fi, f)| f.structs.iter().map(move |s| (fi, s))),
+        )
+    }
+
+    /// The layouts of these structs, each with the index of its file; the first of a name
+    /// wins, except in [`Layouts::get_in`].
+    pub fn of_structs(structs: impl Iterator<Item = (usize, &'a StructDef)>) -> Self {
         let mut by_name = HashMap::new();
         let mut all: HashMap<&'a str, Vec<(usize, &'a StructDef)>> = HashMap::new();
-        for (fi, file) in files.enumerate() {
-            for s in &file.structs {
-                for n in &s.names {
-                    by_name.entry(n.as_str()).or_insert(s);
-                    all.entry(n.as_str()).or_default().push((fi, s));
-                }
+        for (fi, s) in structs {
+            for n in &s.names {
+                by_name.entry(n.as_str()).or_insert(s);
+                all.entry(n.as_str()).or_default().push((fi, s));
             }
         }
         all.retain(|_, defs| defs.len() > 1);

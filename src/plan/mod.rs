@@ -71,6 +71,7 @@ fn analyze_paths(paths: &[PathBuf]) -> Result<Analysis, String> {
     };
     let analysis = analyze(&AnalyzeOptions {
         paths,
+        model: true,
         ..Default::default()
     });
     if analysis.nothing_scanned() {

@@ -7,6 +7,13 @@ use serde_json::{json, Value};
 pub const FORMAT_VERSION: u32 = 2;
 
 pub fn to_value(analysis: &Analysis) -> Value {
+    let mut value = frame(analysis);
+    value["findings"] = json!(analysis.findings);
+    value
+}
+
+/// The document with an empty `findings` list.
+fn frame(analysis: &Analysis) -> Value {
     json!({
         "version": FORMAT_VERSION,
         "tool": {"name": "isolint", "version": env!("CARGO_PKG_VERSION")},
@@ -30,15 +37,49 @@ pub fn to_value(analysis: &Analysis) -> Value {
             "heap_types": m.heap_types,
             "verdict": m.verdict.as_ref().map(verdict_json),
         })).collect::<Vec<_>>(),
-        "findings": analysis.findings,
+        "findings": [],
     })
 }
 
+/// The document, pretty-printed: the text of `to_value`, without holding every finding as a
+/// `Value` at once (a large scan's findings took several times their text).
 pub fn render(analysis: &Analysis) -> String {
-    let mut text = serde_json::to_string_pretty(&to_value(analysis))
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut text = match render_findings(analysis) {
+        Ok(text) => text,
+        Err(e) => format!("{{\"error\": \"{e}\"}}"),
+    };
     text.push('\n');
     text
+}
+
+fn render_findings(analysis: &Analysis) -> Result<String, serde_json::Error> {
+    let frame = serde_json::to_string_pretty(&frame(analysis))?;
+    // The top-level key, at the top level's indent.
+    const EMPTY: &str = "\n  \"findings\": [],\n";
+    let at = match frame.find(EMPTY) {
+        _ if analysis.findings.is_empty() => return Ok(frame),
+        Some(at) => at,
+        None => return serde_json::to_string_pretty(&to_value(analysis)),
+    };
+    let mut text = String::with_capacity(frame.len() + analysis.findings.len() * 1024);
+    text.push_str(&frame[..at]);
+    text.push_str("\n  \"findings\": [");
+    for (i, finding) in analysis.findings.iter().enumerate() {
+        text.push_str(if i == 0 { "\n" } else { ",\n" });
+        // Each element as `to_string_pretty` prints it, two levels in: a string's newlines are
+        // escaped, so every line break is the printer's.
+        let element = serde_json::to_string_pretty(&serde_json::to_value(finding)?)?;
+        for (j, line) in element.split('\n').enumerate() {
+            if j > 0 {
+                text.push('\n');
+            }
+            text.push_str("    ");
+            text.push_str(line);
+        }
+    }
+    text.push_str("\n  ],\n");
+    text.push_str(&frame[at + EMPTY.len()..]);
+    Ok(text)
 }
 
 fn verdict_json(v: &crate::rules::Verdict) -> Value {

@@ -337,12 +337,25 @@ pub fn run_rules(
     targets: &[crate::version::Target],
     suppressed: SuppressedBy,
 ) -> Vec<Finding> {
+    let layouts = Layouts::new(project.files.iter());
+    let units: Vec<_> = project.units().collect();
+    run_rules_on(project, units, &layouts, rules, targets, suppressed)
+}
+
+/// The rules over some of the project's units (those whose files are loaded), with the layouts
+/// of every struct of the scan.
+pub fn run_rules_on(
+    project: &Project,
+    units: Vec<&ExtensionModule>,
+    layouts: &Layouts,
+    rules: &[&'static RuleInfo],
+    targets: &[crate::version::Target],
+    suppressed: SuppressedBy,
+) -> Vec<Finding> {
     let targets_before_312 = targets
         .iter()
         .any(|t| t.version < crate::version::py(3, 12));
     use rayon::prelude::*;
-    let layouts = Layouts::new(project.files.iter());
-    let units: Vec<_> = project.units().collect();
     // Each module's rules read only that module's findings: modules run on every worker.
     let per_module: Vec<Vec<Finding>> = units
         .into_par_iter()
@@ -352,7 +365,7 @@ pub fn run_rules(
                 let mut ctx = Ctx {
                     project,
                     module,
-                    layouts: &layouts,
+                    layouts,
                     rule,
                     out: &mut out,
                     targets_before_312,

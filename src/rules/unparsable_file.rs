@@ -71,8 +71,7 @@ fn check(ctx: &mut Ctx) {
     let project = ctx.project;
     for &fi in &ctx.module.files {
         // A file several modules share is reported once, by the first unit holding it.
-        let first_unit = project.units().find(|u| u.files.contains(&fi));
-        if !first_unit.is_some_and(|u| std::ptr::eq(u, ctx.module)) {
+        if project.owners[fi] != ctx.module.unit {
             continue;
         }
         let file = &project.files[fi];
@@ -81,7 +80,7 @@ fn check(ctx: &mut Ctx) {
             ctx.report(site(fi, span), None, None, message, help);
         }
     }
-    if ctx.module.is_real() || !project.modules.is_empty() {
+    if ctx.module.is_real() || project.module_count > 0 {
         return;
     }
     // No module at all, over files that name `PyInit_*`: a definition first, else any

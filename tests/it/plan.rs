@@ -28,6 +28,7 @@ const CHECK_FIXTURES: &[&str] = &[
 fn analysis_of(path: &Path) -> isolint::Analysis {
     analyze(&AnalyzeOptions {
         paths: vec![path.to_path_buf()],
+        model: true,
         ..Default::default()
     })
 }

@@ -461,6 +461,7 @@ fn recursive_and_self_referential_macros_end() {
     .unwrap();
     let analysis = analyze(&AnalyzeOptions {
         paths: vec![dir.path().to_path_buf()],
+        model: true,
         ..AnalyzeOptions::default()
     });
     assert_eq!(analysis.project.modules.len(), 1);
