@@ -503,7 +503,7 @@ fn hostile_macro_values_give_json() {
         paths: vec![dir.path().to_path_buf()],
         ..AnalyzeOptions::default()
     });
-    assert_eq!(analysis.project.modules.len(), 1);
+    assert_eq!(analysis.modules.len(), 1);
 }
 
 #[test]
