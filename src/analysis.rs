@@ -225,6 +225,8 @@ struct PreScan {
     macros: Vec<MacroDefinition>,
     /// A header's macro values (`parse::condition::header_values`).
     values: Vec<(String, Option<crate::parse::condition::Pieces>)>,
+    /// Names the file switches off (`parse::condition::off_by_default_hints`).
+    off_hints: Vec<String>,
     /// The text may hold a suppression comment; `None`: not read ahead, so unknown.
     suppressions: Option<bool>,
     /// The text read here, kept for the scan so that it does not read and decode the file a
@@ -276,6 +278,14 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
             } else {
                 Vec::new()
             };
+            let off_hints = if want_macros {
+                crate::parse::condition::off_by_default_hints(
+                    &source.text,
+                    *kind == SourceKind::Header,
+                )
+            } else {
+                Vec::new()
+            };
             let bytes = source.text.len();
             let keep = held.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes
                 <= HELD_TEXT_BUDGET;
@@ -284,6 +294,7 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
                 content,
                 macros,
                 values,
+                off_hints,
                 suppressions: Some(crate::suppress::may_suppress(&source.text)),
                 source: keep.then_some(source),
             }
@@ -991,6 +1002,7 @@ fn memo_key(
 fn project_macros(pre: &[PreScan]) -> ProjectMacros {
     ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
         .with_values(pre.iter().flat_map(|p| p.values.iter().cloned()))
+        .with_off_by_default(pre.iter().flat_map(|p| p.off_hints.iter().cloned()))
 }
 
 #[derive(Debug, Clone, Serialize)]

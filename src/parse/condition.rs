@@ -652,6 +652,68 @@ pub fn directive(line: &str) -> Option<(&str, &str)> {
 
 /// The versions an `#if` / `#ifdef` / `#ifndef` / `#elif` line selects on its own, when it is
 /// about versions.
+/// Names a file switches off: a commented-out `#define NAME` at the start of a line
+/// (`//#define MEMORY_DEBUG`, `/* #define X */`), and in a header an `#undef NAME` outside every
+/// `#if` but an include guard (`#undef TRACE_LOG  /* Define to log. */`). A developer's toggle,
+/// off as shipped: with no `#define` of it in the scan (`ProjectMacros::with_off_by_default`)
+/// and none from the build, the code behind `#ifdef NAME` is not compiled.
+pub fn off_by_default_hints(text: &str, header: bool) -> Vec<String> {
+    fn name_after<'t>(rest: &'t str, word: &str) -> Option<&'t str> {
+        let rest = rest.trim_start().strip_prefix('#')?.trim_start();
+        let rest = rest.strip_prefix(word)?;
+        if !rest.starts_with([' ', '\t']) {
+            return None;
+        }
+        let rest = rest.trim_start();
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
+    }
+    let mut names = Vec::new();
+    // Open `#if`s; whether the outermost is an include guard (`#ifndef X` then `#define X`).
+    let mut depth = 0usize;
+    let mut guard: Option<String> = None;
+    let mut guarded = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if let Some(comment) = trimmed
+            .strip_prefix("//")
+            .or_else(|| trimmed.strip_prefix("/*"))
+        {
+            if let Some(name) = name_after(comment, "define") {
+                names.push(name.to_string());
+            }
+            continue;
+        }
+        let Some((word, arg)) = directive(line) else {
+            continue;
+        };
+        match word {
+            "if" | "ifdef" | "ifndef" => {
+                if depth == 0 && word == "ifndef" {
+                    guard = Some(arg.trim().to_string());
+                }
+                depth += 1;
+            }
+            "endif" => depth = depth.saturating_sub(1),
+            "define" if depth == 1 && !guarded => {
+                guarded = guard
+                    .as_deref()
+                    .is_some_and(|g| arg.trim_start().starts_with(g));
+            }
+            "undef" if header && (depth == 0 || (depth == 1 && guarded)) => {
+                if let Some(name) = name_after(line, "undef") {
+                    names.push(name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
 pub fn directive_versions(word: &str, arg: &str, macros: &VersionMacros) -> Option<VersionRange> {
     let cond = match word {
         "if" | "elif" => evaluate(arg, macros),
@@ -750,6 +812,22 @@ pub fn evaluate_with(expr: &str, macros: &VersionMacros, values: &MacroValues) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switches_turned_off() {
+        let c = "//#define MEMORY_DEBUG\n  /* #define VERBOSE */\n// # define SPACED 1\n\
+                 // define NOT_A_DIRECTIVE\n#undef IN_C_FILE\n";
+        assert_eq!(
+            off_by_default_hints(c, false),
+            ["MEMORY_DEBUG", "VERBOSE", "SPACED"]
+        );
+        let h = "#ifndef G_H\n#define G_H\n#undef TRACE_LOG /* Define to log. */\n\
+                 #ifdef X\n#undef INSIDE_AN_IF\n#endif\n#endif\n#undef AT_TOP\n";
+        assert_eq!(off_by_default_hints(h, true), ["TRACE_LOG", "AT_TOP"]);
+        // Not an include guard: the `#undef` is under a real condition.
+        let h = "#ifndef FEATURE\n#undef UNDER_FEATURE\n#endif\n";
+        assert!(off_by_default_hints(h, true).is_empty());
+    }
 
     fn eval(text: &str) -> Cond {
         evaluate(text, &VersionMacros::new())

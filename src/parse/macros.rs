@@ -305,6 +305,9 @@ pub struct ProjectMacros {
     /// Integer values the scan's headers give macros on every Python (see
     /// [`super::condition::header_values`]); names two headers disagree on are left out.
     values: FxHashMap<String, super::condition::Pieces>,
+    /// Names the scan switches off and never defines (see
+    /// [`super::condition::off_by_default_hints`]): undefined for `#ifdef` and `#if`.
+    off_by_default: Vec<String>,
     fingerprint: u64,
 }
 
@@ -358,6 +361,7 @@ impl ProjectMacros {
                 .collect(),
             definitions: by_name,
             values: FxHashMap::default(),
+            off_by_default: Vec::new(),
             fingerprint: fingerprint.digest(),
         }
     }
@@ -396,6 +400,31 @@ impl ProjectMacros {
         self.fingerprint = fingerprint.digest();
         self.values = known.into_iter().collect();
         self
+    }
+
+    /// Adds the names the scan switches off (a commented-out `#define NAME`, a header's
+    /// `#undef NAME`) that no `#define` of the scan defines.
+    pub fn with_off_by_default(mut self, hints: impl IntoIterator<Item = String>) -> Self {
+        let mut off: Vec<String> = hints
+            .into_iter()
+            .filter(|name| !self.definitions.contains_key(name))
+            .collect();
+        off.sort_unstable();
+        off.dedup();
+        let mut fingerprint = xxhash_rust::xxh3::Xxh3::new();
+        fingerprint.update(&self.fingerprint.to_le_bytes());
+        for name in &off {
+            fingerprint.update(name.as_bytes());
+            fingerprint.update(b"\0");
+        }
+        self.fingerprint = fingerprint.digest();
+        self.off_by_default = off;
+        self
+    }
+
+    /// Names undefined unless the build defines them (see [`Self::with_off_by_default`]).
+    pub fn off_by_default(&self) -> &[String] {
+        &self.off_by_default
     }
 
     /// The value every Python gives `name` in the scan's headers.

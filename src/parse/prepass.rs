@@ -268,6 +268,11 @@ pub fn prepare_with_defines(
             (name.clone(), range)
         })
         .collect();
+    // A switch the scan turns off and never defines is undefined, as a compiler sees it,
+    // unless the build defines it.
+    for name in project.off_by_default() {
+        macros.entry(name.clone()).or_insert(VersionRange::EMPTY);
+    }
     let mut values = MacroValues::default();
     for (name, value) in project.values() {
         values.seed(name, value);
