@@ -302,15 +302,8 @@ pub fn extract(
         init_mentions: init_mentions(&cx, parsed.tree.root_node()),
         python_c_code: python_c_code(&parsed.text),
         first_invalid_utf8,
-        generated: false,
-        includes: Vec::new(),
-        macros: Vec::new(),
-        variables: Vec::new(),
-        functions: Vec::new(),
-        function_declarations: Vec::new(),
-        structs: Vec::new(),
-        file_scope_calls: Vec::new(),
-        fixed_capsules: Vec::new(),
+        // What the walk below finds.
+        ..FileFacts::placeholder(path.to_path_buf(), kind.into())
     };
     let root = parsed.tree.root_node();
     preprocessor_facts(root, &cx, &mut facts);

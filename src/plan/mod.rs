@@ -224,45 +224,32 @@ fn stage_edits(
                 (!s.refused.is_empty()).then(|| s.refused.join("\n")),
             ),
         },
-        3 if races_moved.contains(&ctx.module.name) => {
+        3 => {
+            let mut verdict = module_verdict_of(analysis, ctx.module);
             // Moving a lazily filled global into module state leaves its race between threads
             // of one interpreter, which the rules read only on globals: the verdict after
             // stage 1 cannot see it, so it cannot lift the GIL.
-            let mut verdict = module_verdict_of(analysis, ctx.module);
-            let gil_was_allowed = verdict.gil_axis.supported == crate::rules::GilLevel::NotUsed;
-            verdict.gil_axis.supported = crate::rules::GilLevel::Used;
-            let left = gil_was_allowed.then(|| {
-                "`Py_mod_gil` is left out: stage 1 moved globals that free-threading rules \
-                 reported as racy (`unlocked-lazy-init`, `unlocked-static-write`) into module \
-                 state, where threads of one interpreter still race on them; guard them \
-                 (`PyMutex`, atomics) and declare it by hand"
-                    .to_string()
-            });
-            let fix = match stage3::stage3(ctx, &verdict) {
-                Stage3::Done => Stage0::Done,
-                Stage3::Edits(edits) => Stage0::Edits(edits),
-                Stage3::Refused(why) => Stage0::Refused(why),
-            };
-            match fix {
-                Stage0::Edits(_) => (fix, left),
-                _ => (fix, None),
+            let hold_gil = races_moved.contains(&ctx.module.name)
+                && verdict.gil_axis.supported == crate::rules::GilLevel::NotUsed;
+            if hold_gil {
+                verdict.gil_axis.supported = crate::rules::GilLevel::Used;
             }
-        }
-        _ => (stage_edits_0_3(ctx, stage, analysis), None),
-    }
-}
-
-fn stage_edits_0_3(ctx: &PlanCtx, stage: u8, analysis: &Analysis) -> Stage0 {
-    match stage {
-        3 => {
-            let verdict = module_verdict_of(analysis, ctx.module);
             match stage3::stage3(ctx, &verdict) {
-                Stage3::Done => Stage0::Done,
-                Stage3::Edits(edits) => Stage0::Edits(edits),
-                Stage3::Refused(why) => Stage0::Refused(why),
+                Stage3::Done => (Stage0::Done, None),
+                Stage3::Refused(why) => (Stage0::Refused(why), None),
+                Stage3::Edits(edits) => (
+                    Stage0::Edits(edits),
+                    hold_gil.then(|| {
+                        "`Py_mod_gil` is left out: stage 1 moved globals that free-threading \
+                         rules reported as racy (`unlocked-lazy-init`, `unlocked-static-write`) \
+                         into module state, where threads of one interpreter still race on \
+                         them; guard them (`PyMutex`, atomics) and declare it by hand"
+                            .to_string()
+                    }),
+                ),
             }
         }
-        _ => stage0::stage0(ctx),
+        _ => (stage0::stage0(ctx), None),
     }
 }
 

@@ -308,6 +308,16 @@ impl Joiner<'_> {
     }
 
     /// Records the observation against `hits` and returns the citations.
+    /// `attach` for findings that may explain what was seen: the only one, or one of several.
+    fn attach_candidates(&mut self, seen: &Evidence, hits: &[usize]) -> Vec<String> {
+        let link = if hits.len() == 1 {
+            Link::SoleCandidate
+        } else {
+            Link::Candidate
+        };
+        self.attach(seen, hits, link)
+    }
+
     fn attach(&mut self, seen: &Evidence, hits: &[usize], link: Link) -> Vec<String> {
         if hits.is_empty() {
             self.unexplained.push(Evidence {
@@ -378,12 +388,7 @@ impl Joiner<'_> {
             let observed = seen(format!("shared {} ({})", object.name, object.type_name));
             let hits = self.naming(module, &object.name);
             object.explained_by = if hits.is_empty() {
-                let link = if spare.len() == 1 {
-                    Link::SoleCandidate
-                } else {
-                    Link::Candidate
-                };
-                self.attach(&observed, &spare, link)
+                self.attach_candidates(&observed, &spare)
             } else {
                 self.attach(&observed, &hits, Link::Name)
             };
@@ -422,12 +427,7 @@ impl Joiner<'_> {
                 guards = init_flags;
             }
             if !guards.is_empty() || named.is_empty() {
-                let link = if guards.len() == 1 {
-                    Link::SoleCandidate
-                } else {
-                    Link::Candidate
-                };
-                cited.extend(self.attach(&observed, &guards, link));
+                cited.extend(self.attach_candidates(&observed, &guards));
             }
         }
         if matches!(cell.status, Status::Crashed | Status::Timeout) {
@@ -440,12 +440,7 @@ impl Joiner<'_> {
                 .of_module(module)
                 .filter(|&i| OBJECT_STATICS.contains(&self.findings[i].name))
                 .collect();
-            let link = if statics.len() == 1 {
-                Link::SoleCandidate
-            } else {
-                Link::Candidate
-            };
-            cited.extend(self.attach(&observed, &statics, link));
+            cited.extend(self.attach_candidates(&observed, &statics));
         }
         let refused = cell.check == Check::IsolatedImport && cell.status == Status::Refused;
         let copied = cell.check == Check::SharedObjects
@@ -502,12 +497,7 @@ impl Joiner<'_> {
                     .of_module(module)
                     .filter(|&i| RACE_RULES.contains(&self.findings[i].name))
                     .collect();
-                let link = if races.len() == 1 {
-                    Link::SoleCandidate
-                } else {
-                    Link::Candidate
-                };
-                self.attach(&observed, &races, link)
+                self.attach_candidates(&observed, &races)
             }
             (Check::GilReenabled, Status::Refused) => {
                 let observed = seen("the GIL was turned back on at import".into());
