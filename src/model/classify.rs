@@ -65,12 +65,13 @@ fn read_only_address_use(files: &[FileFacts], global: &Global, site: &WriteSite)
         return true;
     }
     ARGUMENT_PARSERS.contains(&call) && {
-        // A type object (its type name may be an export macro the grammar took for the type:
-        // `NPY_NO_EXPORT PyTypeObject PyUFunc_Type = {...}`): an aggregate initializer.
+        // A table the parser reads: the keyword list (`&kwlist[0]`), or a type object for `O!`
+        // (whose type name may be an export macro the grammar took for the type:
+        // `NPY_NO_EXPORT PyTypeObject PyUFunc_Type = {...}`). Both have an aggregate
+        // initializer; an output never does.
         let v = &files[global.var.file].variables[global.var.index];
-        v.pointers.is_empty()
-            && (super::pytypes::is_type_object(&v.type_name)
-                || matches!(v.init, Some(crate::facts::Init::List(_))))
+        matches!(v.init, Some(crate::facts::Init::List(_)))
+            || (v.pointers.is_empty() && super::pytypes::is_type_object(&v.type_name))
     }
 }
 

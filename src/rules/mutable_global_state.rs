@@ -16,7 +16,7 @@ declare_rule! {
     /// `TCL_DECLARE_MUTEX`, ...) are never state to move, and data read and written only under
     /// a process-wide lock is `lock-protected-global` (info). An address handed to an
     /// argument parser is an output it stores into (`PyArg_ParseTuple(args, "I", &flags)`),
-    /// except a type object for an `O!` unit.
+    /// except the tables it reads: the keyword list (`&kwlist[0]`) and a type object for `O!`.
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with
