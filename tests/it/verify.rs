@@ -19,13 +19,14 @@ const FIXTURES: [&str; 6] = [
 ];
 
 /// Built too, but not part of the main matrix: embed, environment and free-threading cases.
-const EXTRA_FIXTURES: [&str; 6] = [
+const EXTRA_FIXTURES: [&str; 7] = [
     "embed_static",
     "import_crash",
     "import_hang",
     "import_broken",
     "ft_honest",
     "ft_racy",
+    "ft_crash",
 ];
 
 struct Built {
@@ -1139,6 +1140,43 @@ fn free_threaded_gil_reenabled_and_threads_checks() {
         );
         // The scanner called ft_racy's GIL use `used`: its race is not a miss.
         assert_eq!(report["scan"]["missed"], serde_json::json!([]), "{report}");
+    }
+}
+
+/// A module that crashes only when two threads are inside it at once, which the GIL never
+/// allows: the crash is contained to its `threads` cell, its other checks pass, and a healthy
+/// module of the same run is untouched.
+#[test]
+fn a_crash_only_without_the_gil_is_contained_to_threads() {
+    let exercise = fixture_dir().join("exercise_format_number.py");
+    for python in free_threaded() {
+        let py = python.label();
+        let (code, report) = verify_json(
+            python,
+            &["ft_crash", "ft_honest"],
+            &["--exercise", exercise.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{py}: a crash exits 1: {report}");
+        assert_matrix(
+            &report,
+            "ft_crash",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("gil-reenabled", "pass"),
+                ("threads", "crashed (SIGSEGV)"),
+            ],
+        );
+        assert_matrix(
+            &report,
+            "ft_honest",
+            &py,
+            &[
+                ("main-import", "pass"),
+                ("gil-reenabled", "pass"),
+                ("threads", "pass"),
+            ],
+        );
     }
 }
 
