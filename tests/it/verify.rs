@@ -1143,6 +1143,68 @@ fn free_threaded_gil_reenabled_and_threads_checks() {
     }
 }
 
+/// The static side of the free-threading fixtures, which the run-time checks above confirm:
+/// `check` must call the honest module `not-used`, the racy one `used` with its declaration
+/// an error, and the module with no slot `not-used` with the missing slot as its advice.
+#[test]
+fn free_threading_fixtures_static_verdicts() {
+    let dir = fixture_dir();
+    let files: Vec<String> = ["ft_honest.c", "ft_racy.c", "no_slot.c"]
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect();
+    let mut args = vec!["check", "--no-cache", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let (code, stdout, stderr) = isolint(&args);
+    assert_eq!(code, 1, "ft_racy's overclaim is an error: {stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("json");
+    let gil = |name: &str| {
+        report["modules"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == name))
+            .map(|m| m["verdict"]["gil"].clone())
+            .unwrap_or_else(|| panic!("{name} missing from {report}"))
+    };
+    assert_eq!(gil("ft_honest")["declared"], "not-used");
+    assert_eq!(gil("ft_honest")["supported"], "not-used");
+    assert_eq!(gil("ft_racy")["declared"], "not-used");
+    assert_eq!(gil("ft_racy")["supported"], "used");
+    assert_eq!(gil("ft_racy")["blockers"][0]["name"], "unlocked-lazy-init");
+    assert_eq!(gil("no_slot")["declared"], "used");
+    assert_eq!(gil("no_slot")["supported"], "not-used");
+    let rules: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            let file = f["path"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            (
+                f["name"].as_str().unwrap_or("").to_string(),
+                file.to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("overclaimed-gil", "ft_racy.c"),
+        ("unlocked-lazy-init", "ft_racy.c"),
+        ("missing-gil-slot", "no_slot.c"),
+    ] {
+        assert!(
+            rules.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} not in {rules:?}"
+        );
+    }
+    assert!(
+        !rules.iter().any(|(_, file)| file == "ft_honest.c"),
+        "the honest module has no finding: {rules:?}"
+    );
+}
+
 /// A module that crashes only when two threads are inside it at once, which the GIL never
 /// allows: the crash is contained to its `threads` cell, its other checks pass, and a healthy
 /// module of the same run is untouched.
