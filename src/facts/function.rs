@@ -59,6 +59,13 @@ pub(crate) fn keeps_arguments(callee: &str) -> bool {
         )
 }
 
+/// Calls that make a heap type from a `PyType_Spec`; every argument is kept.
+pub const HEAP_TYPE_CREATORS: &[&str] = &[
+    "PyType_FromSpecWithBases",
+    "PyType_FromModuleAndSpec",
+    "PyType_FromMetaclass",
+];
+
 /// Macros that assign their first argument.
 const ASSIGNING_MACROS: &[&str] = &["Py_CLEAR", "Py_SETREF", "Py_XSETREF", "Py_CLEARREF"];
 
@@ -795,7 +802,13 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             // The GIL value is the second argument: the verdict reads it.
             // Both arguments: the capsule's pointer and its name (see
             // `model::classify::provided_capsule`).
-            Some(_) if callee == "PyUnstable_Module_SetGIL" || callee == "PyCapsule_New" => {
+            // Heap-type creation: the spec and the bases (a base's GC flag is inherited, see
+            // `rules::heap_type_gc_protocol`).
+            Some(_)
+                if callee == "PyUnstable_Module_SetGIL"
+                    || callee == "PyCapsule_New"
+                    || HEAP_TYPE_CREATORS.contains(&callee.as_str()) =>
+            {
                 arg_nodes.iter().map(|a| summarize(*a, cx)).collect()
             }
             Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],

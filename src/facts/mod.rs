@@ -13,6 +13,7 @@ mod macros;
 mod structs;
 
 pub use extract::extract;
+pub use function::HEAP_TYPE_CREATORS;
 
 use crate::discover::SourceKind;
 use crate::parse::ParseErrors;
@@ -501,7 +502,7 @@ impl Written {
 pub struct Call {
     pub callee: String,
     /// The first argument, for C API calls only (see `function::keeps_arguments`; every one
-    /// for `PyUnstable_Module_SetGIL` and `PyCapsule_New`); empty otherwise. The walk records what the other arguments do (`&x` passed, writes).
+    /// for `PyUnstable_Module_SetGIL`, `PyCapsule_New` and the heap-type creators); empty otherwise. The walk records what the other arguments do (`&x` passed, writes).
     pub args: Vec<Expr>,
     pub span: Span,
     /// `x = call(...)`: the variable that receives the result.

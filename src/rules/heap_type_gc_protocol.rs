@@ -1,17 +1,23 @@
 use super::support::{call_args_in, call_site, calls_where, module_function};
 use super::{declare_rule, Ctx, Site};
-use crate::facts::ExprKind;
+use crate::facts::{ExprKind, HEAP_TYPE_CREATORS};
 use crate::model::TypeKind;
 
 declare_rule! {
     /// ## What it does
     /// Flags a heap type (`PyType_Spec`) that breaks the HOWTO's rules for heap types:
     /// - its instances hold references (object fields in the struct named by `basicsize`) but
-    ///   its flags lack `Py_TPFLAGS_HAVE_GC`;
+    ///   its flags lack `Py_TPFLAGS_HAVE_GC` (unless it is made from a base and defines no
+    ///   `tp_traverse` or `tp_clear` of its own: CPython then copies the base's GC flag and
+    ///   functions, so `CIMultiDict` made from `MultiDict` is collected like its base; the
+    ///   base counts when a GC heap type of the module has the same instance struct and the
+    ///   type is not made directly with a NULL base);
     /// - its `tp_traverse` does not visit `Py_TYPE(self)`;
     /// - its `tp_dealloc` does not untrack the object (GC types) or does not `Py_DECREF` its
     ///   type;
-    /// - it overrides `tp_free`;
+    /// - its `tp_free` does not match its GC flag (`PyObject_Del` or `PyObject_Free` on a GC
+    ///   type, `PyObject_GC_Del` on a type without GC); `PyObject_GC_Del` on a GC type is what
+    ///   CPython would use anyway and is not flagged;
     /// - `PyObject_New` allocates instances of a GC type.
     ///
     /// ## Why is this bad?
@@ -62,6 +68,68 @@ declare_rule! {
 
 const DECREFS: &[&str] = &["Py_DECREF", "Py_XDECREF", "Py_CLEAR"];
 
+/// Frees for objects the collector does not track.
+const NON_GC_FREES: &[&str] = &[
+    "PyObject_Del",
+    "PyObject_Free",
+    "PyObject_DEL",
+    "PyObject_FREE",
+];
+
+fn is_null(text: &str) -> bool {
+    let text = text.trim().trim_matches(|c| c == '(' || c == ')').trim();
+    matches!(text, "NULL" | "0" | "nullptr") || text.ends_with(")NULL") || text.ends_with(") NULL")
+}
+
+/// Whether another heap type of the module has the same instance struct and the GC flag: a
+/// type with the same layout and no traverse of its own is made as its subclass (the base is
+/// often passed through a project helper, whose arguments the model does not keep).
+fn gc_sibling_of_same_layout(ctx: &Ctx, instance: Option<&str>) -> bool {
+    let Some(instance) = instance else {
+        return false;
+    };
+    ctx.module
+        .types
+        .iter()
+        .filter(|t| t.kind == TypeKind::Heap)
+        .any(|t| {
+            let gc = t
+                .slots
+                .get("tp_flags")
+                .is_some_and(|f| f.text.contains("Py_TPFLAGS_HAVE_GC"));
+            let same = t.slots.get("tp_basicsize").is_some_and(|e| match &e.kind {
+                ExprKind::SizeOf(s) => s.trim_matches(|c| c == '(' || c == ')').trim() == instance,
+                _ => false,
+            });
+            gc && same
+        })
+}
+
+/// Whether a creation call of this module passes `&spec` with a base (or bases) that is not
+/// NULL: `None` when no creation call names the spec (a project helper makes the type).
+fn made_with_base(ctx: &Ctx, spec: &str) -> Option<bool> {
+    let address = format!("&{spec}");
+    let mut seen = None;
+    for (_, _, call) in calls_where(ctx, |c| HEAP_TYPE_CREATORS.contains(&c)) {
+        {
+            let (spec_at, bases_at) = match call.callee.as_str() {
+                "PyType_FromSpecWithBases" => (0, 1),
+                "PyType_FromModuleAndSpec" => (1, 2),
+                _ => (2, 3), // PyType_FromMetaclass(meta, module, spec, bases)
+            };
+            let names_spec = call.args.get(spec_at).is_some_and(|a| {
+                let text: String = a.text.chars().filter(|c| !c.is_whitespace()).collect();
+                text == address || text.ends_with(&format!("){address}")) || text == spec
+            });
+            if names_spec {
+                let with_base = call.args.get(bases_at).is_some_and(|b| !is_null(&b.text));
+                seen = Some(seen.unwrap_or(false) || with_base);
+            }
+        }
+    }
+    seen
+}
+
 fn decrefs_type(args: &[String]) -> bool {
     args.iter().any(|a| {
         let a = a.trim();
@@ -94,7 +162,16 @@ fn check(ctx: &mut Ctx) {
             .get("tp_basicsize")
             .is_some_and(|size| !ctx.layouts.instance_object_fields(size).is_empty());
         let help = "follow the HOWTO's heap-type GC protocol: `Py_TPFLAGS_HAVE_GC`, visit `Py_TYPE(self)` in `tp_traverse`, untrack and `Py_DECREF` the type in `tp_dealloc`, keep the default `tp_free`".to_string();
-        if holds && !is_gc {
+        let defines = |slot: &str| t.slots.get(slot).is_some_and(|e| !is_null(&e.text));
+        // The base's GC flag is only known for a GC heap type of the module with the same
+        // instance struct; a type made directly with a NULL base has none to inherit.
+        let inherits_gc = !defines("tp_traverse")
+            && !defines("tp_clear")
+            && gc_sibling_of_same_layout(ctx, instance.as_deref())
+            && (defines("tp_base")
+                || defines("tp_bases")
+                || made_with_base(ctx, &spec.name) != Some(false));
+        if holds && !is_gc && !inherits_gc {
             let message = format!("heap type `{name}`: instances of `{}` hold references, but the flags lack `Py_TPFLAGS_HAVE_GC`", instance.as_deref().unwrap_or("?"));
             let site = ctx.var_site(t.var);
             ctx.report(site, Some(&spec.name), None, message, help.clone());
@@ -146,11 +223,25 @@ fn check(ctx: &mut Ctx) {
                 ctx.report(site, Some(&f.name), Some(&f.name), message, help.clone());
             }
         }
-        if let Some(free) = t.slots.get("tp_free") {
-            let message = format!(
-                "heap type `{name}` overrides `tp_free` with `{}`",
-                free.text
-            );
+        let mismatched_free = t.slots.get("tp_free").filter(|free| {
+            let function = free.text.trim();
+            if is_gc {
+                NON_GC_FREES.contains(&function)
+            } else {
+                function == "PyObject_GC_Del" && !inherits_gc
+            }
+        });
+        if let Some(free) = mismatched_free {
+            let message = if is_gc {
+                format!(
+                    "heap type `{name}` is a GC type, but its `tp_free` is `{}`: its instances are freed without leaving the collector's lists",
+                    free.text
+                )
+            } else {
+                format!(
+                    "heap type `{name}` has no `Py_TPFLAGS_HAVE_GC`, but its `tp_free` is `PyObject_GC_Del`"
+                )
+            };
             let site = Site {
                 file: t.var.file,
                 span: free.span,
