@@ -570,10 +570,18 @@ impl Parser<'_> {
     }
 }
 
+/// The minor version a `PY_VERSION_HEX` constant falls in, and whether some released builds
+/// of that minor version are on each side of it. Ranges are of released Pythons: a cut at a
+/// pre-release of x.y.0 (`0x030D00A6`, 3.13.0a6, as `pythoncapi_compat.h` writes them) puts
+/// every release of 3.13 on the `>=` side, so it is the 3.13 boundary itself; a cut at a
+/// patch release (`0x030B0200`, 3.11.2) splits 3.11.
 fn hex_version(hex: i64) -> (PyVersion, bool) {
     let major = ((hex >> 24) & 0xff) as u16;
     let minor = ((hex >> 16) & 0xff) as u16;
-    (py(major, minor), hex & 0xffff != 0)
+    let micro = (hex >> 8) & 0xff;
+    let final_x_y_0 = 0xf0;
+    let partial = micro != 0 || (hex & 0xff) > final_x_y_0;
+    (py(major, minor), partial)
 }
 
 fn next_minor(v: PyVersion) -> PyVersion {
@@ -839,9 +847,19 @@ mod tests {
             eval("PY_VERSION_HEX >= 0x030C0000"),
             Cond::Version(VersionRange::at_least(py(3, 12)))
         );
+        // 3.9.0a4: every released 3.9 is above it.
         assert_eq!(
             eval("PY_VERSION_HEX < 0x030900A4"),
-            Cond::Version(VersionRange::below(py(3, 10)))
+            Cond::Version(VersionRange::below(py(3, 9)))
+        );
+        assert_eq!(
+            eval("PY_VERSION_HEX >= 0x030D00A6"),
+            Cond::Version(VersionRange::at_least(py(3, 13)))
+        );
+        // 3.11.2: 3.11.0 and 3.11.1 compile the code, later 3.11s do not.
+        assert_eq!(
+            eval("PY_VERSION_HEX < 0x030B0200"),
+            Cond::Version(VersionRange::below(py(3, 12)))
         );
         assert_eq!(
             eval("PY_MAJOR_VERSION < 3"),

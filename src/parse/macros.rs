@@ -45,6 +45,11 @@ pub enum Role {
 }
 
 const STORAGE_WORDS: &[&str] = &["static", "extern"];
+/// `#define THREAD_LOCAL _Thread_local` (and `__declspec(thread)` in another branch, an
+/// attribute, merged into this): written as `__thread`, which the declaration reader takes for
+/// a thread-local variable.
+const THREAD_LOCAL_WORDS: &[&str] = &["_Thread_local", "__thread", "thread_local"];
+const THREAD_LOCAL_WORD: &str = "__thread";
 const BLANK_WORDS: &[&str] = &[
     "inline",
     "__inline",
@@ -261,7 +266,12 @@ fn declaration_specifier<'t>(
             continue;
         }
         if let Some(s) = STORAGE_WORDS.iter().find(|s| **s == word) {
-            storage = Some(*s);
+            // `static _Thread_local`: thread-locality is what the analysis needs to keep.
+            if storage != Some(THREAD_LOCAL_WORD) {
+                storage = Some(*s);
+            }
+        } else if THREAD_LOCAL_WORDS.contains(&word) {
+            storage = Some(THREAD_LOCAL_WORD);
         } else if BLANK_WORDS.contains(&word) {
         } else {
             match known(word) {
@@ -517,6 +527,17 @@ mod tests {
         assert_eq!(m.role("N"), None);
         assert_eq!(m.role("SELF"), None);
         assert!(m.definition("PREAMBLE").is_some());
+    }
+
+    #[test]
+    fn thread_local_macros_keep_their_storage() {
+        let m = roles(concat!(
+            "#if defined(_MSC_VER)\n#define THREAD_LOCAL __declspec(thread)\n",
+            "#else\n#define THREAD_LOCAL _Thread_local\n#endif\n",
+            "#define TLS_STATIC static __thread\n",
+        ));
+        assert_eq!(m.role("THREAD_LOCAL"), Some(Role::Storage("__thread")));
+        assert_eq!(m.role("TLS_STATIC"), Some(Role::Storage("__thread")));
     }
 
     #[test]
