@@ -658,6 +658,15 @@ pub fn directive(line: &str) -> Option<(&str, &str)> {
     Some((&rest[..word_end], rest[word_end..].trim()))
 }
 
+/// CPython's own build flags: its Makefile defines them for the interpreter's core and its
+/// built-in modules, and no extension build does unless its sources or flags say so. Argument
+/// Clinic output keeps a statically allocated keyword tuple (`_kwtuple`) under
+/// `#if defined(Py_BUILD_CORE) && !defined(Py_BUILD_CORE_MODULE)`; read as maybe compiled, it
+/// was a false `static-local-pyobject` in every clinic function of a vendored copy
+/// (backports.zstd) and of CPython's own modules. In CPython's core the tuple is an immortal
+/// static object shared by design, so leaving it out hides nothing there either.
+pub const CPYTHON_CORE_BUILD_FLAGS: &[&str] = &["Py_BUILD_CORE", "Py_BUILD_CORE_BUILTIN"];
+
 /// The versions an `#if` / `#ifdef` / `#ifndef` / `#elif` line selects on its own, when it is
 /// about versions.
 /// Names a file switches off: a commented-out `#define NAME` at the start of a line

@@ -239,7 +239,16 @@ pub fn prepare_with_defines(
     let src: &[u8] = &normalized;
     let local;
     let project = if shared.is_empty() {
-        local = ProjectMacros::new(definitions_in(src));
+        // A scan of one file has no pre-scan: the file's own definitions and switches, and the
+        // names every scan takes as off, so that it reads as it would among other files.
+        let text = String::from_utf8_lossy(src);
+        local = ProjectMacros::new(definitions_in(src)).with_off_by_default(
+            shared
+                .off_by_default()
+                .iter()
+                .cloned()
+                .chain(super::condition::off_by_default_hints(&text, false)),
+        );
         &local
     } else {
         shared
