@@ -1246,7 +1246,7 @@ pub(super) fn word_uses(mask: &[u8], lo: usize, hi: usize, name: &str) -> Vec<us
     out
 }
 
-fn contains_word(text: &str, word: &str) -> bool {
+pub(super) fn contains_word(text: &str, word: &str) -> bool {
     !word_uses(text.as_bytes(), 0, text.len(), word).is_empty()
 }
 

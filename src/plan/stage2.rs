@@ -17,8 +17,8 @@
 use super::context::{last_ident, PlanCtx};
 use super::stage0::{normalize, Edit};
 use super::stage1::{
-    body_open, call_args, code_mask, def_edits, line_start, preprocessor_depth, statement_start,
-    strip_casts, word_uses, Reach,
+    body_open, call_args, code_mask, contains_word, def_edits, line_start, preprocessor_depth,
+    statement_start, strip_casts, word_uses, Reach,
 };
 use super::state::{self, StateNames};
 use super::types::{self, HeapType};
@@ -391,16 +391,20 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
     for t in &statics {
         let v = ctx.project.var(t.var);
         let name = v.name.clone();
+        if t.var.file != file {
+            stays.insert(
+                name.clone(),
+                format!(
+                    "`{}:{}`: it is defined there, in another file than the module definition, and the module state is local to that one",
+                    ctx.path(t.var.file),
+                    v.span.line
+                ),
+            );
+            continue;
+        }
         let mut why = |r: String| {
             stays.insert(name.clone(), format!("line {}: {r}", v.span.line));
         };
-        if t.var.file != file {
-            why(format!(
-                "it is defined in `{}`, another file than the module definition",
-                ctx.path(t.var.file)
-            ));
-            continue;
-        }
         decl_of.insert(name.clone(), (v.decl_span.start, v.decl_span.end));
         if v.uncertain {
             why("it overlaps a parse error".into());
@@ -427,6 +431,28 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 ctx.path(file)
             ));
             continue;
+        }
+        if let Some(m) = module.files.iter().find_map(|&fi| {
+            ctx.project.files[fi]
+                .macros
+                .iter()
+                .find(|m| contains_word(&m.body, &name))
+        }) {
+            why(format!(
+                "the macro `{}` uses it, and macros are not rewritten",
+                m.name
+            ));
+            continue;
+        }
+        // `#if` lines between the fields: the spec would keep one branch only. Around the head
+        // (`PyVarObject_HEAD_INIT` or Python 2's `PyObject_HEAD_INIT`), before the first field,
+        // they go with the initializer.
+        if let Some(first) = t.slots.values().map(|e| e.span.start).min() {
+            let rest = text.get(first..v.decl_span.end).unwrap_or("");
+            if rest.lines().any(|l| l.trim_start().starts_with('#')) {
+                why("its initializer has `#if` lines between its fields: the spec would keep one branch only".into());
+                continue;
+            }
         }
         for (field, value) in &t.slots {
             let nothing = matches!(normalize(&value.text).as_str(), "0" | "NULL");
@@ -675,6 +701,16 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         for name in &moving {
             for m in &mentions[name] {
                 if let Err(r) = reach.arg_of(m.function) {
+                    // Stage 1's words for a type's function; here its type is not converted.
+                    let r = r
+                        .replace(
+                            "it reaches the module through its type once the type is a heap type (stage 2), by hand for now",
+                            "its type stays static, or it may be called without an instance (a static method)",
+                        )
+                        .replace(
+                            "it reaches the module through the instance's type once the type is a heap type (stage 2), by hand for now",
+                            "its type stays static, or its first argument may be another object (a binary number slot)",
+                        );
                     stays.insert(name.clone(), format!("line {}: {r}", line_of(text, m.at)));
                     changed = true;
                     break;

@@ -139,6 +139,10 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
                     }
                 }
             }
+            if field == "tp_doc" && !text.trim_start().starts_with('"') {
+                // `PyDoc_STRVAR` makes a `const char[]`; the slot is a `void *`.
+                text = format!("(void *){text}");
+            }
             slot_lines.push(format!("    {{Py_{field}, {text}}},"));
         } else if let Some((_, prefix)) = SUB_TABLES.iter().find(|(f, _)| f == field) {
             slot_lines.extend(sub_table_slots(ctx, value, prefix, &mut notes));
