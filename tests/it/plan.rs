@@ -1287,6 +1287,134 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
     }
 }
 
+/// Stage 2 converts what it can and names each type it leaves with its line and reason: a
+/// macro names one, another has a field set at run time; and it says when the dealloc it
+/// rewrote freed a GC object with `PyObject_Del` (a latent bug, now `tp_free`).
+#[test]
+fn fix_stage2_names_the_types_it_leaves_and_the_latent_bug_it_fixed() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("m.c");
+    std::fs::write(
+        &file,
+        r#"#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *item;
+} BoxObject;
+
+static int
+Box_traverse(BoxObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->item);
+    return 0;
+}
+
+static void
+Box_dealloc(BoxObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->item);
+    PyObject_Del(self);
+}
+
+static PyTypeObject Box_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "m.Box",
+    .tp_basicsize = sizeof(BoxObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)Box_dealloc,
+    .tp_traverse = (traverseproc)Box_traverse,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyTypeObject Tag_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "m.Tag",
+    .tp_basicsize = sizeof(PyObject),
+};
+#define Tag_Check(o) PyObject_TypeCheck(o, &Tag_Type)
+
+static PyTypeObject Late_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "m.Late",
+    .tp_basicsize = sizeof(PyObject),
+};
+
+static int
+m_exec(PyObject *m)
+{
+    Late_Type.tp_new = PyType_GenericNew;
+    if (PyType_Ready(&Box_Type) < 0 || PyType_Ready(&Tag_Type) < 0 || PyType_Ready(&Late_Type) < 0) {
+        return -1;
+    }
+    return PyModule_AddType(m, &Box_Type);
+}
+
+static PyModuleDef_Slot m_slots[] = {
+    {Py_mod_exec, m_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef m_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "m",
+    .m_size = 0,
+    .m_slots = m_slots,
+};
+
+PyMODINIT_FUNC
+PyInit_m(void)
+{
+    return PyModuleDef_Init(&m_def);
+}
+"#,
+    )
+    .expect("write");
+    let fix = isolint::plan::fix_stage(&analysis_of(&file), 2);
+    let said = match &fix.modules[0].outcome {
+        FixOutcome::Partial(said) => said.clone(),
+        other => panic!("two types stay: {other:?}"),
+    };
+    assert!(
+        said.contains("line 34: the macro `Tag_Check` uses it, and macros are not rewritten (the static type `Tag_Type` stays)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("line 50: it sets `Late_Type.tp_new` at run time: put it in the initializer (the static type `Late_Type` stays)"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "fixed on the way: line 21: `Box_dealloc` freed a GC object with `PyObject_Del`"
+        ),
+        "{said}"
+    );
+    let new = &fix.files[0].2;
+    assert!(
+        new.contains("    tp->tp_free((PyObject *)self);\n    Py_DECREF(tp);\n}"),
+        "{new}"
+    );
+    assert!(
+        new.contains("Py_VISIT(Py_TYPE(self));\n    Py_VISIT(self->item);"),
+        "{new}"
+    );
+    assert!(new.contains("static PyTypeObject Tag_Type = {"), "{new}");
+    assert!(
+        new.contains("Late_Type.tp_new = PyType_GenericNew;"),
+        "{new}"
+    );
+    assert!(
+        new.contains("PyModule_AddType(m, get_m_state(m)->Box_Type)"),
+        "{new}"
+    );
+    std::fs::write(&file, new).expect("write");
+    for py in pythons() {
+        compile_only(py, &file, "after stage 2").expect("the result compiles");
+    }
+}
+
 /// `fix --all --apply` on a copy of every plan fixture: whatever compiled before compiles after
 /// with the strict flags, a second run changes nothing, and the re-scan finds nothing the fix
 /// added.
