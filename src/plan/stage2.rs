@@ -578,7 +578,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                                 if rest.starts_with(cmp) {
                                     // Past the comparison, whatever spaces it has.
                                     let mut seen = 0;
-                                    while seen < cmp.len() {
+                                    while seen < cmp.len() && stop < mask.len() {
                                         if !mask[stop].is_ascii_whitespace() {
                                             seen += 1;
                                         }
@@ -675,6 +675,43 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                     );
                     changed = true;
                 }
+            }
+        }
+        if changed {
+            continue;
+        }
+        // A dealloc or traverse that a type which stays shares would release or visit a
+        // static type: the type that names it stays too.
+        let kept_functions: BTreeSet<String> = module
+            .types
+            .iter()
+            .filter(|t| !(t.kind == TypeKind::Static && moving.contains(&name_of(t))))
+            .flat_map(|t| type_functions(ctx, t, &def_name))
+            .map(|(f, _)| f)
+            .collect();
+        for name in &moving {
+            let ht = &heap[name];
+            let shared = [ht.dealloc.as_ref(), ht.traverse.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|f| kept_functions.contains(*f));
+            if let Some(f) = shared {
+                let line = ctx
+                    .project
+                    .var(
+                        statics
+                            .iter()
+                            .find(|t| name_of(t) == *name)
+                            .expect("a static type")
+                            .var,
+                    )
+                    .span
+                    .line;
+                stays.insert(
+                    name.clone(),
+                    format!("line {line}: its `{f}` is also a type's that stays static"),
+                );
+                changed = true;
             }
         }
         if changed {
