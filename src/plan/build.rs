@@ -472,6 +472,33 @@ fn stage_heap_types(ctx: &PlanCtx, names: &StateNames, heap: &[HeapType]) -> Sta
             }
         }
     }
+    if !statics.is_empty() {
+        match super::stage2::stage2(ctx) {
+            Ok(fix) => {
+                if !fix.edits.is_empty() {
+                    notes.push("`isolint fix --stage 2` writes the specs above in place of the static types, creates them in exec, keeps them in the module state, and rewrites every use; `--apply` writes it. Its diff is exactly what it writes.".into());
+                    if let Some(diff) = super::diff_of(ctx, &Stage0::Edits(fix.edits)) {
+                        blocks.push(code(
+                            "The diff `isolint fix --stage 2` writes",
+                            CodeKind::Diff,
+                            diff,
+                        ));
+                    }
+                }
+                if !fix.refused.is_empty() {
+                    notes.push(format!(
+                        "`isolint fix --stage 2` leaves these as they are: {}.",
+                        fix.refused.join("; ")
+                    ));
+                }
+                notes.extend(fix.notes.iter().map(|n| format!("Fixed on the way: {n}.")));
+            }
+            Err(why) => notes.push(format!(
+                "`isolint fix --stage 2` does not run yet: {}.",
+                why.replace('\n', "; ")
+            )),
+        }
+    }
     Stage {
         number: 2,
         title: "Static types to heap types".into(),

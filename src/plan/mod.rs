@@ -11,6 +11,7 @@ pub mod data;
 mod markdown;
 mod stage0;
 mod stage1;
+mod stage2;
 pub(crate) mod stage3;
 mod state;
 mod types;
@@ -48,12 +49,11 @@ pub struct PlanArgs {
 pub struct FixArgs {
     /// Files and folders to scan (default: the current folder).
     pub paths: Vec<PathBuf>,
-    /// The stage to apply: 0 (multi-phase init), 1 (module state for the object globals) or 3
-    /// (declare what the verdict allows). Stage 2 is planned (`isolint plan`) but not yet
-    /// written by `fix`.
+    /// The stage to apply: 0 (multi-phase init), 1 (module state for the object globals), 2
+    /// (static types to heap types) or 3 (declare what the verdict allows).
     #[arg(long, default_value_t = 0, conflicts_with = "all")]
     pub stage: u8,
-    /// Every stage `fix` can write, in order (0, 1, then 3), each on the result of the one
+    /// Every stage `fix` can write, in order (0, 1, 2, then 3), each on the result of the one
     /// before. With `--apply` each stage is written before the next is computed; without it, a
     /// module's diff stops at the first stage that changes it.
     #[arg(long)]
@@ -223,6 +223,24 @@ fn stage_edits(
                 Stage0::Edits(s.edits),
                 (!s.refused.is_empty()).then(|| s.refused.join("\n")),
             ),
+        },
+        2 => match stage2::stage2(ctx) {
+            Err(why) => (Stage0::Refused(why), None),
+            Ok(s) if s.edits.is_empty() && s.refused.is_empty() => (Stage0::Done, None),
+            Ok(s) if s.edits.is_empty() => (Stage0::Refused(s.refused.join("\n")), None),
+            Ok(s) => {
+                // What the stage fixed on the way is said with what it left.
+                let said: Vec<String> = s
+                    .refused
+                    .iter()
+                    .cloned()
+                    .chain(s.notes.iter().map(|n| format!("fixed on the way: {n}")))
+                    .collect();
+                (
+                    Stage0::Edits(s.edits),
+                    (!said.is_empty()).then(|| said.join("\n")),
+                )
+            }
         },
         3 => {
             let mut verdict = module_verdict_of(analysis, ctx.module);
@@ -416,16 +434,13 @@ fn diff_of(ctx: &PlanCtx, fix: &Stage0) -> Option<String> {
 
 pub fn run_fix(args: &FixArgs) -> i32 {
     let stages: Vec<u8> = if args.all {
-        eprintln!(
-            "isolint: stage 2 (static types to heap types) is planned by `isolint plan` but not written by `fix` yet: `--all` runs stages 0, 1 and 3"
-        );
-        vec![0, 1, 3]
+        vec![0, 1, 2, 3]
     } else {
         vec![args.stage]
     };
-    if let Some(stage) = stages.iter().find(|s| !matches!(s, 0 | 1 | 3)) {
+    if let Some(stage) = stages.iter().find(|s| **s > 3) {
         eprintln!(
-            "isolint: error: `fix` writes stages 0 (multi-phase init), 1 (module state) and 3 (declare); stage {stage} is planned by `isolint plan` but not written by `fix` yet"
+            "isolint: error: `fix` writes stages 0 (multi-phase init), 1 (module state), 2 (heap types) and 3 (declare); there is no stage {stage}"
         );
         return 2;
     }
@@ -504,6 +519,8 @@ fn report_outcomes(result: &FixResult, stage: u8) -> bool {
                     "already multi-phase"
                 } else if stage == 1 {
                     "no object global left to move into module state"
+                } else if stage == 2 {
+                    "no static type left"
                 } else {
                     "its slots already declare what the verdict allows"
                 };

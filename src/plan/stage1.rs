@@ -102,6 +102,7 @@ pub fn stage1(ctx: &PlanCtx) -> Result<Stage1, String> {
         memo: BTreeMap::new(),
         threaded: BTreeSet::new(),
         visiting: BTreeSet::new(),
+        through_type: BTreeMap::new(),
     };
     let mut arg_of = |f: FnRef| reach.arg_of(f);
 
@@ -582,7 +583,7 @@ fn whole_block(
 /// a parameter they have; a `static` helper that only such functions call (directly or through
 /// other helpers) through a `PyObject *module` parameter stage 1 adds, each call passing its
 /// caller's module.
-struct Reach<'a, 'c> {
+pub(super) struct Reach<'a, 'c> {
     ctx: &'c PlanCtx<'a>,
     file: usize,
     text: &'c str,
@@ -594,16 +595,43 @@ struct Reach<'a, 'c> {
     /// Helpers that get a module parameter.
     threaded: BTreeSet<FnRef>,
     visiting: BTreeSet<FnRef>,
+    /// Methods and slots of types that become heap types (stage 2), by name: how each reaches
+    /// the module from its first parameter, written with `{self}` for that parameter.
+    pub(super) through_type: BTreeMap<String, String>,
 }
 
 const HELPER_PARAM: &str = "module";
 
-impl Reach<'_, '_> {
-    fn arg(&self, f: FnRef) -> Option<String> {
+impl<'a, 'c> Reach<'a, 'c> {
+    /// The reach of the functions of `file`, the file of the module definition.
+    pub(super) fn new(
+        ctx: &'c PlanCtx<'a>,
+        file: usize,
+        text: &'c str,
+        mask: &'c [u8],
+        exec_fns: &'c BTreeSet<FnRef>,
+        through_type: BTreeMap<String, String>,
+    ) -> Self {
+        Reach {
+            ctx,
+            file,
+            text,
+            mask,
+            exec_fns,
+            roles: roles(ctx),
+            callers: callers_of(ctx),
+            memo: BTreeMap::new(),
+            threaded: BTreeSet::new(),
+            visiting: BTreeSet::new(),
+            through_type,
+        }
+    }
+
+    pub(super) fn arg(&self, f: FnRef) -> Option<String> {
         self.memo.get(&f)?.as_ref().ok().cloned()
     }
 
-    fn arg_of(&mut self, f: FnRef) -> Result<String, String> {
+    pub(super) fn arg_of(&mut self, f: FnRef) -> Result<String, String> {
         if let Some(r) = self.memo.get(&f) {
             return r.clone();
         }
@@ -656,6 +684,11 @@ impl Reach<'_, '_> {
         if self.exec_fns.contains(&f) {
             return first
                 .ok_or_else(|| format!("the exec function `{name}` has no module parameter"));
+        }
+        if let Some(how) = self.through_type.get(name) {
+            return first
+                .map(|p| how.replace("{self}", &p))
+                .ok_or_else(|| format!("`{name}` has no named first parameter"));
         }
         if self.roles.methods.contains(name) {
             return Err(format!(
@@ -746,7 +779,7 @@ impl Reach<'_, '_> {
 
     /// The edits that give each helper `needed` its module parameter, and each call to it the
     /// caller's module.
-    fn helper_edits(&self, needed: &BTreeSet<FnRef>) -> Result<Vec<Edit>, String> {
+    pub(super) fn helper_edits(&self, needed: &BTreeSet<FnRef>) -> Result<Vec<Edit>, String> {
         let mut edits = Vec::new();
         for &h in needed {
             let function = self.ctx.function(h);
@@ -814,7 +847,7 @@ impl Reach<'_, '_> {
     }
 
     /// `f` and the helpers between it and the functions that have the module.
-    fn chain(&self, f: FnRef, out: &mut BTreeSet<FnRef>) {
+    pub(super) fn chain(&self, f: FnRef, out: &mut BTreeSet<FnRef>) {
         if !self.threaded.contains(&f) || !out.insert(f) {
             return;
         }
@@ -927,7 +960,7 @@ fn candidates<'a>(ctx: &PlanCtx<'a>) -> Vec<&'a Global> {
 }
 
 /// `m_size = sizeof(state)`, `m_traverse`, `m_clear`, `m_free` in the module definition.
-fn def_edits(
+pub(super) fn def_edits(
     ctx: &PlanCtx,
     var: crate::model::VarRef,
     text: &str,
@@ -1067,7 +1100,7 @@ fn declaration_edit(
     })
 }
 
-fn line_start(text: &str, at: usize) -> usize {
+pub(super) fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |i| i + 1)
 }
 
@@ -1152,7 +1185,7 @@ pub(super) fn code_mask(text: &str) -> Vec<u8> {
 }
 
 /// `#if` nesting at `at`: the `#if`/`#ifdef`/`#ifndef` lines before it against `#endif`.
-fn preprocessor_depth(text: &str, at: usize) -> i32 {
+pub(super) fn preprocessor_depth(text: &str, at: usize) -> i32 {
     let mut depth = 0;
     for line in text.get(..at).unwrap_or("").lines() {
         let Some(d) = line.trim_start().strip_prefix('#') else {
@@ -1169,7 +1202,7 @@ fn preprocessor_depth(text: &str, at: usize) -> i32 {
 }
 
 /// The offset just after the `{` that opens a function's body.
-fn body_open(mask: &[u8], function: &Function) -> Option<usize> {
+pub(super) fn body_open(mask: &[u8], function: &Function) -> Option<usize> {
     let from = function.span.end;
     let i = mask
         .get(from..function.def_span.end)?
@@ -1183,7 +1216,7 @@ fn is_word(b: u8) -> bool {
 }
 
 /// Every use of `name` as a variable in code (not a member after `.`/`->`).
-fn word_uses(mask: &[u8], lo: usize, hi: usize, name: &str) -> Vec<usize> {
+pub(super) fn word_uses(mask: &[u8], lo: usize, hi: usize, name: &str) -> Vec<usize> {
     let n = name.as_bytes();
     let mut out = Vec::new();
     let hi = hi.min(mask.len());
@@ -1213,12 +1246,12 @@ fn word_uses(mask: &[u8], lo: usize, hi: usize, name: &str) -> Vec<usize> {
     out
 }
 
-fn contains_word(text: &str, word: &str) -> bool {
+pub(super) fn contains_word(text: &str, word: &str) -> bool {
     !word_uses(text.as_bytes(), 0, text.len(), word).is_empty()
 }
 
 /// The ranges of a call's arguments, split at top-level commas.
-fn call_args(mask: &[u8], start: usize, end: usize) -> Vec<(usize, usize)> {
+pub(super) fn call_args(mask: &[u8], start: usize, end: usize) -> Vec<(usize, usize)> {
     let Some(open) = mask
         .get(start..end)
         .and_then(|s| s.iter().position(|&b| b == b'('))
@@ -1250,7 +1283,7 @@ fn call_args(mask: &[u8], start: usize, end: usize) -> Vec<(usize, usize)> {
 }
 
 /// `(PyObject *)x`, `((x))` as `x`.
-fn strip_casts(arg: &str) -> String {
+pub(super) fn strip_casts(arg: &str) -> String {
     let mut t = normalize(arg);
     loop {
         if let Some(rest) = t.strip_prefix("(PyObject*)") {
@@ -1290,7 +1323,7 @@ fn macro_takes(mask: &[u8], text: &str, function: &Function, m: &str, name: &str
 
 /// The start of the statement that holds `at`, after the previous `;`, `{` or `}`; `None`
 /// when that statement is an `else` branch or a label, where nothing can go before it.
-fn statement_start(mask: &[u8], lo: usize, at: usize) -> Option<usize> {
+pub(super) fn statement_start(mask: &[u8], lo: usize, at: usize) -> Option<usize> {
     let before = mask.get(lo..at)?;
     let s = before
         .iter()

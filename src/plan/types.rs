@@ -76,6 +76,19 @@ pub struct HeapType {
     pub base: Option<String>,
 }
 
+/// The frees a `tp_free` slot may name that the GC default replaces.
+pub const PLAIN_FREES: &[&str] = &[
+    "PyObject_Del",
+    "PyObject_DEL",
+    "PyObject_Free",
+    "PyObject_FREE",
+    "PyObject_GC_Del",
+];
+
+fn normalize_call(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 fn is_nothing(e: &Expr) -> bool {
     matches!(e.kind, ExprKind::Null | ExprKind::Number(Some(0)))
         || matches!(e.text.trim(), "0" | "NULL" | "(void *)0")
@@ -106,6 +119,10 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
         if is_nothing(value) {
             continue;
         }
+        if field == "tp_free" && PLAIN_FREES.contains(&normalize_call(&value.text).as_str()) {
+            // A GC heap type gets `PyObject_GC_Del` by default; a plain free would corrupt it.
+            continue;
+        }
         if TP_SLOTS.contains(&field.as_str()) {
             let mut text = value.text.clone();
             if field == "tp_base" {
@@ -121,6 +138,10 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
                         text = format!("state->{b}");
                     }
                 }
+            }
+            if field == "tp_doc" && !text.trim_start().starts_with('"') {
+                // `PyDoc_STRVAR` makes a `const char[]`; the slot is a `void *`.
+                text = format!("(void *){text}");
             }
             slot_lines.push(format!("    {{Py_{field}, {text}}},"));
         } else if let Some((_, prefix)) = SUB_TABLES.iter().find(|(f, _)| f == field) {
@@ -148,13 +169,20 @@ pub fn heap_type(ctx: &PlanCtx, t: &TypeDef) -> Option<HeapType> {
         .into_iter()
         .map(str::to_string)
         .collect();
-    let gc = has("tp_traverse").is_some() || !object_fields.is_empty();
-    if gc && has("tp_traverse").is_none() {
+    // Every heap type follows the HOWTO's GC protocol: its instances hold a reference to
+    // their type, and the type one to its module, whose state holds the type: a cycle only
+    // the collector can break, and only when the instances are visited.
+    let gc = true;
+    // A type based on another static type of the module, with no traverse of its own,
+    // inherits `Py_TPFLAGS_HAVE_GC` with the base's traverse, which visits the instance's own
+    // type (the flag without a traverse is an error).
+    let inherits_gc = base.is_some() && has("tp_traverse").is_none();
+    if has("tp_traverse").is_none() && !inherits_gc {
         let traverse = ctx.fresh(&format!("{var_name}_traverse"));
         slot_lines.push(format!("    {{Py_tp_traverse, {traverse}}},"));
         new_traverse = Some(traverse);
     }
-    if gc && !flags.contains("Py_TPFLAGS_HAVE_GC") {
+    if !inherits_gc && !flags.contains("Py_TPFLAGS_HAVE_GC") {
         flags.push_str(" | Py_TPFLAGS_HAVE_GC");
     }
     if !flags.contains("Py_TPFLAGS_IMMUTABLETYPE") {

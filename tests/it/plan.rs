@@ -1000,8 +1000,13 @@ fn fix_stage3_refuses_single_phase_and_all_runs_stage0_first() {
     assert_eq!(run_fix(&args), 0);
     let fixed = std::fs::read_to_string(&file).expect("read");
     assert!(fixed.contains("PyModuleDef_Init(&speedups_module)"));
-    // Its globals still block every level: stage 0's NOT_SUPPORTED is already the truth.
-    assert!(fixed.contains("Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED"));
+    // Stages 1 and 2 move its objects and its static type into module state; the plain C
+    // globals left block only the per-interpreter GIL, and stage 3 declares the level below.
+    assert!(
+        fixed.contains("{Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},"),
+        "{fixed}"
+    );
+    assert!(!fixed.contains("static PyTypeObject"), "{fixed}");
     assert_eq!(run_fix(&args), 0);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
 }
@@ -1089,6 +1094,46 @@ fn fix_stage1_moves_object_globals_into_module_state() {
     assert!(fixed.contains("PyErr_SetString(get_caches_state(module)->CachesError, message);"));
     // A borrowed reference stored in the state gets a reference of its own.
     assert!(fixed.contains("    get_caches_state(m)->sentinel = Py_None;\n    Py_XINCREF(get_caches_state(m)->sentinel);"), "{fixed}");
+    // Stage 2: the static type `Counter` is a heap type kept in the state, created where it
+    // was readied, with the GC protocol, and visited and cleared with the state.
+    assert!(!fixed.contains("static PyTypeObject"), "{fixed}");
+    assert!(
+        fixed.contains("static PyType_Spec Counter_Type_spec = {"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains(
+            ".flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,"
+        ),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("    Py_VISIT(Py_TYPE(self));\n    return 0;"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("    PyTypeObject *Counter_Type;  /* was the static type `Counter_Type` */"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("if ((get_caches_state(m)->Counter_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Counter_Type_spec, NULL)) == NULL) {"), "{fixed}");
+    assert!(
+        fixed.contains(
+            "PyModule_AddObject(m, \"Counter\", (PyObject *)get_caches_state(m)->Counter_Type)"
+        ),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("    Py_VISIT(state->Counter_Type);\n    return 0;"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("    Py_CLEAR(state->Counter_Type);\n    return 0;"),
+        "{fixed}"
+    );
+    assert!(matches!(
+        isolint::plan::fix_stage(&analysis_of(&dir), 2).modules[0].outcome,
+        FixOutcome::AlreadyDone
+    ));
     // What no function with the module at hand uses stays, and says why.
     assert!(fixed.contains("static PyObject *descending = NULL;"));
     assert!(fixed.contains("static PyObject *default_name = NULL;"));
@@ -1117,7 +1162,7 @@ fn fix_stage1_moves_object_globals_into_module_state() {
     for finding in &after {
         assert!(before.contains(finding), "the fix added {finding:?}");
     }
-    for gone in ["memo", "hooks", "CachesError", "greeting"] {
+    for gone in ["memo", "hooks", "CachesError", "greeting", "Counter_Type"] {
         assert!(!after.iter().any(|(_, s)| s == gone), "{gone}: {after:?}");
     }
 
@@ -1125,6 +1170,248 @@ fn fix_stage1_moves_object_globals_into_module_state() {
         build_named(py, &dir, "_caches", &["-Werror"]).expect("the fixed module builds");
         let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
         assert!(out.contains("behaviour ok"), "{out}");
+    }
+}
+
+/// Stage 2 on two static types, one the base of the other: the heap types are created in exec
+/// (the base first and given as `bases`), a method reaches them through its type, a module
+/// function through its module (in both branches of an `#if`), the dealloc and traverse follow
+/// the GC protocol, and the module behaves as before, subclasses and cycles included.
+#[test]
+fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("heap_types");
+    copy_tree(&fix_fixture("heap_types"), &dir);
+    let file = dir.join("_shapes.c");
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_named(py, &dir, "_shapes", &["-Werror"]).expect("the legacy module builds");
+        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
+    }
+    let before = findings_of(&dir);
+    assert!(before
+        .iter()
+        .any(|(r, s)| r == "static-type-object" && s == "Circle_Type"));
+    // Stage 2 needs stage 0 first.
+    match &isolint::plan::fix_stage(&analysis_of(&dir), 2).modules[0].outcome {
+        FixOutcome::Refused(why) => assert!(why.contains("stage 0"), "{why}"),
+        other => panic!("stage 2 on a single-phase module: {other:?}"),
+    }
+    let args = FixArgs {
+        paths: vec![dir.clone()],
+        stage: 0,
+        all: true,
+        apply: true,
+    };
+    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let fixed = std::fs::read_to_string(&file).expect("read");
+    assert!(!fixed.contains("PyTypeObject Shape_Type"), "{fixed}");
+    assert!(!fixed.contains("PyTypeObject Circle_Type"), "{fixed}");
+    // A new state (stage 1 had no global to move) holds both types.
+    assert!(
+        fixed.contains("    PyTypeObject *Shape_Type;  /* was the static type `Shape_Type` */"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("sizeof(shapes_state),"), "{fixed}");
+    // The base is created first and given as the derived type's base.
+    let base = fixed
+        .find("PyType_FromModuleAndSpec(m, &Shape_Type_spec, NULL)")
+        .expect("the base is created");
+    let derived = fixed
+        .find("PyType_FromModuleAndSpec(m, &Circle_Type_spec, (PyObject *)get_shapes_state(m)->Shape_Type)")
+        .expect("the derived type is created on its base");
+    assert!(base < derived);
+    assert!(!fixed.contains("{Py_tp_base,"), "{fixed}");
+    // A method reaches the module through its type, declared above it.
+    assert!(
+        fixed.contains("static struct PyModuleDef shapes_module;"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("PyObject_TypeCheck(other, get_shapes_state(PyType_GetModuleByDef(Py_TYPE(self), &shapes_module))->Shape_Type)"), "{fixed}");
+    // A module function through its module, in both branches of the `#if`.
+    assert!(
+        fixed.contains("Py_IS_TYPE(obj, get_shapes_state(module)->Circle_Type)"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("Py_TYPE(obj) == get_shapes_state(module)->Circle_Type"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("PyObject_GC_New(CircleObject, get_shapes_state(module)->Circle_Type)"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("PyModule_AddType(m, get_shapes_state(m)->Circle_Type)"),
+        "{fixed}"
+    );
+    // The GC protocol: the traverse visits the type, the dealloc frees through `tp_free` and
+    // releases the type; the derived type inherits both with the GC flag.
+    assert!(fixed.contains("Shape_traverse(ShapeObject *self, visitproc visit, void *arg)\n{\n    Py_VISIT(Py_TYPE(self));"), "{fixed}");
+    assert!(
+        fixed.contains("    PyTypeObject *tp = Py_TYPE(self);\n    PyObject_GC_UnTrack(self);"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("    tp->tp_free((PyObject *)self);\n    Py_DECREF(tp);"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,\n    .slots = Circle_Type_slots,"), "{fixed}");
+    // Nothing process-global is left: stage 3 declares the per-interpreter GIL.
+    assert!(
+        fixed.contains("{Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("    Py_VISIT(state->Shape_Type);\n    Py_VISIT(state->Circle_Type);"),
+        "{fixed}"
+    );
+
+    // A second run changes nothing.
+    assert_eq!(run_fix(&args), 0);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
+
+    // The re-scan: the static types are gone, and the fix added no finding.
+    let after = findings_of(&dir);
+    for finding in &after {
+        assert!(before.contains(finding), "the fix added {finding:?}");
+    }
+    assert!(
+        !after.iter().any(|(r, _)| r == "static-type-object"),
+        "{after:?}"
+    );
+    for py in pythons() {
+        build_named(py, &dir, "_shapes", &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"), "{out}");
+    }
+}
+
+/// Stage 2 converts what it can and names each type it leaves with its line and reason: a
+/// macro names one, another has a field set at run time; and it says when the dealloc it
+/// rewrote freed a GC object with `PyObject_Del` (a latent bug, now `tp_free`).
+#[test]
+fn fix_stage2_names_the_types_it_leaves_and_the_latent_bug_it_fixed() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("m.c");
+    std::fs::write(
+        &file,
+        r#"#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *item;
+} BoxObject;
+
+static int
+Box_traverse(BoxObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->item);
+    return 0;
+}
+
+static void
+Box_dealloc(BoxObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->item);
+    PyObject_Del(self);
+}
+
+static PyTypeObject Box_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "m.Box",
+    .tp_basicsize = sizeof(BoxObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)Box_dealloc,
+    .tp_traverse = (traverseproc)Box_traverse,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyTypeObject Tag_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "m.Tag",
+    .tp_basicsize = sizeof(PyObject),
+};
+#define Tag_Check(o) PyObject_TypeCheck(o, &Tag_Type)
+
+static PyTypeObject Late_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "m.Late",
+    .tp_basicsize = sizeof(PyObject),
+};
+
+static int
+m_exec(PyObject *m)
+{
+    Late_Type.tp_new = PyType_GenericNew;
+    if (PyType_Ready(&Box_Type) < 0 || PyType_Ready(&Tag_Type) < 0 || PyType_Ready(&Late_Type) < 0) {
+        return -1;
+    }
+    return PyModule_AddType(m, &Box_Type);
+}
+
+static PyModuleDef_Slot m_slots[] = {
+    {Py_mod_exec, m_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef m_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "m",
+    .m_size = 0,
+    .m_slots = m_slots,
+};
+
+PyMODINIT_FUNC
+PyInit_m(void)
+{
+    return PyModuleDef_Init(&m_def);
+}
+"#,
+    )
+    .expect("write");
+    let fix = isolint::plan::fix_stage(&analysis_of(&file), 2);
+    let said = match &fix.modules[0].outcome {
+        FixOutcome::Partial(said) => said.clone(),
+        other => panic!("two types stay: {other:?}"),
+    };
+    assert!(
+        said.contains("line 34: the macro `Tag_Check` uses it, and macros are not rewritten (the static type `Tag_Type` stays)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("line 50: it sets `Late_Type.tp_new` at run time: put it in the initializer (the static type `Late_Type` stays)"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "fixed on the way: line 21: `Box_dealloc` freed a GC object with `PyObject_Del`"
+        ),
+        "{said}"
+    );
+    let new = &fix.files[0].2;
+    assert!(
+        new.contains("    tp->tp_free((PyObject *)self);\n    Py_DECREF(tp);\n}"),
+        "{new}"
+    );
+    assert!(
+        new.contains("Py_VISIT(Py_TYPE(self));\n    Py_VISIT(self->item);"),
+        "{new}"
+    );
+    assert!(new.contains("static PyTypeObject Tag_Type = {"), "{new}");
+    assert!(
+        new.contains("Late_Type.tp_new = PyType_GenericNew;"),
+        "{new}"
+    );
+    assert!(
+        new.contains("PyModule_AddType(m, get_m_state(m)->Box_Type)"),
+        "{new}"
+    );
+    std::fs::write(&file, new).expect("write");
+    for py in pythons() {
+        compile_only(py, &file, "after stage 2").expect("the result compiles");
     }
 }
 
