@@ -17,8 +17,8 @@
 //! the inline suppression of a finding, and `isolint fix --stage 0` for a single-phase module
 //! whose buffer is saved.
 
-use crate::config::{self, absolute, find_any_rule, Settings};
 use crate::analysis::Analysis;
+use crate::config::{self, absolute, find_any_rule, Settings};
 use crate::finding::{Finding, Severity};
 use crate::rules::RuleInfo;
 use crate::suppress::Texts;
@@ -31,11 +31,11 @@ use lsp_types::request::{CodeActionRequest, HoverRequest, Request as _};
 use lsp_types::{
     CodeAction, CodeActionKind, CodeActionOrCommand, CodeActionParams,
     CodeActionProviderCapability, CodeDescription, Diagnostic, DiagnosticSeverity, Hover,
-    HoverContents, HoverParams, HoverProviderCapability, InitializeParams, InitializeResult, MarkupContent,
-    MarkupKind, MessageType, NumberOrString, Position, PublishDiagnosticsParams, Range,
-    SaveOptions, ServerCapabilities, ServerInfo, ShowMessageParams, TextDocumentSyncCapability,
-    TextDocumentSyncKind, TextDocumentSyncOptions, TextDocumentSyncSaveOptions, TextEdit, Uri,
-    WorkspaceEdit,
+    HoverContents, HoverParams, HoverProviderCapability, InitializeParams, InitializeResult,
+    MarkupContent, MarkupKind, MessageType, NumberOrString, Position, PublishDiagnosticsParams,
+    Range, SaveOptions, ServerCapabilities, ServerInfo, ShowMessageParams,
+    TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+    TextDocumentSyncSaveOptions, TextEdit, Uri, WorkspaceEdit,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::error::Error;
@@ -313,8 +313,12 @@ impl Workspace {
 /// `.isolint_cache` beside the config file, else in the workspace folder; none with
 /// `ISOLINT_NO_CACHE`.
 fn cache_dir(root: &Path, config: Option<&Path>) -> Option<PathBuf> {
-    let no_cache = std::env::var("ISOLINT_NO_CACHE")
-        .is_ok_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false" | "no" | "off"));
+    let no_cache = std::env::var("ISOLINT_NO_CACHE").is_ok_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off"
+        )
+    });
     if no_cache {
         return None;
     }
@@ -439,7 +443,12 @@ impl Server {
         let root = ws.root.clone();
         let by_file = findings_by_file(&analysis.findings);
         let mut paths: BTreeSet<PathBuf> = by_file.keys().cloned().collect();
-        paths.extend(self.published.keys().filter(|p| p.starts_with(&root)).cloned());
+        paths.extend(
+            self.published
+                .keys()
+                .filter(|p| p.starts_with(&root))
+                .cloned(),
+        );
         for path in paths {
             let findings = by_file.get(&path).cloned().unwrap_or_default();
             self.publish(&path, &findings, false);
