@@ -604,8 +604,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
                 .collect::<Vec<bool>>()
         });
         let (findings, summaries) = check_by_module(
-            kept,
-            focus.as_deref(),
+            (kept, focus.as_deref()),
             (&spill, cache.as_ref()),
             &build,
             foreign_calls,
@@ -838,8 +837,7 @@ const ROUND_BUDGET: usize = 4 << 20;
 /// dropped after its last module's. The findings and summaries are those of
 /// `Project::build_with` and `run_rules` over every file at once.
 fn check_by_module(
-    kept: Vec<Kept>,
-    focus: Option<&[bool]>,
+    (kept, focus): (Vec<Kept>, Option<&[bool]>),
     (spill, cache): (&Spill, Option<&FactsCache>),
     build: &BuildInfo,
     foreign_calls: Vec<ForeignCall>,

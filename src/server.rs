@@ -439,7 +439,7 @@ impl Server {
     fn analyse_workspace(&mut self, w: usize) {
         let analysis = self.analyse(w, None);
         let ws = &mut self.workspaces[w];
-        ws.modules = analysis.modules.iter().map(|m| module_files(m)).collect();
+        ws.modules = analysis.modules.iter().map(module_files).collect();
         let root = ws.root.clone();
         let by_file = findings_by_file(&analysis.findings);
         let mut paths: BTreeSet<PathBuf> = by_file.keys().cloned().collect();
@@ -484,8 +484,7 @@ impl Server {
         let ws = &mut self.workspaces[w];
         ws.modules
             .retain(|files| !files.iter().any(|f| scope.contains(f)));
-        ws.modules
-            .extend(analysis.modules.iter().map(|m| module_files(m)));
+        ws.modules.extend(analysis.modules.iter().map(module_files));
         let by_file = findings_by_file(&analysis.findings);
         for file in scope.iter().filter(|f| f.as_path() != path) {
             let findings = by_file.get(file).cloned().unwrap_or_default();

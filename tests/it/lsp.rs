@@ -431,11 +431,13 @@ fn two_module_workspace(dir: &std::path::Path) {
     .unwrap();
 }
 
+/// Each file's findings (by file name) as (code, 0-based line, character, LSP severity,
+/// message), sorted.
+type FindingsByFile = std::collections::BTreeMap<String, Vec<(String, u64, u64, u64, String)>>;
+
 /// `isolint check` of `dir` (a fresh process, no cache), as each file's diagnostics would be
 /// published: by file name, (code, line, character, severity, message) sorted.
-fn fresh_check(
-    dir: &std::path::Path,
-) -> std::collections::BTreeMap<String, Vec<(String, u64, u64, u64, String)>> {
+fn fresh_check(dir: &std::path::Path) -> FindingsByFile {
     let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
         .args(["check", "--no-cache", "--format", "json"])
         .arg(dir)
@@ -470,10 +472,7 @@ fn fresh_check(
 
 /// The published diagnostics in the same shape; each message is checked to start with the
 /// finding's (the diagnostic adds the rule name and the help).
-fn published_by_file(
-    published: &Published,
-    expected: &std::collections::BTreeMap<String, Vec<(String, u64, u64, u64, String)>>,
-) -> std::collections::BTreeMap<String, Vec<(String, u64, u64, u64, String)>> {
+fn published_by_file(published: &Published, expected: &FindingsByFile) -> FindingsByFile {
     let mut by_file = std::collections::BTreeMap::new();
     for (uri, diags) in published {
         if diags.is_empty() {
