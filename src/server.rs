@@ -273,6 +273,9 @@ struct Workspace {
     cache_dir: Option<PathBuf>,
     /// Each module's files, as its last check found them.
     modules: Vec<Vec<PathBuf>>,
+    /// The files the last check scanned: a file on disk that is not among them is excluded
+    /// (config `exclude`), and its buffer stays out of the checks.
+    files: std::collections::HashSet<PathBuf>,
 }
 
 impl Workspace {
@@ -287,6 +290,7 @@ impl Workspace {
             root,
             settings,
             modules: Vec::new(),
+            files: Default::default(),
         })
     }
 
@@ -416,7 +420,7 @@ impl Server {
         let buffers: Vec<(PathBuf, String)> = self
             .documents
             .iter()
-            .filter(|(p, _)| ws.holds(p))
+            .filter(|(p, _)| ws.holds(p) && (ws.files.contains(*p) || !p.exists()))
             .map(|(p, d)| (p.clone(), d.text.clone()))
             .collect();
         let mut options = ws.settings.analyze_options();
@@ -434,10 +438,17 @@ impl Server {
         analysis
     }
 
+    /// Runs [`Self::analyse`] and remembers which files it scanned.
+    fn analyse_and_note(&mut self, w: usize, focus: Option<Vec<PathBuf>>) -> Analysis {
+        let analysis = self.analyse(w, focus);
+        self.workspaces[w].files = analysis.files.iter().map(|f| absolute(f)).collect();
+        analysis
+    }
+
     /// The workspace's first analysis (and again after its config file is saved): every file
     /// with findings gets its diagnostics, every file without loses the ones it had.
     fn analyse_workspace(&mut self, w: usize) {
-        let analysis = self.analyse(w, None);
+        let analysis = self.analyse_and_note(w, None);
         let ws = &mut self.workspaces[w];
         ws.modules = analysis.modules.iter().map(module_files).collect();
         let root = ws.root.clone();
@@ -463,7 +474,7 @@ impl Server {
             return;
         };
         let mut scope = self.workspaces[w].scope_of(path);
-        let mut analysis = self.analyse(w, Some(scope.iter().cloned().collect()));
+        let mut analysis = self.analyse_and_note(w, Some(scope.iter().cloned().collect()));
         // The edit may have added an include: the module then holds files outside the scope,
         // and the modules holding those must be checked with it.
         let mut rounds = 0;
@@ -479,7 +490,7 @@ impl Server {
                 break;
             }
             rounds += 1;
-            analysis = self.analyse(w, Some(scope.iter().cloned().collect()));
+            analysis = self.analyse_and_note(w, Some(scope.iter().cloned().collect()));
         }
         let ws = &mut self.workspaces[w];
         ws.modules

@@ -712,3 +712,40 @@ fn a_header_edit_changes_its_includers_in_the_server_and_in_a_cached_re_run() {
     assert_eq!(check(), cli_before);
     client.shut_down();
 }
+
+#[test]
+fn a_buffer_in_an_excluded_folder_gets_no_diagnostics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    two_module_workspace(&dir);
+    std::fs::write(dir.join("isolint.toml"), "extend-exclude = [\"scratch\"]\n").unwrap();
+    std::fs::create_dir(dir.join("scratch")).unwrap();
+    let excluded = dir.join("scratch/lib.c");
+    let text = "static PyObject *lib_cache;\nvoid lib_set(PyObject *o) { lib_cache = o; }\n";
+    std::fs::write(&excluded, text).unwrap();
+    let mut client = start_initialized(&dir, &dir.join("xdg"));
+    let mut published = Published::new();
+    client.barrier(&mut published);
+    assert!(published.keys().any(|u| u.ends_with("/registry.c")));
+
+    // Opened and edited, it stays out, as in `isolint check`.
+    let uri = format!("file://{}", excluded.display());
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "c", "version": 1, "text": text}}),
+    );
+    let edited =
+        format!("{text}static PyObject *more;\nvoid more_set(PyObject *o) {{ more = o; }}\n");
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": edited}]}),
+    );
+    client.record_until(&mut published, |m| {
+        m["params"]["uri"] == uri && m["params"]["version"] == 2
+    });
+    assert!(published[&uri].is_empty(), "{published:#?}");
+    let want = fresh_check(&dir);
+    assert!(!want.contains_key("lib.c"), "{want:#?}");
+    assert_eq!(published_by_file(&published, &want), want);
+    client.shut_down();
+}
