@@ -476,26 +476,37 @@ impl Server {
         let mut scope = self.workspaces[w].scope_of(path);
         let mut analysis = self.analyse_and_note(w, Some(scope.iter().cloned().collect()));
         // The edit may have added an include: the module then holds files outside the scope,
-        // and the modules holding those must be checked with it.
-        let mut rounds = 0;
-        loop {
-            let before = scope.len();
-            for m in &analysis.modules {
-                let files = module_files(m);
-                if files.iter().any(|f| f == path) {
-                    scope.extend(files);
-                }
-            }
-            if scope.len() == before || rounds == 2 {
-                break;
-            }
-            rounds += 1;
+        // and the modules holding those are checked with it. A second check sees the same
+        // texts, so the same files: one more round at most.
+        let grown: Vec<PathBuf> = analysis
+            .modules
+            .iter()
+            .map(module_files)
+            .filter(|files| files.iter().any(|f| f == path))
+            .flatten()
+            .filter(|f| !scope.contains(f))
+            .collect();
+        if !grown.is_empty() {
+            scope.extend(grown);
             analysis = self.analyse_and_note(w, Some(scope.iter().cloned().collect()));
         }
         let ws = &mut self.workspaces[w];
         ws.modules
             .retain(|files| !files.iter().any(|f| scope.contains(f)));
         ws.modules.extend(analysis.modules.iter().map(module_files));
+        // A file of no module is checked with every other such file (one unit): their
+        // findings were all checked again.
+        if ws.files.contains(path) && !ws.modules.iter().any(|m| m.iter().any(|f| f == path)) {
+            let in_modules: std::collections::HashSet<&PathBuf> =
+                ws.modules.iter().flatten().collect();
+            let unattached: Vec<PathBuf> = ws
+                .files
+                .iter()
+                .filter(|f| !in_modules.contains(f))
+                .cloned()
+                .collect();
+            scope.extend(unattached);
+        }
         let by_file = findings_by_file(&analysis.findings);
         for file in scope.iter().filter(|f| f.as_path() != path) {
             let findings = by_file.get(file).cloned().unwrap_or_default();

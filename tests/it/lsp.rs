@@ -749,3 +749,37 @@ fn a_buffer_in_an_excluded_folder_gets_no_diagnostics() {
     assert_eq!(published_by_file(&published, &want), want);
     client.shut_down();
 }
+
+#[test]
+fn files_of_no_module_are_rechecked_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    // No `PyInit_*`: both files are checked as one unit; the global in a.c is written in b.c.
+    std::fs::write(dir.join("a.c"), "#include <Python.h>\nPyObject *shared;\n").unwrap();
+    let b =
+        "#include <Python.h>\nextern PyObject *shared;\nvoid keep(PyObject *o) { shared = o; }\n";
+    std::fs::write(dir.join("b.c"), b).unwrap();
+    let mut client = start_initialized(&dir, &dir.join("xdg"));
+    let mut published = Published::new();
+    client.barrier(&mut published);
+    let a_uri = format!("file://{}", dir.join("a.c").display());
+    let b_uri = format!("file://{}", dir.join("b.c").display());
+    assert_eq!(published[&a_uri][0]["code"], "ISO004", "{published:#?}");
+
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": b_uri, "languageId": "c", "version": 1, "text": b}}),
+    );
+    let edited = b.replace("shared = o;", "(void)o;");
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": b_uri, "version": 2}, "contentChanges": [{"text": edited}]}),
+    );
+    client.record_until(&mut published, |m| {
+        m["params"]["uri"] == b_uri && m["params"]["version"] == 2
+    });
+    // The write is gone from b.c, so a.c's global is no longer written at run time.
+    assert!(published[&a_uri].is_empty(), "{published:#?}");
+    assert!(published[&b_uri].is_empty(), "{published:#?}");
+    client.shut_down();
+}
