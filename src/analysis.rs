@@ -45,6 +45,15 @@ pub struct AnalyzeOptions {
     /// its first module's turn comes and dropped after its last: memory follows the largest
     /// modules, not the tree. The findings are the same either way.
     pub model: bool,
+    /// More unsaved buffers besides `stdin` (an editor's open files), each replacing the text
+    /// of the file at its path, or added to the scan when discovery did not find it.
+    pub overrides: Vec<(PathBuf, Vec<u8>)>,
+    /// Check only the modules holding one of these files (and the files of no module, when one
+    /// of them is such a file): every file is still read, linked and shares its macros, so
+    /// each of those modules gets exactly the findings and summary of a full scan; the other
+    /// modules get none. A partial result, never memorized or recalled. Only a scan checking
+    /// module by module (`model: false`) narrows; `None`: every module.
+    pub focus: Option<Vec<PathBuf>>,
 }
 
 impl Default for AnalyzeOptions {
@@ -61,6 +70,8 @@ impl Default for AnalyzeOptions {
             build: BuildOptions::default(),
             suppress: None,
             model: false,
+            overrides: Vec::new(),
+            focus: None,
         }
     }
 }
@@ -386,6 +397,16 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         jobs.retain(|(p, _, _)| p != path);
         jobs.push((path.clone(), kind, Some(bytes.clone())));
     }
+    for (path, bytes) in &options.overrides {
+        match jobs.iter_mut().find(|(p, _, _)| p == path) {
+            Some(job) => job.2 = Some(bytes.clone()),
+            None => {
+                if let Some(kind) = crate::discover::classify(path) {
+                    jobs.push((path.clone(), kind, Some(bytes.clone())));
+                }
+            }
+        }
+    }
     let discover_errors: Vec<FileError> = found
         .errors
         .into_iter()
@@ -426,6 +447,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let origins = vendored_dirs(&jobs, &options.paths);
     let memo_key = cache
         .as_ref()
+        .filter(|_| options.focus.is_none())
         .and_then(|_| memo_key(options, &jobs, &pre, &origins, &build, cpp_inputs.digest()));
 
     if let (Some(c), Some((scan, inputs))) = (cache.as_ref(), memo_key) {
@@ -544,6 +566,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         options
             .stdin
             .iter()
+            .chain(&options.overrides)
             .map(|(p, b)| (p.clone(), String::from_utf8_lossy(b).into_owned())),
     );
     // Only files the pre-scan saw a suppression in (or did not read) are read again.
@@ -575,8 +598,13 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         (project, findings, summaries)
     } else {
         let spill = spill.expect("a spill when no model is kept");
+        let focus = options.focus.as_ref().map(|paths| {
+            kept.iter()
+                .map(|k| paths.iter().any(|p| p == k.path()))
+                .collect::<Vec<bool>>()
+        });
         let (findings, summaries) = check_by_module(
-            kept,
+            (kept, focus.as_deref()),
             (&spill, cache.as_ref()),
             &build,
             foreign_calls,
@@ -809,7 +837,7 @@ const ROUND_BUDGET: usize = 4 << 20;
 /// dropped after its last module's. The findings and summaries are those of
 /// `Project::build_with` and `run_rules` over every file at once.
 fn check_by_module(
-    kept: Vec<Kept>,
+    (kept, focus): (Vec<Kept>, Option<&[bool]>),
     (spill, cache): (&Spill, Option<&FactsCache>),
     build: &BuildInfo,
     foreign_calls: Vec<ForeignCall>,
@@ -864,6 +892,10 @@ fn check_by_module(
         .map(|(i, g)| Unit::Module(i, g))
         .collect();
     units.push(Unit::Rest(rest));
+    // `AnalyzeOptions::focus`: only the units holding a focused file.
+    if let Some(focus) = focus {
+        units.retain(|unit| unit.files().iter().any(|&f| focus[f]));
+    }
     let mut holders = vec![0usize; kept.len()];
     for unit in &units {
         for &f in unit.files() {

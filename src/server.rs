@@ -1,18 +1,23 @@
-//! `isolint server`: a Language Server over standard input and output. It lints each open C
-//! buffer (its unsaved text, with the config that applies to its path) on open, change and
-//! save, publishes the findings as diagnostics, and answers hover on a finding with the
-//! rule's documentation, the text of `isolint explain`.
+//! `isolint server`: a Language Server over standard input and output.
 //!
-//! Typing is debounced: changes that arrive within `DEBOUNCE` of each other are linted once, at
-//! the last one (a hover or code action in between sees the newest text first). Each diagnostic
-//! links its rule's page (`codeDescription`): the pages are written once per version into the
-//! user's cache folder, so the link opens offline and matches the running binary. Code actions
-//! offer the inline suppression of a finding, and `isolint fix --stage 0` for a single-phase
-//! module whose buffer is saved.
+//! On `initialize` it analyses each workspace folder as `isolint check` does (the same
+//! discovery, config, build files and facts cache) and publishes the diagnostics of every file
+//! with findings. After an edit it re-checks only the modules holding the edited file
+//! (`AnalyzeOptions::focus`), with every open buffer's unsaved text in place of the file's, and
+//! republishes each of those modules' files whose diagnostics changed: an edited header
+//! updates every file that includes it. A buffer outside every workspace folder is linted on
+//! its own, as `--stdin-filename` does. Hover on a finding shows the rule's documentation, the
+//! text of `isolint explain`.
 //!
-//! Only the buffer itself is scanned, as `--stdin-filename` does: facts that need other files
-//! of the module (a global written in another `.c` file) show up in `isolint check`.
+//! Typing is debounced: changes that arrive within the debounce (`DEBOUNCE`, or the client's
+//! `initializationOptions.debounceMs`) of each other are checked once, at the last one (a
+//! hover, code action or save in between sees the newest text first). Each diagnostic links its
+//! rule's page (`codeDescription`): the pages are written once per version into the user's
+//! cache folder, so the link opens offline and matches the running binary. Code actions offer
+//! the inline suppression of a finding, and `isolint fix --stage 0` for a single-phase module
+//! whose buffer is saved.
 
+use crate::analysis::Analysis;
 use crate::config::{self, absolute, find_any_rule, Settings};
 use crate::finding::{Finding, Severity};
 use crate::rules::RuleInfo;
@@ -26,19 +31,19 @@ use lsp_types::request::{CodeActionRequest, HoverRequest, Request as _};
 use lsp_types::{
     CodeAction, CodeActionKind, CodeActionOrCommand, CodeActionParams,
     CodeActionProviderCapability, CodeDescription, Diagnostic, DiagnosticSeverity, Hover,
-    HoverContents, HoverParams, HoverProviderCapability, InitializeResult, MarkupContent,
-    MarkupKind, MessageType, NumberOrString, Position, PublishDiagnosticsParams, Range,
-    SaveOptions, ServerCapabilities, ServerInfo, ShowMessageParams, TextDocumentSyncCapability,
-    TextDocumentSyncKind, TextDocumentSyncOptions, TextDocumentSyncSaveOptions, TextEdit, Uri,
-    WorkspaceEdit,
+    HoverContents, HoverParams, HoverProviderCapability, InitializeParams, InitializeResult,
+    MarkupContent, MarkupKind, MessageType, NumberOrString, Position, PublishDiagnosticsParams,
+    Range, SaveOptions, ServerCapabilities, ServerInfo, ShowMessageParams,
+    TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+    TextDocumentSyncSaveOptions, TextEdit, Uri, WorkspaceEdit,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long the server waits after a change for the next one before linting.
-const DEBOUNCE: Duration = Duration::from_millis(40);
+const DEBOUNCE: Duration = Duration::from_millis(200);
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -254,16 +259,102 @@ fn stage0_action(uri: &Uri, path: &Path, text: &str, d: &Diagnostic) -> Option<C
 }
 
 struct Document {
+    uri: Uri,
     text: String,
-    diagnostics: Vec<Diagnostic>,
+    version: Option<i32>,
+}
+
+/// A workspace folder, analysed as `isolint check` analyses it: the same discovery, config,
+/// build files and facts cache. Each edit then re-checks only the modules holding the edited
+/// file (`AnalyzeOptions::focus`), with every open buffer's text in place of the disk's.
+struct Workspace {
+    root: PathBuf,
+    settings: Settings,
+    cache_dir: Option<PathBuf>,
+    /// Each module's files, as its last check found them.
+    modules: Vec<Vec<PathBuf>>,
+    /// The files the last check scanned: a file on disk that is not among them is excluded
+    /// (config `exclude`), and its buffer stays out of the checks.
+    files: std::collections::HashSet<PathBuf>,
+}
+
+impl Workspace {
+    fn open(root: PathBuf) -> Result<Self, config::ConfigError> {
+        let config = config::find_config(&root)?;
+        let settings = match &config {
+            Some(file) => config::load(file)?.unwrap_or_default(),
+            None => Settings::default(),
+        };
+        Ok(Self {
+            cache_dir: cache_dir(&root, config.as_deref()),
+            root,
+            settings,
+            modules: Vec::new(),
+            files: Default::default(),
+        })
+    }
+
+    fn holds(&self, path: &Path) -> bool {
+        path.starts_with(&self.root)
+    }
+
+    /// The files whose findings a check of the modules holding `path` settles: those modules'
+    /// files (every module holding one of them is checked with them), and `path` itself.
+    fn scope_of(&self, path: &Path) -> BTreeSet<PathBuf> {
+        let mut scope: BTreeSet<PathBuf> = self
+            .modules
+            .iter()
+            .filter(|files| files.iter().any(|f| f == path))
+            .flatten()
+            .cloned()
+            .collect();
+        scope.insert(path.to_path_buf());
+        scope
+    }
+}
+
+/// Where `isolint check` keeps the facts cache for a project: `ISOLINT_CACHE_DIR`, else
+/// `.isolint_cache` beside the config file, else in the workspace folder; none with
+/// `ISOLINT_NO_CACHE`.
+fn cache_dir(root: &Path, config: Option<&Path>) -> Option<PathBuf> {
+    let no_cache = std::env::var("ISOLINT_NO_CACHE").is_ok_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off"
+        )
+    });
+    if no_cache {
+        return None;
+    }
+    if let Some(dir) = std::env::var_os("ISOLINT_CACHE_DIR").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let project = config
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(root);
+    Some(project.join(crate::cache::CACHE_DIR))
+}
+
+/// A file that changes the findings of the whole workspace when saved.
+fn is_config_file(path: &Path) -> bool {
+    matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("isolint.toml" | "pyproject.toml")
+    )
 }
 
 struct Server {
     connection: Connection,
-    documents: HashMap<String, Document>,
+    /// Open buffers, by path.
+    documents: HashMap<PathBuf, Document>,
+    /// What was last published for each file.
+    published: HashMap<PathBuf, Vec<Diagnostic>>,
     docs: Option<PathBuf>,
-    /// Changes not linted yet, by URI: the newest text and version of each.
-    pending: HashMap<String, (Uri, String, Option<i32>)>,
+    /// Files changed and not checked yet: checked when the typing pauses for `debounce`.
+    pending: BTreeSet<PathBuf>,
+    debounce: Duration,
+    workspaces: Vec<Workspace>,
 }
 
 impl Server {
@@ -277,41 +368,190 @@ impl Server {
             )));
     }
 
-    fn lint(&mut self, uri: Uri, text: String, version: Option<i32>) {
-        let path = uri_to_path(&uri);
-        let diagnostics = match lint_buffer(&path, &text) {
-            Ok(findings) => findings
-                .iter()
-                .filter(|f| absolute(&f.path) == path)
-                .map(|f| diagnostic(&text, f, self.docs.as_deref()))
-                .collect(),
-            Err(e) => {
-                self.notify::<ShowMessage>(ShowMessageParams {
-                    typ: MessageType::ERROR,
-                    message: format!("isolint: {e}"),
-                });
-                Vec::new()
-            }
+    fn show_error(&self, message: String) {
+        self.notify::<ShowMessage>(ShowMessageParams {
+            typ: MessageType::ERROR,
+            message: format!("isolint: {message}"),
+        });
+    }
+
+    /// The text findings in `path` are placed in: the open buffer's, else the file's.
+    fn text_of(&self, path: &Path) -> String {
+        match self.documents.get(path) {
+            Some(doc) => doc.text.clone(),
+            None => std::fs::read(path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Publishes `path`'s findings: always when `force`, else only when they changed.
+    fn publish(&mut self, path: &Path, findings: &[&Finding], force: bool) {
+        let text = self.text_of(path);
+        let diagnostics: Vec<Diagnostic> = findings
+            .iter()
+            .map(|f| diagnostic(&text, f, self.docs.as_deref()))
+            .collect();
+        let before = self.published.get(path);
+        if !force && before.map_or(diagnostics.is_empty(), |b| *b == diagnostics) {
+            return;
+        }
+        let (uri, version) = match self.documents.get(path) {
+            Some(doc) => (Some(doc.uri.clone()), doc.version),
+            None => (path_to_uri(path), None),
         };
+        let Some(uri) = uri else { return };
         self.notify::<PublishDiagnostics>(PublishDiagnosticsParams {
-            uri: uri.clone(),
+            uri,
             diagnostics: diagnostics.clone(),
             version,
         });
-        self.documents
-            .insert(uri.as_str().to_string(), Document { text, diagnostics });
+        if diagnostics.is_empty() {
+            self.published.remove(path);
+        } else {
+            self.published.insert(path.to_path_buf(), diagnostics);
+        }
+    }
+
+    /// Runs `isolint check` over workspace `w` with the open buffers' texts; with `focus`, only
+    /// on the modules holding those files.
+    fn analyse(&self, w: usize, focus: Option<Vec<PathBuf>>) -> Analysis {
+        let ws = &self.workspaces[w];
+        let buffers: Vec<(PathBuf, String)> = self
+            .documents
+            .iter()
+            .filter(|(p, _)| ws.holds(p) && (ws.files.contains(*p) || !p.exists()))
+            .map(|(p, d)| (p.clone(), d.text.clone()))
+            .collect();
+        let mut options = ws.settings.analyze_options();
+        options.paths = vec![ws.root.clone()];
+        options.cache_dir = ws.cache_dir.clone();
+        options.suppress = ws.settings.external_suppressions(None, buffers.clone());
+        options.overrides = buffers
+            .iter()
+            .map(|(p, t)| (p.clone(), t.as_bytes().to_vec()))
+            .collect();
+        options.focus = focus;
+        let mut analysis = crate::analyze(&options);
+        let mut texts = Texts::new(buffers);
+        ws.settings.postprocess(&mut analysis, &mut texts);
+        analysis
+    }
+
+    /// Runs [`Self::analyse`] and remembers which files it scanned.
+    fn analyse_and_note(&mut self, w: usize, focus: Option<Vec<PathBuf>>) -> Analysis {
+        let analysis = self.analyse(w, focus);
+        self.workspaces[w].files = analysis.files.iter().map(|f| absolute(f)).collect();
+        analysis
+    }
+
+    /// The workspace's first analysis (and again after its config file is saved): every file
+    /// with findings gets its diagnostics, every file without loses the ones it had.
+    fn analyse_workspace(&mut self, w: usize) {
+        let analysis = self.analyse_and_note(w, None);
+        let ws = &mut self.workspaces[w];
+        ws.modules = analysis.modules.iter().map(module_files).collect();
+        let root = ws.root.clone();
+        let by_file = findings_by_file(&analysis.findings);
+        let mut paths: BTreeSet<PathBuf> = by_file.keys().cloned().collect();
+        paths.extend(
+            self.published
+                .keys()
+                .filter(|p| p.starts_with(&root))
+                .cloned(),
+        );
+        for path in paths {
+            let findings = by_file.get(&path).cloned().unwrap_or_default();
+            self.publish(&path, &findings, false);
+        }
+    }
+
+    /// After an edit of `path`: checks the modules holding it (with their files' buffers) and
+    /// republishes each of their files whose diagnostics changed, `path` itself always.
+    fn recheck(&mut self, path: &Path) {
+        let Some(w) = self.workspace_of(path) else {
+            self.lint_alone(path);
+            return;
+        };
+        let mut scope = self.workspaces[w].scope_of(path);
+        let mut analysis = self.analyse_and_note(w, Some(scope.iter().cloned().collect()));
+        // The edit may have added an include: the module then holds files outside the scope,
+        // and the modules holding those are checked with it. A second check sees the same
+        // texts, so the same files: one more round at most.
+        let grown: Vec<PathBuf> = analysis
+            .modules
+            .iter()
+            .map(module_files)
+            .filter(|files| files.iter().any(|f| f == path))
+            .flatten()
+            .filter(|f| !scope.contains(f))
+            .collect();
+        if !grown.is_empty() {
+            scope.extend(grown);
+            analysis = self.analyse_and_note(w, Some(scope.iter().cloned().collect()));
+        }
+        let ws = &mut self.workspaces[w];
+        ws.modules
+            .retain(|files| !files.iter().any(|f| scope.contains(f)));
+        ws.modules.extend(analysis.modules.iter().map(module_files));
+        // A file of no module is checked with every other such file (one unit): their
+        // findings were all checked again.
+        if ws.files.contains(path) && !ws.modules.iter().any(|m| m.iter().any(|f| f == path)) {
+            let in_modules: std::collections::HashSet<&PathBuf> =
+                ws.modules.iter().flatten().collect();
+            let unattached: Vec<PathBuf> = ws
+                .files
+                .iter()
+                .filter(|f| !in_modules.contains(f))
+                .cloned()
+                .collect();
+            scope.extend(unattached);
+        }
+        let by_file = findings_by_file(&analysis.findings);
+        for file in scope.iter().filter(|f| f.as_path() != path) {
+            let findings = by_file.get(file).cloned().unwrap_or_default();
+            self.publish(file, &findings, false);
+        }
+        let findings = by_file.get(path).cloned().unwrap_or_default();
+        self.publish(path, &findings, self.documents.contains_key(path));
+    }
+
+    fn workspace_of(&self, path: &Path) -> Option<usize> {
+        (0..self.workspaces.len())
+            .filter(|&w| self.workspaces[w].holds(path))
+            .max_by_key(|&w| self.workspaces[w].root.components().count())
+    }
+
+    /// A buffer outside every workspace folder: linted on its own, as `--stdin-filename` does.
+    fn lint_alone(&mut self, path: &Path) {
+        let Some(doc) = self.documents.get(path) else {
+            self.publish(path, &[], true);
+            return;
+        };
+        let text = doc.text.clone();
+        let findings = match lint_buffer(path, &text) {
+            Ok(findings) => findings,
+            Err(e) => {
+                self.show_error(e.to_string());
+                Vec::new()
+            }
+        };
+        let own: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| absolute(&f.path) == path)
+            .collect();
+        self.publish(path, &own, true);
     }
 
     fn hover(&self, params: HoverParams) -> Option<Hover> {
         let pos = params.text_document_position_params.position;
         let uri = params.text_document_position_params.text_document.uri;
-        let doc = self.documents.get(uri.as_str())?;
+        let diagnostics = self.published.get(&uri_to_path(&uri))?;
         let inside = |d: &&Diagnostic| d.range.start <= pos && pos <= d.range.end;
-        let diag = doc.diagnostics.iter().find(inside).or_else(|| {
-            doc.diagnostics
-                .iter()
-                .find(|d| d.range.start.line == pos.line)
-        })?;
+        let diag = diagnostics
+            .iter()
+            .find(inside)
+            .or_else(|| diagnostics.iter().find(|d| d.range.start.line == pos.line))?;
         let Some(NumberOrString::String(id)) = &diag.code else {
             return None;
         };
@@ -325,30 +565,30 @@ impl Server {
         })
     }
 
-    /// Lints every change still waiting for the debounce.
+    /// Checks every change still waiting for the debounce.
     fn flush(&mut self) {
-        let pending: Vec<(Uri, String, Option<i32>)> =
-            self.pending.drain().map(|(_, v)| v).collect();
-        for (uri, text, version) in pending {
-            self.lint(uri, text, version);
+        for path in std::mem::take(&mut self.pending) {
+            self.recheck(&path);
         }
     }
 
     fn code_actions(&self, params: CodeActionParams) -> Vec<CodeActionOrCommand> {
         let uri = params.text_document.uri;
-        let Some(doc) = self.documents.get(uri.as_str()) else {
+        let path = uri_to_path(&uri);
+        let Some(diagnostics) = self.published.get(&path) else {
             return Vec::new();
         };
+        let text = self.text_of(&path);
         let wanted = params.range;
         let overlaps = |d: &&Diagnostic| d.range.start <= wanted.end && wanted.start <= d.range.end;
         let mut actions = Vec::new();
-        for d in doc.diagnostics.iter().filter(overlaps) {
-            if let Some(a) = suppression_action(&uri, &doc.text, d) {
+        for d in diagnostics.iter().filter(overlaps) {
+            if let Some(a) = suppression_action(&uri, &text, d) {
                 actions.push(CodeActionOrCommand::CodeAction(a));
             }
             let single_phase = d.code == Some(NumberOrString::String("ISO001".into()));
             if single_phase {
-                if let Some(a) = stage0_action(&uri, &uri_to_path(&uri), &doc.text, d) {
+                if let Some(a) = stage0_action(&uri, &path, &text, d) {
                     actions.push(CodeActionOrCommand::CodeAction(a));
                 }
             }
@@ -363,21 +603,54 @@ impl Server {
                     n.extract::<lsp_types::DidOpenTextDocumentParams>(DidOpenTextDocument::METHOD)
                 {
                     let d = p.text_document;
-                    self.lint(d.uri, d.text, Some(d.version));
+                    let path = uri_to_path(&d.uri);
+                    let on_disk = std::fs::read(&path).ok();
+                    let unchanged = on_disk.as_deref() == Some(d.text.as_bytes());
+                    self.documents.insert(
+                        path.clone(),
+                        Document {
+                            uri: d.uri,
+                            text: d.text,
+                            version: Some(d.version),
+                        },
+                    );
+                    self.pending.remove(&path);
+                    match self.workspace_of(&path) {
+                        // The workspace analysis already has the saved text's findings.
+                        Some(_) if unchanged => {
+                            let published = self.published.get(&path).cloned().unwrap_or_default();
+                            let (uri, version) = {
+                                let doc = &self.documents[&path];
+                                (doc.uri.clone(), doc.version)
+                            };
+                            self.notify::<PublishDiagnostics>(PublishDiagnosticsParams {
+                                uri,
+                                diagnostics: published,
+                                version,
+                            });
+                        }
+                        _ => self.recheck(&path),
+                    }
                 }
             }
             DidChangeTextDocument::METHOD => {
                 if let Ok(p) = n.extract::<lsp_types::DidChangeTextDocumentParams>(
                     DidChangeTextDocument::METHOD,
                 ) {
-                    // Full sync: the last change holds the whole text. Linted when the typing
+                    // Full sync: the last change holds the whole text. Checked when the typing
                     // pauses (`run`'s loop).
                     if let Some(change) = p.content_changes.into_iter().last() {
                         let uri = p.text_document.uri;
-                        self.pending.insert(
-                            uri.as_str().to_string(),
-                            (uri, change.text, Some(p.text_document.version)),
+                        let path = uri_to_path(&uri);
+                        self.documents.insert(
+                            path.clone(),
+                            Document {
+                                uri,
+                                text: change.text,
+                                version: Some(p.text_document.version),
+                            },
                         );
+                        self.pending.insert(path);
                     }
                 }
             }
@@ -386,12 +659,23 @@ impl Server {
                     n.extract::<lsp_types::DidSaveTextDocumentParams>(DidSaveTextDocument::METHOD)
                 {
                     let uri = p.text_document.uri;
-                    let text = p
-                        .text
-                        .or_else(|| self.documents.get(uri.as_str()).map(|d| d.text.clone()));
-                    // A config file saved next to the buffer changes its findings too: re-lint.
-                    if let Some(text) = text {
-                        self.lint(uri, text, None);
+                    let path = uri_to_path(&uri);
+                    if let (Some(text), Some(doc)) = (p.text, self.documents.get_mut(&path)) {
+                        doc.text = text;
+                    }
+                    self.pending.remove(&path);
+                    if is_config_file(&path) {
+                        // A config file changes the findings of its whole workspace.
+                        if let Some(w) = self.workspace_of(&path) {
+                            self.reload_workspace(w);
+                        }
+                        for open in self.documents.keys().cloned().collect::<Vec<_>>() {
+                            if self.workspace_of(&open).is_none() {
+                                self.lint_alone(&open);
+                            }
+                        }
+                    } else {
+                        self.recheck(&path);
                     }
                 }
             }
@@ -399,17 +683,32 @@ impl Server {
                 if let Ok(p) =
                     n.extract::<lsp_types::DidCloseTextDocumentParams>(DidCloseTextDocument::METHOD)
                 {
-                    self.documents.remove(p.text_document.uri.as_str());
-                    self.pending.remove(p.text_document.uri.as_str());
-                    self.notify::<PublishDiagnostics>(PublishDiagnosticsParams {
-                        uri: p.text_document.uri,
-                        diagnostics: Vec::new(),
-                        version: None,
-                    });
+                    let path = uri_to_path(&p.text_document.uri);
+                    self.pending.remove(&path);
+                    let text = self.documents.remove(&path).map(|d| d.text);
+                    match self.workspace_of(&path) {
+                        // The file's findings go back to those of its saved text.
+                        Some(_) => {
+                            let saved = std::fs::read(&path).ok();
+                            if saved.as_deref() != text.as_deref().map(str::as_bytes) {
+                                self.recheck(&path);
+                            }
+                        }
+                        None => self.publish(&path, &[], true),
+                    }
                 }
             }
             _ => {}
         }
+    }
+
+    /// Reads the workspace's config again and analyses the whole workspace.
+    fn reload_workspace(&mut self, w: usize) {
+        match Workspace::open(self.workspaces[w].root.clone()) {
+            Ok(ws) => self.workspaces[w] = ws,
+            Err(e) => self.show_error(e.to_string()),
+        }
+        self.analyse_workspace(w);
     }
 
     fn handle_request(&mut self, req: Request) -> Result<bool, BoxError> {
@@ -440,6 +739,56 @@ impl Server {
     }
 }
 
+/// A module's files, as absolute paths.
+fn module_files(module: &crate::model::ModuleSummary) -> Vec<PathBuf> {
+    module.files.iter().map(|f| absolute(f)).collect()
+}
+
+fn findings_by_file(findings: &[Finding]) -> HashMap<PathBuf, Vec<&Finding>> {
+    let mut by_file: HashMap<PathBuf, Vec<&Finding>> = HashMap::new();
+    for f in findings {
+        by_file.entry(absolute(&f.path)).or_default().push(f);
+    }
+    by_file
+}
+
+/// The workspace folders of `initialize`: `workspaceFolders`, else `rootUri`, else `rootPath`.
+#[allow(deprecated)]
+fn workspace_roots(params: &InitializeParams) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = params
+        .workspace_folders
+        .iter()
+        .flatten()
+        .map(|f| uri_to_path(&f.uri))
+        .collect();
+    if roots.is_empty() {
+        if let Some(uri) = &params.root_uri {
+            roots.push(uri_to_path(uri));
+        } else if let Some(path) = &params.root_path {
+            roots.push(absolute(Path::new(path)));
+        }
+    }
+    roots.retain(|r| r.is_dir());
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
+/// `initializationOptions.debounceMs`, else `ISOLINT_LSP_DEBOUNCE_MS`, else [`DEBOUNCE`].
+fn debounce_of(params: &InitializeParams) -> Duration {
+    params
+        .initialization_options
+        .as_ref()
+        .and_then(|o| o.get("debounceMs"))
+        .and_then(serde_json::Value::as_u64)
+        .or_else(|| {
+            std::env::var("ISOLINT_LSP_DEBOUNCE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        })
+        .map_or(DEBOUNCE, Duration::from_millis)
+}
+
 pub fn run() -> Result<(), BoxError> {
     let (connection, io_threads) = Connection::stdio();
     let capabilities = ServerCapabilities {
@@ -457,7 +806,8 @@ pub fn run() -> Result<(), BoxError> {
         code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
         ..Default::default()
     };
-    let (id, _params) = connection.initialize_start()?;
+    let (id, params) = connection.initialize_start()?;
+    let params: InitializeParams = serde_json::from_value(params).unwrap_or_default();
     let result = InitializeResult {
         capabilities,
         server_info: Some(ServerInfo {
@@ -469,9 +819,21 @@ pub fn run() -> Result<(), BoxError> {
     let mut server = Server {
         connection,
         documents: HashMap::new(),
+        published: HashMap::new(),
         docs: rule_docs_dir(),
-        pending: HashMap::new(),
+        pending: BTreeSet::new(),
+        debounce: debounce_of(&params),
+        workspaces: Vec::new(),
     };
+    for root in workspace_roots(&params) {
+        match Workspace::open(root) {
+            Ok(ws) => server.workspaces.push(ws),
+            Err(e) => server.show_error(e.to_string()),
+        }
+    }
+    for w in 0..server.workspaces.len() {
+        server.analyse_workspace(w);
+    }
     loop {
         let message = if server.pending.is_empty() {
             match server.connection.receiver.recv() {
@@ -479,7 +841,7 @@ pub fn run() -> Result<(), BoxError> {
                 Err(_) => break,
             }
         } else {
-            match server.connection.receiver.recv_timeout(DEBOUNCE) {
+            match server.connection.receiver.recv_timeout(server.debounce) {
                 Ok(m) => m,
                 Err(e) if e.is_timeout() => {
                     server.flush();
