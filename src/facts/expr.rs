@@ -156,8 +156,8 @@ fn classify_in(
     let join = |a: W, b: W| match (a, b) {
         (W::Unknown, _)
         | (_, W::Unknown)
-        | (W::CapsuleImport | W::PythonObject, _)
-        | (_, W::CapsuleImport | W::PythonObject) => W::Unknown,
+        | (W::CapsuleImport | W::PythonObject | W::ImmortalObject, _)
+        | (_, W::CapsuleImport | W::PythonObject | W::ImmortalObject) => W::Unknown,
         (W::Constant, W::Constant) => W::Constant,
         _ => W::PureC,
     };
@@ -177,7 +177,9 @@ fn classify_in(
         | "alignof_expression" => W::Constant,
         "identifier" => {
             let name = cx.text(node);
-            if pure_locals.contains(name) {
+            if IMMORTAL_SINGLETONS.contains(&name) {
+                W::ImmortalObject
+            } else if pure_locals.contains(name) {
                 W::PureC
             } else if locals.contains(name) {
                 W::Unknown
@@ -260,6 +262,8 @@ fn classify_in(
                     .map(|a| fold_ws(cx.text(a)));
                 reads.extend(name);
                 W::CapsuleImport
+            } else if immortal_object(&callee, node, cx, locals, pure_locals, depth) {
+                W::ImmortalObject
             } else if callee.starts_with("Py") {
                 W::PythonObject
             } else {
@@ -267,5 +271,77 @@ fn classify_in(
             }
         }
         _ => W::Unknown,
+    }
+}
+
+/// CPython's static singletons, written as the C API names them.
+const IMMORTAL_SINGLETONS: &[&str] = &[
+    "Py_None",
+    "Py_True",
+    "Py_False",
+    "Py_Ellipsis",
+    "Py_NotImplemented",
+];
+
+/// Whether a C API call returns one of CPython's immortal, process-wide objects for these
+/// arguments (3.12+): a small int, an empty str, bytes or tuple, a bool, a `Py_GetConstant`,
+/// or a new reference to any of them. `pythoncapi_compat.h`'s `Py_GetConstant` shim caches
+/// exactly these in a static array, which is then the same in every interpreter.
+fn immortal_object(
+    callee: &str,
+    call: Node,
+    cx: &Cx,
+    locals: &rustc_hash::FxHashSet<String>,
+    pure_locals: &rustc_hash::FxHashSet<String>,
+    depth: usize,
+) -> bool {
+    let args: Vec<Node> = call
+        .child_by_field_id(FIELD.arguments.get())
+        .map(|a| {
+            let mut c = a.walk();
+            a.named_children(&mut c)
+                .filter(|n| n.kind() != "comment")
+                .collect()
+        })
+        .unwrap_or_default();
+    let number = |i: usize| {
+        args.get(i)
+            .map(|n| unwrap(*n))
+            .filter(|n| matches!(n.kind(), "number_literal" | "unary_expression"))
+            .and_then(|n| {
+                let text: String = cx.text(n).chars().filter(|c| !c.is_whitespace()).collect();
+                match text.strip_prefix('-') {
+                    Some(rest) => parse_number(rest).map(|v| -v),
+                    None => parse_number(&text),
+                }
+            })
+    };
+    let empty_string = |i: usize| {
+        args.get(i)
+            .map(|n| unwrap(*n))
+            .is_some_and(|n| n.kind() == "string_literal" && cx.text(n) == "\"\"")
+    };
+    match callee {
+        "PyLong_FromLong"
+        | "PyLong_FromSsize_t"
+        | "PyLong_FromLongLong"
+        | "PyLong_FromInt32"
+        | "PyLong_FromInt64" => number(0).is_some_and(|v| (-5..=256).contains(&v)),
+        "PyLong_FromSize_t"
+        | "PyLong_FromUnsignedLong"
+        | "PyLong_FromUnsignedLongLong"
+        | "PyLong_FromUInt32"
+        | "PyLong_FromUInt64" => number(0).is_some_and(|v| (0..=256).contains(&v)),
+        "PyBool_FromLong" => true,
+        "PyUnicode_FromString" | "PyBytes_FromString" => empty_string(0),
+        "PyUnicode_FromStringAndSize" | "PyBytes_FromStringAndSize" => number(1) == Some(0),
+        "PyUnicode_New" | "PyTuple_New" => number(0) == Some(0),
+        "Py_GetConstant" | "Py_GetConstantBorrowed" => true,
+        "Py_NewRef" | "Py_XNewRef" | "Py_INCREF" => args.first().is_some_and(|a| {
+            let mut reads = Vec::new();
+            classify_in(*a, cx, locals, pure_locals, &mut reads, depth + 1)
+                == super::Written::ImmortalObject
+        }),
+        _ => false,
     }
 }

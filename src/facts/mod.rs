@@ -485,6 +485,11 @@ pub enum Written {
     /// What a C API call returns (`PyUnicode_FromString(...)`, `Py_NewRef(x)`): a Python
     /// object, which belongs to the interpreter that made it. Never fixed.
     PythonObject,
+    /// One of CPython's process-wide immortal objects (3.12+, PEP 683): `Py_None`, `Py_True`,
+    /// `Py_False`, `Py_Ellipsis`, `Py_NotImplemented`, and what the C API returns for a small
+    /// int (-5..=256), an empty str, bytes or tuple, a bool, or `Py_GetConstant`. The same
+    /// object in every interpreter, never freed (see `facts::expr::immortal_object`).
+    ImmortalObject,
 }
 
 impl Written {

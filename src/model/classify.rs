@@ -145,7 +145,10 @@ fn fixed_of_writes<'f>(
         ) || (site.kind == WriteKind::ElementWrite && site.index.is_some());
         // An element write at a computed index (`seen[i] = 1`) records which `i`, and that is
         // state; at a constant index it fills one slot of a table.
-        if !stores || is_flag_value(site) {
+        // `Py_True` in one slot of a table of CPython's immortal objects (the
+        // `Py_GetConstant` shim's `constants[]`) fills the table; alone it is a flag.
+        let table_of_immortals = site.index.is_some() && site.written == Written::ImmortalObject;
+        if !stores || (is_flag_value(site) && !table_of_immortals) {
             return Vec::new();
         }
         // One value, written again and again. Two different values (`p = &a; ... p = &b;`)
@@ -260,6 +263,9 @@ pub enum FixedValue {
     PureC,
     /// The pointer of a process-wide capsule (`PyDateTime_IMPORT`).
     CapsuleImport,
+    /// One of CPython's immortal objects (`Py_None`, a small int, the empty tuple): the same
+    /// object in every interpreter from 3.12 on, never freed.
+    ImmortalObject,
 }
 
 impl FixedValue {
@@ -269,6 +275,7 @@ impl FixedValue {
             FixedValue::AddressOfStatic => "the address of a static",
             FixedValue::PureC => "a C computation that reads no Python state",
             FixedValue::CapsuleImport => "the pointer of a process-wide capsule",
+            FixedValue::ImmortalObject => "one of CPython's immortal objects (`Py_None`, a small int, an empty str, bytes or tuple)",
         }
     }
 }
@@ -314,6 +321,7 @@ pub fn fixed_value(
             .map(|_| FixedValue::CapsuleImport),
         Written::Constant if !reads_variable() => Some(FixedValue::Constant),
         Written::AddressOfStatic => Some(FixedValue::AddressOfStatic),
+        Written::ImmortalObject => Some(FixedValue::ImmortalObject),
         Written::PureC if !reads_variable() => Some(FixedValue::PureC),
         Written::Constant | Written::PureC => None,
     }

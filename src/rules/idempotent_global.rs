@@ -16,20 +16,26 @@ declare_rule! {
     ///   with CPython's static table of its static types, and `PyCapsule_Import` or
     ///   `PyCapsule_GetPointer` of a capsule that a module of the scan creates with
     ///   `PyCapsule_New(table, name, ...)` over a static table of fixed values;
+    /// - one of CPython's immortal objects, the same object in every interpreter from 3.12
+    ///   on (PEP 683): `Py_None`, `Py_True`, `Py_False`, `Py_Ellipsis`, `Py_NotImplemented`,
+    ///   and what the C API returns for a small int (-5 to 256), an empty str, bytes or tuple,
+    ///   a bool, or `Py_GetConstant` (zope.proxy's `empty_tuple = PyTuple_New(0)`, and the
+    ///   `constants[]` table of `pythoncapi_compat.h`'s `Py_GetConstant` shim);
     /// - a table filled slot by slot at constant indices with such values
     ///   (`api[WRITE_INDEX] = (void *)write;`: a C-API table of function addresses), each slot
     ///   always with the same value.
     ///
     /// Such a global is not state to move: every interpreter that writes it stores what is
     /// already there. It blocks no isolation level and not `Py_MOD_GIL_NOT_USED`, and
-    /// `mutable-global-state`, `global-pyobject`, `capi-table-global` and
-    /// `unlocked-static-write` leave it to this rule.
+    /// `mutable-global-state`, `global-pyobject`, `static-local-pyobject`,
+    /// `capi-table-global` and `unlocked-static-write` leave it to this rule.
     ///
-    /// Python objects are never idempotent (`static PyObject *s; s =
+    /// Other Python objects are never idempotent (`static PyObject *s; s =
     /// PyUnicode_FromString("x");` stays a `global-pyobject` warning: each interpreter makes
-    /// its own object). Nor are flags and resets: a literal number, `NULL` or a truth value
-    /// (`initialized = 1;`) changes what the code does the next time it reads it, in every
-    /// interpreter after the first. A global written with two different values, or in an
+    /// its own object; so does `PyLong_FromLong(1000)`). Nor are flags and resets: a literal
+    /// number, `NULL` or a truth value (`initialized = 1;`, `enabled = Py_True;`) changes what
+    /// the code does the next time it reads it, in every interpreter after the first (a truth
+    /// value in one slot of a table of immortal objects fills the table). A global written with two different values, or in an
     /// array element at a computed index (`seen[i] = 1`), is state too. A capsule that is
     /// neither CPython's own nor made by the scan from a fixed table is not known to be
     /// process-wide, and stays a `capi-table-global` warning.

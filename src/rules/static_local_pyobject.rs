@@ -9,6 +9,8 @@ declare_rule! {
     /// table or macro of the module names it, directly or through another reachable one):
     /// the shims of a vendored `pythoncapi_compat.h` that the module never calls are compiled
     /// into every file but are not its state. The same holds for what such a function writes.
+    /// A static written only with CPython's immortal objects (the `Py_GetConstant` shim's
+    /// `constants[]`) is the same in every interpreter: `idempotent-global` reports it.
     ///
     /// ## Why is this bad?
     /// A function-local static is as process-global as a file-scope one, only harder to see.
@@ -69,6 +71,11 @@ fn check(ctx: &mut Ctx) {
         if g.class == WriteClass::NeverWritten
             && !matches!(v.init, Some(crate::facts::Init::Expr(ref e)) if e.callee().is_some())
         {
+            continue;
+        }
+        // Only CPython's immortal objects (`pythoncapi_compat.h`'s `Py_GetConstant` shim):
+        // the same objects in every interpreter; `idempotent-global` says so.
+        if super::support::idempotent(ctx, g).is_some() {
             continue;
         }
         let message = format!(

@@ -241,7 +241,8 @@ pub fn mentions_field(args: &[String], field: &str) -> bool {
 /// The kinds of value an idempotent global is written with: one value, the same in every
 /// interpreter and every run (`Global::fixed`), on a variable that no rule of its own covers.
 /// A Python object is never idempotent, except the address of a static object
-/// (`p_Foo_Type = &Foo_Type;`), whose own finding reports the object.
+/// (`p_Foo_Type = &Foo_Type;`), whose own finding reports the object, and CPython's immortal
+/// objects (`Py_None`, small ints, empty str/bytes/tuple), shared by every interpreter.
 pub fn idempotent<'g>(
     ctx: &super::Ctx,
     global: &'g Global,
@@ -264,7 +265,7 @@ pub fn idempotent<'g>(
         && !global
             .fixed
             .iter()
-            .all(|k| *k == FixedValue::AddressOfStatic)
+            .all(|k| matches!(k, FixedValue::AddressOfStatic | FixedValue::ImmortalObject))
     {
         return None;
     }
