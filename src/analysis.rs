@@ -258,14 +258,16 @@ fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, So
 }
 
 /// Reads each file once before the scan: its size (the largest files are scheduled first),
-/// the macros it defines (every other file's parse needs them), and, with a
-/// cache, the hash of its text. A file whose text the cache already holds is not tokenized.
-fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
+/// whether it may hold a suppression comment, and, with a cache (`hashing`), the hash of its
+/// text, which is all the run memo needs. Without a cache it also learns what the other files'
+/// parse needs from it ([`learn`]); with one, that waits for [`learn_with_cache`], after the run
+/// memo could not answer.
+fn prescan(jobs: &[Job], max: u64, hashing: bool) -> Vec<PreScan> {
     let want_macros = jobs.len() >= 2;
     let held = std::sync::atomic::AtomicUsize::new(0);
     jobs.par_iter()
         .map(|(path, kind, bytes)| {
-            if !want_macros && cache.is_none() {
+            if !want_macros && !hashing {
                 let size = match bytes {
                     Some(b) => b.len() as u64,
                     None => std::fs::metadata(path).map_or(0, |m| m.len()),
@@ -278,39 +280,80 @@ fn prescan(jobs: &[Job], max: u64, cache: Option<&FactsCache>) -> Vec<PreScan> {
             let Ok(source) = load(path, bytes, max) else {
                 return PreScan::default();
             };
-            let content = cache.map(|_| content_hash(&source.text, source.first_invalid_utf8));
-            let cached = match (cache, content) {
-                (Some(c), Some(h)) => c.macros(path, h),
-                _ => None,
+            let mut pre = PreScan {
+                content: hashing.then(|| content_hash(&source.text, source.first_invalid_utf8)),
+                suppressions: Some(crate::suppress::may_suppress(&source.text)),
+                ..PreScan::default()
             };
-            let macros = cached.unwrap_or_else(|| definitions_in(source.text.as_bytes()));
-            let values = if want_macros && *kind == SourceKind::Header {
-                crate::parse::condition::header_values(&source.text)
-            } else {
-                Vec::new()
-            };
-            let off_hints = if want_macros {
-                crate::parse::condition::off_by_default_hints(
-                    &source.text,
-                    *kind == SourceKind::Header,
-                )
-            } else {
-                Vec::new()
-            };
+            if !hashing {
+                learn(&mut pre, path, &source.text, *kind, want_macros, None);
+            }
             let bytes = source.text.len();
             let keep = held.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes
                 <= HELD_TEXT_BUDGET;
-            PreScan {
-                bytes: bytes as u64,
-                content,
-                macros,
-                values,
-                off_hints,
-                suppressions: Some(crate::suppress::may_suppress(&source.text)),
-                source: keep.then_some(source),
-            }
+            pre.bytes = bytes as u64;
+            pre.source = keep.then_some(source);
+            pre
         })
         .collect()
+}
+
+/// What every other file's parse needs from this one: the macros it defines (from the cache
+/// when it holds this text, not tokenized again), and, when the scan has several files
+/// (`want_macros`), a header's macro values and the names the file switches off.
+fn learn(
+    pre: &mut PreScan,
+    path: &Path,
+    text: &str,
+    kind: SourceKind,
+    want_macros: bool,
+    cache: Option<&FactsCache>,
+) {
+    let cached = match (cache, pre.content) {
+        (Some(c), Some(h)) => c.macros(path, h),
+        _ => None,
+    };
+    pre.macros = cached.unwrap_or_else(|| definitions_in(text.as_bytes()));
+    if want_macros {
+        if kind == SourceKind::Header {
+            pre.values = crate::parse::condition::header_values(text);
+        }
+        pre.off_hints =
+            crate::parse::condition::off_by_default_hints(text, kind == SourceKind::Header);
+    }
+}
+
+/// [`learn`] for every file a cached scan's pre-scan read, once the run memo could not answer:
+/// from the text the pre-scan kept, or read again.
+fn learn_with_cache(
+    jobs: &[Job],
+    pre: &mut [PreScan],
+    held: &[Option<SourceText>],
+    max: u64,
+    cache: &FactsCache,
+) {
+    let want_macros = jobs.len() >= 2;
+    jobs.par_iter()
+        .zip(pre.par_iter_mut())
+        .zip(held.par_iter())
+        .for_each(|(((path, kind, bytes), pre), held)| {
+            if pre.content.is_none() {
+                // Not read ahead (unreadable): the scan reports it.
+                return;
+            }
+            match held {
+                Some(source) => learn(pre, path, &source.text, *kind, want_macros, Some(cache)),
+                None => {
+                    if let Ok(source) = load(path, bytes, max) {
+                        // The cache's macros belong to the text the pre-scan hashed.
+                        let same = pre.content
+                            == Some(content_hash(&source.text, source.first_invalid_utf8));
+                        let cache = same.then_some(cache);
+                        learn(pre, path, &source.text, *kind, want_macros, cache);
+                    }
+                }
+            }
+        });
 }
 
 struct ScanContext<'a> {
@@ -441,17 +484,17 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     } else {
         read_build(&options.paths, &options.build)
     };
-    let cache = options.cache_dir.as_deref().map(FactsCache::open);
-    let mut pre = prescan(&jobs, options.max_file_size, cache.as_ref());
+    let cache_dir = options.cache_dir.as_deref();
+    let mut pre = prescan(&jobs, options.max_file_size, cache_dir.is_some());
     let held: Vec<Option<SourceText>> = pre.iter_mut().map(|p| p.source.take()).collect();
     let origins = vendored_dirs(&jobs, &options.paths);
-    let memo_key = cache
-        .as_ref()
+    // A focused run (the editor's re-check of some modules) never answers from the memo.
+    let memo_key = cache_dir
         .filter(|_| options.focus.is_none())
         .and_then(|_| memo_key(options, &jobs, &pre, &origins, &build, cpp_inputs.digest()));
 
-    if let (Some(c), Some((scan, inputs))) = (cache.as_ref(), memo_key) {
-        if let Some(outcome) = c.recall(scan, inputs) {
+    if let (Some(dir), Some((scan, inputs))) = (cache_dir, memo_key) {
+        if let Some(outcome) = FactsCache::recall(dir, scan, inputs) {
             let stats = CacheStats {
                 hits: jobs.len(),
                 whole_run: true,
@@ -465,6 +508,11 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         }
     }
 
+    // The facts cache is opened only now: the run memo above needs none of it.
+    let cache = cache_dir.map(FactsCache::open);
+    if let Some(cache) = &cache {
+        learn_with_cache(&jobs, &mut pre, &held, options.max_file_size, cache);
+    }
     let shared_macros = project_macros(&pre);
     let cx = ScanContext {
         max: options.max_file_size,

@@ -59,7 +59,46 @@ struct Entry {
     facts_key: u64,
     /// The facts, serialized on their own: only the entries a scan uses are decoded, by the
     /// worker that needs them, and an entry kept as it was is written back without re-encoding.
+    #[serde(with = "byte_buf")]
     facts: Vec<u8>,
+}
+
+/// A `Vec<u8>` read and written as one byte string: the same bytes in postcard as the
+/// sequence of `u8` serde would make of it, but decoded with one copy instead of one visit per
+/// byte (that visit was most of the cost of opening a cache of CPython's 26 MB of facts).
+mod byte_buf {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -100,7 +139,7 @@ impl FactsCache {
     /// The cache under `dir` (the `.isolint_cache` folder itself). A missing, unreadable or
     /// corrupted cache file gives an empty cache.
     pub fn open(dir: &Path) -> Self {
-        let file = dir.join(env!("CARGO_PKG_VERSION")).join(FILE_NAME);
+        let file = version_dir(dir).join(FILE_NAME);
         let (old, discarded) = match std::fs::read(&file) {
             Ok(bytes) => match checked_payload(&bytes)
                 .and_then(|p| postcard::from_bytes::<CacheFile>(p).ok())
@@ -111,7 +150,7 @@ impl FactsCache {
             Err(_) => (FxHashMap::default(), false),
         };
         Self {
-            dir: dir.join(env!("CARGO_PKG_VERSION")),
+            dir: version_dir(dir),
             file,
             old,
             used: Mutex::new(Vec::new()),
@@ -193,14 +232,12 @@ impl FactsCache {
         }
     }
 
-    fn memo_file(&self, scan: u64) -> PathBuf {
-        self.dir.join(format!("run-{scan:016x}.bin"))
-    }
-
     /// The result of the last scan with identity `scan` (its roots and options), if that scan
-    /// saw exactly the inputs hashed into `inputs`.
-    pub fn recall(&self, scan: u64, inputs: u128) -> Option<Outcome> {
-        let bytes = std::fs::read(self.memo_file(scan)).ok()?;
+    /// saw exactly the inputs hashed into `inputs`, from the cache under `dir` (the
+    /// `.isolint_cache` folder). It reads the memo alone, not the facts: an unchanged tree is
+    /// answered without opening the facts cache.
+    pub fn recall(dir: &Path, scan: u64, inputs: u128) -> Option<Outcome> {
+        let bytes = std::fs::read(memo_file(&version_dir(dir), scan)).ok()?;
         let (key, record): (u128, memo::Record) =
             postcard::from_bytes(checked_payload(&bytes)?).ok()?;
         if key != inputs {
@@ -213,7 +250,7 @@ impl FactsCache {
     pub fn memorize(&self, scan: u64, inputs: u128, outcome: &Outcome) -> Result<(), String> {
         let payload =
             postcard::to_stdvec(&(inputs, memo::Record::of(outcome))).map_err(|e| e.to_string())?;
-        write_atomically(&self.memo_file(scan), &payload)
+        write_atomically(&memo_file(&self.dir, scan), &payload)
     }
 
     /// Writes the cache back: this scan's entries, plus the old entries of files this scan did
@@ -246,6 +283,16 @@ impl FactsCache {
         let payload = postcard::to_stdvec(&CacheFile { entries }).map_err(|e| e.to_string())?;
         write_atomically(&self.file, &payload)
     }
+}
+
+/// This version's folder in the cache folder `dir`.
+fn version_dir(dir: &Path) -> PathBuf {
+    dir.join(env!("CARGO_PKG_VERSION"))
+}
+
+/// The memo file of the scan with identity `scan`, in a version's folder.
+fn memo_file(version_dir: &Path, scan: u64) -> PathBuf {
+    version_dir.join(format!("run-{scan:016x}.bin"))
 }
 
 /// The payload of a cache file whose format, build and checksum are right.

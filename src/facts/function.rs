@@ -1117,21 +1117,46 @@ fn looks_constant(name: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// The kinds [`reassigned_names`] reads, by kind id: it sees every node of every function,
+/// and `Node::kind` measures and validates the name on each call.
+#[derive(Clone, Copy, PartialEq)]
+enum Reassigns {
+    Assignment,
+    Update,
+    Pointer,
+    Other,
+}
+
+static REASSIGNS: LazyLock<Vec<Reassigns>> = LazyLock::new(|| {
+    kind_table(|name, _| match name {
+        "assignment_expression" => Reassigns::Assignment,
+        "update_expression" => Reassigns::Update,
+        "pointer_expression" => Reassigns::Pointer,
+        _ => Reassigns::Other,
+    })
+});
+
 /// The roots of every assignment's left side, update's argument and `&` operand in `body`.
 fn reassigned_names(body: Node, cx: &Cx) -> HashSet<String> {
     let mut out = HashSet::default();
     let mut stack = vec![body];
     // A bounded walk: a huge function costs no more than its nodes.
     let mut budget = 200_000usize;
+    let kinds: &[Reassigns] = &REASSIGNS;
+    let mut c = body.walk();
     while let Some(node) = stack.pop() {
         budget = budget.saturating_sub(1);
         if budget == 0 {
             break;
         }
-        let target = match node.kind() {
-            "assignment_expression" => node.child_by_field_id(FIELD.left.get()),
-            "update_expression" => node.child_by_field_id(FIELD.argument.get()),
-            "pointer_expression"
+        let kind = match kinds.get(node.kind_id() as usize) {
+            Some(kind) => *kind,
+            None => Reassigns::Other,
+        };
+        let target = match kind {
+            Reassigns::Assignment => node.child_by_field_id(FIELD.left.get()),
+            Reassigns::Update => node.child_by_field_id(FIELD.argument.get()),
+            Reassigns::Pointer
                 if node
                     .child_by_field_id(FIELD.operator.get())
                     .is_some_and(|o| cx.text(o) == "&")
@@ -1144,8 +1169,9 @@ fn reassigned_names(body: Node, cx: &Cx) -> HashSet<String> {
         if let Some((name, _)) = target.and_then(|t| root_name(t, cx)) {
             out.insert(name);
         }
-        let mut c = node.walk();
-        stack.extend(node.children(&mut c));
+        if node.child_count() > 0 {
+            stack.extend(node.children(&mut c));
+        }
     }
     out
 }
