@@ -232,11 +232,6 @@ fn preprocessor_line_facts(
         for cap in m.captures() {
             let i = cap.index;
             if i == q.include_path {
-                // An `#include` no build compiles (`#if 0`, a switch the project turns off)
-                // brings no file into the module.
-                if cx.versions(cap.node).is_empty() {
-                    continue;
-                }
                 let raw = cx.text(cap.node);
                 let system = raw.starts_with('<');
                 facts.includes.push(Include {
@@ -245,6 +240,7 @@ fn preprocessor_line_facts(
                         .to_string(),
                     system,
                     line: cx.lines.position(cap.node.start_byte()).0,
+                    compiled: !cx.versions(cap.node).is_empty(),
                 });
             } else if i == q.macro_name {
                 name = Some(cx.text(cap.node).to_string());
