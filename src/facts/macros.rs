@@ -31,10 +31,7 @@ impl MacroTable {
             }
         };
         let mut rank: HashMap<&str, u8> = HashMap::new();
-        let chosen: Vec<&MacroDef> = macros
-            .iter()
-            .filter(|m| m.params.is_some())
-            .collect();
+        let chosen: Vec<&MacroDef> = macros.iter().filter(|m| m.params.is_some()).collect();
         for m in &chosen {
             let r = current(m);
             let best = rank.entry(m.name.as_str()).or_insert(r);

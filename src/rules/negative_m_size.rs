@@ -98,8 +98,8 @@ fn check_macro_defined(ctx: &mut Ctx) {
     let Some(creation) = &module.creation else {
         return;
     };
-    let call = &ctx.project.files[creation.function.file].functions[creation.function.index]
-        .calls[creation.call];
+    let call = &ctx.project.files[creation.function.file].functions[creation.function.index].calls
+        [creation.call];
     let Some(name) = call.args.first().map(|a| {
         a.text
             .trim_start_matches(['&', '(', ' '])
@@ -145,7 +145,11 @@ fn macro_module_def_m_size(body: &str, name: &str) -> Option<String> {
     let at = body.find("PyModuleDef")?;
     let rest = &body[at + "PyModuleDef".len()..];
     let rest = rest.trim_start().strip_prefix(name)?;
-    let rest = rest.trim_start().strip_prefix('=')?.trim_start().strip_prefix('{')?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start()
+        .strip_prefix('{')?;
     let mut entries = Vec::new();
     let (mut depth, mut start) = (0i32, 0usize);
     for (i, c) in rest.char_indices() {
@@ -166,12 +170,20 @@ fn macro_module_def_m_size(body: &str, name: &str) -> Option<String> {
     }
     let entries: Vec<&str> = entries.iter().map(|e| e.trim()).collect();
     if let Some(designated) = entries.iter().find_map(|e| e.strip_prefix(".m_size")) {
-        return Some(designated.trim_start().strip_prefix('=')?.trim().to_string());
+        return Some(
+            designated
+                .trim_start()
+                .strip_prefix('=')?
+                .trim()
+                .to_string(),
+        );
     }
     if entries.iter().any(|e| e.starts_with('.')) {
         return None;
     }
-    entries.get(3).map(|e| e.trim_matches(['(', ')', ' ']).to_string())
+    entries
+        .get(3)
+        .map(|e| e.trim_matches(['(', ')', ' ']).to_string())
 }
 
 #[cfg(test)]
@@ -181,7 +193,10 @@ mod tests {
     #[test]
     fn m_size_of_a_definition_in_a_macro_body() {
         let zope = "static struct PyModuleDef moduledef = { PyModuleDef_HEAD_INIT, name, doc, -1, methods, }; ob = PyModule_Create(&moduledef);";
-        assert_eq!(macro_module_def_m_size(zope, "moduledef").as_deref(), Some("-1"));
+        assert_eq!(
+            macro_module_def_m_size(zope, "moduledef").as_deref(),
+            Some("-1")
+        );
         assert_eq!(macro_module_def_m_size(zope, "other"), None);
         let designated = "static PyModuleDef def = { PyModuleDef_HEAD_INIT, .m_name = (n), .m_size = sizeof(st) };";
         assert_eq!(
