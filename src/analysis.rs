@@ -897,15 +897,17 @@ fn check_by_module(
     Vec<(ModuleSummary, crate::model::ExtensionModule)>,
 ) {
     use crate::model::{
-        build_group, build_unattached, group_links, owners, sort_groups, unattached_files,
+        build_group, build_unattached, group_links, not_compiled_files, owners, sort_groups,
+        unattached_files,
     };
     let links: Vec<LinkFacts> = kept.iter().map(|k| k.link.clone()).collect();
     let mut groups = group_links(&links, build);
+    let not_compiled = not_compiled_files(&links);
     drop(links);
     sort_groups(&mut groups);
     let module_count = groups.len();
     let owners = owners(kept.len(), &groups);
-    let rest = unattached_files(kept.len(), &groups);
+    let rest = unattached_files(kept.len(), &groups, &not_compiled);
     let layouts = crate::model::pytypes::Layouts::of_structs(
         kept.iter()
             .enumerate()

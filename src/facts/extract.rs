@@ -240,6 +240,7 @@ fn preprocessor_line_facts(
                         .to_string(),
                     system,
                     line: cx.lines.position(cap.node.start_byte()).0,
+                    compiled: !cx.versions(cap.node).is_empty(),
                 });
             } else if i == q.macro_name {
                 name = Some(cx.text(cap.node).to_string());

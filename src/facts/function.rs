@@ -278,6 +278,7 @@ static VISIT: LazyLock<Vec<Visit>> = LazyLock::new(|| {
         | "update_expression"
         | "pointer_expression"
         | "call_expression"
+        | "binary_expression"
         | "return_statement"
         | "if_statement"
         | "identifier" => Visit::Inspect,
@@ -670,6 +671,10 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 self.visit_call(node);
                 true
             }
+            "binary_expression" => {
+                self.note_address_comparison(node);
+                true
+            }
             "return_statement" => {
                 if let Some(value) = node.named_child(0) {
                     self.returns.push(summarize(value, cx));
@@ -714,6 +719,31 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             | "statement_identifier"
             | "type_descriptor" => false,
             _ => true,
+        }
+    }
+
+    /// `encoding == &unicode_encoding`: comparing an address reads no memory behind it and
+    /// lets no pointer out, so that `&x` is no escape (an ordering or a difference of two
+    /// addresses neither).
+    fn note_address_comparison(&mut self, node: Node) {
+        let cx = self.cx;
+        let compares = node
+            .child_by_field_id(FIELD.operator.get())
+            .is_some_and(|o| matches!(cx.text(o), "==" | "!=" | "<" | ">" | "<=" | ">="));
+        if !compares {
+            return;
+        }
+        for side in [FIELD.left.get(), FIELD.right.get()] {
+            let Some(operand) = node.child_by_field_id(side).map(unwrap) else {
+                continue;
+            };
+            let is_address = operand.kind_name() == "pointer_expression"
+                && operand
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| cx.text(o) == "&");
+            if is_address {
+                self.handled.insert(operand.id());
+            }
         }
     }
 

@@ -20,8 +20,26 @@ const MAX_EXPANSION_BYTES: usize = 4096;
 
 impl MacroTable {
     pub fn new(macros: &[MacroDef]) -> Self {
-        let by_name = macros
-            .iter()
+        // Of several definitions (`#if` branches), the one a current Python compiles: the
+        // Python 2 branch of `MODULE_CREATE` calls `Py_InitModule3`, the Python 3 one
+        // `PyModule_Create(&moduledef)`. Among equals, the last, as before.
+        let current = |m: &MacroDef| {
+            if m.versions.contains(crate::version::py(3, 99)) {
+                2
+            } else {
+                u8::from(!m.versions.is_empty())
+            }
+        };
+        let mut rank: HashMap<&str, u8> = HashMap::new();
+        let chosen: Vec<&MacroDef> = macros.iter().filter(|m| m.params.is_some()).collect();
+        for m in &chosen {
+            let r = current(m);
+            let best = rank.entry(m.name.as_str()).or_insert(r);
+            *best = (*best).max(r);
+        }
+        let by_name = chosen
+            .into_iter()
+            .filter(|m| rank.get(m.name.as_str()) == Some(&current(m)))
             .filter_map(|m| {
                 let params = m.params.clone()?;
                 let writes = m.body.contains("++")

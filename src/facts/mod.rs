@@ -136,6 +136,14 @@ pub struct Include {
     /// `<...>` rather than `"..."`.
     pub system: bool,
     pub line: usize,
+    /// `false` in code no build compiles (`#if 0`, a switch the project turns off): the
+    /// target is then no file of the module.
+    #[serde(default = "compiled_by_default")]
+    pub compiled: bool,
+}
+
+fn compiled_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -30,6 +30,8 @@ pub struct LinkFacts {
     pub kind: SourceKindFact,
     /// `#include` targets, in order.
     pub includes: Vec<String>,
+    /// `#include` targets in code no build compiles (see [`not_compiled_files`]).
+    pub uncompiled_includes: Vec<String>,
     /// Function-like macros whose body pastes a module init name (`PyInit_##name`).
     pub init_macros: Vec<String>,
     /// Functions that may be a module's `PyInit`, in file order.
@@ -110,7 +112,18 @@ impl LinkFacts {
         Self {
             path: file.path.clone(),
             kind: file.kind,
-            includes: file.includes.iter().map(|i| i.target.clone()).collect(),
+            includes: file
+                .includes
+                .iter()
+                .filter(|i| i.compiled)
+                .map(|i| i.target.clone())
+                .collect(),
+            uncompiled_includes: file
+                .includes
+                .iter()
+                .filter(|i| !i.compiled)
+                .map(|i| i.target.clone())
+                .collect(),
             init_macros,
             inits,
             provides,
@@ -209,9 +222,10 @@ fn is_alias_init(function: &Function) -> bool {
             .all(|c| c.callee.starts_with("PyInit_") && c.callee != function.name)
 }
 
-pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
+/// The modules, and the files [`not_compiled_files`] leaves out of the loose code.
+pub fn group_files(files: &[FileFacts], build: &BuildInfo) -> (Vec<ModuleGroup>, HashSet<usize>) {
     let links: Vec<LinkFacts> = files.iter().map(LinkFacts::of).collect();
-    group_links(&links, build)
+    (group_links(&links, build), not_compiled_files(&links))
 }
 
 pub fn group_links(files: &[LinkFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
@@ -479,6 +493,35 @@ fn external_names(file: &FileFacts) -> BTreeSet<&str> {
     }
     out.retain(|n| !own.contains(n) && !n.starts_with("Py") && !n.starts_with("_Py"));
     out
+}
+
+/// Files that a file of the scan `#include`s only in code no build compiles
+/// (pyahocorasick's `#ifdef PYCALLS_INJECT_FAULTS` / `#include "pycallfault/pycallfault.c"`)
+/// and that no compiled `#include` reaches: when no module takes them either (the build does
+/// not list them as sources), they are not read as loose code of their own.
+pub fn not_compiled_files(files: &[LinkFacts]) -> HashSet<usize> {
+    if files.iter().all(|f| f.uncompiled_includes.is_empty()) {
+        return HashSet::new();
+    }
+    let resolver = IncludeResolver::new(files);
+    let targets = |compiled: bool| -> HashSet<usize> {
+        files
+            .iter()
+            .flat_map(|f| {
+                let list = if compiled {
+                    &f.includes
+                } else {
+                    &f.uncompiled_includes
+                };
+                list.iter().filter_map(|t| resolver.resolve(&f.path, t))
+            })
+            .collect()
+    };
+    let reached = targets(true);
+    targets(false)
+        .into_iter()
+        .filter(|t| !reached.contains(t))
+        .collect()
 }
 
 /// Maps `#include "x.h"` to a scanned file: next to the includer first, then anywhere in the

@@ -15,7 +15,7 @@ pub use classify::{fixed_capsules, fixed_value, FixedValue};
 pub use definitions::{
     current_entries, module_def_fields, ModuleDef, SlotValue, TypeDef, TypeKind, MODULE_DEF_FIELDS,
 };
-pub use linking::{group_links, LinkFacts, ModuleGroup};
+pub use linking::{group_links, not_compiled_files, LinkFacts, ModuleGroup};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct VarRef {
@@ -216,9 +216,9 @@ impl Project {
         for file in &mut files {
             file.fixed_capsules = fixed_capsules(file);
         }
-        let mut groups = linking::group_files(&files, build);
+        let (mut groups, not_compiled) = linking::group_files(&files, build);
         sort_groups(&mut groups);
-        let rest = unattached_files(files.len(), &groups);
+        let rest = unattached_files(files.len(), &groups, &not_compiled);
         let owners = owners(files.len(), &groups);
         // Modules are independent of each other: built on every worker, not after the scan on
         // one thread alone.
@@ -246,8 +246,19 @@ pub fn sort_groups(groups: &mut [ModuleGroup]) {
 }
 
 /// The files no module holds, in order: the unattached unit.
-pub fn unattached_files(files: usize, groups: &[ModuleGroup]) -> Vec<usize> {
+/// A file only `#include`d in code no build compiles is not among them (see
+/// [`not_compiled_files`]).
+pub fn unattached_files(
+    files: usize,
+    groups: &[ModuleGroup],
+    not_compiled: &std::collections::HashSet<usize>,
+) -> Vec<usize> {
     let mut attached = vec![false; files];
+    for &f in not_compiled {
+        if let Some(a) = attached.get_mut(f) {
+            *a = true;
+        }
+    }
     for group in groups {
         for &f in &group.files {
             attached[f] = true;

@@ -673,7 +673,11 @@ pub const CPYTHON_CORE_BUILD_FLAGS: &[&str] = &["Py_BUILD_CORE", "Py_BUILD_CORE_
 /// (`//#define MEMORY_DEBUG`, `/* #define X */`), and in a header an `#undef NAME` outside every
 /// `#if` but an include guard (`#undef TRACE_LOG  /* Define to log. */`). A developer's toggle,
 /// off as shipped: with no `#define` of it in the scan (`ProjectMacros::with_off_by_default`)
-/// and none from the build, the code behind `#ifdef NAME` is not compiled.
+/// and none from the build, the code behind `#ifdef NAME` is not compiled. Likewise the
+/// switch of a whole `.c` file included only under `#ifdef NAME` / `#if defined(NAME)`
+/// (pyahocorasick's `#ifdef PYCALLS_INJECT_FAULTS` / `#include "pycallfault/pycallfault.c"`,
+/// a test build's `-D`), unless the name is one a configure script, the platform or Python
+/// defines (see [`may_come_from_outside`]): those stay unknown.
 pub fn off_by_default_hints(text: &str, header: bool) -> Vec<String> {
     fn name_after<'t>(rest: &'t str, word: &str) -> Option<&'t str> {
         let rest = rest.trim_start().strip_prefix('#')?.trim_start();
@@ -693,6 +697,9 @@ pub fn off_by_default_hints(text: &str, header: bool) -> Vec<String> {
     let mut depth = 0usize;
     let mut guard: Option<String> = None;
     let mut guarded = false;
+    // Per open `#if`: the name it tests alone (`#ifdef NAME`, `#if defined(NAME)`), until an
+    // `#else` or `#elif`.
+    let mut switches: Vec<Option<&str>> = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
         if let Some(comment) = trimmed
@@ -713,8 +720,27 @@ pub fn off_by_default_hints(text: &str, header: bool) -> Vec<String> {
                     guard = Some(arg.trim().to_string());
                 }
                 depth += 1;
+                switches.push(tested_name(word, arg));
             }
-            "endif" => depth = depth.saturating_sub(1),
+            "else" | "elif" => {
+                if let Some(top) = switches.last_mut() {
+                    *top = None;
+                }
+            }
+            "endif" => {
+                depth = depth.saturating_sub(1);
+                switches.pop();
+            }
+            "include" => {
+                let target = arg.trim().trim_matches('"');
+                let source_file = arg.trim_start().starts_with('"')
+                    && [".c", ".cc", ".cpp"].iter().any(|e| target.ends_with(e));
+                if let Some(Some(name)) = switches.last().filter(|_| source_file) {
+                    if !may_come_from_outside(name) {
+                        names.push((*name).to_string());
+                    }
+                }
+            }
             "define" if depth == 1 && !guarded => {
                 guarded = guard
                     .as_deref()
@@ -729,6 +755,37 @@ pub fn off_by_default_hints(text: &str, header: bool) -> Vec<String> {
         }
     }
     names
+}
+
+/// The name `#ifdef NAME` or `#if defined(NAME)` / `#if defined NAME` tests, alone.
+fn tested_name<'t>(word: &str, arg: &'t str) -> Option<&'t str> {
+    let arg = arg.split("//").next()?.split("/*").next()?.trim();
+    let name = match word {
+        "ifdef" => arg,
+        "if" => {
+            let rest = arg.strip_prefix("defined")?.trim();
+            match rest.strip_prefix('(') {
+                Some(inner) => inner.strip_suffix(')')?.trim(),
+                None => rest,
+            }
+        }
+        _ => return None,
+    };
+    let is_name = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    is_name.then_some(name)
+}
+
+/// A name that a configure script (`HAVE_*`, `SIZEOF_*`, `WITH_*`, `ENABLE_*`, `USE_*`), the
+/// compiler or platform (a leading underscore, lower case: `_WIN32`, `__APPLE__`, `linux`,
+/// `MS_WINDOWS`, `WIN32`) or Python (`Py_*`, `PY_*`, `PYPY_VERSION`) may define where the scan cannot see it:
+/// undefined in the scan, it is unknown, not off.
+fn may_come_from_outside(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "_", "HAVE_", "SIZEOF_", "WITH_", "ENABLE_", "USE_", "Py_", "PY_", "PYPY", "MS_", "WIN",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || name.chars().any(|c| c.is_ascii_lowercase())
 }
 
 pub fn directive_versions(word: &str, arg: &str, macros: &VersionMacros) -> Option<VersionRange> {
@@ -844,6 +901,24 @@ mod tests {
         // Not an include guard: the `#undef` is under a real condition.
         let h = "#ifndef FEATURE\n#undef UNDER_FEATURE\n#endif\n";
         assert!(off_by_default_hints(h, true).is_empty());
+    }
+
+    #[test]
+    fn source_files_included_under_a_switch() {
+        let c = "#ifdef PYCALLS_INJECT_FAULTS\n#include \"pycallfault/pycallfault.c\"\n#endif\n\
+                 #if defined(SELF_TEST) // tests\n#  include \"selftest.c\"\n#endif\n\
+                 #ifdef HAVE_OPENSSL\n#include \"ssl.c\"\n#endif\n\
+                 #ifdef _WIN32\n#include \"win.c\"\n#endif\n\
+                 #ifdef PYPY_VERSION\n#include \"pypy.c\"\n#endif\n\
+                 #ifdef DEBUG_HEADERS\n#include \"debug.h\"\n#endif\n\
+                 #ifdef FAST\n#include \"fast.c\"\n#else\n#include \"slow.c\"\n#endif\n\
+                 #if defined(A) && defined(B)\n#include \"both.c\"\n#endif\n";
+        // Configure, platform and Python names stay unknown; a header, an `#else` branch and a
+        // compound test give no hint.
+        assert_eq!(
+            off_by_default_hints(c, false),
+            ["PYCALLS_INJECT_FAULTS", "SELF_TEST", "FAST"]
+        );
     }
 
     fn eval(text: &str) -> Cond {

@@ -17,6 +17,8 @@ declare_rule! {
     /// a process-wide lock is `lock-protected-global` (info). An address handed to an
     /// argument parser is an output it stores into (`PyArg_ParseTuple(args, "I", &flags)`),
     /// except the tables it reads: the keyword list (`&kwlist[0]`) and a type object for `O!`.
+    /// An address only compared (`enc == &unicode_encoding`) does not escape: nothing can
+    /// write through a comparison.
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with

@@ -16,7 +16,10 @@ declare_rule! {
     /// A fixed value (a C constant, the address of a static: `Foo_Type.tp_base =
     /// &PyBaseObject_Type;`) stored into a static type while the module initialises is not a
     /// finding of its own: the type's `static-type-object` finding already says the object is
-    /// shared, and lists the write as a related place. Anything else written into it (a Python
+    /// shared, and lists the write as a related place. The same holds for a `tp_as_*`
+    /// sub-table (`PySequenceMethods`, `PyNumberMethods`, ...) filled so while the module
+    /// initialises and hung on a static type there (`Foo_as_sequence.sq_length = foo_len;`,
+    /// `Foo_Type.tp_as_sequence = &Foo_as_sequence;`). Anything else written into it (a Python
     /// object, `Foo_Type.tp_dict = PyDict_New();`) is reported here.
     ///
     /// ## Why is this bad?
@@ -87,13 +90,21 @@ fn check(ctx: &mut Ctx) {
             // static type already, and a fixed value stored while it is readied is part of
             // that finding, not a second one.
             let fixed = crate::model::fixed_value(&project.files, &ctx.module.files, site);
-            if let (true, Some(fixed)) = (w.at_init && is_type_object(&v.type_name), fixed) {
+            // A `tp_as_*` sub-table filled while the module initialises and hung on a static
+            // type there (`automaton_as_sequence.sq_length = automaton_len;` then
+            // `automaton_type.tp_as_sequence = &automaton_as_sequence;`) is part of that type.
+            let owner = if is_type_object(&v.type_name) {
+                Some(g.var)
+            } else {
+                sub_table_owner(ctx, &v.type_name, &v.name)
+            };
+            if let (true, Some(fixed), Some(owner)) = (w.at_init, fixed, owner) {
                 let message = format!(
                     "{what} gets `{}` ({}) in `{function}` while the module initialises",
                     site.value.as_ref().map_or("?", |e| e.text.as_str()),
                     fixed.describe()
                 );
-                if ctx.relate("ISO003", ctx.var_site(g.var), at, message) {
+                if ctx.relate("ISO003", ctx.var_site(owner), at, message) {
                     continue;
                 }
             }
@@ -112,6 +123,38 @@ fn check(ctx: &mut Ctx) {
         }
     }
     shared_definitions_of_cpython(ctx);
+}
+
+/// For a `tp_as_*` sub-table (`PySequenceMethods`, ...): the static type of the module that
+/// gets its address while the module initialises.
+fn sub_table_owner(ctx: &Ctx, type_name: &str, name: &str) -> Option<crate::model::VarRef> {
+    const SUB_TABLES: &[&str] = &[
+        "PySequenceMethods",
+        "PyNumberMethods",
+        "PyMappingMethods",
+        "PyAsyncMethods",
+        "PyBufferProcs",
+    ];
+    if !SUB_TABLES.contains(&crate::model::pytypes::bare_type(type_name)) {
+        return None;
+    }
+    let project = ctx.project;
+    let address = format!("&{name}");
+    ctx.module.globals.iter().find_map(|t| {
+        let tv = project.var(t.var);
+        let holds = is_type_object(&tv.type_name)
+            && tv.pointers.is_empty()
+            && t.writes.iter().any(|w| {
+                let site = project.write_site(w);
+                w.at_init
+                    && site
+                        .field
+                        .as_deref()
+                        .is_some_and(|f| f.starts_with("tp_as_"))
+                    && site.value.as_ref().is_some_and(|e| e.text == address)
+            });
+        holds.then_some(t.var)
+    })
 }
 
 /// The static types CPython's headers export (`PyAPI_DATA(PyTypeObject)`, 3.13): sorted.
