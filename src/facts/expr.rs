@@ -295,15 +295,7 @@ fn immortal_object(
     pure_locals: &rustc_hash::FxHashSet<String>,
     depth: usize,
 ) -> bool {
-    let args: Vec<Node> = call
-        .child_by_field_id(FIELD.arguments.get())
-        .map(|a| {
-            let mut c = a.walk();
-            a.named_children(&mut c)
-                .filter(|n| n.kind() != "comment")
-                .collect()
-        })
-        .unwrap_or_default();
+    let args = call_arguments(call);
     let number = |i: usize| {
         args.get(i)
             .map(|n| unwrap(*n))
@@ -344,4 +336,16 @@ fn immortal_object(
         }),
         _ => false,
     }
+}
+
+/// The argument nodes of a call, comments left out.
+pub(crate) fn call_arguments(call: Node) -> Vec<Node> {
+    call.child_by_field_id(FIELD.arguments.get())
+        .map(|a| {
+            let mut c = a.walk();
+            a.named_children(&mut c)
+                .filter(|n| n.kind_name() != "comment")
+                .collect()
+        })
+        .unwrap_or_default()
 }

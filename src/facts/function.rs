@@ -757,15 +757,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             self.note_critical_section(node);
             return;
         }
-        let arg_nodes: Vec<Node> = node
-            .child_by_field_id(FIELD.arguments.get())
-            .map(|a| {
-                let mut c = a.walk();
-                a.named_children(&mut c)
-                    .filter(|n| n.kind_name() != "comment")
-                    .collect()
-            })
-            .unwrap_or_default();
+        let arg_nodes: Vec<Node> = super::expr::call_arguments(node);
         for arg in &arg_nodes {
             let inner = unwrap(*arg);
             if inner.kind_name() == "pointer_expression"
