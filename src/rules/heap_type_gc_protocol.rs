@@ -7,7 +7,7 @@ declare_rule! {
     /// ## What it does
     /// Flags a heap type (`PyType_Spec`) that breaks the HOWTO's rules for heap types:
     /// - its instances hold references (object fields in the struct named by `basicsize`) but
-    ///   its flags lack `Py_TPFLAGS_HAVE_GC` (unless it is made from a base and defines no
+    ///   its flags lack `Py_TPFLAGS_HAVE_GC`, also through the project's flag macros (unless it is made from a base and defines no
     ///   `tp_traverse` or `tp_clear` of its own: CPython then copies the base's GC flag and
     ///   functions, so `CIMultiDict` made from `MultiDict` is collected like its base; the
     ///   base counts when a GC heap type of the module has the same instance struct and the
@@ -68,6 +68,30 @@ declare_rule! {
 
 const DECREFS: &[&str] = &["Py_DECREF", "Py_XDECREF", "Py_CLEAR"];
 
+/// Whether a flags expression names `flag`, directly or through the module's object-like
+/// macros (zope.interface: `.flags = WEAKREFTYPE_FLAGS`, `#define WEAKREFTYPE_FLAGS
+/// BASETYPE_FLAGS | ...`, `#define BASETYPE_FLAGS ... | Py_TPFLAGS_HAVE_GC`). A macro with
+/// several definitions (`#if` branches) counts when any of them names it.
+fn flags_mention(ctx: &Ctx, text: &str, flag: &str, depth: usize) -> bool {
+    if text.contains(flag) {
+        return true;
+    }
+    if depth > 8 {
+        return false;
+    }
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| !word.is_empty() && !word.starts_with("Py_TPFLAGS_"))
+        .any(|word| {
+            ctx.module.files.iter().any(|&fi| {
+                ctx.project.files[fi]
+                    .macros
+                    .iter()
+                    .filter(|m| m.name == word && m.params.is_none())
+                    .any(|m| flags_mention(ctx, &m.body, flag, depth + 1))
+            })
+        })
+}
+
 /// Frees for objects the collector does not track.
 const NON_GC_FREES: &[&str] = &[
     "PyObject_Del",
@@ -96,7 +120,7 @@ fn gc_sibling_of_same_layout(ctx: &Ctx, instance: Option<&str>) -> bool {
             let gc = t
                 .slots
                 .get("tp_flags")
-                .is_some_and(|f| f.text.contains("Py_TPFLAGS_HAVE_GC"));
+                .is_some_and(|f| flags_mention(ctx, &f.text, "Py_TPFLAGS_HAVE_GC", 0));
             let same = t.slots.get("tp_basicsize").is_some_and(|e| match &e.kind {
                 ExprKind::SizeOf(s) => s.trim_matches(|c| c == '(' || c == ')').trim() == instance,
                 _ => false,
@@ -150,7 +174,8 @@ fn check(ctx: &mut Ctx) {
             .get("tp_flags")
             .map(|e| e.text.as_str())
             .unwrap_or("");
-        let is_gc = flags.contains("Py_TPFLAGS_HAVE_GC");
+        // Flags are often a project macro (`#define BASETYPE_FLAGS Py_TPFLAGS_DEFAULT | ...`).
+        let is_gc = flags_mention(ctx, flags, "Py_TPFLAGS_HAVE_GC", 0);
         let instance = t.slots.get("tp_basicsize").and_then(|e| match &e.kind {
             ExprKind::SizeOf(s) => {
                 Some(s.trim_matches(|c| c == '(' || c == ')').trim().to_string())
