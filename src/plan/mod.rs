@@ -186,10 +186,16 @@ pub struct ModuleFix {
     pub outcome: FixOutcome,
 }
 
+/// How a stage's note on a latent bug it fixed starts (see `FixOutcome::ChangedWithNotes`).
+pub const FIXED_ON_THE_WAY: &str = "fixed on the way: ";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FixOutcome {
     AlreadyDone,
     Changed,
+    /// Changed in full, and latent bugs of the code fixed on the way: one a line. Not a
+    /// refusal: the run succeeds.
+    ChangedWithNotes(String),
     /// Changed, but some of what the stage covers stays as it was: why, one reason a line.
     Partial(String),
     Refused(String),
@@ -234,7 +240,7 @@ fn stage_edits(
                     .refused
                     .iter()
                     .cloned()
-                    .chain(s.notes.iter().map(|n| format!("fixed on the way: {n}")))
+                    .chain(s.notes.iter().map(|n| format!("{FIXED_ON_THE_WAY}{n}")))
                     .collect();
                 (
                     Stage0::Edits(s.edits),
@@ -324,6 +330,9 @@ pub fn fix_stage_after(
                     edits.entry(e.file).or_default().push(e);
                 }
                 match left {
+                    Some(notes) if notes.lines().all(|l| l.starts_with(FIXED_ON_THE_WAY)) => {
+                        FixOutcome::ChangedWithNotes(notes)
+                    }
                     Some(why) => FixOutcome::Partial(why),
                     None => FixOutcome::Changed,
                 }
@@ -483,7 +492,10 @@ pub fn run_fix(args: &FixArgs) -> i32 {
         }
         refused |= report_outcomes(&result, stage);
         for m in &result.modules {
-            if matches!(m.outcome, FixOutcome::Changed | FixOutcome::Partial(_)) {
+            if matches!(
+                m.outcome,
+                FixOutcome::Changed | FixOutcome::ChangedWithNotes(_) | FixOutcome::Partial(_)
+            ) {
                 changed_by_earlier.insert(m.module.clone());
             }
         }
@@ -530,6 +542,16 @@ fn report_outcomes(result: &FixResult, stage: u8) -> bool {
                 )
             }
             FixOutcome::Changed => {}
+            FixOutcome::ChangedWithNotes(notes) => {
+                eprintln!(
+                    "isolint: stage {stage}: `{}` ({place}): changed; latent bugs fixed on the way:",
+                    m.module
+                );
+                for note in notes.lines() {
+                    let note = note.strip_prefix(FIXED_ON_THE_WAY).unwrap_or(note);
+                    eprintln!("  {}: {note}", m.path.display());
+                }
+            }
             FixOutcome::Partial(r) => {
                 refused = true;
                 eprintln!(
