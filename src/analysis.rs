@@ -1084,13 +1084,7 @@ fn memo_key(
 fn project_macros(pre: &[PreScan]) -> ProjectMacros {
     ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
         .with_values(pre.iter().flat_map(|p| p.values.iter().cloned()))
-        .with_off_by_default(
-            pre.iter().flat_map(|p| p.off_hints.iter().cloned()).chain(
-                crate::parse::condition::CPYTHON_CORE_BUILD_FLAGS
-                    .iter()
-                    .map(|s| s.to_string()),
-            ),
-        )
+        .with_off_by_default(pre.iter().flat_map(|p| p.off_hints.iter().cloned()))
 }
 
 #[derive(Debug, Clone, Serialize)]

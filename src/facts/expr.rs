@@ -296,23 +296,14 @@ fn immortal_object(
     depth: usize,
 ) -> bool {
     let args = call_arguments(call);
-    let number = |i: usize| {
-        args.get(i)
-            .map(|n| unwrap(*n))
-            .filter(|n| matches!(n.kind(), "number_literal" | "unary_expression"))
-            .and_then(|n| {
-                let text: String = cx.text(n).chars().filter(|c| !c.is_whitespace()).collect();
-                match text.strip_prefix('-') {
-                    Some(rest) => parse_number(rest).map(|v| -v),
-                    None => parse_number(&text),
-                }
-            })
+    // `summarize` already reads `-5`, casts and parentheses.
+    let arg = |i: usize| args.get(i).map(|n| summarize(*n, cx));
+    let number = |i: usize| match arg(i).map(|e| e.kind) {
+        Some(ExprKind::Number(value)) => value,
+        _ => None,
     };
-    let empty_string = |i: usize| {
-        args.get(i)
-            .map(|n| unwrap(*n))
-            .is_some_and(|n| n.kind() == "string_literal" && cx.text(n) == "\"\"")
-    };
+    let empty_string =
+        |i: usize| arg(i).is_some_and(|e| e.kind == ExprKind::Str && e.text == "\"\"");
     match callee {
         "PyLong_FromLong"
         | "PyLong_FromSsize_t"

@@ -413,10 +413,15 @@ impl ProjectMacros {
     }
 
     /// Adds the names the scan switches off (a commented-out `#define NAME`, a header's
-    /// `#undef NAME`) that no `#define` of the scan defines.
+    /// `#undef NAME`) and CPython's own build flags, those that no `#define` of the scan
+    /// defines.
     pub fn with_off_by_default(mut self, hints: impl IntoIterator<Item = String>) -> Self {
+        let cpython_core = super::condition::CPYTHON_CORE_BUILD_FLAGS
+            .iter()
+            .map(|s| s.to_string());
         let mut off: Vec<String> = hints
             .into_iter()
+            .chain(cpython_core)
             .filter(|name| !self.definitions.contains_key(name))
             .collect();
         off.sort_unstable();

@@ -240,7 +240,7 @@ pub fn prepare_with_defines(
     let local;
     let project = if shared.is_empty() {
         // A scan of one file has no pre-scan: the file's own definitions and switches, and the
-        // names every scan takes as off, so that it reads as it would among other files.
+        // scan's, so that it reads as it would among other files.
         let text = String::from_utf8_lossy(src);
         local = ProjectMacros::new(definitions_in(src)).with_off_by_default(
             shared

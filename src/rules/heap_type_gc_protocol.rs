@@ -1,7 +1,7 @@
 use super::support::{call_args_in, call_site, calls_where, module_function};
 use super::{declare_rule, Ctx, Site};
 use crate::facts::{ExprKind, HEAP_TYPE_CREATORS};
-use crate::model::TypeKind;
+use crate::model::{TypeDef, TypeKind};
 
 declare_rule! {
     /// ## What it does
@@ -100,9 +100,23 @@ const NON_GC_FREES: &[&str] = &[
     "PyObject_FREE",
 ];
 
-fn is_null(text: &str) -> bool {
-    let text = text.trim().trim_matches(|c| c == '(' || c == ')').trim();
-    matches!(text, "NULL" | "0" | "nullptr") || text.ends_with(")NULL") || text.ends_with(") NULL")
+/// `NULL` or `0`, casts and parentheses read through by the facts.
+fn is_null(e: &crate::facts::Expr) -> bool {
+    matches!(e.kind, ExprKind::Null | ExprKind::Number(Some(0)))
+}
+
+/// The struct named by the type's `basicsize` (`sizeof(BoxObject)` → `BoxObject`).
+fn instance_struct(t: &TypeDef) -> Option<String> {
+    t.slots.get("tp_basicsize").and_then(|e| match &e.kind {
+        ExprKind::SizeOf(s) => Some(s.trim_matches(|c| c == '(' || c == ')').trim().to_string()),
+        _ => None,
+    })
+}
+
+fn has_gc_flag(ctx: &Ctx, t: &TypeDef) -> bool {
+    t.slots
+        .get("tp_flags")
+        .is_some_and(|f| flags_mention(ctx, &f.text, "Py_TPFLAGS_HAVE_GC", 0))
 }
 
 /// Whether another heap type of the module has the same instance struct and the GC flag: a
@@ -116,39 +130,22 @@ fn gc_sibling_of_same_layout(ctx: &Ctx, instance: Option<&str>) -> bool {
         .types
         .iter()
         .filter(|t| t.kind == TypeKind::Heap)
-        .any(|t| {
-            let gc = t
-                .slots
-                .get("tp_flags")
-                .is_some_and(|f| flags_mention(ctx, &f.text, "Py_TPFLAGS_HAVE_GC", 0));
-            let same = t.slots.get("tp_basicsize").is_some_and(|e| match &e.kind {
-                ExprKind::SizeOf(s) => s.trim_matches(|c| c == '(' || c == ')').trim() == instance,
-                _ => false,
-            });
-            gc && same
-        })
+        .any(|t| instance_struct(t).as_deref() == Some(instance) && has_gc_flag(ctx, t))
 }
 
 /// Whether a creation call of this module passes `&spec` with a base (or bases) that is not
 /// NULL: `None` when no creation call names the spec (a project helper makes the type).
 fn made_with_base(ctx: &Ctx, spec: &str) -> Option<bool> {
-    let address = format!("&{spec}");
     let mut seen = None;
     for (_, _, call) in calls_where(ctx, |c| HEAP_TYPE_CREATORS.contains(&c)) {
-        {
-            let (spec_at, bases_at) = match call.callee.as_str() {
-                "PyType_FromSpecWithBases" => (0, 1),
-                "PyType_FromModuleAndSpec" => (1, 2),
-                _ => (2, 3), // PyType_FromMetaclass(meta, module, spec, bases)
-            };
-            let names_spec = call.args.get(spec_at).is_some_and(|a| {
-                let text: String = a.text.chars().filter(|c| !c.is_whitespace()).collect();
-                text == address || text.ends_with(&format!("){address}")) || text == spec
-            });
-            if names_spec {
-                let with_base = call.args.get(bases_at).is_some_and(|b| !is_null(&b.text));
-                seen = Some(seen.unwrap_or(false) || with_base);
-            }
+        let (spec_at, bases_at) = match call.callee.as_str() {
+            "PyType_FromSpecWithBases" => (0, 1),
+            "PyType_FromModuleAndSpec" => (1, 2),
+            _ => (2, 3), // PyType_FromMetaclass(meta, module, spec, bases)
+        };
+        if call.args.get(spec_at).and_then(|a| a.ident()) == Some(spec) {
+            let with_base = call.args.get(bases_at).is_some_and(|b| !is_null(b));
+            seen = Some(seen.unwrap_or(false) || with_base);
         }
     }
     seen
@@ -169,25 +166,15 @@ fn check(ctx: &mut Ctx) {
     for t in ctx.module.types.iter().filter(|t| t.kind == TypeKind::Heap) {
         let spec = project.var(t.var);
         let name = t.tp_name.clone().unwrap_or_else(|| spec.name.clone());
-        let flags = t
-            .slots
-            .get("tp_flags")
-            .map(|e| e.text.as_str())
-            .unwrap_or("");
         // Flags are often a project macro (`#define BASETYPE_FLAGS Py_TPFLAGS_DEFAULT | ...`).
-        let is_gc = flags_mention(ctx, flags, "Py_TPFLAGS_HAVE_GC", 0);
-        let instance = t.slots.get("tp_basicsize").and_then(|e| match &e.kind {
-            ExprKind::SizeOf(s) => {
-                Some(s.trim_matches(|c| c == '(' || c == ')').trim().to_string())
-            }
-            _ => None,
-        });
+        let is_gc = has_gc_flag(ctx, t);
+        let instance = instance_struct(t);
         let holds = t
             .slots
             .get("tp_basicsize")
             .is_some_and(|size| !ctx.layouts.instance_object_fields(size).is_empty());
         let help = "follow the HOWTO's heap-type GC protocol: `Py_TPFLAGS_HAVE_GC`, visit `Py_TYPE(self)` in `tp_traverse`, untrack and `Py_DECREF` the type in `tp_dealloc`, keep the default `tp_free`".to_string();
-        let defines = |slot: &str| t.slots.get(slot).is_some_and(|e| !is_null(&e.text));
+        let defines = |slot: &str| t.slots.get(slot).is_some_and(|e| !is_null(e));
         // The base's GC flag is only known for a GC heap type of the module with the same
         // instance struct; a type made directly with a NULL base has none to inherit.
         let inherits_gc = !defines("tp_traverse")

@@ -1290,15 +1290,8 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
 /// Stage 2 converts what it can and names each type it leaves with its line and reason: a
 /// macro names one, another has a field set at run time; and it says when the dealloc it
 /// rewrote freed a GC object with `PyObject_Del` (a latent bug, now `tp_free`).
-/// A latent bug fixed on the way is said, but it is no refusal: every type converted, so the
-/// outcome is a full change and `fix` exits 0.
-#[test]
-fn fix_stage2_a_latent_bug_fixed_on_the_way_is_not_a_partial_run() {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let file = scratch.path().join("m.c");
-    std::fs::write(
-        &file,
-        r#"#define PY_SSIZE_T_CLEAN
+/// A GC static type whose dealloc frees with `PyObject_Del` (a latent bug stage 2 fixes).
+const BOX_FREED_WITH_PYOBJECT_DEL: &str = r#"#define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 typedef struct {
@@ -1330,17 +1323,10 @@ static PyTypeObject Box_Type = {
     .tp_traverse = (traverseproc)Box_traverse,
     .tp_new = PyType_GenericNew,
 };
+"#;
 
-static int
-m_exec(PyObject *m)
-{
-    if (PyType_Ready(&Box_Type) < 0) {
-        return -1;
-    }
-    return PyModule_AddType(m, &Box_Type);
-}
-
-static PyModuleDef_Slot m_slots[] = {
+/// The module definition of the stage-2 test modules, around their `m_exec`.
+const M_MODULE_DEF: &str = r#"static PyModuleDef_Slot m_slots[] = {
     {Py_mod_exec, m_exec},
     {0, NULL},
 };
@@ -1357,7 +1343,30 @@ PyInit_m(void)
 {
     return PyModuleDef_Init(&m_def);
 }
-"#,
+"#;
+
+/// A latent bug fixed on the way is said, but it is no refusal: every type converted, so the
+/// outcome is a full change and `fix` exits 0.
+#[test]
+fn fix_stage2_a_latent_bug_fixed_on_the_way_is_not_a_partial_run() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("m.c");
+    std::fs::write(
+        &file,
+        format!(
+            "{BOX_FREED_WITH_PYOBJECT_DEL}{}{M_MODULE_DEF}",
+            r#"
+static int
+m_exec(PyObject *m)
+{
+    if (PyType_Ready(&Box_Type) < 0) {
+        return -1;
+    }
+    return PyModule_AddType(m, &Box_Type);
+}
+
+"#
+        ),
     )
     .expect("write");
     let fix = isolint::plan::fix_stage(&analysis_of(&file), 2);
@@ -1388,39 +1397,7 @@ fn fix_stage2_names_the_types_it_leaves_and_the_latent_bug_it_fixed() {
     let file = scratch.path().join("m.c");
     std::fs::write(
         &file,
-        r#"#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *item;
-} BoxObject;
-
-static int
-Box_traverse(BoxObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->item);
-    return 0;
-}
-
-static void
-Box_dealloc(BoxObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    Py_CLEAR(self->item);
-    PyObject_Del(self);
-}
-
-static PyTypeObject Box_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "m.Box",
-    .tp_basicsize = sizeof(BoxObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_dealloc = (destructor)Box_dealloc,
-    .tp_traverse = (traverseproc)Box_traverse,
-    .tp_new = PyType_GenericNew,
-};
-
+        format!("{BOX_FREED_WITH_PYOBJECT_DEL}{}{M_MODULE_DEF}", r#"
 static PyTypeObject Tag_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "m.Tag",
@@ -1444,24 +1421,7 @@ m_exec(PyObject *m)
     return PyModule_AddType(m, &Box_Type);
 }
 
-static PyModuleDef_Slot m_slots[] = {
-    {Py_mod_exec, m_exec},
-    {0, NULL},
-};
-
-static struct PyModuleDef m_def = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "m",
-    .m_size = 0,
-    .m_slots = m_slots,
-};
-
-PyMODINIT_FUNC
-PyInit_m(void)
-{
-    return PyModuleDef_Init(&m_def);
-}
-"#,
+"#),
     )
     .expect("write");
     let fix = isolint::plan::fix_stage(&analysis_of(&file), 2);
