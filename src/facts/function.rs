@@ -7,6 +7,7 @@ use super::extract::{declared_variables, fold_ws, Cx};
 use super::fields::{kind_table, KindName, FIELD};
 use super::macros::{project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH};
 use super::*;
+use crate::parse::macros::Role;
 use crate::source::LineIndex;
 use crate::version::VersionRange;
 use std::sync::LazyLock;
@@ -382,10 +383,12 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let summary = match memo {
             Some(done) => done,
             None => {
-                let mut done = self.walk_expansion(written);
+                let mut done = self.walk_expansion(name, written);
                 done.depends_on_arguments = written.contains('#')
                     || done.writes.iter().any(|w| params.contains(&w.target))
                     || !done.definition_writes.is_empty()
+                    // `#define CHAIN(x) BEGIN x; END`: the argument is code of its own.
+                    || done.references.iter().any(|r| params.contains(&r.name))
                     || done.calls.iter().any(|c| {
                         params.contains(&c.callee)
                             || c.args
@@ -420,7 +423,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 let Some(body) = body else {
                     return;
                 };
-                let done = std::rc::Rc::new(self.walk_expansion(&body));
+                let done = std::rc::Rc::new(self.walk_expansion(name, &body));
                 self.cx.expansions.borrow_mut().insert(key, done.clone());
                 done
             }
@@ -474,9 +477,19 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
 
     /// Parses a macro body as the body of a function and walks it. The use site's locals are
     /// applied by the caller, so the result serves every use of the same expansion.
-    fn walk_expansion(&self, body: &str) -> ExpandedFacts {
-        let snippet = format!("void isolint_macro_expansion(void) {{\n{body}\n;}}\n");
-        let Ok(parsed) = crate::parse::parse(snippet.as_bytes()) else {
+    fn walk_expansion(&self, name: &str, body: &str) -> ExpandedFacts {
+        // A macro that opens blocks (`#define PREAMBLE state = Ensure(); CHAIN_BEGIN`) is
+        // closed after its body, one that closes them opened before: the snippet parses whole.
+        let (before, after) = match self.cx.project.role(name) {
+            Some(Role::Open(n)) => ("", &"}}}"[..usize::from(n).min(3)]),
+            Some(Role::Close(n)) => (&"{{{"[..usize::from(n).min(3)], ""),
+            _ => ("", ""),
+        };
+        let snippet =
+            format!("void isolint_macro_expansion(void) {{\n{before}{body}\n;{after}}}\n");
+        // With the scan's macros: a body may use the project's block and statement macros
+        // (`#define CHAIN(x) CHAIN_BEGIN x; CHAIN_END`).
+        let Ok(parsed) = crate::parse::parse_with(snippet.as_bytes(), self.cx.project) else {
             return ExpandedFacts::default();
         };
         let lines = LineIndex::new(&snippet);
@@ -489,7 +502,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             function_bodies: &parsed.function_bodies,
             macros: self.cx.macros,
             project: self.cx.project,
-            macro_uses: &[],
+            macro_uses: &parsed.macro_uses,
             expansions: self.cx.expansions,
         };
         let root = parsed.tree.root_node();
@@ -505,6 +518,18 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         inner.depth = self.depth + 1;
         let mut ignored = Vec::new();
         inner.walk(body_node, &mut ignored);
+        // The uses the pre-pass rewrote out of the snippet; their place is the outer use's,
+        // given by `record_expansion`.
+        for u in cx.macro_uses {
+            let at = cx.span_of(u.start, u.end);
+            inner.expand_at(
+                &u.name,
+                u.args.as_deref(),
+                at,
+                cx.cond.range_at(u.start),
+                false,
+            );
+        }
         ExpandedFacts {
             writes: inner.writes,
             definition_writes: inner.definition_writes,

@@ -173,7 +173,7 @@ pub(crate) fn written_definition<'a>(
     let role = project.role(name)?;
     if !matches!(
         role,
-        Role::Open | Role::Close | Role::Statement | Role::Code
+        Role::Open(_) | Role::Close(_) | Role::Statement | Role::Code
     ) {
         return None;
     }
@@ -194,7 +194,7 @@ pub(crate) fn project_expansion(
     let role = project.role(name)?;
     if !matches!(
         role,
-        Role::Open | Role::Close | Role::Statement | Role::Code
+        Role::Open(_) | Role::Close(_) | Role::Statement | Role::Code
     ) {
         return None;
     }

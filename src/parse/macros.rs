@@ -8,6 +8,10 @@ use super::lexer::{tokenize, Tok, TokKind};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+/// The most blocks one macro may open or close (`CHAIN_EXC_BEGIN` opens two); more is not a
+/// statement helper.
+const MAX_BLOCKS: i32 = 3;
+
 /// A longer body is a code generator or data, not a helper; it is not learned (a 10,000-line
 /// macro costs one scan of its text, nothing more).
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -30,10 +34,12 @@ pub enum Role {
     /// A storage class with attributes (`#define MEM_STATIC static __inline UNUSED_ATTR`):
     /// the keyword is written in its place when it fits, so the declaration keeps it.
     Storage(&'static str),
-    /// Opens a block (`{`, `do {`, `{ PyObject *t; PyErr_Fetch(...);`): becomes `{`.
-    Open,
-    /// Closes a block (`}`, `} while (0)`, `PyErr_Restore(...); }`): becomes `;}`.
-    Close,
+    /// Opens blocks (`{`, `do {`, `{ PyObject *t; PyErr_Fetch(...);`, or two: `do { FETCH(e);
+    /// do {`): becomes that many `{`.
+    Open(u8),
+    /// Closes blocks (`}`, `} while (0)`, `PyErr_Restore(...); }`, or two): becomes `;` and
+    /// that many `}`.
+    Close(u8),
     /// A whole statement (ends with `;`, `}` or `while (0)`): a use without `;` gets one.
     Statement,
     /// A function-like macro whose body is its parameters in order (`#define
@@ -89,8 +95,9 @@ pub fn definitions_in(src: &[u8]) -> Vec<MacroDefinition> {
                 continue;
             }
             // Names in the body may be other files' attribute macros: kept optimistically,
-            // resolved once every file's definitions are known.
-            if classify(&def, &|_| Some(Role::Blank)).is_some() {
+            // resolved once every file's definitions are known. So may a body of statements
+            // around other files' block macros (`CHAIN_EXC_BEGIN x; CHAIN_EXC_END`).
+            if classify(&def, &|_| Some(Role::Blank)).is_some() || def.body.contains(';') {
                 out.push(def);
             }
         }
@@ -205,19 +212,35 @@ fn classify(def: &MacroDefinition, known: &dyn Fn(&str) -> Option<Role>) -> Opti
     }
     let mut depth = 0i32;
     let mut lowest = 0i32;
+    // A project macro in the body that opens or closes blocks counts as its braces
+    // (`#define CHAIN_EXC(x) CHAIN_EXC_BEGIN x; CHAIN_EXC_END`).
     for t in &toks {
-        match t.kind {
-            TokKind::Punct(b'{') => depth += 1,
-            TokKind::Punct(b'}') => {
-                depth -= 1;
+        let role = if t.kind == TokKind::Ident {
+            known(text(t))
+        } else {
+            None
+        };
+        match role {
+            Some(Role::Open(n)) => depth += i32::from(n),
+            Some(Role::Close(n)) => {
+                depth -= i32::from(n);
                 lowest = lowest.min(depth);
             }
-            _ => {}
+            _ => match t.kind {
+                TokKind::Punct(b'{') => depth += 1,
+                TokKind::Punct(b'}') => {
+                    depth -= 1;
+                    lowest = lowest.min(depth);
+                }
+                _ => {}
+            },
         }
     }
     match (depth, lowest) {
-        (1, 0) => return Some(Role::Open),
-        (-1, -1) => return Some(Role::Close),
+        (1..=MAX_BLOCKS, 0) => return Some(Role::Open(depth as u8)),
+        (_, _) if (-MAX_BLOCKS..=-1).contains(&depth) && lowest == depth => {
+            return Some(Role::Close(-depth as u8))
+        }
         (0, 0) => {}
         _ => return None,
     }
@@ -227,9 +250,14 @@ fn classify(def: &MacroDefinition, known: &dyn Fn(&str) -> Option<Role>) -> Opti
             return Some(Role::PassThrough);
         }
     }
+    let ends_with_statement_macro = toks.last().is_some_and(|t| {
+        t.kind == TokKind::Ident
+            && matches!(known(text(t)), Some(Role::Statement) | Some(Role::Close(_)))
+    });
     let ends_statement = def.body.ends_with(';')
         || def.body.ends_with('}')
-        || def.body.replace(' ', "").ends_with("while(0)");
+        || def.body.replace(' ', "").ends_with("while(0)")
+        || ends_with_statement_macro;
     if ends_statement {
         return Some(Role::Statement);
     }
@@ -523,10 +551,10 @@ mod tests {
         assert_eq!(m.role("EMPTY"), Some(Role::Blank));
         assert_eq!(m.role("HIDDEN"), Some(Role::Blank));
         assert_eq!(m.role("MEM_STATIC"), Some(Role::Storage("static")));
-        assert_eq!(m.role("BEGIN_SAVE"), Some(Role::Open));
-        assert_eq!(m.role("END_SAVE"), Some(Role::Close));
-        assert_eq!(m.role("LOCK"), Some(Role::Open));
-        assert_eq!(m.role("UNLOCK"), Some(Role::Close));
+        assert_eq!(m.role("BEGIN_SAVE"), Some(Role::Open(1)));
+        assert_eq!(m.role("END_SAVE"), Some(Role::Close(1)));
+        assert_eq!(m.role("LOCK"), Some(Role::Open(1)));
+        assert_eq!(m.role("UNLOCK"), Some(Role::Close(1)));
         assert_eq!(m.role("PREAMBLE"), Some(Role::Statement));
         assert_eq!(m.role("EXPORT"), Some(Role::PassThrough));
         assert_eq!(m.role("N"), None);
@@ -548,7 +576,7 @@ mod tests {
     #[test]
     fn disagreeing_definitions_give_no_structural_role() {
         let m = roles("#ifdef X\n#define B {\n#else\n#define B\n#endif\n");
-        assert_ne!(m.role("B"), Some(Role::Open));
+        assert_ne!(m.role("B"), Some(Role::Open(1)));
         assert_ne!(m.role("B"), Some(Role::Blank));
     }
 
@@ -563,5 +591,16 @@ mod tests {
         assert_eq!(m.role("HUGE"), None);
         assert_eq!(m.role("A"), None);
         assert_eq!(m.role("C"), Some(Role::Code));
+    }
+
+    #[test]
+    fn a_macro_made_of_block_macros_takes_their_braces() {
+        let src = "#define CHAIN_BEGIN \\\n  do \\\n  { \\\n    FETCH(e); \\\n    do \\\n    {\n\
+                   #define CHAIN_END \\\n  do { } while (0); \\\n  } \\\n  while (0) \\\n    ; \\\n  if (e) { RESTORE(e); } \\\n  }\n\
+                   #define CHAIN(x) \\\n  CHAIN_BEGIN x; \\\n  CHAIN_END\n";
+        let m = ProjectMacros::new(definitions_in(src.as_bytes()));
+        assert_eq!(m.role("CHAIN_BEGIN"), Some(Role::Open(2)));
+        assert_eq!(m.role("CHAIN_END"), Some(Role::Close(2)));
+        assert_eq!(m.role("CHAIN"), Some(Role::Statement));
     }
 }

@@ -506,7 +506,7 @@ pub fn prepare_with_defines(
                     && ctx.body_start.is_some()
                     && ctx.braces.last() == Some(&Brace::Block)
                 {
-                    if let Some((last, reads_as)) = statement_macro(
+                    if let Some((last, reads_as, blocks)) = statement_macro(
                         &toks,
                         index,
                         src,
@@ -516,12 +516,13 @@ pub fn prepare_with_defines(
                         &mut macro_uses,
                     ) {
                         // The braces the rewrite makes count like written ones.
-                        match reads_as {
-                            b'{' => ctx.braces.push(Brace::Block),
-                            b'}' => {
-                                ctx.braces.pop();
+                        for _ in 0..blocks {
+                            match reads_as {
+                                b'{' => ctx.braces.push(Brace::Block),
+                                _ => {
+                                    ctx.braces.pop();
+                                }
                             }
-                            _ => {}
                         }
                         prev_sig = Some(reads_as);
                         prev_code = Some(reads_as);
@@ -770,7 +771,7 @@ fn statement_macro(
     rewrites: &mut Vec<(usize, usize, &'static [u8])>,
     semicolons: &mut Vec<usize>,
     uses: &mut Vec<MacroUse>,
-) -> Option<(usize, u8)> {
+) -> Option<(usize, u8, usize)> {
     let tok = &toks[index];
     let name = std::str::from_utf8(ident(src, tok)).ok()?;
     let role = project.role(name)?;
@@ -779,17 +780,22 @@ fn statement_macro(
         if toks.get(index + 1).map(|t| t.kind) != Some(TokKind::Punct(b'(')) {
             return None;
         }
-        call_end(toks, index + 1)?
+        // Statements may be arguments of a project macro: only parentheses count here.
+        macro_call_end(toks, index + 1)?
     } else {
         index
     };
     let end = toks[last].end;
     match role {
-        Role::Open | Role::Close => {
+        Role::Open(blocks) | Role::Close(blocks) => {
+            let blocks = usize::from(blocks);
+            // One `{` or `}` per block, and a `;` first to end a statement left open before a
+            // close, when the use is long enough for them all.
             let text: &'static [u8] = match role {
-                Role::Open => b"{",
-                _ if end - tok.start >= 2 => b";}",
-                _ => b"}",
+                Role::Open(_) if blocks <= end - tok.start => &b"{{{"[..blocks],
+                Role::Close(_) if blocks < end - tok.start => &b";}}}"[..blocks + 1],
+                Role::Close(_) if blocks <= end - tok.start => &b"}}}"[..blocks],
+                _ => return None,
             };
             rewrites.push((tok.start, end, text));
             uses.push(MacroUse {
@@ -798,16 +804,38 @@ fn statement_macro(
                 start: tok.start,
                 end,
             });
-            Some((last, if role == Role::Open { b'{' } else { b'}' }))
+            let reads_as = if matches!(role, Role::Open(_)) {
+                b'{'
+            } else {
+                b'}'
+            };
+            Some((last, reads_as, blocks))
         }
         Role::Statement | Role::Code => {
+            // `CHAIN_EXC(x = f(); if (!x) goto err;);` or `FAULT(name, , x = -1);`: statements
+            // or an empty slot among the arguments are no C expression. The use is blanked,
+            // and the facts layer expands the body with the arguments from the record.
+            if function_like && arguments_are_not_expressions(toks, index + 1, last) {
+                rewrites.push((tok.start, end, b""));
+                uses.push(MacroUse {
+                    name: name.to_string(),
+                    args: Some(call_arguments(toks, index + 1, last, src)),
+                    start: tok.start,
+                    end,
+                });
+                return Some((last, b';', 0));
+            }
             let next = toks.get(last + 1)?;
             let starts_statement = matches!(
                 next.kind,
                 TokKind::Ident | TokKind::Directive | TokKind::Punct(b'{') | TokKind::Punct(b'}')
             );
             let gap = &src[end..next.start];
-            if !starts_statement || !gap.contains(&b'\n') {
+            // On the same line only a macro whose body is a whole statement (`#define
+            // ARG_MANDATORY if (...) goto missing;` in `ARG_MANDATORY ARG_bool(x);`): a use of
+            // a code macro there may be part of an expression.
+            let same_line_statement = role == Role::Statement && !function_like;
+            if !starts_statement || !(gap.contains(&b'\n') || same_line_statement) {
                 return None;
             }
             // The `;` goes in the indentation of the next statement's line (white space only
@@ -831,10 +859,38 @@ fn statement_macro(
                     end,
                 });
             }
-            Some((last, b';'))
+            Some((last, b';', 0))
         }
         _ => None,
     }
+}
+
+/// Whether the arguments between `toks[open]` (`(`) and `toks[close]` (`)`) hold a `;` outside
+/// any bracket (statements passed to a macro) or an empty slot (`f(a, , b)`, `f(a, )`).
+fn arguments_are_not_expressions(toks: &[Tok], open: usize, close: usize) -> bool {
+    let mut depth = 0usize;
+    let mut slot_empty = true;
+    let mut commas = 0;
+    for t in &toks[open + 1..close] {
+        match t.kind {
+            TokKind::Punct(b'(') | TokKind::Punct(b'[') | TokKind::Punct(b'{') => depth += 1,
+            TokKind::Punct(b')') | TokKind::Punct(b']') | TokKind::Punct(b'}') => {
+                depth = depth.saturating_sub(1)
+            }
+            TokKind::Punct(b';') if depth == 0 => return true,
+            TokKind::Punct(b',') if depth == 0 => {
+                if slot_empty {
+                    return true;
+                }
+                slot_empty = true;
+                commas += 1;
+                continue;
+            }
+            _ => {}
+        }
+        slot_empty = false;
+    }
+    commas > 0 && slot_empty
 }
 
 /// The arguments between `toks[open]` (`(`) and `toks[close]` (`)`), split at top-level commas.
@@ -934,6 +990,27 @@ fn write_padded(out: &mut [u8], start: usize, end: usize, text: &[u8]) {
 }
 
 /// End of a macro call's argument list starting at `toks[open]` (which must be `(`).
+/// The `)` closing a project macro's argument list at `toks[open]`, which may hold statements
+/// and braces (`CHAIN_EXC(x = f(); if (!x) goto err;)`). A directive or 512 tokens end the
+/// search: past those it is no argument list the pre-pass should rewrite.
+fn macro_call_end(toks: &[Tok], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, tok) in toks.iter().enumerate().skip(open).take(512) {
+        match tok.kind {
+            TokKind::Punct(b'(') => depth += 1,
+            TokKind::Punct(b')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            TokKind::Directive => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 fn call_end(toks: &[Tok], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (i, tok) in toks.iter().enumerate().skip(open) {

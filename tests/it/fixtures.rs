@@ -259,6 +259,14 @@ fn fixture_modules_have_the_expected_shape() {
         .unwrap();
     assert_eq!(registry.module.as_deref(), Some("_split"));
 
+    // The project's statement and block macros leave nothing the parser cannot read.
+    let project_macros = scan("project_macros");
+    assert!(
+        project_macros.parse_errors.is_empty(),
+        "{:?}",
+        project_macros.parse_errors
+    );
+
     // A module made by a token-pasting macro, with parse errors elsewhere in the file.
     let macros = scan("macro_heavy");
     assert_eq!(macros.modules[0].name, "_macros");
