@@ -199,6 +199,7 @@ pub(crate) fn function_facts(
         let uncertain = cx.errors.overlaps(u.start, u.end);
         walker.expand_at(&u.name, u.args.as_deref(), at, versions, uncertain);
     }
+    walker.finish_compared_only();
 
     Some(Function {
         name,
@@ -233,6 +234,7 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
     let mut walker = BodyWalker::new(cx, name.clone(), HashSet::default());
     let mut ignored = Vec::new();
     walker.walk(node, &mut ignored);
+    walker.finish_compared_only();
     if walker.writes.is_empty()
         && walker.definition_writes.is_empty()
         && walker.calls.is_empty()
@@ -322,6 +324,8 @@ struct BodyWalker<'a, 'c> {
     /// Names assigned, updated or passed by address anywhere in the body: a local among them
     /// is never pure, wherever the write stands (a loop's `i++` after the use).
     reassigned: HashSet<String>,
+    /// For each local named in the body: (uses, uses that only compare, test or assign it).
+    local_uses: HashMap<String, (u32, u32)>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -343,7 +347,42 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             aliases: HashMap::default(),
             pure_locals: HashSet::default(),
             reassigned: HashSet::default(),
+            local_uses: HashMap::default(),
         }
+    }
+
+    /// A use of a local that reads only its value as an address: an operand of `==`/`!=`,
+    /// the condition of an `if` (`if (x)`, `if (!x)`), or the left side of `x = ...`.
+    fn note_address_only_use(&mut self, node: Node) {
+        let node = unwrap(node);
+        if node.kind_name() != "identifier" {
+            return;
+        }
+        let name = self.cx.text(node);
+        if let Some(uses) = self.local_uses.get_mut(name) {
+            uses.1 += 1;
+        } else if self.locals.contains(name) {
+            self.local_uses.insert(name.to_string(), (0, 1));
+        }
+    }
+
+    /// The locals that got a C API call's result and were only compared, tested or assigned
+    /// (`ThreadingFacts::compared_only`).
+    fn finish_compared_only(&mut self) {
+        let mut out: Vec<String> = Vec::new();
+        for call in &self.calls {
+            let Some(name) = call.assigned_to.as_deref() else {
+                continue;
+            };
+            let only_compared = self
+                .local_uses
+                .get(name)
+                .is_some_and(|(uses, benign)| uses == benign);
+            if only_compared && call.callee.starts_with("Py") && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        }
+        self.threading.compared_only = out;
     }
 
     /// Walks the expansion of a macro used at `node` (a same-file macro that writes, or a
@@ -629,6 +668,9 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         }
                         _ => (Written::Unknown, Vec::new()),
                     };
+                    if op == "=" {
+                        self.note_address_only_use(left);
+                    }
                     if let (Some(r), "identifier") = (right.map(unwrap), unwrap(left).kind_name()) {
                         let local = cx.text(unwrap(left)).to_string();
                         if self.locals.contains(&local) {
@@ -673,6 +715,16 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             "binary_expression" => {
                 self.note_address_comparison(node);
+                let identity = node
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| matches!(cx.text(o), "==" | "!="));
+                if identity {
+                    for side in [FIELD.left.get(), FIELD.right.get()] {
+                        if let Some(operand) = node.child_by_field_id(side) {
+                            self.note_address_only_use(operand);
+                        }
+                    }
+                }
                 true
             }
             "return_statement" => {
@@ -683,6 +735,16 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             "if_statement" => {
                 self.note_null_guard(node);
+                if let Some(cond) = node.child_by_field_id(FIELD.condition.get()).map(unwrap) {
+                    let negated = cond.kind_name() == "unary_expression"
+                        && cond
+                            .child_by_field_id(FIELD.operator.get())
+                            .is_some_and(|o| cx.text(o) == "!");
+                    match cond.child_by_field_id(FIELD.argument.get()) {
+                        Some(tested) if negated => self.note_address_only_use(tested),
+                        _ => self.note_address_only_use(cond),
+                    }
+                }
                 true
             }
             "identifier" => {
@@ -699,6 +761,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         .is_some_and(|d| d.params.is_none())
                 {
                     self.expand_macro_call(node, name, None);
+                }
+                if let Some(uses) = self.local_uses.get_mut(name) {
+                    uses.0 += 1;
+                } else if self.locals.contains(name) {
+                    self.local_uses.insert(name.to_string(), (1, 0));
                 }
                 if !self.locals.contains(name) && !self.referenced.contains(name) {
                     self.referenced.insert(name.to_string());

@@ -361,6 +361,11 @@ pub struct ThreadingFacts {
     /// `if (x == NULL) { ... }`, `if (!x) ...`, `if (x == 0) ...` on a name that is not a
     /// local: the body is where lazy initialisation happens.
     pub null_guards: Vec<NullGuard>,
+    /// Locals that receive the result of a C API call (`item = PyDict_GetItem(d, k);`) and
+    /// are otherwise only compared (`item == NULL`, `item != Py_None`), tested (`if (item)`,
+    /// `if (!item)`) or assigned: the object behind them is never used, only its address.
+    #[serde(default)]
+    pub compared_only: Vec<String>,
 }
 
 impl ThreadingFacts {
@@ -368,6 +373,7 @@ impl ThreadingFacts {
         self.critical_sections.is_empty()
             && self.refcount_tests.is_empty()
             && self.null_guards.is_empty()
+            && self.compared_only.is_empty()
     }
 }
 

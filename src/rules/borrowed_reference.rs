@@ -113,6 +113,17 @@ fn check(ctx: &mut Ctx) {
                     // `PyImport_AddModule("name")` reads `sys.modules`: no argument
                     // names the container.
                     let takes_container = call.callee != "PyImport_AddModule";
+                    // Only compared (`item != Py_None`): the object is never touched, so
+                    // its being freed meanwhile harms nothing.
+                    let compared_only = call
+                        .assigned_to
+                        .as_deref()
+                        .is_some_and(|n| f.threading.compared_only.iter().any(|c| c == n));
+                    if compared_only
+                        || super::free_threading::python_lock_held_at(f, &call.span)
+                    {
+                        continue;
+                    }
                     if takes_container
                         && (private_container(f, container, &call.span).is_some()
                             || super::free_threading::read_only_container(

@@ -142,6 +142,48 @@ pub fn lock_held_at<'f>(f: &'f Function, at: &Span) -> Option<&'f str> {
     taking_call(f, at)?.args.first().map(|a| a.text.as_str())
 }
 
+/// A lock taken by calling a Python callable the object holds, `self->lock_data()` ...
+/// `self->unlock_data()` (coverage's tracer calls its collector's `threading.Lock` that way):
+/// held at `at` when the last such call before it takes the lock and a call after it releases
+/// it. Which callable takes and which releases is read from its name (`lock`/`acquire`,
+/// `unlock`/`release`), the only sign the C code gives.
+pub fn python_lock_held_at(f: &Function, at: &Span) -> bool {
+    #[derive(PartialEq)]
+    enum Role {
+        Take,
+        Release,
+    }
+    let role = |c: &crate::facts::Call| {
+        if !c.callee.starts_with("PyObject_Call") {
+            return None;
+        }
+        let callable = bare_object(&c.args.first()?.text);
+        let name = callable
+            .rsplit(['>', '.'])
+            .next()
+            .unwrap_or(callable)
+            .to_ascii_lowercase();
+        if name.contains("unlock") || name.contains("release") {
+            Some(Role::Release)
+        } else if name.contains("lock") || name.contains("acquire") {
+            Some(Role::Take)
+        } else {
+            None
+        }
+    };
+    let before = f
+        .calls
+        .iter()
+        .filter(|c| c.span.start < at.start)
+        .filter_map(|c| role(c).map(|r| (c.span.start, r)))
+        .max_by_key(|(start, _)| *start);
+    let released_after = f
+        .calls
+        .iter()
+        .any(|c| c.span.start > at.end && role(c) == Some(Role::Release));
+    matches!(before, Some((_, Role::Take))) && released_after
+}
+
 /// `(PyObject *)x`, `(x)`, `x` → `x`: the container as the rules compare it.
 pub fn bare_object(text: &str) -> &str {
     let mut t = text.trim();
