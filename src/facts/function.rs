@@ -210,6 +210,7 @@ pub(crate) fn function_facts(
         params,
         macro_head,
         references: shrunk(walker.references),
+        fields_written_through_locals: shrunk(walker.fields_written_through_locals),
         writes: shrunk(walker.writes),
         definition_writes: walker.definition_writes,
         calls: shrunk(walker.calls),
@@ -251,6 +252,7 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
         params: Vec::new(),
         macro_head: None,
         references: walker.references,
+        fields_written_through_locals: walker.fields_written_through_locals,
         writes: walker.writes,
         definition_writes: walker.definition_writes,
         calls: walker.calls,
@@ -326,6 +328,8 @@ struct BodyWalker<'a, 'c> {
     reassigned: HashSet<String>,
     /// For each local named in the body: (uses, uses that only compare, test or assign it).
     local_uses: HashMap<String, (u32, u32)>,
+    /// See `Function::fields_written_through_locals`.
+    fields_written_through_locals: Vec<String>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -348,6 +352,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             pure_locals: HashSet::default(),
             reassigned: HashSet::default(),
             local_uses: HashMap::default(),
+            fields_written_through_locals: Vec::new(),
         }
     }
 
@@ -670,6 +675,9 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     };
                     if op == "=" {
                         self.note_address_only_use(left);
+                        if let Some(r) = right {
+                            self.note_address_stored_in_field(left, r);
+                        }
                     }
                     if let (Some(r), "identifier") = (right.map(unwrap), unwrap(left).kind_name()) {
                         let local = cx.text(unwrap(left)).to_string();
@@ -1037,6 +1045,34 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         });
     }
 
+    /// `obj->field = &global`: the address goes into a field of an object, and nowhere else
+    /// (`WriteSite::stored_in_field`). The model decides whether that lets a writer reach it.
+    fn note_address_stored_in_field(&mut self, left: Node, right: Node) {
+        let cx = self.cx;
+        let (left, right) = (unwrap(left), unwrap(right));
+        if left.kind_name() != "field_expression"
+            || right.kind_name() != "pointer_expression"
+            || self.handled.contains(&right.id())
+            || !right
+                .child_by_field_id(FIELD.operator.get())
+                .is_some_and(|o| cx.text(o) == "&")
+        {
+            return;
+        }
+        let (Some(field), Some(target)) = (
+            left.child_by_field_id(FIELD.field.get()),
+            right.child_by_field_id(FIELD.argument.get()),
+        ) else {
+            return;
+        };
+        let before = self.writes.len();
+        self.record_write(target, WriteKind::AddressTaken, None, None);
+        self.handled.insert(right.id());
+        if let Some(site) = self.writes.get_mut(before) {
+            site.stored_in_field = Some(cx.text(field).to_string());
+        }
+    }
+
     /// `local = &global...`: remember the alias, and do not count the `&` as an escape.
     fn note_alias(&mut self, local: &str, value: Node) {
         let cx = self.cx;
@@ -1108,6 +1144,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     field: Some(field),
                     value,
                     via_call,
+                    stored_in_field: None,
                     index: None,
                     written: written.0,
                     reads: written.1,
@@ -1123,7 +1160,14 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             // the local itself does not.
             match self.aliases.get(&name) {
                 Some(global) if root.id() != outer.id() && !kind.escapes() => name = global.clone(),
-                _ => return,
+                _ => {
+                    if let Some(field) = written_field(outer, cx) {
+                        if !self.fields_written_through_locals.iter().any(|f| f == field) {
+                            self.fields_written_through_locals.push(field.to_string());
+                        }
+                    }
+                    return;
+                }
             }
         }
         if outer.kind_name() == "pointer_expression"
@@ -1168,6 +1212,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             field,
             value,
             via_call,
+            stored_in_field: None,
             index,
             written,
             reads,
@@ -1176,6 +1221,27 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             uncertain: cx.uncertain(target),
         });
     }
+}
+
+/// The field a write through a pointer changes: `f` for `p->f = ...`, `p->f[i] = ...`,
+/// `p->a.f++` and `*p->f = ...` (the last writes what `f` points at: counted as `f`, which
+/// errs on the side of a write).
+fn written_field<'t>(target: Node<'t>, cx: &Cx<'t>) -> Option<&'t str> {
+    let mut node = unwrap(target);
+    for _ in 0..64 {
+        node = match node.kind_name() {
+            "field_expression" => {
+                return node
+                    .child_by_field_id(FIELD.field.get())
+                    .map(|f| cx.text(f));
+            }
+            "subscript_expression" | "pointer_expression" => {
+                unwrap(node.child_by_field_id(FIELD.argument.get())?)
+            }
+            _ => return None,
+        };
+    }
+    None
 }
 
 /// `obj->m_ml->ml_meth` (casts and parentheses allowed): a field of the `PyMethodDef` a

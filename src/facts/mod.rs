@@ -342,6 +342,11 @@ pub struct Function {
     pub definition_writes: Vec<WriteSite>,
     pub calls: Vec<Call>,
     pub returns: Vec<Expr>,
+    /// The fields written through a local or a parameter (`p->f = ...`, `p->f[i]++`,
+    /// `&p->f` passed to a call), each once: the struct behind the pointer is not known
+    /// here, so a table whose fields none of these name is not written through any pointer.
+    #[serde(default)]
+    pub fields_written_through_locals: Vec<String>,
     /// What free-threading rules read: critical sections, uniqueness tests, null-guarded
     /// blocks. Empty for most functions.
     #[serde(default)]
@@ -457,6 +462,10 @@ pub struct WriteSite {
     pub value: Option<Expr>,
     /// The call that receives `&x`, for `PassedByAddress`.
     pub via_call: Option<String>,
+    /// For `AddressTaken`: the field of an object the address is stored into, when that is
+    /// what happens to it (`self->encoding = &unicode_encoding;`).
+    #[serde(default)]
+    pub stored_in_field: Option<String>,
     /// For `x[i] = ...`: the index as written, when it is a C constant (a literal, a macro,
     /// an enum constant; the names it reads are in `reads`). A table filled slot by slot with
     /// fixed values (`api[WRITE_INDEX] = (void *)write;`) holds the same in every run.
