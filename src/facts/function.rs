@@ -329,7 +329,7 @@ struct BodyWalker<'a, 'c> {
     /// For each local named in the body: (uses, uses that only compare, test or assign it).
     local_uses: HashMap<String, (u32, u32)>,
     /// See `Function::fields_written_through_locals`.
-    fields_written_through_locals: Vec<String>,
+    fields_written_through_locals: Vec<FieldStore>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -911,9 +911,15 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],
             _ => Vec::new(),
         };
+        let field_arguments = if args.is_empty() && !keeps_arguments(&callee) {
+            self.field_arguments(&arg_nodes)
+        } else {
+            Vec::new()
+        };
         self.calls.push(Call {
             callee,
             args,
+            field_arguments,
             span: cx.span(node),
             assigned_to: self.assigned_to.get(&node.id()).cloned(),
             versions: cx.versions(node),
@@ -1045,6 +1051,31 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         });
     }
 
+    /// The arguments `p->f` / `p.f` with `p` a local or parameter (`Call::field_arguments`).
+    fn field_arguments(&self, arg_nodes: &[Node]) -> Vec<FieldArgument> {
+        let cx = self.cx;
+        let mut out = Vec::new();
+        for (index, arg) in arg_nodes.iter().enumerate() {
+            let arg = unwrap(*arg);
+            if arg.kind_name() != "field_expression" {
+                continue;
+            }
+            let (Some(object), Some(field)) = (
+                arg.child_by_field_id(FIELD.argument.get()).map(unwrap),
+                arg.child_by_field_id(FIELD.field.get()),
+            ) else {
+                continue;
+            };
+            if object.kind_name() == "identifier" && self.locals.contains(cx.text(object)) {
+                out.push(FieldArgument {
+                    index,
+                    field: cx.text(field).to_string(),
+                });
+            }
+        }
+        out
+    }
+
     /// `obj->field = &global`: the address goes into a field of an object, and nowhere else
     /// (`WriteSite::stored_in_field`). The model decides whether that lets a writer reach it.
     fn note_address_stored_in_field(&mut self, left: Node, right: Node) {
@@ -1162,8 +1193,18 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                 Some(global) if root.id() != outer.id() && !kind.escapes() => name = global.clone(),
                 _ => {
                     if let Some(field) = written_field(outer, cx) {
-                        if !self.fields_written_through_locals.iter().any(|f| f == field) {
-                            self.fields_written_through_locals.push(field.to_string());
+                        let stored = match value.as_ref().map(|v| &v.kind) {
+                            _ if kind != WriteKind::Assign => None,
+                            Some(ExprKind::Call { callee }) => Some(callee.clone()),
+                            Some(ExprKind::Null) => Some("NULL".to_string()),
+                            _ => None,
+                        };
+                        let store = FieldStore {
+                            field: field.to_string(),
+                            value: stored,
+                        };
+                        if !self.fields_written_through_locals.contains(&store) {
+                            self.fields_written_through_locals.push(store);
                         }
                     }
                     return;

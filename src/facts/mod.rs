@@ -343,10 +343,11 @@ pub struct Function {
     pub calls: Vec<Call>,
     pub returns: Vec<Expr>,
     /// The fields written through a local or a parameter (`p->f = ...`, `p->f[i]++`,
-    /// `&p->f` passed to a call), each once: the struct behind the pointer is not known
-    /// here, so a table whose fields none of these name is not written through any pointer.
+    /// `&p->f` passed to a call), each field and value once: the struct behind the pointer is
+    /// not known here, so a table whose fields none of these name is not written through any
+    /// pointer.
     #[serde(default)]
-    pub fields_written_through_locals: Vec<String>,
+    pub fields_written_through_locals: Vec<FieldStore>,
     /// What free-threading rules read: critical sections, uniqueness tests, null-guarded
     /// blocks. Empty for most functions.
     #[serde(default)]
@@ -526,6 +527,23 @@ impl Written {
     }
 }
 
+/// A write into a field through a local or a parameter (`data->list = PyList_New(0);`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldStore {
+    pub field: String,
+    /// What is stored: the callee for a call's result, `NULL` for a null pointer, `None` for
+    /// anything else (another value, an update, the address passed to a call).
+    pub value: Option<String>,
+}
+
+/// An argument `p->f` or `p.f` of a call to a function that is not the C API, with `p` a
+/// local or a parameter: which field of a caller's struct the callee receives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FieldArgument {
+    pub index: usize,
+    pub field: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub callee: String,
@@ -535,6 +553,9 @@ pub struct Call {
     pub span: Span,
     /// `x = call(...)`: the variable that receives the result.
     pub assigned_to: Option<String>,
+    /// For a call outside the C API: its arguments that are a field of a local's struct.
+    #[serde(default)]
+    pub field_arguments: Vec<FieldArgument>,
     pub versions: VersionRange,
     pub uncertain: bool,
 }

@@ -85,7 +85,11 @@ pub fn fields_written_through_pointers<'f>(
     let mut out = rustc_hash::FxHashSet::default();
     for &fi in members {
         for f in &files[fi].functions {
-            out.extend(f.fields_written_through_locals.iter().map(String::as_str));
+            out.extend(
+                f.fields_written_through_locals
+                    .iter()
+                    .map(|s| s.field.as_str()),
+            );
             out.extend(
                 f.writes
                     .iter()

@@ -93,6 +93,7 @@ declare_rule! {
 
 fn check(ctx: &mut Ctx) {
     let mutated = super::free_threading::mutated_containers(ctx);
+    let private_fields = super::free_threading::stack_private_fields(ctx);
     for (fi, f) in super::free_threading::run_time_functions(ctx) {
         // `pythoncapi_compat.h` and its like define the strong-reference API on top of the
         // borrowed one for older Pythons: that is the fix, not the hazard.
@@ -122,6 +123,17 @@ fn check(ctx: &mut Ctx) {
                     if compared_only
                         || super::free_threading::python_lock_held_at(f, &call.span)
                     {
+                        continue;
+                    }
+                    let private_field = super::free_threading::access_key(container)
+                        .is_some_and(|key| private_fields.contains(&key))
+                        || super::free_threading::parameter_from_private_fields(
+                            ctx,
+                            f,
+                            container,
+                            &private_fields,
+                        );
+                    if takes_container && private_field {
                         continue;
                     }
                     if takes_container

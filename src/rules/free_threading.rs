@@ -253,6 +253,101 @@ pub fn private_container(f: &Function, container: &str, at: &Span) -> Option<&'s
     (created && !escapes).then_some("created here and not shared")
 }
 
+/// The access keys (`.list`) of struct fields that only a function's own frame can reach and
+/// that only ever hold a container made there: every struct of the module with that field is
+/// no Python object and is held by no global, static or struct field (so its instances live
+/// in locals, passed down by address), and every write into the field stores `NULL` or a
+/// fresh container (`info->list = PyList_New(2)`). regex's `RE_JoinInfo join_info;` and
+/// pyahocorasick's `PickleData data;` are such structs.
+pub fn stack_private_fields(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
+    let project = ctx.project;
+    let files = || ctx.module.files.iter().map(|&fi| &project.files[fi]);
+    let plain = |t: &str| t.strip_prefix("struct ").unwrap_or(t).trim().to_string();
+    let mut held: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
+    for file in files() {
+        held.extend(file.variables.iter().map(|v| plain(&v.type_name)));
+        held.extend(
+            file.structs
+                .iter()
+                .flat_map(|s| &s.fields)
+                .map(|f| plain(&f.type_name)),
+        );
+    }
+    // field -> (every struct with it is private, a store of something else or through a
+    // global was seen, a fresh container was stored)
+    let mut fields: rustc_hash::FxHashMap<&str, (bool, bool, bool)> = Default::default();
+    for file in files() {
+        for s in &file.structs {
+            let private = !s.is_object_layout() && !s.names.iter().any(|n| held.contains(n));
+            for field in &s.fields {
+                let entry = fields.entry(field.name.as_str()).or_insert((true, false, false));
+                entry.0 &= private && !s.names.is_empty();
+            }
+        }
+    }
+    for file in files() {
+        for f in &file.functions {
+            for store in &f.fields_written_through_locals {
+                if let Some(entry) = fields.get_mut(store.field.as_str()) {
+                    match store.value.as_deref() {
+                        Some("NULL") => {}
+                        Some(callee) if FRESH_CONTAINERS.contains(&callee) => entry.2 = true,
+                        _ => entry.1 = true,
+                    }
+                }
+            }
+            for w in &f.writes {
+                if let Some(entry) = w.field.as_deref().and_then(|n| fields.get_mut(n)) {
+                    entry.1 = true;
+                }
+            }
+        }
+    }
+    fields
+        .into_iter()
+        .filter(|(_, (private, other, fresh))| *private && !*other && *fresh)
+        .map(|(name, _)| format!(".{name}"))
+        .collect()
+}
+
+/// `container` is parameter `k` of the static function `f`, and every call of `f` in the
+/// module passes a field of `private_fields` there (`join_bytestrings(join_info->list)`).
+pub fn parameter_from_private_fields(
+    ctx: &super::Ctx,
+    f: &Function,
+    container: &str,
+    private_fields: &rustc_hash::FxHashSet<String>,
+) -> bool {
+    let container = bare_object(container);
+    let Some(k) = f
+        .params
+        .iter()
+        .position(|p| p.name.as_deref() == Some(container))
+    else {
+        return false;
+    };
+    // `Py_LOCAL_INLINE(type)` is CPython's `static inline type`.
+    let is_static = f.is_static || f.return_type.starts_with("Py_LOCAL");
+    if !is_static || private_fields.is_empty() {
+        return false;
+    }
+    let project = ctx.project;
+    let mut calls = ctx
+        .module
+        .files
+        .iter()
+        .flat_map(|&fi| &project.files[fi].functions)
+        .flat_map(|g| &g.calls)
+        .filter(|c| c.callee == f.name)
+        .peekable();
+    calls.peek().is_some()
+        && calls.all(|c| {
+            c.field_arguments
+                .iter()
+                .any(|a| a.index == k && private_fields.contains(&format!(".{}", a.field)))
+        })
+}
+
 /// The last call before `at` whose result `f` assigns to `name`.
 fn last_assignment<'f>(f: &'f Function, name: &str, at: &Span) -> Option<&'f crate::facts::Call> {
     f.calls
