@@ -621,6 +621,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         let shape = shape_of(d, cx);
                         if let Some(name) = shape.name {
                             self.pure_locals.remove(&name);
+                            if let (Some(init), true) = (shape.init, shape.pointers.is_empty()) {
+                                if init.kind_name() == "initializer_list" {
+                                    self.note_local_initializer(node, init);
+                                }
+                            }
                             if let (Some(init), false) = (shape.init, info.is_extern) {
                                 let init = unwrap(init);
                                 if init.kind_name() == "call_expression" {
@@ -1049,6 +1054,55 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             name: name.to_string(),
             body: cx.span(body),
         });
+    }
+
+    /// `Info info = {.list = x, ...}`: the fields a local struct's initializer stores
+    /// something other than `NULL`/`0` into are written through a local (as
+    /// `FieldStore { value: None }`); a positional entry, whose field is not known here,
+    /// marks the whole type (`{Info}`).
+    fn note_local_initializer(&mut self, declaration: Node, list: Node) {
+        let cx = self.cx;
+        let is_nothing = |v: Node| matches!(cx.text(unwrap(v)).trim(), "NULL" | "0" | "nullptr");
+        let mut stores = Vec::new();
+        let mut c = list.walk();
+        for entry in list.named_children(&mut c) {
+            match entry.kind_name() {
+                "comment" => {}
+                "initializer_pair" => {
+                    let field = entry
+                        .child_by_field_id(FIELD.designator.get())
+                        .filter(|d| d.kind_name() == "field_designator")
+                        .and_then(|d| d.named_child(0))
+                        .map(|f| cx.text(f).to_string());
+                    let value = entry.child_by_field_id(FIELD.value.get());
+                    if value.is_some_and(is_nothing) {
+                        continue;
+                    }
+                    match field {
+                        Some(field) => stores.push(field),
+                        None => stores.push(String::new()),
+                    }
+                }
+                _ if is_nothing(entry) => {}
+                _ => stores.push(String::new()),
+            }
+        }
+        let type_name = declaration
+            .child_by_field_id(FIELD.ty.get())
+            .map(|t| fold_ws(cx.text(t)))
+            .unwrap_or_default();
+        let type_name = type_name.strip_prefix("struct ").unwrap_or(&type_name);
+        for field in stores {
+            let field = if field.is_empty() {
+                format!("{{{type_name}}}")
+            } else {
+                field
+            };
+            let store = FieldStore { field, value: None };
+            if !self.fields_written_through_locals.contains(&store) {
+                self.fields_written_through_locals.push(store);
+            }
+        }
     }
 
     /// The arguments `p->f` / `p.f` with `p` a local or parameter (`Call::field_arguments`).

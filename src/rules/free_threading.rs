@@ -264,6 +264,14 @@ pub fn stack_private_fields(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
     let files = || ctx.module.files.iter().map(|&fi| &project.files[fi]);
     let plain = |t: &str| t.strip_prefix("struct ").unwrap_or(t).trim().to_string();
     let mut held: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
+    // The instance structs of the module's types are Python objects, whatever their first
+    // field is spelled as (`CACHE_HEAD`, a project macro around `PyObject_HEAD`).
+    for t in &ctx.module.types {
+        if let Some(crate::facts::ExprKind::SizeOf(s)) = t.slots.get("tp_basicsize").map(|e| &e.kind)
+        {
+            held.insert(plain(s.trim_matches(|c| c == '(' || c == ')')));
+        }
+    }
     for file in files() {
         held.extend(file.variables.iter().map(|v| plain(&v.type_name)));
         held.extend(
@@ -273,12 +281,29 @@ pub fn stack_private_fields(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
                 .map(|f| plain(&f.type_name)),
         );
     }
+    // Types a local's initializer fills by position (`{Info}`): which fields is not known.
+    let initialized: rustc_hash::FxHashSet<&str> = files()
+        .flat_map(|file| &file.functions)
+        .flat_map(|f| &f.fields_written_through_locals)
+        .filter_map(|s| s.field.strip_prefix('{')?.strip_suffix('}'))
+        .collect();
     // field -> (every struct with it is private, a store of something else or through a
     // global was seen, a fresh container was stored)
     let mut fields: rustc_hash::FxHashMap<&str, (bool, bool, bool)> = Default::default();
     for file in files() {
         for s in &file.structs {
-            let private = !s.is_object_layout() && !s.names.iter().any(|n| held.contains(n));
+            // A first field spelled through a macro (`CACHE_HEAD`, `PyObject_HEAD` behind a
+            // project macro) may be an object header.
+            let macro_head = s
+                .fields
+                .first()
+                .is_some_and(|f| f.type_name.contains("HEAD") || f.name.contains("HEAD"));
+            let private = !s.is_object_layout()
+                && !macro_head
+                && !s
+                    .names
+                    .iter()
+                    .any(|n| held.contains(n) || initialized.contains(n.as_str()));
             for field in &s.fields {
                 let entry = fields.entry(field.name.as_str()).or_insert((true, false, false));
                 entry.0 &= private && !s.names.is_empty();
