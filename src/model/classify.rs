@@ -115,7 +115,11 @@ fn never_written_through(
     if !v.pointers.is_empty() || !v.inline_fields.is_empty() {
         return false;
     }
-    let type_name = v.type_name.strip_prefix("struct ").unwrap_or(&v.type_name).trim();
+    let type_name = v
+        .type_name
+        .strip_prefix("struct ")
+        .unwrap_or(&v.type_name)
+        .trim();
     let mut defs = members
         .iter()
         .flat_map(|&fi| &files[fi].structs)
@@ -124,8 +128,7 @@ fn never_written_through(
     defs.peek().is_some()
         && defs.all(|s| {
             !s.fields.is_empty()
-                && s
-                    .fields
+                && s.fields
                     .iter()
                     .all(|f| !written_fields.contains(f.name.as_str()))
         })

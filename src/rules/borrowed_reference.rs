@@ -28,7 +28,15 @@ declare_rule! {
     /// function has just made, unless Python code can reach it as a dict (`tp_dict`, an
     /// instance `dict`, `PyModule_GetDict`, the builtins), also when a local holds what an
     /// accessor macro returned (`fields = PyDataType_FIELDS(d)`); and the calling thread's own
-    /// dict (`PyThreadState_GetDict()`). A container the module hands to
+    /// dict (`PyThreadState_GetDict()`). Nor a result that is only compared or tested
+    /// (`item == NULL`, `item != Py_None`, `if (!item)`): its address is read, never the
+    /// object; nor a lookup between the calls of a Python lock the object holds
+    /// (`self->lock_data()` ... `self->unlock_data()`, read by the callables' names); nor a
+    /// container kept in a field of a struct that only a function's frame holds (no Python
+    /// object, held by no global, static or struct field, and every store into the field
+    /// `NULL` or a fresh container, initializers included), read through the struct
+    /// (`data->bytes_list`) or through a static helper every caller hands that field
+    /// (`join_bytestrings(join_info->list)`). A container the module hands to
     /// Python as a mutable attribute and that Python code changes, or that C code changes only
     /// through a local alias (`loops = self->loops; PyList_Append(loops, x)`), is not seen:
     /// that is this exemption's known gap. C++ files, on which no rule runs, are still read
@@ -120,9 +128,7 @@ fn check(ctx: &mut Ctx) {
                         .assigned_to
                         .as_deref()
                         .is_some_and(|n| f.threading.compared_only.iter().any(|c| c == n));
-                    if compared_only
-                        || super::free_threading::python_lock_held_at(f, &call.span)
-                    {
+                    if compared_only || super::free_threading::python_lock_held_at(f, &call.span) {
                         continue;
                     }
                     let private_field = super::free_threading::access_key(container)

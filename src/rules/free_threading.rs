@@ -267,7 +267,8 @@ pub fn stack_private_fields(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
     // The instance structs of the module's types are Python objects, whatever their first
     // field is spelled as (`CACHE_HEAD`, a project macro around `PyObject_HEAD`).
     for t in &ctx.module.types {
-        if let Some(crate::facts::ExprKind::SizeOf(s)) = t.slots.get("tp_basicsize").map(|e| &e.kind)
+        if let Some(crate::facts::ExprKind::SizeOf(s)) =
+            t.slots.get("tp_basicsize").map(|e| &e.kind)
         {
             held.insert(plain(s.trim_matches(|c| c == '(' || c == ')')));
         }
@@ -305,7 +306,9 @@ pub fn stack_private_fields(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
                     .iter()
                     .any(|n| held.contains(n) || initialized.contains(n.as_str()));
             for field in &s.fields {
-                let entry = fields.entry(field.name.as_str()).or_insert((true, false, false));
+                let entry = fields
+                    .entry(field.name.as_str())
+                    .or_insert((true, false, false));
                 entry.0 &= private && !s.names.is_empty();
             }
         }
