@@ -1138,9 +1138,9 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         if left.kind_name() != "field_expression"
             || right.kind_name() != "pointer_expression"
             || self.handled.contains(&right.id())
-            || !right
+            || right
                 .child_by_field_id(FIELD.operator.get())
-                .is_some_and(|o| cx.text(o) == "&")
+                .is_none_or(|o| cx.text(o) != "&")
         {
             return;
         }
