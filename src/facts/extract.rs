@@ -476,6 +476,7 @@ fn file_scope_call(node: Node, cx: &Cx) -> Option<Call> {
         args,
         span: cx.span(node),
         assigned_to: None,
+        field_arguments: Vec::new(),
         versions: cx.versions(node),
         uncertain: cx.uncertain(node),
     })

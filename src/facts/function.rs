@@ -200,6 +200,7 @@ pub(crate) fn function_facts(
         let uncertain = cx.errors.overlaps(u.start, u.end);
         walker.expand_at(&u.name, u.args.as_deref(), at, versions, uncertain);
     }
+    walker.finish_compared_only();
 
     Some(Function {
         name,
@@ -210,6 +211,7 @@ pub(crate) fn function_facts(
         params,
         macro_head,
         references: shrunk(walker.references),
+        fields_written_through_locals: shrunk(walker.fields_written_through_locals),
         writes: shrunk(walker.writes),
         definition_writes: walker.definition_writes,
         calls: shrunk(walker.calls),
@@ -234,6 +236,7 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
     let mut walker = BodyWalker::new(cx, name.clone(), HashSet::default());
     let mut ignored = Vec::new();
     walker.walk(node, &mut ignored);
+    walker.finish_compared_only();
     if walker.writes.is_empty()
         && walker.definition_writes.is_empty()
         && walker.calls.is_empty()
@@ -250,6 +253,7 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
         params: Vec::new(),
         macro_head: None,
         references: walker.references,
+        fields_written_through_locals: walker.fields_written_through_locals,
         writes: walker.writes,
         definition_writes: walker.definition_writes,
         calls: walker.calls,
@@ -323,6 +327,10 @@ struct BodyWalker<'a, 'c> {
     /// Names assigned, updated or passed by address anywhere in the body: a local among them
     /// is never pure, wherever the write stands (a loop's `i++` after the use).
     reassigned: HashSet<String>,
+    /// For each local named in the body: (uses, uses that only compare, test or assign it).
+    local_uses: HashMap<String, (u32, u32)>,
+    /// See `Function::fields_written_through_locals`.
+    fields_written_through_locals: Vec<FieldStore>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -344,7 +352,43 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             aliases: HashMap::default(),
             pure_locals: HashSet::default(),
             reassigned: HashSet::default(),
+            local_uses: HashMap::default(),
+            fields_written_through_locals: Vec::new(),
         }
+    }
+
+    /// A use of a local that reads only its value as an address: an operand of `==`/`!=`,
+    /// the condition of an `if` (`if (x)`, `if (!x)`), or the left side of `x = ...`.
+    fn note_address_only_use(&mut self, node: Node) {
+        let node = unwrap(node);
+        if node.kind_name() != "identifier" {
+            return;
+        }
+        let name = self.cx.text(node);
+        if let Some(uses) = self.local_uses.get_mut(name) {
+            uses.1 += 1;
+        } else if self.locals.contains(name) {
+            self.local_uses.insert(name.to_string(), (0, 1));
+        }
+    }
+
+    /// The locals that got a C API call's result and were only compared, tested or assigned
+    /// (`ThreadingFacts::compared_only`).
+    fn finish_compared_only(&mut self) {
+        let mut out: Vec<String> = Vec::new();
+        for call in &self.calls {
+            let Some(name) = call.assigned_to.as_deref() else {
+                continue;
+            };
+            let only_compared = self
+                .local_uses
+                .get(name)
+                .is_some_and(|(uses, benign)| uses == benign);
+            if only_compared && call.callee.starts_with("Py") && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        }
+        self.threading.compared_only = out;
     }
 
     /// Walks the expansion of a macro used at `node` (a same-file macro that writes, or a
@@ -602,6 +646,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         let shape = shape_of(d, cx);
                         if let Some(name) = shape.name {
                             self.pure_locals.remove(&name);
+                            if let (Some(init), true) = (shape.init, shape.pointers.is_empty()) {
+                                if init.kind_name() == "initializer_list" {
+                                    self.note_local_initializer(node, init);
+                                }
+                            }
                             if let (Some(init), false) = (shape.init, info.is_extern) {
                                 let init = unwrap(init);
                                 if init.kind_name() == "call_expression" {
@@ -654,6 +703,12 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         }
                         _ => (Written::Unknown, Vec::new()),
                     };
+                    if op == "=" {
+                        self.note_address_only_use(left);
+                        if let Some(r) = right {
+                            self.note_address_stored_in_field(left, r);
+                        }
+                    }
                     if let (Some(r), "identifier") = (right.map(unwrap), unwrap(left).kind_name()) {
                         let local = cx.text(unwrap(left)).to_string();
                         if self.locals.contains(&local) {
@@ -698,6 +753,16 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             "binary_expression" => {
                 self.note_address_comparison(node);
+                let identity = node
+                    .child_by_field_id(FIELD.operator.get())
+                    .is_some_and(|o| matches!(cx.text(o), "==" | "!="));
+                if identity {
+                    for side in [FIELD.left.get(), FIELD.right.get()] {
+                        if let Some(operand) = node.child_by_field_id(side) {
+                            self.note_address_only_use(operand);
+                        }
+                    }
+                }
                 true
             }
             "return_statement" => {
@@ -708,6 +773,16 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             "if_statement" => {
                 self.note_null_guard(node);
+                if let Some(cond) = node.child_by_field_id(FIELD.condition.get()).map(unwrap) {
+                    let negated = cond.kind_name() == "unary_expression"
+                        && cond
+                            .child_by_field_id(FIELD.operator.get())
+                            .is_some_and(|o| cx.text(o) == "!");
+                    match cond.child_by_field_id(FIELD.argument.get()) {
+                        Some(tested) if negated => self.note_address_only_use(tested),
+                        _ => self.note_address_only_use(cond),
+                    }
+                }
                 true
             }
             "identifier" => {
@@ -724,6 +799,11 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         .is_some_and(|d| d.params.is_none())
                 {
                     self.expand_macro_call(node, name, None);
+                }
+                if let Some(uses) = self.local_uses.get_mut(name) {
+                    uses.0 += 1;
+                } else if self.locals.contains(name) {
+                    self.local_uses.insert(name.to_string(), (1, 0));
                 }
                 if !self.locals.contains(name) && !self.referenced.contains(name) {
                     self.referenced.insert(name.to_string());
@@ -861,9 +941,15 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             Some(first) if keeps_arguments(&callee) => vec![summarize(*first, cx)],
             _ => Vec::new(),
         };
+        let field_arguments = if args.is_empty() && !keeps_arguments(&callee) {
+            self.field_arguments(&arg_nodes)
+        } else {
+            Vec::new()
+        };
         self.calls.push(Call {
             callee,
             args,
+            field_arguments,
             span: cx.span(node),
             assigned_to: self.assigned_to.get(&node.id()).cloned(),
             versions: cx.versions(node),
@@ -995,6 +1081,108 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         });
     }
 
+    /// `Info info = {.list = x, ...}`: the fields a local struct's initializer stores
+    /// something other than `NULL`/`0` into are written through a local (as
+    /// `FieldStore { value: None }`); a positional entry, whose field is not known here,
+    /// marks the whole type (`{Info}`).
+    fn note_local_initializer(&mut self, declaration: Node, list: Node) {
+        let cx = self.cx;
+        let is_nothing = |v: Node| matches!(cx.text(unwrap(v)).trim(), "NULL" | "0" | "nullptr");
+        let mut stores = Vec::new();
+        let mut c = list.walk();
+        for entry in list.named_children(&mut c) {
+            match entry.kind_name() {
+                "comment" => {}
+                "initializer_pair" => {
+                    let field = entry
+                        .child_by_field_id(FIELD.designator.get())
+                        .filter(|d| d.kind_name() == "field_designator")
+                        .and_then(|d| d.named_child(0))
+                        .map(|f| cx.text(f).to_string());
+                    let value = entry.child_by_field_id(FIELD.value.get());
+                    if value.is_some_and(is_nothing) {
+                        continue;
+                    }
+                    match field {
+                        Some(field) => stores.push(field),
+                        None => stores.push(String::new()),
+                    }
+                }
+                _ if is_nothing(entry) => {}
+                _ => stores.push(String::new()),
+            }
+        }
+        let type_name = declaration
+            .child_by_field_id(FIELD.ty.get())
+            .map(|t| fold_ws(cx.text(t)))
+            .unwrap_or_default();
+        let type_name = type_name.strip_prefix("struct ").unwrap_or(&type_name);
+        for field in stores {
+            let field = if field.is_empty() {
+                format!("{{{type_name}}}")
+            } else {
+                field
+            };
+            let store = FieldStore { field, value: None };
+            if !self.fields_written_through_locals.contains(&store) {
+                self.fields_written_through_locals.push(store);
+            }
+        }
+    }
+
+    /// The arguments `p->f` / `p.f` with `p` a local or parameter (`Call::field_arguments`).
+    fn field_arguments(&self, arg_nodes: &[Node]) -> Vec<FieldArgument> {
+        let cx = self.cx;
+        let mut out = Vec::new();
+        for (index, arg) in arg_nodes.iter().enumerate() {
+            let arg = unwrap(*arg);
+            if arg.kind_name() != "field_expression" {
+                continue;
+            }
+            let (Some(object), Some(field)) = (
+                arg.child_by_field_id(FIELD.argument.get()).map(unwrap),
+                arg.child_by_field_id(FIELD.field.get()),
+            ) else {
+                continue;
+            };
+            if object.kind_name() == "identifier" && self.locals.contains(cx.text(object)) {
+                out.push(FieldArgument {
+                    index,
+                    field: cx.text(field).to_string(),
+                });
+            }
+        }
+        out
+    }
+
+    /// `obj->field = &global`: the address goes into a field of an object, and nowhere else
+    /// (`WriteSite::stored_in_field`). The model decides whether that lets a writer reach it.
+    fn note_address_stored_in_field(&mut self, left: Node, right: Node) {
+        let cx = self.cx;
+        let (left, right) = (unwrap(left), unwrap(right));
+        if left.kind_name() != "field_expression"
+            || right.kind_name() != "pointer_expression"
+            || self.handled.contains(&right.id())
+            || right
+                .child_by_field_id(FIELD.operator.get())
+                .is_none_or(|o| cx.text(o) != "&")
+        {
+            return;
+        }
+        let (Some(field), Some(target)) = (
+            left.child_by_field_id(FIELD.field.get()),
+            right.child_by_field_id(FIELD.argument.get()),
+        ) else {
+            return;
+        };
+        let before = self.writes.len();
+        self.record_write(target, WriteKind::AddressTaken, None, None);
+        self.handled.insert(right.id());
+        if let Some(site) = self.writes.get_mut(before) {
+            site.stored_in_field = Some(cx.text(field).to_string());
+        }
+    }
+
     /// `local = &global...`: remember the alias, and do not count the `&` as an escape.
     fn note_alias(&mut self, local: &str, value: Node) {
         let cx = self.cx;
@@ -1066,6 +1254,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     field: Some(field),
                     value,
                     via_call,
+                    stored_in_field: None,
                     index: None,
                     written: written.0,
                     reads: written.1,
@@ -1081,7 +1270,24 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             // the local itself does not.
             match self.aliases.get(&name) {
                 Some(global) if root.id() != outer.id() && !kind.escapes() => name = global.clone(),
-                _ => return,
+                _ => {
+                    if let Some(field) = written_field(outer, cx) {
+                        let stored = match value.as_ref().map(|v| &v.kind) {
+                            _ if kind != WriteKind::Assign => None,
+                            Some(ExprKind::Call { callee }) => Some(callee.clone()),
+                            Some(ExprKind::Null) => Some("NULL".to_string()),
+                            _ => None,
+                        };
+                        let store = FieldStore {
+                            field: field.to_string(),
+                            value: stored,
+                        };
+                        if !self.fields_written_through_locals.contains(&store) {
+                            self.fields_written_through_locals.push(store);
+                        }
+                    }
+                    return;
+                }
             }
         }
         if outer.kind_name() == "pointer_expression"
@@ -1126,6 +1332,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             field,
             value,
             via_call,
+            stored_in_field: None,
             index,
             written,
             reads,
@@ -1134,6 +1341,27 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             uncertain: cx.uncertain(target),
         });
     }
+}
+
+/// The field a write through a pointer changes: `f` for `p->f = ...`, `p->f[i] = ...`,
+/// `p->a.f++` and `*p->f = ...` (the last writes what `f` points at: counted as `f`, which
+/// errs on the side of a write).
+fn written_field<'t>(target: Node<'t>, cx: &Cx<'t>) -> Option<&'t str> {
+    let mut node = unwrap(target);
+    for _ in 0..64 {
+        node = match node.kind_name() {
+            "field_expression" => {
+                return node
+                    .child_by_field_id(FIELD.field.get())
+                    .map(|f| cx.text(f));
+            }
+            "subscript_expression" | "pointer_expression" => {
+                unwrap(node.child_by_field_id(FIELD.argument.get())?)
+            }
+            _ => return None,
+        };
+    }
+    None
 }
 
 /// `obj->m_ml->ml_meth` (casts and parentheses allowed): a field of the `PyMethodDef` a

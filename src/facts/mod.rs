@@ -342,6 +342,12 @@ pub struct Function {
     pub definition_writes: Vec<WriteSite>,
     pub calls: Vec<Call>,
     pub returns: Vec<Expr>,
+    /// The fields written through a local or a parameter (`p->f = ...`, `p->f[i]++`,
+    /// `&p->f` passed to a call), each field and value once: the struct behind the pointer is
+    /// not known here, so a table whose fields none of these name is not written through any
+    /// pointer.
+    #[serde(default)]
+    pub fields_written_through_locals: Vec<FieldStore>,
     /// What free-threading rules read: critical sections, uniqueness tests, null-guarded
     /// blocks. Empty for most functions.
     #[serde(default)]
@@ -361,6 +367,11 @@ pub struct ThreadingFacts {
     /// `if (x == NULL) { ... }`, `if (!x) ...`, `if (x == 0) ...` on a name that is not a
     /// local: the body is where lazy initialisation happens.
     pub null_guards: Vec<NullGuard>,
+    /// Locals that receive the result of a C API call (`item = PyDict_GetItem(d, k);`) and
+    /// are otherwise only compared (`item == NULL`, `item != Py_None`), tested (`if (item)`,
+    /// `if (!item)`) or assigned: the object behind them is never used, only its address.
+    #[serde(default)]
+    pub compared_only: Vec<String>,
 }
 
 impl ThreadingFacts {
@@ -368,6 +379,7 @@ impl ThreadingFacts {
         self.critical_sections.is_empty()
             && self.refcount_tests.is_empty()
             && self.null_guards.is_empty()
+            && self.compared_only.is_empty()
     }
 }
 
@@ -451,6 +463,10 @@ pub struct WriteSite {
     pub value: Option<Expr>,
     /// The call that receives `&x`, for `PassedByAddress`.
     pub via_call: Option<String>,
+    /// For `AddressTaken`: the field of an object the address is stored into, when that is
+    /// what happens to it (`self->encoding = &unicode_encoding;`).
+    #[serde(default)]
+    pub stored_in_field: Option<String>,
     /// For `x[i] = ...`: the index as written, when it is a C constant (a literal, a macro,
     /// an enum constant; the names it reads are in `reads`). A table filled slot by slot with
     /// fixed values (`api[WRITE_INDEX] = (void *)write;`) holds the same in every run.
@@ -511,6 +527,23 @@ impl Written {
     }
 }
 
+/// A write into a field through a local or a parameter (`data->list = PyList_New(0);`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldStore {
+    pub field: String,
+    /// What is stored: the callee for a call's result, `NULL` for a null pointer, `None` for
+    /// anything else (another value, an update, the address passed to a call).
+    pub value: Option<String>,
+}
+
+/// An argument `p->f` or `p.f` of a call to a function that is not the C API, with `p` a
+/// local or a parameter: which field of a caller's struct the callee receives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FieldArgument {
+    pub index: usize,
+    pub field: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub callee: String,
@@ -520,6 +553,9 @@ pub struct Call {
     pub span: Span,
     /// `x = call(...)`: the variable that receives the result.
     pub assigned_to: Option<String>,
+    /// For a call outside the C API: its arguments that are a field of a local's struct.
+    #[serde(default)]
+    pub field_arguments: Vec<FieldArgument>,
     pub versions: VersionRange,
     pub uncertain: bool,
 }

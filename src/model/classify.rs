@@ -75,7 +75,71 @@ fn read_only_address_use(files: &[FileFacts], global: &Global, site: &WriteSite)
     }
 }
 
-pub fn classify_writes(files: &[FileFacts], global: &Global) -> WriteClass {
+/// The field names the module's code writes through a pointer: `x->f = ...` on a global or
+/// through a local or parameter, and `&x->f` passed on (see
+/// `Function::fields_written_through_locals`).
+pub fn fields_written_through_pointers<'f>(
+    files: &'f [FileFacts],
+    members: &[usize],
+) -> rustc_hash::FxHashSet<&'f str> {
+    let mut out = rustc_hash::FxHashSet::default();
+    for &fi in members {
+        for f in &files[fi].functions {
+            out.extend(
+                f.fields_written_through_locals
+                    .iter()
+                    .map(|s| s.field.as_str()),
+            );
+            out.extend(
+                f.writes
+                    .iter()
+                    .chain(&f.definition_writes)
+                    .filter_map(|w| w.field.as_deref()),
+            );
+        }
+    }
+    out
+}
+
+/// A struct variable whose type is a struct of the module's files none of whose fields the
+/// module writes through any pointer: storing its address in an object's field
+/// (`self->encoding = &unicode_encoding`) lets nothing write it. (A copy of a whole struct
+/// through a pointer, `*p = other`, or a `memcpy` into it, is not followed.)
+fn never_written_through(
+    files: &[FileFacts],
+    members: &[usize],
+    global: &Global,
+    written_fields: &rustc_hash::FxHashSet<&str>,
+) -> bool {
+    let v = &files[global.var.file].variables[global.var.index];
+    if !v.pointers.is_empty() || !v.inline_fields.is_empty() {
+        return false;
+    }
+    let type_name = v
+        .type_name
+        .strip_prefix("struct ")
+        .unwrap_or(&v.type_name)
+        .trim();
+    let mut defs = members
+        .iter()
+        .flat_map(|&fi| &files[fi].structs)
+        .filter(|s| s.names.iter().any(|n| n == type_name))
+        .peekable();
+    defs.peek().is_some()
+        && defs.all(|s| {
+            !s.fields.is_empty()
+                && s.fields
+                    .iter()
+                    .all(|f| !written_fields.contains(f.name.as_str()))
+        })
+}
+
+pub fn classify_writes(
+    files: &[FileFacts],
+    members: &[usize],
+    global: &Global,
+    written_fields: &rustc_hash::FxHashSet<&str>,
+) -> WriteClass {
     let mut class = if global.address_in_initializers.is_empty() {
         WriteClass::NeverWritten
     } else {
@@ -88,6 +152,12 @@ pub fn classify_writes(files: &[FileFacts], global: &Global) -> WriteClass {
         }
         let this = match site.kind {
             WriteKind::PassedByAddress if read_only_address_use(files, global, site) => continue,
+            WriteKind::AddressTaken
+                if site.stored_in_field.is_some()
+                    && never_written_through(files, members, global, written_fields) =>
+            {
+                continue
+            }
             WriteKind::AddressTaken | WriteKind::PassedByAddress => WriteClass::AddressEscapes,
             _ if w.at_init => WriteClass::InitOnly,
             _ => WriteClass::Runtime,

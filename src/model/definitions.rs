@@ -1013,8 +1013,9 @@ fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bo
     link_declarations(scope, &mut globals);
     let mut out: Vec<Global> = globals.into_values().collect();
     let members: Vec<usize> = scope.members.iter().copied().collect();
+    let written_fields = super::classify::fields_written_through_pointers(scope.files, &members);
     for g in &mut out {
-        g.class = classify_writes(scope.files, g);
+        g.class = classify_writes(scope.files, &members, g, &written_fields);
         g.fixed = super::classify::fixed_values(scope.files, &members, g);
     }
     out

@@ -28,7 +28,15 @@ declare_rule! {
     /// function has just made, unless Python code can reach it as a dict (`tp_dict`, an
     /// instance `dict`, `PyModule_GetDict`, the builtins), also when a local holds what an
     /// accessor macro returned (`fields = PyDataType_FIELDS(d)`); and the calling thread's own
-    /// dict (`PyThreadState_GetDict()`). A container the module hands to
+    /// dict (`PyThreadState_GetDict()`). Nor a result that is only compared or tested
+    /// (`item == NULL`, `item != Py_None`, `if (!item)`): its address is read, never the
+    /// object; nor a lookup between the calls of a Python lock the object holds
+    /// (`self->lock_data()` ... `self->unlock_data()`, read by the callables' names); nor a
+    /// container kept in a field of a struct that only a function's frame holds (no Python
+    /// object, held by no global, static or struct field, and every store into the field
+    /// `NULL` or a fresh container, initializers included), read through the struct
+    /// (`data->bytes_list`) or through a static helper every caller hands that field
+    /// (`join_bytestrings(join_info->list)`). A container the module hands to
     /// Python as a mutable attribute and that Python code changes, or that C code changes only
     /// through a local alias (`loops = self->loops; PyList_Append(loops, x)`), is not seen:
     /// that is this exemption's known gap. C++ files, on which no rule runs, are still read
@@ -93,6 +101,7 @@ declare_rule! {
 
 fn check(ctx: &mut Ctx) {
     let mutated = super::free_threading::mutated_containers(ctx);
+    let private_fields = super::free_threading::stack_private_fields(ctx);
     for (fi, f) in super::free_threading::run_time_functions(ctx) {
         // `pythoncapi_compat.h` and its like define the strong-reference API on top of the
         // borrowed one for older Pythons: that is the fix, not the hazard.
@@ -113,6 +122,26 @@ fn check(ctx: &mut Ctx) {
                     // `PyImport_AddModule("name")` reads `sys.modules`: no argument
                     // names the container.
                     let takes_container = call.callee != "PyImport_AddModule";
+                    // Only compared (`item != Py_None`): the object is never touched, so
+                    // its being freed meanwhile harms nothing.
+                    let compared_only = call
+                        .assigned_to
+                        .as_deref()
+                        .is_some_and(|n| f.threading.compared_only.iter().any(|c| c == n));
+                    if compared_only || super::free_threading::python_lock_held_at(f, &call.span) {
+                        continue;
+                    }
+                    let private_field = super::free_threading::access_key(container)
+                        .is_some_and(|key| private_fields.contains(&key))
+                        || super::free_threading::parameter_from_private_fields(
+                            ctx,
+                            f,
+                            container,
+                            &private_fields,
+                        );
+                    if takes_container && private_field {
+                        continue;
+                    }
                     if takes_container
                         && (private_container(f, container, &call.span).is_some()
                             || super::free_threading::read_only_container(

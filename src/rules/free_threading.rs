@@ -142,6 +142,48 @@ pub fn lock_held_at<'f>(f: &'f Function, at: &Span) -> Option<&'f str> {
     taking_call(f, at)?.args.first().map(|a| a.text.as_str())
 }
 
+/// A lock taken by calling a Python callable the object holds, `self->lock_data()` ...
+/// `self->unlock_data()` (coverage's tracer calls its collector's `threading.Lock` that way):
+/// held at `at` when the last such call before it takes the lock and a call after it releases
+/// it. Which callable takes and which releases is read from its name (`lock`/`acquire`,
+/// `unlock`/`release`), the only sign the C code gives.
+pub fn python_lock_held_at(f: &Function, at: &Span) -> bool {
+    #[derive(PartialEq)]
+    enum Role {
+        Take,
+        Release,
+    }
+    let role = |c: &crate::facts::Call| {
+        if !c.callee.starts_with("PyObject_Call") {
+            return None;
+        }
+        let callable = bare_object(&c.args.first()?.text);
+        let name = callable
+            .rsplit(['>', '.'])
+            .next()
+            .unwrap_or(callable)
+            .to_ascii_lowercase();
+        if name.contains("unlock") || name.contains("release") {
+            Some(Role::Release)
+        } else if name.contains("lock") || name.contains("acquire") {
+            Some(Role::Take)
+        } else {
+            None
+        }
+    };
+    let before = f
+        .calls
+        .iter()
+        .filter(|c| c.span.start < at.start)
+        .filter_map(|c| role(c).map(|r| (c.span.start, r)))
+        .max_by_key(|(start, _)| *start);
+    let released_after = f
+        .calls
+        .iter()
+        .any(|c| c.span.start > at.end && role(c) == Some(Role::Release));
+    matches!(before, Some((_, Role::Take))) && released_after
+}
+
 /// `(PyObject *)x`, `(x)`, `x` → `x`: the container as the rules compare it.
 pub fn bare_object(text: &str) -> &str {
     let mut t = text.trim();
@@ -209,6 +251,129 @@ pub fn private_container(f: &Function, container: &str, at: &Span) -> Option<&'s
         .iter()
         .any(|w| w.value.as_ref().and_then(|v| v.ident()) == Some(container));
     (created && !escapes).then_some("created here and not shared")
+}
+
+/// The access keys (`.list`) of struct fields that only a function's own frame can reach and
+/// that only ever hold a container made there: every struct of the module with that field is
+/// no Python object and is held by no global, static or struct field (so its instances live
+/// in locals, passed down by address), and every write into the field stores `NULL` or a
+/// fresh container (`info->list = PyList_New(2)`). regex's `RE_JoinInfo join_info;` and
+/// pyahocorasick's `PickleData data;` are such structs.
+pub fn stack_private_fields(ctx: &super::Ctx) -> rustc_hash::FxHashSet<String> {
+    let project = ctx.project;
+    let files = || ctx.module.files.iter().map(|&fi| &project.files[fi]);
+    let plain = |t: &str| t.strip_prefix("struct ").unwrap_or(t).trim().to_string();
+    let mut held: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
+    // The instance structs of the module's types are Python objects, whatever their first
+    // field is spelled as (`CACHE_HEAD`, a project macro around `PyObject_HEAD`).
+    for t in &ctx.module.types {
+        if let Some(crate::facts::ExprKind::SizeOf(s)) =
+            t.slots.get("tp_basicsize").map(|e| &e.kind)
+        {
+            held.insert(plain(s.trim_matches(|c| c == '(' || c == ')')));
+        }
+    }
+    for file in files() {
+        held.extend(file.variables.iter().map(|v| plain(&v.type_name)));
+        held.extend(
+            file.structs
+                .iter()
+                .flat_map(|s| &s.fields)
+                .map(|f| plain(&f.type_name)),
+        );
+    }
+    // Types a local's initializer fills by position (`{Info}`): which fields is not known.
+    let initialized: rustc_hash::FxHashSet<&str> = files()
+        .flat_map(|file| &file.functions)
+        .flat_map(|f| &f.fields_written_through_locals)
+        .filter_map(|s| s.field.strip_prefix('{')?.strip_suffix('}'))
+        .collect();
+    // field -> (every struct with it is private, a store of something else or through a
+    // global was seen, a fresh container was stored)
+    let mut fields: rustc_hash::FxHashMap<&str, (bool, bool, bool)> = Default::default();
+    for file in files() {
+        for s in &file.structs {
+            // A first field spelled through a macro (`CACHE_HEAD`, `PyObject_HEAD` behind a
+            // project macro) may be an object header.
+            let macro_head = s
+                .fields
+                .first()
+                .is_some_and(|f| f.type_name.contains("HEAD") || f.name.contains("HEAD"));
+            let private = !s.is_object_layout()
+                && !macro_head
+                && !s
+                    .names
+                    .iter()
+                    .any(|n| held.contains(n) || initialized.contains(n.as_str()));
+            for field in &s.fields {
+                let entry = fields
+                    .entry(field.name.as_str())
+                    .or_insert((true, false, false));
+                entry.0 &= private && !s.names.is_empty();
+            }
+        }
+    }
+    for file in files() {
+        for f in &file.functions {
+            for store in &f.fields_written_through_locals {
+                if let Some(entry) = fields.get_mut(store.field.as_str()) {
+                    match store.value.as_deref() {
+                        Some("NULL") => {}
+                        Some(callee) if FRESH_CONTAINERS.contains(&callee) => entry.2 = true,
+                        _ => entry.1 = true,
+                    }
+                }
+            }
+            for w in &f.writes {
+                if let Some(entry) = w.field.as_deref().and_then(|n| fields.get_mut(n)) {
+                    entry.1 = true;
+                }
+            }
+        }
+    }
+    fields
+        .into_iter()
+        .filter(|(_, (private, other, fresh))| *private && !*other && *fresh)
+        .map(|(name, _)| format!(".{name}"))
+        .collect()
+}
+
+/// `container` is parameter `k` of the static function `f`, and every call of `f` in the
+/// module passes a field of `private_fields` there (`join_bytestrings(join_info->list)`).
+pub fn parameter_from_private_fields(
+    ctx: &super::Ctx,
+    f: &Function,
+    container: &str,
+    private_fields: &rustc_hash::FxHashSet<String>,
+) -> bool {
+    let container = bare_object(container);
+    let Some(k) = f
+        .params
+        .iter()
+        .position(|p| p.name.as_deref() == Some(container))
+    else {
+        return false;
+    };
+    // `Py_LOCAL_INLINE(type)` is CPython's `static inline type`.
+    let is_static = f.is_static || f.return_type.starts_with("Py_LOCAL");
+    if !is_static || private_fields.is_empty() {
+        return false;
+    }
+    let project = ctx.project;
+    let mut calls = ctx
+        .module
+        .files
+        .iter()
+        .flat_map(|&fi| &project.files[fi].functions)
+        .flat_map(|g| &g.calls)
+        .filter(|c| c.callee == f.name)
+        .peekable();
+    calls.peek().is_some()
+        && calls.all(|c| {
+            c.field_arguments
+                .iter()
+                .any(|a| a.index == k && private_fields.contains(&format!(".{}", a.field)))
+        })
 }
 
 /// The last call before `at` whose result `f` assigns to `name`.

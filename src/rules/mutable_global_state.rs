@@ -18,7 +18,11 @@ declare_rule! {
     /// argument parser is an output it stores into (`PyArg_ParseTuple(args, "I", &flags)`),
     /// except the tables it reads: the keyword list (`&kwlist[0]`) and a type object for `O!`.
     /// An address only compared (`enc == &unicode_encoding`) does not escape: nothing can
-    /// write through a comparison.
+    /// write through a comparison. Nor does an address stored in a field of an object
+    /// (`self->encoding = &unicode_encoding`) when the table's type is a struct of the module
+    /// none of whose fields the module's code writes through any pointer (`p->lower = ...`
+    /// anywhere keeps it state); a whole-struct copy through a pointer (`*p = other`) or a
+    /// `memcpy` into it is not followed.
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with

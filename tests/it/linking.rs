@@ -77,3 +77,58 @@ fn a_module_links_the_nearest_copy_of_a_helper() {
         "{counters:?}"
     );
 }
+
+/// Issue 12, item 12: `#define STATE (get_state(the_module))` in a header makes `STATE->x` in
+/// the `.c` file a read of the global module pointer: the function that uses it is one of the
+/// global's readers. The same function without the macro reads nothing.
+#[test]
+fn a_header_macro_reaches_the_global_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "state.h",
+        r#"#include <Python.h>
+typedef struct { long calls; } mod_state;
+extern PyObject *the_module;
+#define STATE (get_state(the_module))
+static inline mod_state *get_state(PyObject *m) { return (mod_state *)PyModule_GetState(m); }
+"#,
+    );
+    write(
+        root,
+        "_statemod.c",
+        r#"#include "state.h"
+PyObject *the_module = NULL;
+static PyObject *count(PyObject *self, PyObject *unused) { return PyLong_FromLong(++STATE->calls); }
+static PyObject *plain(PyObject *self, PyObject *unused) { return PyLong_FromLong(0); }
+static PyMethodDef methods[] = {{"count", count, METH_NOARGS, NULL},
+    {"plain", plain, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_statemod", NULL, sizeof(mod_state), methods};
+PyMODINIT_FUNC PyInit__statemod(void) { the_module = PyModule_Create(&def); return the_module; }
+"#,
+    );
+    let analysis = analyze(&AnalyzeOptions {
+        paths: vec![root.to_path_buf()],
+        model: true,
+        ..Default::default()
+    });
+    let project = &analysis.project;
+    let module = project
+        .modules
+        .iter()
+        .find(|m| m.name == "_statemod")
+        .expect("the module is found");
+    let global = module
+        .globals
+        .iter()
+        .find(|g| project.var(g.var).name == "the_module")
+        .expect("the_module is a global of the module");
+    let readers: Vec<&str> = global
+        .readers
+        .iter()
+        .map(|&r| project.function(r).name.as_str())
+        .collect();
+    assert!(readers.contains(&"count"), "readers: {readers:?}");
+    assert!(!readers.contains(&"plain"), "readers: {readers:?}");
+}
