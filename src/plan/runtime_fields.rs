@@ -137,6 +137,14 @@ pub fn runtime_fields(
         let at = w.span.start;
         let line = line_of(text, at);
         let set = format!("`{name}.{field}`");
+        // Written out here, not in a macro's body (guppy3's `NYFILL(T)` sets `T.tp_new`).
+        let written_out = text[at..].starts_with(name)
+            && matches!(next_byte(mask, at + name.len()), Some((_, b'.')));
+        if !written_out {
+            return Err(format!(
+                "line {line}: it sets {set} at run time in a macro, which the fix does not rewrite: put the field in the initializer"
+            ));
+        }
         // Past the field: `=`, not `|=` or `+=`.
         let op = next_byte(mask, w.span.end).map(|(i, _)| i);
         let plain =

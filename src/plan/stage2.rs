@@ -422,6 +422,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
     // Fields set at run time, before `PyType_Ready`, count as written in the initializer: the
     // types as the spec sees them.
     let mut runtime: BTreeMap<String, RuntimeFields> = BTreeMap::new();
+    let mut runtime_refused: BTreeMap<String, String> = BTreeMap::new();
     let effective: Vec<TypeDef> = statics
         .iter()
         .map(|&t| {
@@ -437,10 +438,10 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                     }
                     Ok(None) => {}
                     Err(r) if tfile == file => {
-                        stays.insert(name_of(t), r);
+                        runtime_refused.insert(name_of(t), r);
                     }
                     Err(r) => {
-                        stays.insert(name_of(t), format!("`{}`: {r}", ctx.path(tfile)));
+                        runtime_refused.insert(name_of(t), format!("`{}`: {r}", ctx.path(tfile)));
                     }
                 }
             }
@@ -459,7 +460,8 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
     for t in &statics {
         let v = ctx.project.var(t.var);
         let name = v.name.clone();
-        if stays.contains_key(&name) {
+        if let Some(r) = runtime_refused.get(&name) {
+            stays.insert(name.clone(), r.clone());
             continue;
         }
         let tfile = t.var.file;
@@ -579,6 +581,22 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 .join("\n")
                 + "\n";
         }
+        // A dealloc or traverse the GC protocol cannot be written into keeps its type static
+        // (alone, not the whole stage).
+        let (_, t_mask) = src(tfile).expect("read above");
+        let dealloc = ht
+            .dealloc
+            .as_ref()
+            .map(|d| dealloc_edits(ctx, tfile, text, t_mask, d, false).map(|_| ()));
+        let traverse = ht
+            .traverse
+            .as_ref()
+            .filter(|_| !ht.traverse_is_new)
+            .map(|t| traverse_edits(ctx, tfile, t_mask, t).map(|_| ()));
+        if let Some(r) = dealloc.into_iter().chain(traverse).find_map(Result::err) {
+            why(r);
+            continue;
+        }
         heap.insert(name, ht);
     }
 
@@ -673,7 +691,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                     }
                     match ready {
                         Some(start) => {
-                            let Some((close, b')')) = next_byte(&mask, end) else {
+                            let Some((close, b')')) = next_byte(mask, end) else {
                                 why =
                                     Some(format!("line {line}: `PyType_Ready` is not written out"));
                                 break;
@@ -694,9 +712,9 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                                 }
                             }
                             let statement = matches!(
-                                prev_byte(&mask, start),
+                                prev_byte(mask, start),
                                 Some((_, b';' | b'{' | b'}')) | None
-                            ) && matches!(next_byte(&mask, stop), Some((_, b';')));
+                            ) && matches!(next_byte(mask, stop), Some((_, b';')));
                             Use::Ready {
                                 start,
                                 end: stop,
@@ -1067,7 +1085,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                         || body.contains(&format!("{k}((PyObject*)&{name})"))
                 });
             for c in &function.calls {
-                let args = call_args(&mask, c.span.start, c.span.end);
+                let args = call_args(mask, c.span.start, c.span.end);
                 let names_it = |i: usize| {
                     args.get(i)
                         .is_some_and(|&(s, e)| strip_casts(&text[s..e]) == format!("&{name}"))
