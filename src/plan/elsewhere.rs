@@ -15,7 +15,7 @@
 
 use super::context::PlanCtx;
 use super::stage0::{normalize, Edit};
-use super::stage1::{call_args, word_uses, Reach};
+use super::stage1::{call_args, contains_word, word_uses, Reach};
 use super::stage2::next_byte;
 use crate::facts::Function;
 use crate::model::FnRef;
@@ -143,6 +143,18 @@ impl<'a, 'c> Elsewhere<'a, 'c> {
         let by_hand = format!(
             "`{name}` (in `{path}`) has no module argument: add one and pass it from its callers"
         );
+        // A macro that calls it would keep calling it without the module.
+        if let Some(m) = ctx.module.files.iter().find_map(|&fi| {
+            ctx.project.files[fi]
+                .macros
+                .iter()
+                .find(|m| contains_word(&m.body, name))
+        }) {
+            return Err(format!(
+                "{by_hand} (the macro `{}` names it, and macros are not rewritten)",
+                m.name
+            ));
+        }
         let mask = self.mask(f.file);
         if !word_uses(
             mask,
