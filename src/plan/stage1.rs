@@ -722,6 +722,11 @@ impl<'a, 'c> Reach<'a, 'c> {
                 "`{name}` has no caller in the module and no module argument: it is likely a callback of a C library; pass the state through its user data if it has one, or keep the global (process-wide, under a lock)"
             ));
         }
+        // A helper that already takes the module first (stage 1 gave it one, or its author
+        // did), from every caller: it has it, and nothing changes.
+        if let Some(p) = self.takes_module_from_every_caller(function, &called_from) {
+            return Ok(p);
+        }
         // A helper: every caller must have the module, and every mention of the helper must be
         // a call the edit can reach.
         let by_hand = format!(
@@ -775,6 +780,47 @@ impl<'a, 'c> Reach<'a, 'c> {
         }
         self.threaded.insert(f);
         Ok(HELPER_PARAM.to_string())
+    }
+
+    /// The name of `function`'s first parameter when it is a `PyObject *` and each call
+    /// passes the caller's own module there: then it is the module.
+    fn takes_module_from_every_caller(
+        &mut self,
+        function: &Function,
+        callers: &[String],
+    ) -> Option<String> {
+        let param = function
+            .params
+            .first()
+            .filter(|p| p.pointers == 1 && p.type_name.trim() == "PyObject")
+            .and_then(|p| p.name.clone())?;
+        if callers.is_empty() {
+            return None;
+        }
+        for caller in callers {
+            let c = self.fn_ref(caller)?;
+            let arg = self.arg_of(c).ok()?;
+            for call in self
+                .ctx
+                .function(c)
+                .calls
+                .iter()
+                .filter(|call| call.callee == function.name)
+            {
+                let first = call_args(self.mask, call.span.start, call.span.end)
+                    .first()
+                    .map(|&(s, e)| normalize(&self.text[s..e]));
+                if first.as_deref() != Some(normalize(&arg).as_str()) {
+                    return None;
+                }
+            }
+        }
+        Some(param)
+    }
+
+    /// Whether `name` is a method or a slot of one of the module's types.
+    pub(super) fn is_type_function(&self, name: &str) -> bool {
+        self.roles.methods.contains(name) || self.roles.slots.contains(name)
     }
 
     /// The edits that give each helper `needed` its module parameter, and each call to it the

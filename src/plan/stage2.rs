@@ -15,6 +15,8 @@
 //! of the stage still applies.
 
 use super::context::{last_ident, PlanCtx};
+use super::elsewhere::Elsewhere;
+use super::runtime_fields::{runtime_fields, RuntimeFields};
 use super::stage0::{normalize, Edit};
 use super::stage1::{
     body_open, call_args, code_mask, contains_word, def_edits, line_start, preprocessor_depth,
@@ -229,7 +231,7 @@ struct Mention {
     how: Use,
 }
 
-fn prev_byte(mask: &[u8], at: usize) -> Option<(usize, u8)> {
+pub(super) fn prev_byte(mask: &[u8], at: usize) -> Option<(usize, u8)> {
     mask[..at]
         .iter()
         .enumerate()
@@ -238,7 +240,7 @@ fn prev_byte(mask: &[u8], at: usize) -> Option<(usize, u8)> {
         .map(|(i, &b)| (i, b))
 }
 
-fn next_byte(mask: &[u8], at: usize) -> Option<(usize, u8)> {
+pub(super) fn next_byte(mask: &[u8], at: usize) -> Option<(usize, u8)> {
     mask.get(at..)?
         .iter()
         .enumerate()
@@ -383,27 +385,98 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         return Err("the module has no exec function to create the types in".into());
     };
 
+    // The code of every file of the module: a type may be defined in another file than the
+    // definition, and the functions that use it and their callers anywhere.
+    let mut masks: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    masks.insert(file, mask.clone());
+    if statics.iter().any(|t| t.var.file != file) {
+        for &fi in &module.files {
+            if let Some(t) = ctx.texts.get(&fi) {
+                masks.entry(fi).or_insert_with(|| code_mask(t));
+            }
+        }
+    }
+    let masks = masks;
+    let src = |fi: usize| -> Option<(&str, &[u8])> {
+        Some((ctx.texts.get(&fi)?.as_str(), masks.get(&fi)?.as_slice()))
+    };
+    // `line N` in the file of the definition, `path:N` in another.
+    let place = |fi: usize, line: usize| {
+        if fi == file {
+            format!("line {line}")
+        } else {
+            format!("`{}:{line}`", ctx.path(fi))
+        }
+    };
+
     // Each type that cannot move, for good, with its reason.
     let mut stays: BTreeMap<String, String> = BTreeMap::new();
     let mut heap: BTreeMap<String, HeapType> = BTreeMap::new();
     let mut decl_of: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    // The file each type is defined in.
+    let file_of: BTreeMap<String, usize> = statics
+        .iter()
+        .map(|t| (ctx.project.var(t.var).name.clone(), t.var.file))
+        .collect();
     let name_of = |t: &TypeDef| ctx.project.var(t.var).name.clone();
+    // Fields set at run time, before `PyType_Ready`, count as written in the initializer: the
+    // types as the spec sees them.
+    let mut runtime: BTreeMap<String, RuntimeFields> = BTreeMap::new();
+    let mut runtime_refused: BTreeMap<String, String> = BTreeMap::new();
+    let effective: Vec<TypeDef> = statics
+        .iter()
+        .map(|&t| {
+            let mut seen = t.clone();
+            let tfile = t.var.file;
+            if let Some((t_text, t_mask)) = src(tfile) {
+                match runtime_fields(ctx, tfile, t_text, t_mask, &name_of(t)) {
+                    Ok(Some(rf)) => {
+                        for (field, value) in &rf.fields {
+                            seen.slots.insert(field.clone(), value.clone());
+                        }
+                        runtime.insert(name_of(t), rf);
+                    }
+                    Ok(None) => {}
+                    Err(r) if tfile == file => {
+                        runtime_refused.insert(name_of(t), r);
+                    }
+                    Err(r) => {
+                        runtime_refused.insert(name_of(t), format!("`{}`: {r}", ctx.path(tfile)));
+                    }
+                }
+            }
+            seen
+        })
+        .collect();
+    let statics: Vec<&TypeDef> = effective.iter().collect();
+    // A module's type as the spec sees it.
+    let as_seen = |t: &'_ TypeDef| -> TypeDef {
+        effective
+            .iter()
+            .find(|e| e.var == t.var)
+            .cloned()
+            .unwrap_or_else(|| t.clone())
+    };
     for t in &statics {
         let v = ctx.project.var(t.var);
         let name = v.name.clone();
-        if t.var.file != file {
+        if let Some(r) = runtime_refused.get(&name) {
+            stays.insert(name.clone(), r.clone());
+            continue;
+        }
+        let tfile = t.var.file;
+        let Some((text, _)) = src(tfile) else {
             stays.insert(
                 name.clone(),
                 format!(
-                    "`{}:{}`: it is defined there, in another file than the module definition, and the module state is local to that one",
-                    ctx.path(t.var.file),
-                    v.span.line
+                    "{}: the file it is defined in could not be read again",
+                    place(tfile, v.span.line)
                 ),
             );
             continue;
-        }
+        };
         let mut why = |r: String| {
-            stays.insert(name.clone(), format!("line {}: {r}", v.span.line));
+            stays.insert(name.clone(), format!("{}: {r}", place(tfile, v.span.line)));
         };
         decl_of.insert(name.clone(), (v.decl_span.start, v.decl_span.end));
         if v.uncertain {
@@ -419,15 +492,34 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             continue;
         }
         if let Some(&fi) = module.files.iter().find(|&&fi| {
-            fi != file
+            fi != tfile
                 && ctx
                     .texts
                     .get(&fi)
                     .is_none_or(|t| !word_uses(&code_mask(t), 0, t.len(), &name).is_empty())
         }) {
+            why(if tfile == file {
+                format!(
+                    "`{}` names it too, and the module state is local to `{}`",
+                    ctx.path(fi),
+                    ctx.path(file)
+                )
+            } else {
+                format!(
+                    "`{}` names it too: only the file that defines it reaches the module's instance of it",
+                    ctx.path(fi)
+                )
+            });
+            continue;
+        }
+        if tfile != file
+            && (static_base(ctx, t).is_some()
+                || statics
+                    .iter()
+                    .any(|o| static_base(ctx, o).as_deref() == Some(name.as_str())))
+        {
             why(format!(
-                "`{}` names it too, and the module state is local to `{}`",
-                ctx.path(fi),
+                "it is defined in another file than the module definition (`{}`) and is the base of, or based on, another static type of the module: move them by hand",
                 ctx.path(file)
             ));
             continue;
@@ -472,20 +564,46 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 ));
             }
         }
-        let Some(ht) = types::heap_type(ctx, t) else {
+        let Some(mut ht) = types::heap_type(ctx, t) else {
             continue;
         };
         if !ht.notes.is_empty() {
             why(ht.notes.join(" "));
             continue;
         }
+        if runtime.get(&name).is_some_and(|rf| rf.base.is_some()) {
+            // The base known only at run time is the creation's `bases` argument.
+            ht.code = ht
+                .code
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("{Py_tp_base, "))
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n";
+        }
+        // A dealloc or traverse the GC protocol cannot be written into keeps its type static
+        // (alone, not the whole stage).
+        let (_, t_mask) = src(tfile).expect("read above");
+        let dealloc = ht
+            .dealloc
+            .as_ref()
+            .map(|d| dealloc_edits(ctx, tfile, text, t_mask, d, false).map(|_| ()));
+        let traverse = ht
+            .traverse
+            .as_ref()
+            .filter(|_| !ht.traverse_is_new)
+            .map(|t| traverse_edits(ctx, tfile, t_mask, t).map(|_| ()));
+        if let Some(r) = dealloc.into_iter().chain(traverse).find_map(Result::err) {
+            why(r);
+            continue;
+        }
         heap.insert(name, ht);
     }
 
     // Every use of each type's name, and the function it is in.
-    let functions = &ctx.project.files[file].functions;
-    let enclosing = |at: usize| {
-        functions
+    let enclosing = |file: usize, at: usize| {
+        ctx.project.files[file]
+            .functions
             .iter()
             .position(|f| f.def_span.start <= at && at < f.def_span.end)
             .map(|index| FnRef { file, index })
@@ -499,15 +617,21 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             continue;
         }
         let own = decl_of[&name];
+        let tfile = t.var.file;
+        let (text, mask) = src(tfile).expect("read when its spec was made");
         let mut list = Vec::new();
         let mut forwards = Vec::new();
         let mut why = None;
-        for at in word_uses(&mask, 0, mask.len(), &name) {
-            if own.0 <= at && at < own.1 {
+        let folded: &[usize] = runtime.get(&name).map_or(&[], |rf| &rf.sites);
+        for at in word_uses(mask, 0, mask.len(), &name) {
+            if own.0 <= at && at < own.1 || folded.contains(&at) {
                 continue;
             }
             let line = line_of(text, at);
-            if let Some((other, _)) = decl_of.iter().find(|(_, (s, e))| *s <= at && at < *e) {
+            if let Some((other, _)) = decl_of
+                .iter()
+                .find(|(o, (s, e))| file_of[*o] == tfile && *s <= at && at < *e)
+            {
                 let base_of_other = statics
                     .iter()
                     .find(|o| name_of(o) == *other)
@@ -520,7 +644,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 }
                 continue;
             }
-            let Some(function) = enclosing(at) else {
+            let Some(function) = enclosing(tfile, at) else {
                 // `static PyTypeObject Foo_Type;` declared ahead of its definition goes.
                 let (ls, le) = (
                     line_start(text, at),
@@ -536,7 +660,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 break;
             };
             let end = at + name.len();
-            let how = match (prev_byte(&mask, at), next_byte(&mask, end)) {
+            let how = match (prev_byte(mask, at), next_byte(mask, end)) {
                 (Some((amp, b'&')), _) => {
                     let before = std::str::from_utf8(&mask[..amp]).unwrap_or("");
                     let before = before.trim_end();
@@ -567,7 +691,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                     }
                     match ready {
                         Some(start) => {
-                            let Some((close, b')')) = next_byte(&mask, end) else {
+                            let Some((close, b')')) = next_byte(mask, end) else {
                                 why =
                                     Some(format!("line {line}: `PyType_Ready` is not written out"));
                                 break;
@@ -588,9 +712,9 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                                 }
                             }
                             let statement = matches!(
-                                prev_byte(&mask, start),
+                                prev_byte(mask, start),
                                 Some((_, b';' | b'{' | b'}')) | None
-                            ) && matches!(next_byte(&mask, stop), Some((_, b';')));
+                            ) && matches!(next_byte(mask, stop), Some((_, b';')));
                             Use::Ready {
                                 start,
                                 end: stop,
@@ -614,7 +738,10 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                         ));
                         break;
                     }
-                    if rest.starts_with('=') && !rest.starts_with("==") {
+                    let updates = ["|=", "&=", "^=", "+=", "-=", "*=", "/=", "%=", "<<=", ">>="]
+                        .iter()
+                        .any(|op| rest.starts_with(op));
+                    if rest.starts_with('=') && !rest.starts_with("==") || updates {
                         why = Some(format!(
                             "line {line}: it sets `{name}.{field}` at run time: put it in the initializer"
                         ));
@@ -631,7 +758,21 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             };
             list.push(Mention { at, function, how });
         }
+        if why.is_none()
+            && tfile != file
+            && !list
+                .iter()
+                .any(|m: &Mention| matches!(m.how, Use::Ready { .. }))
+        {
+            why = Some(
+                "no function of its file readies it (`PyType_Ready`): there is no place to create it"
+                    .to_string(),
+            );
+        }
         match why {
+            Some(r) if tfile != file => {
+                stays.insert(name, format!("`{}`: {r}", ctx.path(tfile)));
+            }
             Some(r) => {
                 stays.insert(name, r);
             }
@@ -686,7 +827,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             .types
             .iter()
             .filter(|t| !(t.kind == TypeKind::Static && moving.contains(&name_of(t))))
-            .flat_map(|t| type_functions(ctx, t, &def_name))
+            .flat_map(|t| type_functions(ctx, &as_seen(t), &def_name))
             .map(|(f, _)| f)
             .collect();
         for name in &moving {
@@ -722,7 +863,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         let mut paths: BTreeMap<String, Option<String>> = BTreeMap::new();
         for t in &module.types {
             let moves = t.kind == TypeKind::Static && moving.contains(&name_of(t));
-            for (f, how) in type_functions(ctx, t, &def_name) {
+            for (f, how) in type_functions(ctx, &as_seen(t), &def_name) {
                 let how = if moves { how } else { None };
                 let entry = paths.entry(f).or_insert(how.clone());
                 if *entry != how {
@@ -735,9 +876,10 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             .filter_map(|(f, how)| Some((f, how?)))
             .collect();
         let mut reach = Reach::new(ctx, file, text, &mask, &exec_fns, reach_paths.clone());
+        let mut elsewhere = Elsewhere::new(ctx, file, &masks);
         for name in &moving {
             for m in &mentions[name] {
-                if let Err(r) = reach.arg_of(m.function) {
+                if let Err(r) = elsewhere.arg_of(&mut reach, m.function) {
                     // Stage 1's words for a type's function; here its type is not converted.
                     let r = r
                         .replace(
@@ -748,7 +890,11 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                             "it reaches the module through the instance's type once the type is a heap type (stage 2), by hand for now",
                             "its type stays static, or its first argument may be another object (a binary number slot)",
                         );
-                    stays.insert(name.clone(), format!("line {}: {r}", line_of(text, m.at)));
+                    let m_text = src(m.function.file).map_or("", |(t, _)| t);
+                    stays.insert(
+                        name.clone(),
+                        format!("{}: {r}", place(m.function.file, line_of(m_text, m.at))),
+                    );
                     changed = true;
                     break;
                 }
@@ -775,6 +921,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         return Ok(out);
     }
     let mut reach = Reach::new(ctx, file, text, &mask, &exec_fns, reach_paths);
+    let mut elsewhere = Elsewhere::new(ctx, file, &masks);
 
     // The module state: the one that exists, or a new one.
     let state_at = match def.m_size() {
@@ -871,25 +1018,39 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
     }
 
     let mut edits = Vec::new();
-    let bases_of = |ht: &HeapType, state: &str| match &ht.base {
-        Some(b) => format!("(PyObject *){state}->{b}"),
-        None => "NULL".to_string(),
+    let bases_of = |ht: &HeapType, state: &str| match (&ht.base, runtime.get(&ht.var_name)) {
+        (Some(b), _) => format!("(PyObject *){state}->{b}"),
+        (None, Some(RuntimeFields { base: Some(b), .. })) => format!("(PyObject *){b}"),
+        _ => "NULL".to_string(),
     };
+    // A type defined in another file reaches its place in the state through a function the
+    // file of the definition exports.
+    let accessors: BTreeMap<String, String> = moving
+        .iter()
+        .filter(|n| file_of[*n] != file)
+        .map(|n| (n.clone(), ctx.fresh(&format!("{}_state_{n}", ctx.prefix))))
+        .collect();
     for name in &moving {
         let ht = &heap[name];
         for m in &mentions[name] {
-            let module_arg = reach.arg_of(m.function).expect("classified above");
+            let module_arg = elsewhere
+                .arg_of(&mut reach, m.function)
+                .expect("classified above");
             let state = state_at.of(&module_arg);
+            let place_of_type = match accessors.get(name) {
+                Some(acc) => format!("(*{acc}({module_arg}))"),
+                None => format!("{state}->{name}"),
+            };
             let (start, end, new) = match m.how {
-                Use::Address(amp) => (amp, m.at + name.len(), format!("{state}->{name}")),
-                Use::Member(dot) => (m.at, dot + 1, format!("{state}->{name}->")),
+                Use::Address(amp) => (amp, m.at + name.len(), place_of_type),
+                Use::Member(dot) => (m.at, dot + 1, format!("{place_of_type}->")),
                 Use::Ready {
                     start,
                     end,
                     statement,
                 } => {
                     let create = format!(
-                        "{state}->{name} = (PyTypeObject *)PyType_FromModuleAndSpec({module_arg}, &{}, {})",
+                        "{place_of_type} = (PyTypeObject *)PyType_FromModuleAndSpec({module_arg}, &{}, {})",
                         ht.spec_name,
                         bases_of(ht, &state)
                     );
@@ -905,7 +1066,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 }
             };
             edits.push(Edit {
-                file,
+                file: m.function.file,
                 start,
                 end,
                 text: new,
@@ -915,6 +1076,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         // `PyModule_AddObject` would steal the state's reference when the code keeps none.
         for &f in users.iter() {
             let function = ctx.function(f);
+            let (text, mask) = src(f.file).expect("read when its uses were found");
             let body = normalize(&text[function.def_span.start..function.def_span.end]);
             let kept = ["Py_INCREF", "Py_XINCREF", "Py_NewRef", "Py_XNewRef"]
                 .iter()
@@ -923,7 +1085,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                         || body.contains(&format!("{k}((PyObject*)&{name})"))
                 });
             for c in &function.calls {
-                let args = call_args(&mask, c.span.start, c.span.end);
+                let args = call_args(mask, c.span.start, c.span.end);
                 let names_it = |i: usize| {
                     args.get(i)
                         .is_some_and(|&(s, e)| strip_casts(&text[s..e]) == format!("&{name}"))
@@ -936,12 +1098,13 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 };
                 if !text[c.span.start..].starts_with(c.callee.as_str()) {
                     return Err(format!(
-                        "line {}: the call to `{}` is not written out",
-                        c.span.line, c.callee
+                        "{}: the call to `{}` is not written out",
+                        place(f.file, c.span.line),
+                        c.callee
                     ));
                 }
                 edits.push(Edit {
-                    file,
+                    file: f.file,
                     start: c.span.start,
                     end: c.span.start + c.callee.len(),
                     text: renamed.to_string(),
@@ -978,6 +1141,16 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
 
     // The static declarations become the specs; declarations ahead of them go.
     for ht in &heap_in_order {
+        let file = file_of[&ht.var_name];
+        let (text, _) = src(file).expect("read when its spec was made");
+        // In another file: the declaration of the function that gives the type's place.
+        let accessor = accessors.get(&ht.var_name).map(|acc| {
+            format!(
+                "PyTypeObject **{acc}(PyObject *module);  /* in `{}`, with the module state: the place of the module's `{}` */\n\n",
+                ctx.path(def.var.file).rsplit('/').next().unwrap_or(""),
+                ht.var_name
+            )
+        });
         for &(start, end) in &forward_decls[&ht.var_name] {
             edits.push(Edit {
                 file,
@@ -990,12 +1163,60 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         let line = line_start(text, s);
         let own_line = text[line..s].trim().is_empty();
         let start = if own_line { line } else { s };
-        edits.push(Edit {
-            file,
-            start,
-            end: e,
-            text: ht.code.trim_end().to_string(),
-        });
+        match runtime.get(&ht.var_name) {
+            // The spec names what the setter named, which may be defined after the static
+            // declaration: it goes just before the setter, and the declaration goes.
+            Some(rf) => {
+                let mut end = text[e..]
+                    .find('\n')
+                    .filter(|&i| own_line && text[e..e + i].trim().is_empty())
+                    .map_or(e, |i| e + i + 1);
+                // Between two blank lines, one of them goes with it.
+                let blank_before = text[..start].ends_with("\n\n") || start == 0;
+                if end > e && blank_before && text[end..].starts_with('\n') {
+                    end += 1;
+                }
+                edits.push(Edit {
+                    file,
+                    start,
+                    end,
+                    text: accessor.clone().unwrap_or_default(),
+                });
+                let setter = line_start(text, ctx.function(rf.function).def_span.start);
+                if preprocessor_depth(text, setter) != 0 {
+                    return Err(format!(
+                        "line {}: `{}`, which sets the fields of `{}`, is inside `#if`: there is no place for its spec",
+                        line_of(text, setter),
+                        ctx.function(rf.function).name,
+                        ht.var_name
+                    ));
+                }
+                edits.push(Edit {
+                    file,
+                    start: setter,
+                    end: setter,
+                    text: format!("{}\n\n", ht.code.trim_end()),
+                });
+                for &(start, end) in &rf.removals {
+                    edits.push(Edit {
+                        file,
+                        start,
+                        end,
+                        text: String::new(),
+                    });
+                }
+            }
+            None => edits.push(Edit {
+                file,
+                start,
+                end: e,
+                text: format!(
+                    "{}{}",
+                    accessor.clone().map(|a| a + "\n").unwrap_or_default(),
+                    ht.code.trim_end()
+                ),
+            }),
+        }
     }
 
     // The GC protocol: dealloc and traverse of each type, once per function.
@@ -1006,8 +1227,10 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             .find(|t| name_of(t) == ht.var_name)
             .and_then(|t| t.slots.get("tp_flags"))
             .is_some_and(|f| f.text.contains("Py_TPFLAGS_HAVE_GC"));
+        let tfile = file_of[&ht.var_name];
+        let (t_text, t_mask) = src(tfile).expect("read when its spec was made");
         if let Some(dealloc) = ht.dealloc.clone().filter(|d| done.insert(d.clone())) {
-            let (es, note) = dealloc_edits(ctx, file, text, &mask, &dealloc, was_gc)
+            let (es, note) = dealloc_edits(ctx, tfile, t_text, t_mask, &dealloc, was_gc)
                 .map_err(|r| format!("`{}`: {r}", ht.var_name))?;
             edits.extend(es);
             out.notes.extend(note);
@@ -1019,7 +1242,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             .filter(|t| done.insert(t.clone()))
         {
             edits.extend(
-                traverse_edits(ctx, file, &mask, &traverse)
+                traverse_edits(ctx, tfile, t_mask, &traverse)
                     .map_err(|r| format!("`{}`: {r}", ht.var_name))?,
             );
         }
@@ -1027,10 +1250,11 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
 
     // Helpers that now need the module get it from their callers.
     let mut needed = BTreeSet::new();
-    for &f in &users {
+    for &f in users.iter().chain(elsewhere.def_file_callers().iter()) {
         reach.chain(f, &mut needed);
     }
     edits.extend(reach.helper_edits(&needed)?);
+    edits.extend(elsewhere.edits(&reach)?);
 
     // The state: its fields, and `m_traverse`/`m_clear` for them.
     let field_lines = |indent: &str| -> String {
@@ -1049,9 +1273,10 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         .iter()
         .chain(needed.iter())
         .filter(|&&f| {
-            reach
-                .arg(f)
-                .is_some_and(|a| a.contains(&format!("&{def_name})")))
+            f.file == file
+                && reach
+                    .arg(f)
+                    .is_some_and(|a| a.contains(&format!("&{def_name})")))
         })
         .map(|&f| ctx.function(f).def_span.start)
         .collect();
@@ -1065,14 +1290,40 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             format!("{head};  /* defined below; the types' methods find their module by it */\n\n")
         })
         .unwrap_or_default();
+    // The functions that give the other files the place of their types in the state.
+    let accessor_defs: String = accessors
+        .iter()
+        .map(|(name, acc)| {
+            format!(
+                "/* `{name}` is defined in `{}`, which cannot see the module state: the place of the\n   module's `{name}` in it. */\nPyTypeObject **\n{acc}(PyObject *module)\n{{\n    return &{}->{name};\n}}\n\n",
+                ctx.path(file_of[name]).rsplit('/').next().unwrap_or(""),
+                state_at.of("module")
+            )
+        })
+        .collect();
     match &state_at {
         StateAt::Existing {
             ty,
+            getter,
             close,
             traverse,
             clear,
-            ..
         } => {
+            if !accessor_defs.is_empty() {
+                let after = match getter.as_deref().and_then(|g| fn_in(ctx, file, g)) {
+                    Some(g) => ctx.function(g).def_span.end,
+                    None => mask[*close..]
+                        .iter()
+                        .position(|&b| b == b';')
+                        .map_or(*close, |i| close + i + 1),
+                };
+                edits.push(Edit {
+                    file,
+                    start: after,
+                    end: after,
+                    text: format!("\n\n{}", accessor_defs.trim_end()),
+                });
+            }
             let at = line_start(text, *close);
             let fields = if text[at..*close].trim().is_empty() {
                 (at, field_lines("    "))
@@ -1142,10 +1393,10 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
             let globals: Vec<&crate::model::Global> = heap_in_order
                 .iter()
                 .filter_map(|ht| {
-                    module
-                        .globals
-                        .iter()
-                        .find(|g| ctx.project.var(g.var).name == ht.var_name && g.var.file == file)
+                    module.globals.iter().find(|g| {
+                        ctx.project.var(g.var).name == ht.var_name
+                            && g.var.file == file_of[&ht.var_name]
+                    })
                 })
                 .collect();
             let mut fields = state::fields(ctx, &globals);
@@ -1153,10 +1404,13 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 f.comment = format!("was the static type `{}`", f.name);
             }
             let mut at = line_start(text, def_var.decl_span.start);
-            for &f in users.iter().chain(needed.iter()) {
+            for &f in users.iter().chain(needed.iter()).filter(|f| f.file == file) {
                 at = at.min(line_start(text, ctx.function(f).def_span.start));
             }
-            for ht in &heap_in_order {
+            for ht in heap_in_order
+                .iter()
+                .filter(|ht| file_of[&ht.var_name] == file)
+            {
                 at = at.min(line_start(text, decl_of[&ht.var_name].0));
             }
             if preprocessor_depth(text, at) != 0 {
@@ -1170,7 +1424,7 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
                 start: at,
                 end: at,
                 text: format!(
-                    "{forward}/* Module state: the module's types, one set per module object. */\n{}\n{}\n{}\n",
+                    "{forward}/* Module state: the module's types, one set per module object. */\n{}\n{}\n{}\n{accessor_defs}",
                     state::state_struct(names, &fields),
                     state::getter(names),
                     state::gc_functions(names, &fields)

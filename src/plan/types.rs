@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// `tp_*` fields that have a `Py_tp_*` slot id (Include/typeslots.h). `tp_vectorcall` only has
 /// one from 3.14 and is left out.
-const TP_SLOTS: &[&str] = &[
+pub(super) const TP_SLOTS: &[&str] = &[
     "tp_alloc",
     "tp_base",
     "tp_bases",
@@ -41,7 +41,7 @@ const TP_SLOTS: &[&str] = &[
 ];
 
 /// Sub-tables whose fields become `Py_<prefix>_*` slots.
-const SUB_TABLES: &[(&str, &str)] = &[
+pub(super) const SUB_TABLES: &[(&str, &str)] = &[
     ("tp_as_async", "am"),
     ("tp_as_number", "nb"),
     ("tp_as_sequence", "sq"),
@@ -50,7 +50,7 @@ const SUB_TABLES: &[(&str, &str)] = &[
 ];
 
 /// Fields that are not slots and need a note rather than code.
-const NOTED: &[(&str, &str)] = &[
+pub(super) const NOTED: &[(&str, &str)] = &[
     ("tp_weaklistoffset", "a `__weaklistoffset__` member in `Py_tp_members` (3.9+), or `Py_TPFLAGS_MANAGED_WEAKREF` (3.12+)"),
     ("tp_dictoffset", "a `__dictoffset__` member in `Py_tp_members` (3.9+), or `Py_TPFLAGS_MANAGED_DICT` (3.12+)"),
     ("tp_vectorcall_offset", "a `__vectorcalloffset__` member in `Py_tp_members` (3.9+) and `Py_TPFLAGS_HAVE_VECTORCALL`"),

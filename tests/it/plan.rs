@@ -419,15 +419,30 @@ fn build_module(py: &Python, dir: &Path) -> Result<(), String> {
 
 /// Builds `dir/NAME.c` into `dir/NAME<ext suffix>` with the strict flags and `extra`.
 fn build_named(py: &Python, dir: &Path, name: &str, extra: &[&str]) -> Result<(), String> {
+    build_sources(py, dir, name, &[&format!("{name}.c")], extra)
+}
+
+/// Builds the `sources` of `dir` into `dir/NAME<ext suffix>` with the strict flags and `extra`.
+fn build_sources(
+    py: &Python,
+    dir: &Path,
+    name: &str,
+    sources: &[&str],
+    extra: &[&str],
+) -> Result<(), String> {
     let out = dir.join(format!("{name}{}", py.ext_suffix));
     let _ = std::fs::remove_file(&out);
     let inc = format!("-I{}", py.include.display());
-    let src = dir.join(format!("{name}.c")).display().to_string();
+    let srcs: Vec<String> = sources
+        .iter()
+        .map(|s| dir.join(s).display().to_string())
+        .collect();
     let o = out.display().to_string();
     let mut args = vec!["-shared", "-fPIC", "-O0", inc.as_str()];
     args.extend_from_slice(STRICT);
     args.extend_from_slice(extra);
-    args.extend(["-o", o.as_str(), src.as_str()]);
+    args.extend(["-o", o.as_str()]);
+    args.extend(srcs.iter().map(String::as_str));
     gcc(
         &args,
         &format!("build for {}.{}", py.version.0, py.version.1),
@@ -1287,6 +1302,295 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
     }
 }
 
+/// Stage 2 on a type whose fields are set at run time, as ciso8601 and regex set theirs: the
+/// assignments before `PyType_Ready` become slots of the spec (placed before the function that
+/// set them, since they name functions defined after the static type), the base known only at
+/// run time becomes the creation's `bases`, the statements go, and the module builds with
+/// `-Wall -Werror` and behaves the same; `check` then says `per-interpreter-gil`.
+#[test]
+fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("runtime_fields");
+    copy_tree(&fix_fixture("runtime_fields"), &dir);
+    let file = dir.join("_offsets.c");
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_named(py, &dir, "_offsets", &["-Werror"]).expect("the legacy module builds");
+        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
+    }
+    let before = findings_of(&dir);
+    assert!(before
+        .iter()
+        .any(|(r, s)| r == "static-type-object" && s == "Offset_Type"));
+    let args = FixArgs {
+        paths: vec![dir.clone()],
+        stage: 0,
+        all: true,
+        apply: true,
+    };
+    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let fixed = std::fs::read_to_string(&file).expect("read");
+    assert!(!fixed.contains("PyTypeObject Offset_Type"), "{fixed}");
+    assert!(!fixed.contains("Offset_Type.tp_"), "{fixed}");
+    // Every field set at run time is a slot; the base is not (a file-scope array cannot
+    // hold what `PyDateTimeAPI` points to).
+    for slot in [
+        "{Py_tp_doc, \"a fixed offset from UTC, in seconds\"},",
+        "{Py_tp_init, (initproc)Offset_init},",
+        "{Py_tp_members, Offset_members},",
+        "{Py_tp_methods, Offset_methods},",
+        "{Py_tp_new, PyType_GenericNew},",
+        "{Py_tp_repr, (reprfunc)Offset_repr},",
+    ] {
+        assert!(fixed.contains(slot), "{slot}: {fixed}");
+    }
+    assert!(!fixed.contains("{Py_tp_base,"), "{fixed}");
+    assert!(
+        fixed.contains(".flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,"),
+        "{fixed}"
+    );
+    // The spec comes after the functions and tables it names.
+    let spec = fixed
+        .find("static PyType_Slot Offset_Type_slots[]")
+        .expect("the slots");
+    assert!(
+        fixed
+            .find("static PyMemberDef Offset_members[]")
+            .expect("members")
+            < spec
+    );
+    // Created where it was readied, on the base read there.
+    assert!(fixed.contains("if ((get_offsets_state(m)->Offset_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Offset_Type_spec, (PyObject *)PyDateTimeAPI->TZInfoType)) == NULL) {"), "{fixed}");
+    // The helper that allocates instances gets the module from its caller.
+    assert!(
+        fixed.contains("new_offset(PyObject *module, int offset)"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("return new_offset(module, (int)offset);"),
+        "{fixed}"
+    );
+    assert!(
+        fixed.contains("{Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},"),
+        "{fixed}"
+    );
+
+    // A second run changes nothing.
+    assert_eq!(run_fix(&args), 0);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
+
+    // The re-scan: the static type is gone and nothing was added; the module says
+    // `per-interpreter-gil`.
+    let after = findings_of(&dir);
+    for finding in &after {
+        assert!(before.contains(finding), "the fix added {finding:?}");
+    }
+    assert!(
+        !after.iter().any(|(r, _)| r == "static-type-object"),
+        "{after:?}"
+    );
+    let report = plan_report(&analysis_of(&dir));
+    let v = &report.modules[0].verdict;
+    assert_eq!(
+        v.honest_today.as_deref(),
+        Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
+    );
+    assert!(v.blockers.is_empty(), "{:?}", v.blockers);
+    for py in pythons() {
+        build_named(py, &dir, "_offsets", &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"), "{out}");
+    }
+}
+
+/// Stage 2 on a type defined in the second file of a module, with fields set at run time
+/// there: its spec stays in that file, created where it was readied (by a function the first
+/// file calls with the module) into the state's place, which the first file exports through
+/// one function; `new_zone`, which the first file called without the module, gets it in its
+/// definition, its header prototype and each call. It builds with `-Wall -Werror`, behaves the
+/// same, and `check` says `per-interpreter-gil` with no finding.
+#[test]
+fn fix_stage2_converts_a_type_defined_in_another_file_of_the_module() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("type_in_other_file");
+    copy_tree(&fix_fixture("type_in_other_file"), &dir);
+    let sources = ["_zones.c", "zone.c"];
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_sources(py, &dir, "_zones", &sources, &["-Werror"])
+            .expect("the legacy module builds");
+        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
+    }
+    let before = findings_of(&dir);
+    assert!(before
+        .iter()
+        .any(|(r, s)| r == "static-type-object" && s == "Zone_Type"));
+    let args = FixArgs {
+        paths: vec![dir.clone()],
+        stage: 0,
+        all: true,
+        apply: true,
+    };
+    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
+    let (main, zone, header) = (read("_zones.c"), read("zone.c"), read("zone.h"));
+    // The first file keeps the state and exports the type's place in it.
+    assert!(
+        main.contains("    PyTypeObject *Zone_Type;  /* was the static type `Zone_Type` */"),
+        "{main}"
+    );
+    assert!(
+        main.contains("PyTypeObject **\nzones_state_Zone_Type(PyObject *module)\n{\n    return &get_zones_state(module)->Zone_Type;\n}"),
+        "{main}"
+    );
+    // A helper whose first parameter already is the module passes it on; exec too.
+    assert!(
+        main.contains("return new_zone(self, sign * hours * 3600);"),
+        "{main}"
+    );
+    assert!(main.contains("utc = new_zone(m, 0);"), "{main}");
+    assert!(
+        header.contains("new_zone(PyObject *module, int seconds);"),
+        "{header}"
+    );
+    // The second file: the spec, with the fields set at run time as slots, created in place.
+    assert!(!zone.contains("PyTypeObject Zone_Type"), "{zone}");
+    assert!(!zone.contains("Zone_Type.tp_"), "{zone}");
+    assert!(
+        zone.contains("PyTypeObject **zones_state_Zone_Type(PyObject *module);"),
+        "{zone}"
+    );
+    assert!(zone.contains("{Py_tp_new, PyType_GenericNew},"), "{zone}");
+    assert!(zone.contains("{Py_tp_methods, Zone_methods},"), "{zone}");
+    assert!(
+        zone.contains("new_zone(PyObject *module, int seconds)"),
+        "{zone}"
+    );
+    assert!(
+        zone.contains("PyObject_GC_New(ZoneObject, (*zones_state_Zone_Type(module)))"),
+        "{zone}"
+    );
+    assert!(zone.contains("if (((*zones_state_Zone_Type(module)) = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Zone_Type_spec, NULL)) == NULL) {"), "{zone}");
+    assert!(
+        main.contains("{Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},"),
+        "{main}"
+    );
+
+    // A second run changes nothing.
+    assert_eq!(run_fix(&args), 0);
+    assert_eq!(read("_zones.c"), main);
+    assert_eq!(read("zone.c"), zone);
+    assert_eq!(read("zone.h"), header);
+
+    // The re-scan finds nothing at all; the verdict is the per-interpreter GIL.
+    let after = findings_of(&dir);
+    assert!(after.is_empty(), "{after:?}");
+    let report = plan_report(&analysis_of(&dir));
+    let v = &report.modules[0].verdict;
+    assert_eq!(
+        v.honest_today.as_deref(),
+        Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
+    );
+    for py in pythons() {
+        build_sources(py, &dir, "_zones", &sources, &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"), "{out}");
+    }
+}
+
+/// A type in another file whose function has a caller without the module (a C callback in
+/// the first file), or is named by a macro, has no way to the module the edit can give: it
+/// stays, with the reason.
+#[test]
+fn fix_stage2_keeps_a_type_of_another_file_whose_user_has_no_module() {
+    let cases = [
+        (
+            "static PyMethodDef zones_methods[] = {",
+            "int\nzones_callback(void)\n{\n    PyObject *z = new_zone(1);\n    Py_XDECREF(z);\n    return z != NULL;\n}\n\nstatic PyMethodDef zones_methods[] = {",
+            "its caller: `zones_callback` has no caller in the module",
+        ),
+        (
+            "#include \"zone.h\"\n",
+            "#include \"zone.h\"\n#define NOON_ZONE() new_zone(12 * 3600)\n",
+            "(the macro `NOON_ZONE` names it, and macros are not rewritten)",
+        ),
+    ];
+    for (from, to, reason) in cases {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let dir = scratch.path().join("m");
+        copy_tree(&fix_fixture("type_in_other_file"), &dir);
+        let main = std::fs::read_to_string(dir.join("_zones.c")).expect("read");
+        assert!(main.contains(from));
+        std::fs::write(dir.join("_zones.c"), main.replacen(from, to, 1)).expect("write");
+        let fixed0 = FixArgs {
+            paths: vec![dir.clone()],
+            stage: 0,
+            all: false,
+            apply: true,
+        };
+        assert_eq!(run_fix(&fixed0), 0);
+        let fix = isolint::plan::fix_stage(&analysis_of(&dir), 2);
+        match &fix.modules[0].outcome {
+            FixOutcome::Refused(said) | FixOutcome::Partial(said) => {
+                assert!(said.contains("`new_zone` (in `"), "{said}");
+                assert!(said.contains(reason), "{reason}\n{said}");
+                assert!(
+                    said.contains("(the static type `Zone_Type` stays)"),
+                    "{said}"
+                );
+            }
+            other => panic!("Zone_Type stays: {other:?}"),
+        }
+    }
+}
+
+/// A field set at run time folds only when the assignment is the same as the initializer:
+/// each other shape keeps the type static, with its line and reason.
+#[test]
+fn fix_stage2_keeps_a_type_whose_run_time_fields_cannot_fold() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "    if (PyType_Ready(&T_Type) < 0) {\n        return -1;\n    }\n    T_Type.tp_new = PyType_GenericNew;\n",
+            "line 23: it sets `T_Type.tp_new` after `PyType_Ready`",
+        ),
+        (
+            "    T_Type.tp_flags |= Py_TPFLAGS_BASETYPE;\n    if (PyType_Ready(&T_Type) < 0) {\n        return -1;\n    }\n",
+            "line 20: it updates `T_Type.tp_flags` at run time (not a plain `=`)",
+        ),
+        (
+            "    PyTypeObject *base = (PyTypeObject *)PyExc_Exception;\n    T_Type.tp_base = base;\n    if (PyType_Ready(&T_Type) < 0) {\n        return -1;\n    }\n",
+            "line 21: it sets `T_Type.tp_base` at run time to `base`, which the creation cannot read in its place",
+        ),
+        (
+            "    T_Type.tp_hash = (hashfunc)PyObject_Hash(m);\n    if (PyType_Ready(&T_Type) < 0) {\n        return -1;\n    }\n",
+            "line 20: it sets `T_Type.tp_hash` at run time to `(hashfunc)PyObject_Hash(m)`, not a constant a `PyType_Slot` can hold",
+        ),
+        (
+            "#ifdef MS_WINDOWS\n    T_Type.tp_new = PyType_GenericNew;\n#endif\n    if (PyType_Ready(&T_Type) < 0) {\n        return -1;\n    }\n",
+            "line 21: it sets `T_Type.tp_new` at run time under a condition",
+        ),
+    ];
+    for (body, reason) in cases {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let file = scratch.path().join("m.c");
+        std::fs::write(
+            &file,
+            format!(
+                "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n\nstatic PyTypeObject T_Type = {{\n    PyVarObject_HEAD_INIT(NULL, 0)\n    .tp_name = \"m.T\",\n    .tp_basicsize = sizeof(PyObject),\n}};\n\nstatic PyObject *\nT_make(PyObject *module, PyObject *unused)\n{{\n    return PyType_GenericAlloc(&T_Type, 0);\n}}\n\n\nstatic int\nm_exec(PyObject *m)\n{{\n{body}    return PyModule_AddType(m, &T_Type);\n}}\n\n{M_MODULE_DEF}"
+            ),
+        )
+        .expect("write");
+        let fix = isolint::plan::fix_stage(&analysis_of(&file), 2);
+        match &fix.modules[0].outcome {
+            FixOutcome::Partial(said) | FixOutcome::Refused(said) => {
+                assert!(said.contains(reason), "{reason}\n{said}");
+                assert!(said.contains("(the static type `T_Type` stays)"), "{said}");
+            }
+            other => panic!("{reason}: {other:?}"),
+        }
+    }
+}
+
 /// Stage 2 converts what it can and names each type it leaves with its line and reason: a
 /// macro names one, another has a field set at run time; and it says when the dealloc it
 /// rewrote freed a GC object with `PyObject_Del` (a latent bug, now `tp_free`).
@@ -1414,7 +1718,9 @@ static PyTypeObject Late_Type = {
 static int
 m_exec(PyObject *m)
 {
-    Late_Type.tp_new = PyType_GenericNew;
+    if (PyModule_GetDict(m) != NULL) {
+        Late_Type.tp_new = PyType_GenericNew;
+    }
     if (PyType_Ready(&Box_Type) < 0 || PyType_Ready(&Tag_Type) < 0 || PyType_Ready(&Late_Type) < 0) {
         return -1;
     }
@@ -1434,7 +1740,7 @@ m_exec(PyObject *m)
         "{said}"
     );
     assert!(
-        said.contains("line 50: it sets `Late_Type.tp_new` at run time: put it in the initializer (the static type `Late_Type` stays)"),
+        said.contains("line 51: it sets `Late_Type.tp_new` at run time under a condition (`if`, a loop, `#if`): put the field in the initializer, or set it in every branch by hand (the static type `Late_Type` stays)"),
         "{said}"
     );
     assert!(
