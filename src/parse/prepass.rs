@@ -584,7 +584,7 @@ pub fn prepare_with_defines(
 }
 
 /// Tables of at least this many numbers are thinned by [`thin_numeric_table`].
-const THIN_TABLE_MIN: usize = 256;
+const THIN_TABLE_MIN: usize = 64;
 
 /// A file-scope initializer of plain integers (`static RE_UINT8 table[] = {0, 1, ...}`, or rows
 /// of them, two levels deep at most) is data the facts keep opaque
@@ -1358,7 +1358,7 @@ mod tests {
     #[test]
     fn other_tables_are_left_as_written() {
         for src in [
-            table(200, 1),
+            table(60, 1),
             table(300, 1).replace("0x05", "-5"),
             table(300, 1).replace("0x05", "'a'"),
             table(300, 1).replace("0x05", "1.5"),
@@ -1369,10 +1369,11 @@ mod tests {
             table(300, 1).replace("= {", "= {{{{"),
             format!("void f(void) {{\n{}}}\n", table(300, 1)),
         ] {
+            // Each case's last entry: 60 values, or 300.
             let last = if src.contains("0x12B") {
                 "0x12B"
             } else {
-                "0xC7"
+                "0x3B"
             };
             assert!(prep(&src).contains(last), "{src}");
         }
