@@ -900,7 +900,25 @@ fn check_by_module(
         build_group, build_unattached, group_links, not_compiled_files, owners, sort_groups,
         unattached_files,
     };
-    let links: Vec<LinkFacts> = kept.iter().map(|k| k.link.clone()).collect();
+    let mut kept = kept;
+    // Linking reads what the files include, define and want; after it only their paths and
+    // kinds are needed, so the lists leave `kept` instead of being copied.
+    let links: Vec<LinkFacts> = kept
+        .iter_mut()
+        .map(|k| {
+            let shell = LinkFacts {
+                path: k.link.path.clone(),
+                kind: k.link.kind,
+                includes: Vec::new(),
+                uncompiled_includes: Vec::new(),
+                init_macros: Vec::new(),
+                inits: Vec::new(),
+                provides: Vec::new(),
+                wants: Vec::new(),
+            };
+            std::mem::replace(&mut k.link, shell)
+        })
+        .collect();
     let mut groups = group_links(&links, build);
     let not_compiled = not_compiled_files(&links);
     drop(links);

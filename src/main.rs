@@ -483,7 +483,8 @@ fn check(args: CheckArgs) -> ExitCode {
             text.push_str(&human::tail(&analysis, layout.width));
             text
         }
-        Format::Json => json::render(&analysis),
+        // Written a finding at a time below.
+        Format::Json => String::new(),
         Format::Sarif => {
             let rules: Vec<&'static RuleInfo> = config::all_rules().collect();
             sarif::render(&analysis, &rules, &mut texts, &sarif::repository_root())
@@ -498,11 +499,15 @@ fn check(args: CheckArgs) -> ExitCode {
         }
     }
     let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-        .is_err()
-    {
+    let written = if args.format == Format::Json && !args.statistics {
+        let mut out = std::io::BufWriter::new(&mut stdout);
+        json::write(&analysis, &mut out).and_then(|_| out.flush())
+    } else {
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush())
+    };
+    if written.is_err() {
         // A closed pipe (`| head`) is not an error of the scan.
         return ExitCode::SUCCESS;
     }

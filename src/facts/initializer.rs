@@ -20,7 +20,7 @@ pub(crate) fn parse_init(value: Node, cx: &Cx, read_entries: bool) -> Init {
 }
 
 /// Below this many values a numeric list is read like any other: it may be a small struct.
-const NUMERIC_TABLE_MIN: usize = 32;
+pub(crate) const NUMERIC_TABLE_MIN: usize = 32;
 
 /// A table of numbers (`static RE_UINT8 table[] = {1, 2, ...}`, or rows of them) under a type
 /// name isolint does not know: data with no names or addresses in it, so nothing a rule reads.

@@ -14,6 +14,7 @@ mod structs;
 
 pub use extract::extract;
 pub use function::HEAP_TYPE_CREATORS;
+pub(crate) use initializer::NUMERIC_TABLE_MIN;
 
 use crate::discover::SourceKind;
 use crate::parse::ParseErrors;

@@ -298,6 +298,8 @@ pub fn prepare_with_defines(
     let mut rewrites: Vec<(usize, usize, &'static [u8])> = Vec::new();
     let mut semicolons: Vec<usize> = Vec::new();
     let mut macro_uses: Vec<MacroUse> = Vec::new();
+    // `= {` at file scope: initializers that may be numeric tables (see [`thin_numeric_table`]).
+    let mut file_scope_initializers: Vec<usize> = Vec::new();
     // A statement macro's arguments, already read as part of it.
     let mut skip_through: Option<usize> = None;
 
@@ -468,6 +470,9 @@ pub fn prepare_with_defines(
                         if ctx.braces.is_empty() && ctx.parens == 0 && prev_code == Some(b')') {
                             ctx.body_start = Some(tok.start);
                         }
+                        if ctx.braces.is_empty() && ctx.parens == 0 && prev_sig == Some(b'=') {
+                            file_scope_initializers.push(index);
+                        }
                         ctx.braces
                             .push(if init { Brace::Init } else { Brace::Block });
                     }
@@ -566,6 +571,9 @@ pub fn prepare_with_defines(
     for at in semicolons {
         out[at] = b';';
     }
+    for open in file_scope_initializers {
+        thin_numeric_table(&toks, open, src, &mut out);
+    }
 
     regions.sort_by_key(|r| r.start);
     Prepared {
@@ -574,6 +582,84 @@ pub fn prepare_with_defines(
         conditionals: ConditionalMap { regions },
         function_bodies: FunctionBodies::new(bodies),
     }
+}
+
+/// Tables of at least this many numbers are thinned by [`thin_numeric_table`].
+const THIN_TABLE_MIN: usize = 64;
+
+/// A file-scope initializer of plain integers (`static RE_UINT8 table[] = {0, 1, ...}`, or rows
+/// of them, two levels deep at most) is data the facts keep opaque
+/// (`facts::NUMERIC_TABLE_MIN`): nothing reads its entries. Its tree is still the largest
+/// part of a table-heavy file (_regex_unicode.c's 426,000 numbers take a 115 MB tree), so a
+/// table of [`THIN_TABLE_MIN`] numbers or more keeps only its first entries, enough for the
+/// facts to see the same opaque table, and the rest up to its closing brace becomes spaces
+/// (newlines kept). Anything else inside (a comment, a directive, a name, a sign, a float, a
+/// character, a missing comma, deeper rows) leaves the table as written.
+fn thin_numeric_table(toks: &[Tok], open: usize, src: &[u8], out: &mut [u8]) {
+    let keep = crate::facts::NUMERIC_TABLE_MIN;
+    let mut depth = 0usize;
+    let mut values = 0usize;
+    // After `{` or `,`: an entry or `}` may come; after an entry: `,` or `}`.
+    let mut after_entry = false;
+    // Where the kept part ends: after the outer list's first entries that hold `keep` numbers.
+    let mut kept_end: Option<usize> = None;
+    for tok in &toks[open..] {
+        match tok.kind {
+            TokKind::Punct(b'{') if !after_entry => {
+                depth += 1;
+                if depth > 3 {
+                    return;
+                }
+            }
+            TokKind::Punct(b'}') => {
+                depth -= 1;
+                after_entry = true;
+                if depth == 0 {
+                    if let Some(start) = kept_end.filter(|_| values >= THIN_TABLE_MIN) {
+                        let blanked = &src[start..tok.start];
+                        let plain = blanked.iter().all(|&b| {
+                            b.is_ascii_hexdigit()
+                                || matches!(
+                                    b,
+                                    b'x' | b'X' | b'u' | b'U' | b'l' | b'L' | b',' | b'{' | b'}'
+                                )
+                                || b.is_ascii_whitespace()
+                        });
+                        if plain {
+                            blank(out, start, tok.start);
+                        }
+                    }
+                    return;
+                }
+            }
+            TokKind::Punct(b',') if after_entry => {
+                after_entry = false;
+                if depth == 1 && values >= keep && kept_end.is_none() {
+                    kept_end = Some(tok.end);
+                }
+            }
+            TokKind::Literal if !after_entry && is_plain_integer(&src[tok.start..tok.end]) => {
+                values += 1;
+                after_entry = true;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// `123`, `0x7F`, with `u`/`l` suffixes: what tree-sitter reads as one `number_literal`.
+fn is_plain_integer(text: &[u8]) -> bool {
+    let digits_end = text
+        .iter()
+        .rposition(|b| !matches!(b, b'u' | b'U' | b'l' | b'L'))
+        .map_or(0, |i| i + 1);
+    let (number, suffix) = text.split_at(digits_end);
+    let digits = match number {
+        [b'0', b'x' | b'X', hex @ ..] if !hex.is_empty() => hex.iter().all(u8::is_ascii_hexdigit),
+        [_, ..] => number.iter().all(u8::is_ascii_digit),
+        [] => false,
+    };
+    digits && suffix.len() <= 3
 }
 
 fn cplusplus_test(word: &str, rest: &str) -> Option<bool> {
@@ -1309,6 +1395,65 @@ mod tests {
             normalize_line_breaks(b"int x;\n"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    fn table(values: usize, row: usize) -> String {
+        let numbers: Vec<String> = (0..values).map(|i| format!("0x{i:02X}")).collect();
+        let body: Vec<String> = numbers
+            .chunks(row)
+            .map(|r| {
+                if row == 1 {
+                    r[0].clone()
+                } else {
+                    format!("{{{}}}", r.join(", "))
+                }
+            })
+            .collect();
+        format!(
+            "static RE_UINT8 t[] = {{\n    {},\n}};\nint after;\n",
+            body.join(",\n    ")
+        )
+    }
+
+    #[test]
+    fn large_numeric_tables_keep_their_first_entries() {
+        let src = table(300, 1);
+        let out = prep(&src);
+        let kept = &out[..out.find("0x1F,").unwrap() + 5];
+        assert_eq!(kept, &src[..kept.len()], "the first 32 entries stay");
+        assert!(!out.contains("0x20"), "{out}");
+        assert!(out.trim_end().ends_with("};\nint after;"), "{out}");
+        assert_eq!(out.matches('\n').count(), src.matches('\n').count());
+        let parsed = crate::parse::parse(out.as_bytes()).unwrap();
+        assert_eq!(parsed.errors.count(), 0);
+        // Rows of numbers: whole rows are kept until 32 numbers are.
+        let rows = prep(&table(300, 4));
+        assert!(rows.contains("{0x1C, 0x1D, 0x1E, 0x1F},"), "{rows}");
+        assert!(!rows.contains("0x20"), "{rows}");
+    }
+
+    #[test]
+    fn other_tables_are_left_as_written() {
+        for src in [
+            table(60, 1),
+            table(300, 1).replace("0x05", "-5"),
+            table(300, 1).replace("0x05", "'a'"),
+            table(300, 1).replace("0x05", "1.5"),
+            table(300, 1).replace("0x05", "N"),
+            table(300, 1).replace("0x05,", "0x05"),
+            table(300, 1).replace("0x40", "/* PyFoo */ 0x40"),
+            table(300, 1).replace("0x40,", "0x40,\n#if X\n1,\n#endif\n"),
+            table(300, 1).replace("= {", "= {{{{"),
+            format!("void f(void) {{\n{}}}\n", table(300, 1)),
+        ] {
+            // Each case's last entry: 60 values, or 300.
+            let last = if src.contains("0x12B") {
+                "0x12B"
+            } else {
+                "0x3B"
+            };
+            assert!(prep(&src).contains(last), "{src}");
+        }
     }
 
     #[test]

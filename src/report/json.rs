@@ -8,11 +8,12 @@ pub const FORMAT_VERSION: u32 = 2;
 
 pub fn to_value(analysis: &Analysis) -> Value {
     let mut value = frame(analysis);
+    value["modules"] = analysis.modules.iter().map(module_json).collect();
     value["findings"] = json!(analysis.findings);
     value
 }
 
-/// The document with an empty `findings` list.
+/// The document with empty `findings` and `modules` lists.
 fn frame(analysis: &Analysis) -> Value {
     json!({
         "version": FORMAT_VERSION,
@@ -23,63 +24,125 @@ fn frame(analysis: &Analysis) -> Value {
         "parse_errors": analysis.parse_errors,
         "hidden": analysis.hidden,
         "build_notes": analysis.build_notes,
-        "modules": analysis.modules.iter().map(|m| json!({
-            "name": m.name,
-            "import_name": m.import_name,
-            "path": m.path,
-            "line": m.line,
-            "init": m.init,
-            "m_size": m.m_size,
-            "slots": m.slots,
-            "files": m.files,
-            "files_from": m.files_from,
-            "static_types": m.static_types,
-            "heap_types": m.heap_types,
-            "verdict": m.verdict.as_ref().map(verdict_json),
-        })).collect::<Vec<_>>(),
+        "modules": [],
         "findings": [],
+    })
+}
+
+fn module_json(m: &crate::model::ModuleSummary) -> Value {
+    json!({
+        "name": m.name,
+        "import_name": m.import_name,
+        "path": m.path,
+        "line": m.line,
+        "init": m.init,
+        "m_size": m.m_size,
+        "slots": m.slots,
+        "files": m.files,
+        "files_from": m.files_from,
+        "static_types": m.static_types,
+        "heap_types": m.heap_types,
+        "verdict": m.verdict.as_ref().map(verdict_json),
     })
 }
 
 /// The document, pretty-printed: the text of `to_value`, without holding every finding as a
 /// `Value` at once (a large scan's findings took several times their text).
 pub fn render(analysis: &Analysis) -> String {
-    let mut text = match render_findings(analysis) {
-        Ok(text) => text,
-        Err(e) => format!("{{\"error\": \"{e}\"}}"),
-    };
-    text.push('\n');
-    text
+    let mut text = Vec::new();
+    write(analysis, &mut text).expect("writing to memory does not fail");
+    String::from_utf8(text).expect("serde_json writes UTF-8")
 }
 
-fn render_findings(analysis: &Analysis) -> Result<String, serde_json::Error> {
+/// [`render`], written to `out` a finding at a time: the whole text of a large scan is never
+/// held (16 copies of the corpus print 27 MB).
+pub fn write(analysis: &Analysis, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    match write_document(analysis, out) {
+        Ok(()) => out.write_all(b"\n"),
+        Err(Failure::Io(e)) => Err(e),
+        Err(Failure::Json(e)) => writeln!(out, "{{\"error\": \"{e}\"}}"),
+    }
+}
+
+enum Failure {
+    Io(std::io::Error),
+    Json(serde_json::Error),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        Failure::Json(e)
+    }
+}
+
+/// A top-level list's elements, each printed on its own.
+type Elements<'a> = Box<dyn Iterator<Item = serde_json::Result<String>> + 'a>;
+
+fn write_document(analysis: &Analysis, out: &mut impl std::io::Write) -> Result<(), Failure> {
     let frame = serde_json::to_string_pretty(&frame(analysis))?;
-    // The top-level key, at the top level's indent.
-    const EMPTY: &str = "\n  \"findings\": [],\n";
-    let at = match frame.find(EMPTY) {
-        _ if analysis.findings.is_empty() => return Ok(frame),
-        Some(at) => at,
-        None => return serde_json::to_string_pretty(&to_value(analysis)),
-    };
-    let mut text = String::with_capacity(frame.len() + analysis.findings.len() * 1024);
-    text.push_str(&frame[..at]);
-    text.push_str("\n  \"findings\": [");
-    for (i, finding) in analysis.findings.iter().enumerate() {
-        text.push_str(if i == 0 { "\n" } else { ",\n" });
-        // Each element as `to_string_pretty` prints it, two levels in: a string's newlines are
-        // escaped, so every line break is the printer's.
-        let element = serde_json::to_string_pretty(&serde_json::to_value(finding)?)?;
-        for (j, line) in element.split('\n').enumerate() {
-            if j > 0 {
-                text.push('\n');
+    // The top-level lists, each written an element at a time where the frame holds it empty
+    // (keys in the frame's order: serde_json sorts them).
+    let modules = analysis
+        .modules
+        .iter()
+        .map(|m| serde_json::to_string_pretty(&module_json(m)));
+    let findings = analysis
+        .findings
+        .iter()
+        .map(|f| serde_json::to_value(f).and_then(|v| serde_json::to_string_pretty(&v)));
+    let mut lists: Vec<(&str, Elements)> = vec![
+        ("\n  \"findings\": [],\n", Box::new(findings)),
+        ("\n  \"modules\": [],\n", Box::new(modules)),
+    ];
+    let mut places = Vec::new();
+    for (i, (empty, _)) in lists.iter().enumerate() {
+        match frame.find(empty) {
+            Some(at) => places.push((at, i)),
+            None => {
+                let whole = serde_json::to_string_pretty(&to_value(analysis))?;
+                return Ok(out.write_all(whole.as_bytes())?);
             }
-            text.push_str("    ");
-            text.push_str(line);
         }
     }
-    text.push_str("\n  ],\n");
-    text.push_str(&frame[at + EMPTY.len()..]);
-    Ok(text)
+    places.sort_unstable();
+    let mut from = 0;
+    let mut line = String::new();
+    for (at, i) in places {
+        let (empty, elements) = &mut lists[i];
+        let key = &empty[..empty.len() - "[],\n".len()];
+        out.write_all(&frame.as_bytes()[from..at])?;
+        out.write_all(key.as_bytes())?;
+        out.write_all(b"[")?;
+        let mut any = false;
+        for (n, element) in elements.enumerate() {
+            // Part of the document is out: an element that does not serialize is a failed
+            // write.
+            let element = element.map_err(std::io::Error::other)?;
+            line.clear();
+            line.push_str(if n == 0 { "\n" } else { ",\n" });
+            // Each element as `to_string_pretty` prints it, two levels in: a string's newlines
+            // are escaped, so every line break is the printer's.
+            for (j, part) in element.split('\n').enumerate() {
+                if j > 0 {
+                    line.push('\n');
+                }
+                line.push_str("    ");
+                line.push_str(part);
+            }
+            out.write_all(line.as_bytes())?;
+            any = true;
+        }
+        out.write_all(if any { b"\n  ],\n" } else { b"],\n" })?;
+        from = at + empty.len();
+    }
+    out.write_all(&frame.as_bytes()[from..])?;
+    Ok(())
 }
 
 fn verdict_json(v: &crate::rules::Verdict) -> Value {
