@@ -6,13 +6,21 @@
 //! the key they were extracted under. An entry is used only when its text hash and its facts key
 //! (isolint's version, the cache format, the file's kind and the scan-wide attribute macros that
 //! shaped its parse) both match, so a stale entry is re-extracted, never trusted. The whole file
-//! carries a checksum: a corrupted or truncated cache is dropped as a whole and rebuilt. Nothing
-//! after the facts (model, rules, configuration) is cached; those run on every scan, so a config
-//! change can never be answered from the cache.
+//! carries a checksum: a corrupted or truncated cache is dropped as a whole and rebuilt.
+//!
+//! Beside each file's facts the entry keeps what linking needs of them (the caller's encoded
+//! overview: `LinkFacts`, structs, counts), so that a scan links its files without decoding
+//! their facts, and decodes only the facts of the modules it models.
+//!
+//! After the facts come two results: each module's (findings and what its verdict reads,
+//! [`units`]), keyed by its files' facts and every scan-wide input its analysis reads; and the
+//! whole scan's (the run memo, [`memo`]), used when every input and option is unchanged.
 
 mod memo;
+pub mod units;
 
 pub use memo::Outcome;
+pub use units::{UnitCache, UnitResult};
 
 use crate::facts::FileFacts;
 use crate::parse::macros::MacroDefinition;
@@ -27,7 +35,7 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
 pub const CACHE_DIR: &str = ".isolint_cache";
 const FILE_NAME: &str = "facts.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
-const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x03";
+const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x04";
 /// Format, build fingerprint, checksum.
 const HEADER_LEN: usize = FORMAT.len() + 8 + 16;
 
@@ -50,6 +58,15 @@ pub struct CacheStats {
     pub whole_run: bool,
     /// Why the cache could not be written, if it could not; the scan itself is unaffected.
     pub write_error: Option<String>,
+    /// Files whose facts were decoded from the cache to model a module (a file held by
+    /// modules whose results all came from the module cache is linked from its overview
+    /// alone, never decoded).
+    pub decoded: usize,
+    /// Modules (and the unit of files no module holds) whose findings and verdict inputs came
+    /// from the module cache.
+    pub units_reused: usize,
+    /// Modules (and that unit) modelled and checked in this scan.
+    pub units_checked: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,12 +78,16 @@ struct Entry {
     /// worker that needs them, and an entry kept as it was is written back without re-encoding.
     #[serde(with = "byte_buf")]
     facts: Vec<u8>,
+    /// What a scan checking module by module keeps of the file in memory, encoded by the
+    /// caller: linking reads this instead of the facts.
+    #[serde(with = "byte_buf")]
+    overview: Vec<u8>,
 }
 
 /// A `Vec<u8>` read and written as one byte string: the same bytes in postcard as the
 /// sequence of `u8` serde would make of it, but decoded with one copy instead of one visit per
 /// byte (that visit was most of the cost of opening a cache of CPython's 26 MB of facts).
-mod byte_buf {
+pub(crate) mod byte_buf {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -114,6 +135,7 @@ pub struct FactsCache {
     used: Mutex<Vec<PathBuf>>,
     fresh: Mutex<Vec<(PathBuf, Entry)>>,
     discarded: bool,
+    decoded: std::sync::atomic::AtomicUsize,
 }
 
 /// The hash of a file's text as it is scanned (invalid UTF-8 already replaced), with the offset
@@ -156,6 +178,7 @@ impl FactsCache {
             used: Mutex::new(Vec::new()),
             fresh: Mutex::new(Vec::new()),
             discarded,
+            decoded: Default::default(),
         }
     }
 
@@ -192,16 +215,42 @@ impl FactsCache {
         if facts.path != path {
             return None;
         }
-        if let Ok(mut used) = self.used.lock() {
-            used.push(path.to_path_buf());
-        }
+        self.decoded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.mark_used(path);
         Some(facts)
     }
 
-    /// The facts [`FactsCache::facts`] gave for this path, decoded again (a scan that checks
-    /// module by module drops them in between).
+    /// The file's overview (what [`FactsCache::store`] was given beside its facts), if the
+    /// cache holds this text's facts under this key. Its facts stay encoded until
+    /// [`FactsCache::facts_again`] asks for them.
+    pub fn overview(&self, path: &Path, content: u128, key: u64) -> Option<&[u8]> {
+        let entry = self
+            .old
+            .get(path)
+            .filter(|e| e.content == content && e.facts_key == key && !e.overview.is_empty())?;
+        self.mark_used(path);
+        Some(&entry.overview)
+    }
+
+    fn mark_used(&self, path: &Path) {
+        if let Ok(mut used) = self.used.lock() {
+            used.push(path.to_path_buf());
+        }
+    }
+
+    /// The facts of a file [`FactsCache::facts`] or [`FactsCache::overview`] answered for,
+    /// decoded (again: a scan that checks module by module drops them in between).
     pub fn facts_again(&self, path: &Path) -> Option<FileFacts> {
-        postcard::from_bytes(&self.old.get(path)?.facts).ok()
+        let facts: FileFacts = postcard::from_bytes(&self.old.get(path)?.facts).ok()?;
+        self.decoded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (facts.path == path).then_some(facts)
+    }
+
+    /// Facts decoded from the cache so far.
+    pub fn decoded(&self) -> usize {
+        self.decoded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The size of the facts the cache holds for this path, serialized.
@@ -217,6 +266,7 @@ impl FactsCache {
         macros: Vec<MacroDefinition>,
         key: u64,
         facts: &FileFacts,
+        overview: Vec<u8>,
     ) {
         let Ok(bytes) = postcard::to_stdvec(facts) else {
             return;
@@ -226,6 +276,7 @@ impl FactsCache {
             macros,
             facts_key: key,
             facts: bytes,
+            overview,
         };
         if let Ok(mut fresh) = self.fresh.lock() {
             fresh.push((path.to_path_buf(), entry));
@@ -286,7 +337,7 @@ impl FactsCache {
 }
 
 /// This version's folder in the cache folder `dir`.
-fn version_dir(dir: &Path) -> PathBuf {
+pub(crate) fn version_dir(dir: &Path) -> PathBuf {
     dir.join(env!("CARGO_PKG_VERSION"))
 }
 
@@ -296,7 +347,7 @@ fn memo_file(version_dir: &Path, scan: u64) -> PathBuf {
 }
 
 /// The payload of a cache file whose format, build and checksum are right.
-fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
+pub(crate) fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.len() < HEADER_LEN || &bytes[..FORMAT.len()] != FORMAT {
         return None;
     }
@@ -309,7 +360,7 @@ fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
     (xxh3_128(payload) == checksum).then_some(payload)
 }
 
-fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
     let version_dir = file.parent().ok_or("no cache folder")?;
     let root = version_dir.parent().ok_or("no cache folder")?;
     let describe = |e: std::io::Error| format!("{}: {e}", root.display());

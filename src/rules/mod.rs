@@ -50,7 +50,7 @@ use crate::version::VersionRange;
 pub use support::{describe_writes, write_summary};
 pub use verdict::{
     module_verdict, nothing_suppressed, Blocker, Blocks, GilLevel, GilSource, GilVerdict, Level,
-    SuppressedBlocker, SuppressedBy, Verdict,
+    SuppressedBlocker, SuppressedBy, Verdict, verdict_of, VerdictInputs,
 };
 
 #[derive(Debug)]
