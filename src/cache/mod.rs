@@ -69,19 +69,66 @@ pub struct CacheStats {
     pub units_checked: usize,
 }
 
-#[derive(Serialize, Deserialize)]
 struct Entry {
     content: u128,
     macros: Vec<MacroDefinition>,
     facts_key: u64,
     /// The facts, serialized on their own: only the entries a scan uses are decoded, by the
     /// worker that needs them, and an entry kept as it was is written back without re-encoding.
-    #[serde(with = "byte_buf")]
-    facts: Vec<u8>,
+    facts: Blob,
     /// What a scan checking module by module keeps of the file in memory, encoded by the
     /// caller: linking reads this instead of the facts.
-    #[serde(with = "byte_buf")]
-    overview: Vec<u8>,
+    overview: Blob,
+}
+
+/// Bytes of an entry: made by this scan, or where they lie in the cache file as read (not
+/// copied out of it: opening CPython's 26 MB cache copied every entry's facts once more).
+enum Blob {
+    Owned(Vec<u8>),
+    Loaded(std::ops::Range<usize>),
+}
+
+impl Blob {
+    /// The bytes, `loaded` being the cache file as read.
+    fn in_file<'a>(&'a self, loaded: &'a [u8]) -> &'a [u8] {
+        match self {
+            Blob::Owned(bytes) => bytes,
+            Blob::Loaded(range) => &loaded[range.clone()],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Blob::Owned(b) => b.len(),
+            Blob::Loaded(r) => r.len(),
+        }
+    }
+}
+
+/// An entry as the cache file holds it, read in place.
+#[derive(Deserialize)]
+struct EntryIn<'a> {
+    content: u128,
+    macros: Vec<MacroDefinition>,
+    facts_key: u64,
+    facts: &'a [u8],
+    overview: &'a [u8],
+}
+
+/// An entry as it is written: the same layout as [`EntryIn`].
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    content: u128,
+    macros: &'a [MacroDefinition],
+    facts_key: u64,
+    #[serde(serialize_with = "bytes_out")]
+    facts: &'a [u8],
+    #[serde(serialize_with = "bytes_out")]
+    overview: &'a [u8],
+}
+
+fn bytes_out<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
 }
 
 /// A `Vec<u8>` read and written as one byte string: the same bytes in postcard as the
@@ -122,9 +169,15 @@ pub(crate) mod byte_buf {
     }
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct CacheFile {
-    entries: Vec<(PathBuf, Entry)>,
+#[derive(Deserialize)]
+struct CacheFileIn<'a> {
+    #[serde(borrow)]
+    entries: Vec<(PathBuf, EntryIn<'a>)>,
+}
+
+#[derive(Serialize)]
+struct CacheFileOut<'a> {
+    entries: Vec<(&'a PathBuf, EntryOut<'a>)>,
 }
 
 /// The cache of one scan: the entries loaded at the start, what the scan used and found.
@@ -132,6 +185,8 @@ pub struct FactsCache {
     dir: PathBuf,
     file: PathBuf,
     old: FxHashMap<PathBuf, Entry>,
+    /// The cache file as read: old entries' bytes lie in it.
+    loaded: Vec<u8>,
     used: Mutex<Vec<PathBuf>>,
     fresh: Mutex<Vec<(PathBuf, Entry)>>,
     discarded: bool,
@@ -162,19 +217,42 @@ impl FactsCache {
     /// corrupted cache file gives an empty cache.
     pub fn open(dir: &Path) -> Self {
         let file = version_dir(dir).join(FILE_NAME);
-        let (old, discarded) = match std::fs::read(&file) {
-            Ok(bytes) => match checked_payload(&bytes)
-                .and_then(|p| postcard::from_bytes::<CacheFile>(p).ok())
-            {
-                Some(c) => (c.entries.into_iter().collect(), false),
-                None => (FxHashMap::default(), true),
-            },
-            Err(_) => (FxHashMap::default(), false),
+        let (old, discarded, loaded) = match std::fs::read(&file) {
+            Ok(bytes) => {
+                let base = bytes.as_ptr() as usize;
+                let at = |slice: &[u8]| {
+                    let start = slice.as_ptr() as usize - base;
+                    Blob::Loaded(start..start + slice.len())
+                };
+                let old = checked_payload(&bytes)
+                    .and_then(|p| postcard::from_bytes::<CacheFileIn>(p).ok())
+                    .map(|c| {
+                        c.entries
+                            .into_iter()
+                            .map(|(path, e)| {
+                                let entry = Entry {
+                                    content: e.content,
+                                    macros: e.macros,
+                                    facts_key: e.facts_key,
+                                    facts: at(e.facts),
+                                    overview: at(e.overview),
+                                };
+                                (path, entry)
+                            })
+                            .collect::<FxHashMap<_, _>>()
+                    });
+                match old {
+                    Some(old) => (old, false, bytes),
+                    None => (FxHashMap::default(), true, Vec::new()),
+                }
+            }
+            Err(_) => (FxHashMap::default(), false, Vec::new()),
         };
         Self {
             dir: version_dir(dir),
             file,
             old,
+            loaded,
             used: Mutex::new(Vec::new()),
             fresh: Mutex::new(Vec::new()),
             discarded,
@@ -211,7 +289,7 @@ impl FactsCache {
             .old
             .get(path)
             .filter(|e| e.content == content && e.facts_key == key)?;
-        let facts: FileFacts = postcard::from_bytes(&entry.facts).ok()?;
+        let facts: FileFacts = postcard::from_bytes(self.bytes(&entry.facts)).ok()?;
         if facts.path != path {
             return None;
         }
@@ -228,9 +306,13 @@ impl FactsCache {
         let entry = self
             .old
             .get(path)
-            .filter(|e| e.content == content && e.facts_key == key && !e.overview.is_empty())?;
+            .filter(|e| e.content == content && e.facts_key == key && e.overview.len() > 0)?;
         self.mark_used(path);
-        Some(&entry.overview)
+        Some(self.bytes(&entry.overview))
+    }
+
+    fn bytes<'a>(&'a self, blob: &'a Blob) -> &'a [u8] {
+        blob.in_file(&self.loaded)
     }
 
     fn mark_used(&self, path: &Path) {
@@ -242,7 +324,7 @@ impl FactsCache {
     /// The facts of a file [`FactsCache::facts`] or [`FactsCache::overview`] answered for,
     /// decoded (again: a scan that checks module by module drops them in between).
     pub fn facts_again(&self, path: &Path) -> Option<FileFacts> {
-        let facts: FileFacts = postcard::from_bytes(&self.old.get(path)?.facts).ok()?;
+        let facts: FileFacts = postcard::from_bytes(self.bytes(&self.old.get(path)?.facts)).ok()?;
         self.decoded
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         (facts.path == path).then_some(facts)
@@ -275,8 +357,8 @@ impl FactsCache {
             content,
             macros,
             facts_key: key,
-            facts: bytes,
-            overview,
+            facts: Blob::Owned(bytes),
+            overview: Blob::Owned(overview),
         };
         if let Ok(mut fresh) = self.fresh.lock() {
             fresh.push((path.to_path_buf(), entry));
@@ -331,7 +413,23 @@ impl FactsCache {
         );
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|b, a| a.0 == b.0);
-        let payload = postcard::to_stdvec(&CacheFile { entries }).map_err(|e| e.to_string())?;
+        let loaded = &self.loaded;
+        let out = CacheFileOut {
+            entries: entries
+                .iter()
+                .map(|(path, e)| {
+                    let entry = EntryOut {
+                        content: e.content,
+                        macros: &e.macros,
+                        facts_key: e.facts_key,
+                        facts: e.facts.in_file(loaded),
+                        overview: e.overview.in_file(loaded),
+                    };
+                    (path, entry)
+                })
+                .collect(),
+        };
+        let payload = postcard::to_stdvec(&out).map_err(|e| e.to_string())?;
         write_atomically(&self.file, &payload)
     }
 }
