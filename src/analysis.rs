@@ -1,7 +1,9 @@
 //! `analyze`: the whole pipeline from paths to sorted findings.
 
 use crate::buildfiles::{read_build, BuildInfo, BuildNote, BuildOptions};
-use crate::cache::{content_hash, facts_key, CacheStats, FactsCache, Outcome, UnitCache, UnitResult};
+use crate::cache::{
+    content_hash, facts_key, CacheStats, FactsCache, Outcome, UnitCache, UnitResult,
+};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::cpp::ForeignCall;
 use crate::facts::{extract, FileFacts};
@@ -693,9 +695,12 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         }
     };
     // The module cache: one file per scan identity, beside the facts cache.
-    let unit_cache = cache_dir
-        .filter(|_| !options.model)
-        .map(|dir| UnitCache::open(dir, xxhash_rust::xxh3::xxh3_64(scan_identity(options).as_bytes())));
+    let unit_cache = cache_dir.filter(|_| !options.model).map(|dir| {
+        UnitCache::open(
+            dir,
+            xxhash_rust::xxh3::xxh3_64(scan_identity(options).as_bytes()),
+        )
+    });
     let (mut units_reused, mut units_checked) = (0, 0);
     let (project, mut findings, summaries) = if options.model {
         let mut project = Project::build_with(files, &build);

@@ -87,9 +87,7 @@ impl UnitCache {
         let file = version_dir(dir).join(format!("units-{scan:016x}.bin"));
         let old = std::fs::read(&file)
             .ok()
-            .and_then(|bytes| {
-                postcard::from_bytes::<UnitsFile>(checked_payload(&bytes)?).ok()
-            })
+            .and_then(|bytes| postcard::from_bytes::<UnitsFile>(checked_payload(&bytes)?).ok())
             .map(|f| f.entries.into_iter().map(|(k, b)| (k, b.0)).collect())
             .unwrap_or_default();
         Self {
@@ -103,11 +101,7 @@ impl UnitCache {
     /// The result stored under `key`, if any and if this build can read it; `content_of`
     /// gives the current hash of a scanned file's text (`None`: not in this scan), and an
     /// entry whose foreign files changed is not used.
-    pub fn get(
-        &self,
-        key: u128,
-        content_of: impl Fn(&Path) -> Option<u128>,
-    ) -> Option<UnitResult> {
+    pub fn get(&self, key: u128, content_of: impl Fn(&Path) -> Option<u128>) -> Option<UnitResult> {
         let bytes = self.old.get(&key)?;
         let record: UnitRecord = postcard::from_bytes(bytes).ok()?;
         if record

@@ -303,7 +303,10 @@ fn an_edit_models_only_the_modules_holding_the_edited_file() {
     assert!(after.contains("added_cache"), "the new global is reported");
     let holders = modules_holding(&uncached, &edited);
     assert!(holders >= 1);
-    assert_eq!(stats.units_checked, holders, "only the edited file's modules");
+    assert_eq!(
+        stats.units_checked, holders,
+        "only the edited file's modules"
+    );
     assert_eq!(stats.units_reused, units - holders);
     // Only the other files of those modules were decoded (the edited one was parsed).
     let v: serde_json::Value = serde_json::from_str(&uncached).unwrap();
@@ -324,7 +327,10 @@ fn an_edit_models_only_the_modules_holding_the_edited_file() {
         .collect();
     others.sort_unstable();
     others.dedup();
-    assert!(!others.is_empty(), "a module of one file tests nothing here");
+    assert!(
+        !others.is_empty(),
+        "a module of one file tests nothing here"
+    );
     assert_eq!(stats.decoded, others.len());
 
     // Back to the old text: the old entries answer again and the finding goes away.
@@ -379,7 +385,12 @@ fn a_damaged_module_cache_never_changes_a_finding() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("units-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("units-")
+        })
         .expect("a module cache");
     let good = std::fs::read(&units_file).unwrap();
     let mut flipped = good.clone();
@@ -393,7 +404,11 @@ fn a_damaged_module_cache_never_changes_a_finding() {
         std::fs::write(&units_file, &bytes).unwrap();
         let (report, stats) = scan(root, true);
         assert_eq!(report, uncached, "{what}: findings changed");
-        assert_eq!(stats.unwrap().units_reused, 0, "{what}: a damaged cache was used");
+        assert_eq!(
+            stats.unwrap().units_reused,
+            0,
+            "{what}: a damaged cache was used"
+        );
     }
     // Rewritten whole by the scan after the damage.
     forget_runs(root);
@@ -427,7 +442,10 @@ fn an_edited_header_changes_the_modules_that_include_it_on_the_next_run() {
     let root = dir.path();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check");
     copy_tree(&fixtures.join("split_module"), &root.join("split"));
-    copy_tree(&fixtures.join("isolated_multi_phase"), &root.join("isolated"));
+    copy_tree(
+        &fixtures.join("isolated_multi_phase"),
+        &root.join("isolated"),
+    );
     let (first, stderr) = check_cli(root, true);
     assert!(stderr.contains("0 reused"), "{stderr}");
     let (again, stderr) = check_cli(root, true);
@@ -448,10 +466,7 @@ fn an_edited_header_changes_the_modules_that_include_it_on_the_next_run() {
     let (after, stderr) = check_cli(root, true);
     // The split module includes the header; the isolated module (and the empty unit of files
     // no module holds) come from the module cache.
-    assert!(
-        stderr.contains("modules: 2 reused, 1 checked"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("modules: 2 reused, 1 checked"), "{stderr}");
     let (uncached, _) = check_cli(root, false);
     assert_eq!(after, uncached);
     let in_header: Vec<&serde_json::Value> = after["findings"]
@@ -464,5 +479,8 @@ fn an_edited_header_changes_the_modules_that_include_it_on_the_next_run() {
     assert!(in_header
         .iter()
         .all(|f| f["path"].as_str().unwrap().ends_with("state.h")));
-    assert_ne!(after["modules"], first["modules"], "the verdict did not change");
+    assert_ne!(
+        after["modules"], first["modules"],
+        "the verdict did not change"
+    );
 }
