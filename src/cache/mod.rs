@@ -34,6 +34,9 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
 /// The cache folder's name, beside the config file or in the current folder.
 pub const CACHE_DIR: &str = ".isolint_cache";
 const FILE_NAME: &str = "facts.bin";
+/// The entries written since `facts.bin`, for that file (its checksum): a re-run after an
+/// edit writes the few entries it made, not the whole cache again.
+const DELTA_NAME: &str = "facts-delta.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
 const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x04";
 /// Format, build fingerprint, checksum.
@@ -187,6 +190,10 @@ pub struct FactsCache {
     old: FxHashMap<PathBuf, Entry>,
     /// The cache file as read: old entries' bytes lie in it.
     loaded: Vec<u8>,
+    /// The checksum of the cache file as read, which a delta must name.
+    base: Option<u128>,
+    /// Old entries that came from the delta file.
+    from_delta: rustc_hash::FxHashSet<PathBuf>,
     used: Mutex<Vec<PathBuf>>,
     fresh: Mutex<Vec<(PathBuf, Entry)>>,
     discarded: bool,
@@ -248,11 +255,44 @@ impl FactsCache {
             }
             Err(_) => (FxHashMap::default(), false, Vec::new()),
         };
+        let mut old = old;
+        let base = (loaded.len() >= HEADER_LEN)
+            .then(|| loaded[FORMAT.len() + 8..HEADER_LEN].try_into().ok())
+            .flatten()
+            .map(u128::from_le_bytes);
+        let mut from_delta = rustc_hash::FxHashSet::default();
+        let delta = base.and_then(|base| {
+            let bytes = std::fs::read(version_dir(dir).join(DELTA_NAME)).ok()?;
+            let (of, entries): (u128, Vec<(PathBuf, EntryIn)>) =
+                postcard::from_bytes(checked_payload(&bytes)?).ok()?;
+            // A delta of another base (rewritten since) is stale as a whole.
+            (of == base).then(|| {
+                entries
+                    .into_iter()
+                    .map(|(path, e)| {
+                        let entry = Entry {
+                            content: e.content,
+                            macros: e.macros,
+                            facts_key: e.facts_key,
+                            facts: Blob::Owned(e.facts.to_vec()),
+                            overview: Blob::Owned(e.overview.to_vec()),
+                        };
+                        (path, entry)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        for (path, entry) in delta.into_iter().flatten() {
+            from_delta.insert(path.clone());
+            old.insert(path, entry);
+        }
         Self {
             dir: version_dir(dir),
             file,
             old,
             loaded,
+            base,
+            from_delta,
             used: Mutex::new(Vec::new()),
             fresh: Mutex::new(Vec::new()),
             discarded,
@@ -395,10 +435,32 @@ impl FactsCache {
         if fresh.is_empty() && !self.discarded {
             return Ok(());
         }
-        let used = self.used.into_inner().unwrap_or_default();
+        let delta_file = self.dir.join(DELTA_NAME);
+        let fresh_paths: rustc_hash::FxHashSet<PathBuf> =
+            fresh.iter().map(|(p, _)| p.clone()).collect();
         let mut old = self.old;
+        // A few entries changed: they go to the delta (with the delta's other entries), and the
+        // large file stays as it is. Past an eighth of the cache, the whole cache is rewritten.
+        let delta_len = fresh_paths.union(&self.from_delta).count();
+        if let (false, Some(base)) = (self.discarded, self.base) {
+            if delta_len <= (old.len() / 8).max(64) {
+                let mut entries: Vec<(PathBuf, Entry)> = fresh;
+                for path in &self.from_delta {
+                    if !fresh_paths.contains(path) {
+                        if let Some(entry) = old.remove(path) {
+                            entries.push((path.clone(), entry));
+                        }
+                    }
+                }
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                entries.dedup_by(|b, a| a.0 == b.0);
+                let payload = postcard::to_stdvec(&(base, encode(&entries, &self.loaded).entries))
+                    .map_err(|e| e.to_string())?;
+                return write_atomically(&delta_file, &payload);
+            }
+        }
+        let used = self.used.into_inner().unwrap_or_default();
         let mut entries: Vec<(PathBuf, Entry)> = Vec::with_capacity(old.len() + fresh.len());
-        let fresh_paths: Vec<PathBuf> = fresh.iter().map(|(p, _)| p.clone()).collect();
         // Fresh entries first: the stable sort and the dedup below keep them over old ones.
         entries.extend(fresh);
         for path in &used {
@@ -413,24 +475,31 @@ impl FactsCache {
         );
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|b, a| a.0 == b.0);
-        let loaded = &self.loaded;
-        let out = CacheFileOut {
-            entries: entries
-                .iter()
-                .map(|(path, e)| {
-                    let entry = EntryOut {
-                        content: e.content,
-                        macros: &e.macros,
-                        facts_key: e.facts_key,
-                        facts: e.facts.in_file(loaded),
-                        overview: e.overview.in_file(loaded),
-                    };
-                    (path, entry)
-                })
-                .collect(),
-        };
-        let payload = postcard::to_stdvec(&out).map_err(|e| e.to_string())?;
-        write_atomically(&self.file, &payload)
+        let payload =
+            postcard::to_stdvec(&encode(&entries, &self.loaded)).map_err(|e| e.to_string())?;
+        write_atomically(&self.file, &payload)?;
+        // The delta belonged to the file just replaced.
+        let _ = std::fs::remove_file(delta_file);
+        Ok(())
+    }
+}
+
+/// Entries as the cache file holds them, `loaded` being the cache file as read.
+fn encode<'a>(entries: &'a [(PathBuf, Entry)], loaded: &'a [u8]) -> CacheFileOut<'a> {
+    CacheFileOut {
+        entries: entries
+            .iter()
+            .map(|(path, e)| {
+                let entry = EntryOut {
+                    content: e.content,
+                    macros: &e.macros,
+                    facts_key: e.facts_key,
+                    facts: e.facts.in_file(loaded),
+                    overview: e.overview.in_file(loaded),
+                };
+                (path, entry)
+            })
+            .collect(),
     }
 }
 

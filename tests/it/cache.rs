@@ -484,3 +484,54 @@ fn an_edited_header_changes_the_modules_that_include_it_on_the_next_run() {
         "the verdict did not change"
     );
 }
+
+#[test]
+fn a_few_changed_entries_go_to_the_delta_and_a_stale_or_damaged_delta_is_ignored() {
+    let dir = project();
+    let root = dir.path();
+    scan(root, true);
+    let files = c_file_count(root);
+    let base = std::fs::read(cache_file(root)).unwrap();
+    let delta = cache_file(root).with_file_name("facts-delta.bin");
+    assert!(!delta.exists());
+
+    let edited = root.join("src/split_module/registry.c");
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, format!("{text}\n/* one edit */\n")).unwrap();
+    let (report, stats) = scan(root, true);
+    assert_eq!(stats.unwrap().misses, 1);
+    assert_eq!(report, scan(root, false).0);
+    // The large file is left alone; the edited file's entry is in the delta.
+    assert_eq!(std::fs::read(cache_file(root)).unwrap(), base);
+    assert!(delta.exists());
+    forget_runs(root);
+    let (again, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!((stats.hits, stats.misses), (files, 0), "the delta answered");
+    assert_eq!(again, report);
+
+    // A damaged delta is ignored: only the edited file is parsed again.
+    let mut bytes = std::fs::read(&delta).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&delta, bytes).unwrap();
+    forget_runs(root);
+    let (damaged, stats) = scan(root, true);
+    assert_eq!(stats.unwrap().misses, 1);
+    assert_eq!(damaged, report);
+
+    // A delta of another `facts.bin` is not read (each entry is still checked against its
+    // text, so a stale one could only answer the same text): the result stays right.
+    let good_delta = std::fs::read(&delta).unwrap();
+    std::fs::write(cache_file(root), b"garbage").unwrap();
+    forget_runs(root);
+    scan(root, true); // rewrites facts.bin whole and deletes the delta
+    assert!(!delta.exists());
+    std::fs::write(&delta, good_delta).unwrap();
+    std::fs::write(&edited, format!("{text}\n/* another edit */\n")).unwrap();
+    forget_runs(root);
+    let (fresh, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!((stats.hits, stats.misses), (files - 1, 1));
+    assert_eq!(fresh, scan(root, false).0);
+}
