@@ -20,8 +20,10 @@ threads through RAYON_NUM_THREADS), so that noise from a busy machine falls on a
 alike. Binaries are built with `cargo build --release` and copied aside first, so that a
 rebuild in the working tree cannot swap them mid-run. `isolint` runs with --no-cache; two more
 configurations time re-runs with a warm cache: `warm` (nothing changed: the run memo answers)
-and `warmfacts` (the run memo deleted first: every file's facts come from the cache, the model
-and rules run again).
+and `warmfacts` (the run memo and the module cache deleted first: every file's facts come from
+the cache, the model and rules run again); and `edited`, on a copy of the input with its own
+cache: before each run one `.c` file (the one of median size) gets a comment appended, which
+changes its hash, so the run parses that file and models and checks its modules again.
 
     bench/run.py                       # everything, 5 runs
     bench/run.py --only corpus,table --runs 7
@@ -89,10 +91,30 @@ def run_once(argv, threads, capture=False):
 
 
 def forget_run_memos(cache_dir):
+    """Deletes the run memos and the module caches: the next run models every module."""
     for dirpath, _, names in os.walk(cache_dir):
         for name in names:
-            if name.startswith("run-"):
+            if name.startswith("run-") or name.startswith("units-"):
                 os.remove(os.path.join(dirpath, name))
+
+
+def copy_for_edits(paths, into):
+    """Copies the input folders under `into`; returns the copies and the .c file of median
+    size (by size, then path) among them, the one `edited` appends a comment to."""
+    copies = []
+    for i, path in enumerate(paths):
+        dest = os.path.join(into, f"{i}-{os.path.basename(os.path.normpath(path))}")
+        shutil.copytree(path, dest, symlinks=True)
+        copies.append(dest)
+    c_files = []
+    for root in copies:
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                if name.endswith(".c"):
+                    full = os.path.join(dirpath, name)
+                    c_files.append((os.path.getsize(full), full))
+    c_files.sort()
+    return copies, c_files[len(c_files) // 2][1] if c_files else None
 
 
 def floor_fields(bins, paths):
@@ -123,6 +145,14 @@ def measure(bins, name, paths, runs, configs):
         "parse": [bins["parse_floor"], "parse"] + paths,
         "read": [bins["parse_floor"], "read"] + paths,
     }
+    edit_root, edited_file = None, None
+    if any(tool == "edited" for tool, _ in configs):
+        edit_root = tempfile.mkdtemp(prefix="isolint-bench-edit-")
+        copies, edited_file = copy_for_edits(paths, os.path.join(edit_root, "tree"))
+        argvs["edited"] = check + ["--cache-dir", os.path.join(edit_root, "cache")] + copies
+        info["edited_file"] = edited_file and os.path.relpath(edited_file, edit_root)
+        log(f"  edited: {info['edited_file']}")
+        run_once(argvs["edited"], 2)  # fills the copy's cache
     samples = {c: [] for c in configs}
     # The read floor above already brought every file into the page cache; one warm-up of the
     # parse floor loads the binaries' pages too, so the first round is not the odd one out.
@@ -133,12 +163,21 @@ def measure(bins, name, paths, runs, configs):
         for tool, threads in configs:
             if tool == "warmfacts":
                 forget_run_memos(cache_dir)
+            if tool == "edited":
+                if not edited_file:
+                    continue
+                with open(edited_file, "a") as f:
+                    f.write(f"/* edit {i} {threads} */\n")
             samples[(tool, threads)].append(run_once(argvs[tool], threads))
         log(f"  round {i + 1}/{runs} done")
     shutil.rmtree(cache_dir, ignore_errors=True)
+    if edit_root:
+        shutil.rmtree(edit_root, ignore_errors=True)
     result = dict(info)
     result["configs"] = {}
     for (tool, threads), runs_ in samples.items():
+        if not runs_:
+            continue
         med = {k: statistics.median(r[k] for r in runs_) for k in ("wall", "user", "sys")}
         med["rss_mb"] = max(r["rss_kb"] for r in runs_) / 1024
         med["mb_s"] = info["mb"] / med["wall"] if med["wall"] else 0.0
@@ -168,7 +207,9 @@ def report(result):
                 f"isolint / raw parse @{t} thread(s): wall {iso['wall'] / parse['wall']:.2f}x, "
                 f"CPU {(iso['user'] + iso['sys']) / (parse['user'] + parse['sys']):.2f}x"
             )
-    for tool in ("warm", "warmfacts"):
+    if result.get("edited_file"):
+        print(f"edited: {result['edited_file']} (a comment appended before each run)")
+    for tool in ("warm", "warmfacts", "edited"):
         warm, parse = c.get(f"{tool}@2"), c.get("parse@2")
         if warm and parse:
             print(
@@ -279,7 +320,7 @@ def main():
     print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}")
     print(f"isolint: {git_describe()}; runs per figure: {args.runs} (medians)")
     both = [("isolint", 2), ("parse", 2), ("read", 2), ("isolint", 1), ("parse", 1),
-            ("warm", 2), ("warmfacts", 2)]
+            ("warm", 2), ("warmfacts", 2), ("edited", 2)]
     results = []
 
     corpus = args.corpus

@@ -1,18 +1,20 @@
 //! `analyze`: the whole pipeline from paths to sorted findings.
 
 use crate::buildfiles::{read_build, BuildInfo, BuildNote, BuildOptions};
-use crate::cache::{content_hash, facts_key, CacheStats, FactsCache, Outcome};
+use crate::cache::{
+    content_hash, facts_key, CacheStats, FactsCache, Outcome, UnitCache, UnitResult,
+};
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::cpp::ForeignCall;
 use crate::facts::{extract, FileFacts};
 use crate::finding::{sort_findings, Finding};
 use crate::model::{LinkFacts, ModuleSummary, Project};
 use crate::parse::macros::{definitions_in, MacroDefinition, ProjectMacros};
-use crate::rules::{run_rules, RuleInfo, RULES};
+use crate::rules::{run_rules, RuleInfo, VerdictInputs, RULES};
 use crate::source::{decode_source, read_source, SourceError, SourceText, DEFAULT_MAX_FILE_SIZE};
 use crate::version::Target;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -121,17 +123,17 @@ impl Analysis {
 }
 
 enum FileOutcome {
+    /// A scan that keeps the whole model keeps every file's facts.
     Facts(Box<FileFacts>),
-    /// Facts the cache answered with: its entry can give them again.
-    Cached(Box<FileFacts>),
-    /// The facts went to the spill file; this is what stays in memory.
+    /// A scan checking module by module keeps this; the facts wait in the spill or the cache.
     Kept(Box<Kept>),
     Error(FileError),
 }
 
-/// What a scan checking module by module keeps of a file in memory; the facts themselves wait
-/// in the [`Spill`].
-struct Kept {
+/// What a scan checking module by module keeps of a file in memory, all that linking reads:
+/// taken from its facts after the parse, or from the facts cache, which keeps it beside them.
+#[derive(Serialize, Deserialize)]
+struct Overview {
     link: LinkFacts,
     /// Every struct of the scan is known to every module's rules (`Layouts`).
     structs: Vec<crate::facts::StructDef>,
@@ -141,15 +143,36 @@ struct Kept {
     parse_errors: usize,
     first_error_line: Option<usize>,
     first_invalid_utf8: Option<usize>,
+}
+
+impl Overview {
+    fn of(facts: &FileFacts) -> Self {
+        Self {
+            link: LinkFacts::of(facts),
+            structs: facts.structs.clone(),
+            fixed_capsules: crate::model::fixed_capsules(facts),
+            generated: facts.generated,
+            parse_errors: facts.parse_errors.count(),
+            first_error_line: facts.first_error_line,
+            first_invalid_utf8: facts.first_invalid_utf8,
+        }
+    }
+}
+
+struct Kept {
+    overview: Overview,
     /// Where its facts are in the spill, or `None` when the facts cache holds them.
     at: Option<(u64, usize)>,
     /// The size of its facts, serialized.
     size: usize,
+    /// The hash of its text and its facts key, when a cache is in use: what its facts are a
+    /// function of, for the module cache's keys.
+    identity: Option<(u128, u64)>,
 }
 
 impl Kept {
     fn path(&self) -> &Path {
-        &self.link.path
+        &self.overview.link.path
     }
 }
 
@@ -380,12 +403,35 @@ impl ScanContext<'_> {
     }
 }
 
-fn scan_one(job: Job, pre: &PreScan, held: Option<SourceText>, cx: &ScanContext) -> FileOutcome {
+/// Scans one file: its facts from the cache or from its parse. With a spill (a scan checking
+/// module by module), only the file's [`Overview`] stays in memory: the facts of a parsed file
+/// go to the spill, and a cached file's are not even decoded.
+fn scan_one(
+    job: Job,
+    pre: &PreScan,
+    held: Option<SourceText>,
+    cx: &ScanContext,
+    spill: Option<&Spill>,
+) -> FileOutcome {
     let (path, kind, bytes) = job;
     let defines = cx.build.defines_for(&path, &cx.common_defines);
     if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
-        if let Some(facts) = cache.facts(&path, content, cx.facts_key(kind, &defines)) {
-            return FileOutcome::Cached(Box::new(facts));
+        let key = cx.facts_key(kind, &defines);
+        if spill.is_some() {
+            let overview = cache
+                .overview(&path, content, key)
+                .and_then(|bytes| postcard::from_bytes::<Overview>(bytes).ok())
+                .filter(|o| o.link.path == path);
+            if let Some(overview) = overview {
+                return FileOutcome::Kept(Box::new(Kept {
+                    overview,
+                    at: None,
+                    size: cache.facts_len(&path),
+                    identity: Some((content, key)),
+                }));
+            }
+        } else if let Some(facts) = cache.facts(&path, content, key) {
+            return FileOutcome::Facts(Box::new(facts));
         }
     }
     let loaded = match held {
@@ -412,6 +458,8 @@ fn scan_one(job: Job, pre: &PreScan, held: Option<SourceText>, cx: &ScanContext)
                 cx.shared_macros,
             );
             facts.generated = crate::origin::is_generated(&source.text);
+            let overview = (spill.is_some() || cx.cache.is_some()).then(|| Overview::of(&facts));
+            let mut identity = None;
             if let Some(cache) = cx.cache {
                 let content = content_hash(&source.text, source.first_invalid_utf8);
                 // The pre-scan's macros belong to the text it read; re-derive them if the file
@@ -421,9 +469,26 @@ fn scan_one(job: Job, pre: &PreScan, held: Option<SourceText>, cx: &ScanContext)
                 } else {
                     definitions_in(source.text.as_bytes())
                 };
-                cache.store(&path, content, macros, cx.facts_key(kind, &defines), &facts);
+                let key = cx.facts_key(kind, &defines);
+                let encoded = overview
+                    .as_ref()
+                    .and_then(|o| postcard::to_stdvec(o).ok())
+                    .unwrap_or_default();
+                cache.store(&path, content, macros, key, &facts, encoded);
+                identity = Some((content, key));
             }
-            FileOutcome::Facts(Box::new(facts))
+            match (spill, overview) {
+                (Some(spill), Some(overview)) => {
+                    let at = spill.put(&facts);
+                    FileOutcome::Kept(Box::new(Kept {
+                        overview,
+                        at: Some(at),
+                        size: at.1,
+                        identity,
+                    }))
+                }
+                _ => FileOutcome::Facts(Box::new(facts)),
+            }
         }
         Err(err) => FileOutcome::Error(FileError {
             path,
@@ -532,17 +597,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let sizes: Vec<u64> = order.iter().map(|(i, _)| pre[*i].bytes).collect();
     let mut outcomes: Vec<(usize, FileOutcome)> =
         in_parse_budget(order, &sizes, |(i, (job, held))| {
-            let outcome = scan_one(job, &pre[i], held, &cx);
-            match (outcome, &spill) {
-                (FileOutcome::Facts(facts), Some(spill)) => {
-                    (i, FileOutcome::Kept(keep(&facts, Ok(spill))))
-                }
-                (FileOutcome::Cached(facts), Some(_)) => {
-                    let size = cx.cache.map_or(0, |c| c.facts_len(&facts.path));
-                    (i, FileOutcome::Kept(keep(&facts, Err(size))))
-                }
-                (outcome, _) => (i, outcome),
-            }
+            (i, scan_one(job, &pre[i], held, &cx, spill.as_ref()))
         });
     outcomes.sort_by_key(|(i, _)| *i);
 
@@ -551,7 +606,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut kept = Vec::new();
     for (_, outcome) in outcomes {
         match outcome {
-            FileOutcome::Facts(f) | FileOutcome::Cached(f) => files.push(*f),
+            FileOutcome::Facts(f) => files.push(*f),
             FileOutcome::Kept(k) => kept.push(*k),
             FileOutcome::Error(e) => errors.push(e),
         }
@@ -575,12 +630,13 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     } else {
         kept.iter()
             .map(|k| {
+                let o = &k.overview;
                 (
                     k.path(),
-                    k.first_invalid_utf8,
-                    k.parse_errors,
-                    k.first_error_line,
-                    k.generated,
+                    o.first_invalid_utf8,
+                    o.parse_errors,
+                    o.first_error_line,
+                    o.generated,
                 )
             })
             .collect()
@@ -638,6 +694,14 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             external.and_then(|e| (e.why)(f))
         }
     };
+    // The module cache: one file per scan identity, beside the facts cache.
+    let unit_cache = cache_dir.filter(|_| !options.model).map(|dir| {
+        UnitCache::open(
+            dir,
+            xxhash_rust::xxh3::xxh3_64(scan_identity(options).as_bytes()),
+        )
+    });
+    let (mut units_reused, mut units_checked) = (0, 0);
     let (project, mut findings, summaries) = if options.model {
         let mut project = Project::build_with(files, &build);
         project.foreign_calls = foreign_calls;
@@ -651,16 +715,33 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
                 .map(|k| paths.iter().any(|p| p == k.path()))
                 .collect::<Vec<bool>>()
         });
-        let (findings, summaries) = check_by_module(
+        let reuse = unit_cache.as_ref().map(|cache| UnitReuse {
+            cache,
+            options: {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(scan_identity(options).as_bytes());
+                // What the build files say decides the modules' file lists and defines.
+                h.update(format!("{build:?}").as_bytes());
+                h.digest128()
+            },
+        });
+        let by_module = check_by_module(
             (kept, focus.as_deref()),
             (&spill, cache.as_ref()),
+            reuse,
             &build,
             foreign_calls,
             &rules,
             &options.targets,
             &suppressed,
         );
-        (Project::build(Vec::new()), findings, summaries)
+        units_reused = by_module.reused;
+        units_checked = by_module.checked;
+        (
+            Project::build(Vec::new()),
+            by_module.findings,
+            by_module.summaries,
+        )
     };
     findings.retain(|f| applies_to_targets(f, &options.targets));
     sort_findings(&mut findings);
@@ -692,13 +773,17 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             discarded: c.discarded(),
             hits: c.hits(),
             misses: c.misses(),
+            decoded: c.decoded(),
+            units_reused,
+            units_checked,
             ..CacheStats::default()
         };
         let memo = match memo_key {
             Some((scan, inputs)) => c.memorize(scan, inputs, &outcome),
             None => Ok(()),
         };
-        stats.write_error = c.save().and(memo).err();
+        let units = unit_cache.map_or(Ok(()), |u| u.save(options.focus.is_some()));
+        stats.write_error = c.save().and(memo).and(units).err();
         stats
     });
     let mut analysis = Analysis::from_outcome(outcome, discover_errors, skipped, project, stats);
@@ -738,23 +823,16 @@ impl Analysis {
 fn summaries_of(
     project: &Project,
     modules: &[crate::model::ExtensionModule],
-) -> Vec<(ModuleSummary, crate::model::ExtensionModule)> {
+) -> Vec<(ModuleSummary, VerdictInputs)> {
     modules
         .iter()
-        .filter_map(|m| {
-            let summary = ModuleSummary::of(project, m)?;
-            let mut shell = m.clone();
-            shell.globals = Vec::new();
-            shell.types = Vec::new();
-            shell.init_functions = Default::default();
-            Some((summary, shell))
-        })
+        .filter_map(|m| Some((ModuleSummary::of(project, m)?, VerdictInputs::of(m))))
         .collect()
 }
 
 /// Each module's summary and verdict; the verdict reads the module's own findings.
 fn with_verdicts(
-    summaries: Vec<(ModuleSummary, crate::model::ExtensionModule)>,
+    summaries: Vec<(ModuleSummary, VerdictInputs)>,
     findings: &[Finding],
     suppressed: crate::rules::SuppressedBy,
 ) -> Vec<ModuleSummary> {
@@ -766,10 +844,10 @@ fn with_verdicts(
     }
     summaries
         .into_iter()
-        .map(|(mut summary, m)| {
+        .map(|(mut summary, inputs)| {
             let files: std::collections::HashSet<&PathBuf> = summary.files.iter().collect();
             let own: Vec<Finding> = by_module
-                .get(m.name.as_str())
+                .get(summary.name.as_str())
                 .map(|list| {
                     list.iter()
                         .filter(|f| files.contains(&f.path))
@@ -777,7 +855,7 @@ fn with_verdicts(
                         .collect()
                 })
                 .unwrap_or_default();
-            summary.verdict = Some(crate::rules::module_verdict(&m, &own, suppressed));
+            summary.verdict = Some(crate::rules::verdict_of(&inputs, &own, suppressed));
             summary
         })
         .collect()
@@ -852,63 +930,59 @@ fn in_parse_budget<J: Send, R: Send>(
     results.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a scan checking module by module keeps of a file: the facts go to the spill, unless
-/// the facts cache holds them (`Err`, with their size there).
-fn keep(facts: &FileFacts, spill: Result<&Spill, usize>) -> Box<Kept> {
-    let (at, size) = match spill {
-        Ok(spill) => {
-            let at = spill.put(facts);
-            (Some(at), at.1)
-        }
-        Err(size) => (None, size),
-    };
-    Box::new(Kept {
-        link: LinkFacts::of(facts),
-        structs: facts.structs.clone(),
-        fixed_capsules: crate::model::fixed_capsules(facts),
-        generated: facts.generated,
-        parse_errors: facts.parse_errors.count(),
-        first_error_line: facts.first_error_line,
-        first_invalid_utf8: facts.first_invalid_utf8,
-        at,
-        size,
-    })
-}
-
 /// Read back this much of spilled facts (bytes) at most for one round of modules, unless one
 /// module alone needs more: each round's modules are modelled and checked on every worker,
 /// then the files no later module holds are dropped.
 const ROUND_BUDGET: usize = 4 << 20;
 
+/// The module cache of a scan and the hash of the scan's options, rules and build: the
+/// scan-wide part of every module's key that does not come from the files.
+struct UnitReuse<'a> {
+    cache: &'a UnitCache,
+    options: u128,
+}
+
+/// What [`check_by_module`] found, unit by unit in report order.
+struct ByModule {
+    findings: Vec<Finding>,
+    summaries: Vec<(ModuleSummary, VerdictInputs)>,
+    /// Units whose result came from the module cache.
+    reused: usize,
+    /// Units modelled and checked.
+    checked: usize,
+}
+
 /// Links the files into modules, then models and checks them a round at a time, in the order
 /// of [`Project::units`]: each file's facts are read back for its first module's round and
 /// dropped after its last module's. The findings and summaries are those of
-/// `Project::build_with` and `run_rules` over every file at once.
+/// `Project::build_with` and `run_rules` over every file at once. With a module cache
+/// (`reuse`), a unit whose key is cached is not modelled at all, and a file no modelled unit
+/// holds is never read back.
+#[allow(clippy::too_many_arguments)]
 fn check_by_module(
     (kept, focus): (Vec<Kept>, Option<&[bool]>),
     (spill, cache): (&Spill, Option<&FactsCache>),
+    reuse: Option<UnitReuse>,
     build: &BuildInfo,
     foreign_calls: Vec<ForeignCall>,
     rules: &[&'static RuleInfo],
     targets: &[Target],
     suppressed: crate::rules::SuppressedBy,
-) -> (
-    Vec<Finding>,
-    Vec<(ModuleSummary, crate::model::ExtensionModule)>,
-) {
+) -> ByModule {
     use crate::model::{
         build_group, build_unattached, group_links, not_compiled_files, owners, sort_groups,
         unattached_files,
     };
     let mut kept = kept;
     // Linking reads what the files include, define and want; after it only their paths and
-    // kinds are needed, so the lists leave `kept` instead of being copied.
+    // kinds are needed, so the lists leave `kept` instead of being copied (the cache entries
+    // were encoded when the files were read).
     let links: Vec<LinkFacts> = kept
         .iter_mut()
         .map(|k| {
             let shell = LinkFacts {
-                path: k.link.path.clone(),
-                kind: k.link.kind,
+                path: k.overview.link.path.clone(),
+                kind: k.overview.link.kind,
                 includes: Vec::new(),
                 uncompiled_includes: Vec::new(),
                 init_macros: Vec::new(),
@@ -916,7 +990,7 @@ fn check_by_module(
                 provides: Vec::new(),
                 wants: Vec::new(),
             };
-            std::mem::replace(&mut k.link, shell)
+            std::mem::replace(&mut k.overview.link, shell)
         })
         .collect();
     let mut groups = group_links(&links, build);
@@ -929,12 +1003,16 @@ fn check_by_module(
     let layouts = crate::model::pytypes::Layouts::of_structs(
         kept.iter()
             .enumerate()
-            .flat_map(|(fi, k)| k.structs.iter().map(move |s| (fi, s))),
+            .flat_map(|(fi, k)| k.overview.structs.iter().map(move |s| (fi, s))),
     );
     let placeholder = |k: &Kept| FileFacts {
-        fixed_capsules: k.fixed_capsules.clone(),
-        ..FileFacts::placeholder(k.link.path.clone(), k.link.kind)
+        fixed_capsules: k.overview.fixed_capsules.clone(),
+        ..FileFacts::placeholder(k.path().to_path_buf(), k.overview.link.kind)
     };
+    // Every unit's key shares what the scan as a whole gives each module's analysis.
+    let scan_wide = reuse
+        .as_ref()
+        .map(|r| scan_wide_key(r.options, &kept, &groups, &rest, &foreign_calls));
     let mut project = Project::unloaded(
         kept.iter().map(placeholder).collect(),
         owners,
@@ -964,26 +1042,52 @@ fn check_by_module(
     if let Some(focus) = focus {
         units.retain(|unit| unit.files().iter().any(|&f| focus[f]));
     }
+
+    // The module cache answers what it can; the rest is modelled below.
+    let content_of: HashMap<&Path, u128> = kept
+        .iter()
+        .filter_map(|k| Some((k.path(), k.identity?.0)))
+        .collect();
+    let mut results: Vec<Option<UnitResult>> = Vec::with_capacity(units.len());
+    let mut keys: Vec<Option<u128>> = Vec::with_capacity(units.len());
+    let mut todo: Vec<(usize, Unit)> = Vec::new();
+    for (position, unit) in units.into_iter().enumerate() {
+        let index = match &unit {
+            Unit::Module(i, _) => *i,
+            Unit::Rest(_) => module_count,
+        };
+        let key = scan_wide.and_then(|scan| unit_key(scan, index, unit.files(), &kept));
+        let cached = reuse
+            .as_ref()
+            .zip(key)
+            .and_then(|(r, key)| r.cache.get(key, |p| content_of.get(p).copied()));
+        if cached.is_none() {
+            todo.push((position, unit));
+        }
+        results.push(cached);
+        keys.push(key);
+    }
+    let reused = results.iter().flatten().count();
+    let checked = todo.len();
+
     let mut holders = vec![0usize; kept.len()];
-    for unit in &units {
+    for (_, unit) in &todo {
         for &f in unit.files() {
             holders[f] += 1;
         }
     }
     let mut loaded = vec![false; kept.len()];
-    let mut findings = Vec::new();
-    let mut summaries = Vec::new();
-    let mut units = units.into_iter().peekable();
-    while units.peek().is_some() {
-        let mut round: Vec<Unit> = Vec::new();
+    let mut todo = todo.into_iter().peekable();
+    while todo.peek().is_some() {
+        let mut round: Vec<(usize, Unit)> = Vec::new();
         let mut bytes = 0;
-        while let Some(unit) = units.next_if(|_| round.is_empty() || bytes < ROUND_BUDGET) {
-            bytes += unit.files().iter().map(|&f| kept[f].size).sum::<usize>();
+        while let Some(unit) = todo.next_if(|_| round.is_empty() || bytes < ROUND_BUDGET) {
+            bytes += unit.1.files().iter().map(|&f| kept[f].size).sum::<usize>();
             round.push(unit);
         }
         let mut need: Vec<usize> = round
             .iter()
-            .flat_map(|u| u.files().iter().copied())
+            .flat_map(|(_, u)| u.files().iter().copied())
             .filter(|&f| !loaded[f])
             .collect();
         need.sort_unstable();
@@ -1002,31 +1106,51 @@ fn check_by_module(
             })
             .collect();
         for (f, mut facts) in facts {
-            facts.fixed_capsules.clone_from(&kept[f].fixed_capsules);
+            facts
+                .fixed_capsules
+                .clone_from(&kept[f].overview.fixed_capsules);
             project.files[f] = facts;
             loaded[f] = true;
         }
         let released: Vec<usize> = round
             .iter()
-            .flat_map(|u| u.files().iter().copied())
+            .flat_map(|(_, u)| u.files().iter().copied())
             .collect();
-        let modules: Vec<crate::model::ExtensionModule> = round
+        let done: Vec<(usize, UnitResult, Vec<usize>)> = round
             .into_par_iter()
-            .map(|unit| match unit {
-                Unit::Module(i, group) => build_group(&project.files, i, group),
-                Unit::Rest(files) => build_unattached(&project.files, module_count, files),
+            .map(|(position, unit)| {
+                let files = unit.files().to_vec();
+                let module = match unit {
+                    Unit::Module(i, group) => build_group(&project.files, i, group),
+                    Unit::Rest(files) => build_unattached(&project.files, module_count, files),
+                };
+                let findings = crate::rules::run_rules_on(
+                    &project,
+                    vec![&module],
+                    &layouts,
+                    rules,
+                    targets,
+                    suppressed,
+                );
+                let modules = summaries_of(&project, std::slice::from_ref(&module));
+                let result = UnitResult {
+                    findings,
+                    modules,
+                    foreign: Vec::new(),
+                };
+                (position, result, files)
             })
             .collect();
-        findings.extend(crate::rules::run_rules_on(
-            &project,
-            modules.iter().collect(),
-            &layouts,
-            rules,
-            targets,
-            suppressed,
-        ));
-        summaries.extend(summaries_of(&project, &modules));
-        drop(modules);
+        for (position, mut result, files) in done {
+            if let (Some(reuse), Some(key)) = (&reuse, keys[position]) {
+                let own: Vec<&Path> = files.iter().map(|&f| kept[f].path()).collect();
+                if let Some(foreign) = foreign_files(&result, &own, &content_of) {
+                    result.foreign = foreign;
+                    reuse.cache.put(key, &result);
+                }
+            }
+            results[position] = Some(result);
+        }
         for f in released {
             holders[f] -= 1;
             if holders[f] == 0 {
@@ -1034,7 +1158,121 @@ fn check_by_module(
             }
         }
     }
-    (findings, summaries)
+    let mut out = ByModule {
+        findings: Vec::new(),
+        summaries: Vec::new(),
+        reused,
+        checked,
+    };
+    for result in results.into_iter().flatten() {
+        out.findings.extend(result.findings);
+        out.summaries.extend(result.modules);
+    }
+    out
+}
+
+/// The part of every unit's key that comes from the whole scan: the options, rules and build
+/// (`options`), every file's path and kind in scan order (modules name files by index), the
+/// capsules each file fixes (a module's rules read every file's), every struct layout (the
+/// rules' `Layouts`, by file index; the lines and spans of structs and fields are left out:
+/// no rule reads them through the layouts, and an edit that only moves a struct must not
+/// invalidate every module), the module grouping, and the C++ files' calls.
+fn scan_wide_key(
+    options: u128,
+    kept: &[Kept],
+    groups: &[crate::model::ModuleGroup],
+    rest: &[usize],
+    foreign_calls: &[ForeignCall],
+) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&options.to_le_bytes());
+    let text = |h: &mut xxhash_rust::xxh3::Xxh3, s: &str| {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    h.update(&(kept.len() as u64).to_le_bytes());
+    for (fi, k) in kept.iter().enumerate() {
+        text(&mut h, &k.path().to_string_lossy());
+        text(&mut h, &format!("{:?}", k.overview.link.kind));
+        h.update(&(k.overview.fixed_capsules.len() as u64).to_le_bytes());
+        for capsule in &k.overview.fixed_capsules {
+            text(&mut h, capsule);
+        }
+        for s in &k.overview.structs {
+            h.update(&(fi as u64).to_le_bytes());
+            h.update(&(s.names.len() as u64).to_le_bytes());
+            for name in &s.names {
+                text(&mut h, name);
+            }
+            h.update(&(s.fields.len() as u64).to_le_bytes());
+            for field in &s.fields {
+                text(&mut h, &field.name);
+                text(&mut h, &field.type_name);
+                h.update(&(field.pointers as u64).to_le_bytes());
+                h.update(&(field.array_dims as u64).to_le_bytes());
+            }
+        }
+    }
+    h.update(&(groups.len() as u64).to_le_bytes());
+    for g in groups {
+        text(&mut h, &g.name);
+        text(&mut h, &format!("{:?}", g.init));
+        text(&mut h, g.files_from.as_str());
+        text(&mut h, g.import_name.as_deref().unwrap_or("\0"));
+        h.update(&(g.files.len() as u64).to_le_bytes());
+        for &f in &g.files {
+            h.update(&(f as u64).to_le_bytes());
+        }
+    }
+    h.update(&(rest.len() as u64).to_le_bytes());
+    for &f in rest {
+        h.update(&(f as u64).to_le_bytes());
+    }
+    text(&mut h, &format!("{foreign_calls:?}"));
+    h.digest128()
+}
+
+/// A unit's key: the scan-wide part, its place among the units and, for each of its files,
+/// the hash of its text and its facts key (which covers the project's macros, the build's
+/// defines, isolint's version and build). `None` when a file has no such identity.
+fn unit_key(scan_wide: u128, index: usize, files: &[usize], kept: &[Kept]) -> Option<u128> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&scan_wide.to_le_bytes());
+    h.update(&(index as u64).to_le_bytes());
+    h.update(&(files.len() as u64).to_le_bytes());
+    for &f in files {
+        let (content, facts_key) = kept[f].identity?;
+        h.update(&(f as u64).to_le_bytes());
+        h.update(&content.to_le_bytes());
+        h.update(&facts_key.to_le_bytes());
+    }
+    Some(h.digest128())
+}
+
+/// The files outside the unit (`own`) that its result names (a finding's or related
+/// location's path, a module's path or files), each with its text's hash: what else the
+/// result was computed from, checked when it is reused. `None` when such a file has no hash.
+fn foreign_files(
+    result: &UnitResult,
+    own: &[&Path],
+    content_of: &HashMap<&Path, u128>,
+) -> Option<Vec<(PathBuf, u128)>> {
+    let mut named: Vec<&Path> = Vec::new();
+    for f in &result.findings {
+        named.push(&f.path);
+        named.extend(f.related.iter().map(|r| r.path.as_path()));
+    }
+    for (m, _) in &result.modules {
+        named.push(&m.path);
+        named.extend(m.files.iter().map(|p| p.as_path()));
+    }
+    named.retain(|p| !own.contains(p));
+    named.sort_unstable();
+    named.dedup();
+    named
+        .into_iter()
+        .map(|p| Some((p.to_path_buf(), *content_of.get(p)?)))
+        .collect()
 }
 
 /// The vendored folder each file sits in, if any: part of what decides which findings are
@@ -1056,26 +1294,7 @@ fn memo_key(
     build: &BuildInfo,
     cpp_inputs: u64,
 ) -> Option<(u64, u128)> {
-    let rules: Option<Vec<&str>> = options
-        .rules
-        .as_ref()
-        .map(|r| r.iter().map(|r| r.id).collect());
-    // The build's fingerprint: a result is never recalled by a build with other rules.
-    let identity = format!(
-        "{} {:?} {:?} {:?} {} {} {:?} {} {}",
-        env!("ISOLINT_BUILD_FINGERPRINT"),
-        options.paths,
-        options.targets,
-        rules,
-        options.include_vendored,
-        options.max_file_size,
-        options.discover,
-        options
-            .stdin
-            .as_ref()
-            .map_or(String::new(), |(p, _)| p.display().to_string()),
-        options.suppress.as_ref().map_or("", |s| s.key.as_str()),
-    );
+    let identity = scan_identity(options);
     let mut inputs = xxhash_rust::xxh3::Xxh3::new();
     inputs.update(identity.as_bytes());
     // What the build files say decides the modules' file lists.
@@ -1093,6 +1312,30 @@ fn memo_key(
         xxhash_rust::xxh3::xxh3_64(identity.as_bytes()),
         inputs.digest128(),
     ))
+}
+
+/// A scan's identity: its roots and options, and the build's fingerprint (a result is never
+/// recalled by a build with other rules). It names the run memo and the module cache.
+fn scan_identity(options: &AnalyzeOptions) -> String {
+    let rules: Option<Vec<&str>> = options
+        .rules
+        .as_ref()
+        .map(|r| r.iter().map(|r| r.id).collect());
+    format!(
+        "{} {:?} {:?} {:?} {} {} {:?} {} {}",
+        env!("ISOLINT_BUILD_FINGERPRINT"),
+        options.paths,
+        options.targets,
+        rules,
+        options.include_vendored,
+        options.max_file_size,
+        options.discover,
+        options
+            .stdin
+            .as_ref()
+            .map_or(String::new(), |(p, _)| p.display().to_string()),
+        options.suppress.as_ref().map_or("", |s| s.key.as_str()),
+    )
 }
 
 /// The macros defined anywhere in the scan, with their roles (`#define HIDDEN

@@ -123,6 +123,10 @@ struct CheckArgs {
     /// with `--format json`).
     #[arg(long)]
     statistics: bool,
+    /// Say on standard error what the cache answered: files read from it or parsed, facts
+    /// decoded, modules reused or checked.
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// Use this config file (`isolint.toml`, or a `pyproject.toml` with `[tool.isolint]`)
     /// instead of looking for one.
     #[arg(long, value_name = "FILE", conflicts_with = "isolated")]
@@ -423,6 +427,18 @@ fn check(args: CheckArgs) -> ExitCode {
         let mut analysis = analyze(&options);
         if let Some(e) = analysis.cache.as_ref().and_then(|c| c.write_error.as_ref()) {
             eprintln!("isolint: warning: the cache was not written: {e}");
+        }
+        if args.verbose {
+            match &analysis.cache {
+                Some(c) if c.whole_run => {
+                    eprintln!("isolint: cache: {} files, the whole result from the run memo", c.hits)
+                }
+                Some(c) => eprintln!(
+                    "isolint: cache: {} files from the cache, {} parsed, {} decoded; modules: {} reused, {} checked",
+                    c.hits, c.misses, c.decoded, c.units_reused, c.units_checked
+                ),
+                None => eprintln!("isolint: cache: not used"),
+            }
         }
         settings.postprocess(&mut analysis, &mut texts);
         if let (Some(m), Some(base)) = (matcher.as_mut(), baseline_base.as_ref()) {

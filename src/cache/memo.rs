@@ -38,7 +38,7 @@ pub(super) struct Record {
 }
 
 #[derive(Serialize, Deserialize)]
-struct FindingRecord {
+pub(super) struct FindingRecord {
     rule: String,
     severity: u8,
     path: PathBuf,
@@ -55,7 +55,7 @@ struct FindingRecord {
 }
 
 #[derive(Serialize, Deserialize)]
-struct ModuleRecord {
+pub(super) struct ModuleRecord {
     name: String,
     import_name: Option<String>,
     files_from: String,
@@ -206,7 +206,7 @@ impl Record {
     }
 }
 
-fn finding_record(f: &Finding) -> FindingRecord {
+pub(super) fn finding_record(f: &Finding) -> FindingRecord {
     let l = &f.location;
     FindingRecord {
         rule: f.rule.to_string(),
@@ -263,7 +263,7 @@ fn location_of(a: [usize; 6]) -> Location {
     }
 }
 
-fn finding(r: FindingRecord) -> Option<Finding> {
+pub(super) fn finding(r: FindingRecord) -> Option<Finding> {
     let (rule, name) = rule(&r.rule)?;
     let [line, column, end_line, end_column, start_byte, end_byte] = r.location;
     Some(Finding {
@@ -302,7 +302,7 @@ fn finding(r: FindingRecord) -> Option<Finding> {
     })
 }
 
-fn module_record(m: &ModuleSummary) -> ModuleRecord {
+pub(super) fn module_record(m: &ModuleSummary) -> ModuleRecord {
     ModuleRecord {
         name: m.name.clone(),
         import_name: m.import_name.clone(),
@@ -363,7 +363,7 @@ fn blocker_record(b: &Blocker) -> BlockerRecord {
 
 const GIL_SOURCES: [GilSource; 3] = [GilSource::Slot, GilSource::SetGil, GilSource::Default];
 
-fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
+pub(super) fn module_summary(r: ModuleRecord) -> Option<ModuleSummary> {
     let level = |i: u8| LEVELS.get(i as usize).copied();
     let gil_level = |not_used: bool| {
         if not_used {

@@ -6,13 +6,21 @@
 //! the key they were extracted under. An entry is used only when its text hash and its facts key
 //! (isolint's version, the cache format, the file's kind and the scan-wide attribute macros that
 //! shaped its parse) both match, so a stale entry is re-extracted, never trusted. The whole file
-//! carries a checksum: a corrupted or truncated cache is dropped as a whole and rebuilt. Nothing
-//! after the facts (model, rules, configuration) is cached; those run on every scan, so a config
-//! change can never be answered from the cache.
+//! carries a checksum: a corrupted or truncated cache is dropped as a whole and rebuilt.
+//!
+//! Beside each file's facts the entry keeps what linking needs of them (the caller's encoded
+//! overview: `LinkFacts`, structs, counts), so that a scan links its files without decoding
+//! their facts, and decodes only the facts of the modules it models.
+//!
+//! After the facts come two results: each module's (findings and what its verdict reads,
+//! [`units`]), keyed by its files' facts and every scan-wide input its analysis reads; and the
+//! whole scan's (the run memo, [`memo`]), used when every input and option is unchanged.
 
 mod memo;
+pub mod units;
 
 pub use memo::Outcome;
+pub use units::{UnitCache, UnitResult};
 
 use crate::facts::FileFacts;
 use crate::parse::macros::MacroDefinition;
@@ -26,8 +34,11 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
 /// The cache folder's name, beside the config file or in the current folder.
 pub const CACHE_DIR: &str = ".isolint_cache";
 const FILE_NAME: &str = "facts.bin";
+/// The entries written since `facts.bin`, for that file (its checksum): a re-run after an
+/// edit writes the few entries it made, not the whole cache again.
+const DELTA_NAME: &str = "facts-delta.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
-const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x03";
+const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x04";
 /// Format, build fingerprint, checksum.
 const HEADER_LEN: usize = FORMAT.len() + 8 + 16;
 
@@ -50,23 +61,83 @@ pub struct CacheStats {
     pub whole_run: bool,
     /// Why the cache could not be written, if it could not; the scan itself is unaffected.
     pub write_error: Option<String>,
+    /// Files whose facts were decoded from the cache to model a module (a file held by
+    /// modules whose results all came from the module cache is linked from its overview
+    /// alone, never decoded).
+    pub decoded: usize,
+    /// Modules (and the unit of files no module holds) whose findings and verdict inputs came
+    /// from the module cache.
+    pub units_reused: usize,
+    /// Modules (and that unit) modelled and checked in this scan.
+    pub units_checked: usize,
 }
 
-#[derive(Serialize, Deserialize)]
 struct Entry {
     content: u128,
     macros: Vec<MacroDefinition>,
     facts_key: u64,
     /// The facts, serialized on their own: only the entries a scan uses are decoded, by the
     /// worker that needs them, and an entry kept as it was is written back without re-encoding.
-    #[serde(with = "byte_buf")]
-    facts: Vec<u8>,
+    facts: Blob,
+    /// What a scan checking module by module keeps of the file in memory, encoded by the
+    /// caller: linking reads this instead of the facts.
+    overview: Blob,
+}
+
+/// Bytes of an entry: made by this scan, or where they lie in the cache file as read (not
+/// copied out of it: opening CPython's 26 MB cache copied every entry's facts once more).
+enum Blob {
+    Owned(Vec<u8>),
+    Loaded(std::ops::Range<usize>),
+}
+
+impl Blob {
+    /// The bytes, `loaded` being the cache file as read.
+    fn in_file<'a>(&'a self, loaded: &'a [u8]) -> &'a [u8] {
+        match self {
+            Blob::Owned(bytes) => bytes,
+            Blob::Loaded(range) => &loaded[range.clone()],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Blob::Owned(b) => b.len(),
+            Blob::Loaded(r) => r.len(),
+        }
+    }
+}
+
+/// An entry as the cache file holds it, read in place.
+#[derive(Deserialize)]
+struct EntryIn<'a> {
+    content: u128,
+    macros: Vec<MacroDefinition>,
+    facts_key: u64,
+    facts: &'a [u8],
+    overview: &'a [u8],
+}
+
+/// An entry as it is written: the same layout as [`EntryIn`].
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    content: u128,
+    macros: &'a [MacroDefinition],
+    facts_key: u64,
+    #[serde(serialize_with = "bytes_out")]
+    facts: &'a [u8],
+    #[serde(serialize_with = "bytes_out")]
+    overview: &'a [u8],
+}
+
+fn bytes_out<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
 }
 
 /// A `Vec<u8>` read and written as one byte string: the same bytes in postcard as the
 /// sequence of `u8` serde would make of it, but decoded with one copy instead of one visit per
 /// byte (that visit was most of the cost of opening a cache of CPython's 26 MB of facts).
-mod byte_buf {
+pub(crate) mod byte_buf {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -101,9 +172,15 @@ mod byte_buf {
     }
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct CacheFile {
-    entries: Vec<(PathBuf, Entry)>,
+#[derive(Deserialize)]
+struct CacheFileIn<'a> {
+    #[serde(borrow)]
+    entries: Vec<(PathBuf, EntryIn<'a>)>,
+}
+
+#[derive(Serialize)]
+struct CacheFileOut<'a> {
+    entries: Vec<(&'a PathBuf, EntryOut<'a>)>,
 }
 
 /// The cache of one scan: the entries loaded at the start, what the scan used and found.
@@ -111,9 +188,16 @@ pub struct FactsCache {
     dir: PathBuf,
     file: PathBuf,
     old: FxHashMap<PathBuf, Entry>,
+    /// The cache file as read: old entries' bytes lie in it.
+    loaded: Vec<u8>,
+    /// The checksum of the cache file as read, which a delta must name.
+    base: Option<u128>,
+    /// Old entries that came from the delta file.
+    from_delta: rustc_hash::FxHashSet<PathBuf>,
     used: Mutex<Vec<PathBuf>>,
     fresh: Mutex<Vec<(PathBuf, Entry)>>,
     discarded: bool,
+    decoded: std::sync::atomic::AtomicUsize,
 }
 
 /// The hash of a file's text as it is scanned (invalid UTF-8 already replaced), with the offset
@@ -140,22 +224,79 @@ impl FactsCache {
     /// corrupted cache file gives an empty cache.
     pub fn open(dir: &Path) -> Self {
         let file = version_dir(dir).join(FILE_NAME);
-        let (old, discarded) = match std::fs::read(&file) {
-            Ok(bytes) => match checked_payload(&bytes)
-                .and_then(|p| postcard::from_bytes::<CacheFile>(p).ok())
-            {
-                Some(c) => (c.entries.into_iter().collect(), false),
-                None => (FxHashMap::default(), true),
-            },
-            Err(_) => (FxHashMap::default(), false),
+        let (old, discarded, loaded) = match std::fs::read(&file) {
+            Ok(bytes) => {
+                let base = bytes.as_ptr() as usize;
+                let at = |slice: &[u8]| {
+                    let start = slice.as_ptr() as usize - base;
+                    Blob::Loaded(start..start + slice.len())
+                };
+                let old = checked_payload(&bytes)
+                    .and_then(|p| postcard::from_bytes::<CacheFileIn>(p).ok())
+                    .map(|c| {
+                        c.entries
+                            .into_iter()
+                            .map(|(path, e)| {
+                                let entry = Entry {
+                                    content: e.content,
+                                    macros: e.macros,
+                                    facts_key: e.facts_key,
+                                    facts: at(e.facts),
+                                    overview: at(e.overview),
+                                };
+                                (path, entry)
+                            })
+                            .collect::<FxHashMap<_, _>>()
+                    });
+                match old {
+                    Some(old) => (old, false, bytes),
+                    None => (FxHashMap::default(), true, Vec::new()),
+                }
+            }
+            Err(_) => (FxHashMap::default(), false, Vec::new()),
         };
+        let mut old = old;
+        let base = (loaded.len() >= HEADER_LEN)
+            .then(|| loaded[FORMAT.len() + 8..HEADER_LEN].try_into().ok())
+            .flatten()
+            .map(u128::from_le_bytes);
+        let mut from_delta = rustc_hash::FxHashSet::default();
+        let delta = base.and_then(|base| {
+            let bytes = std::fs::read(version_dir(dir).join(DELTA_NAME)).ok()?;
+            let (of, entries): (u128, Vec<(PathBuf, EntryIn)>) =
+                postcard::from_bytes(checked_payload(&bytes)?).ok()?;
+            // A delta of another base (rewritten since) is stale as a whole.
+            (of == base).then(|| {
+                entries
+                    .into_iter()
+                    .map(|(path, e)| {
+                        let entry = Entry {
+                            content: e.content,
+                            macros: e.macros,
+                            facts_key: e.facts_key,
+                            facts: Blob::Owned(e.facts.to_vec()),
+                            overview: Blob::Owned(e.overview.to_vec()),
+                        };
+                        (path, entry)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        for (path, entry) in delta.into_iter().flatten() {
+            from_delta.insert(path.clone());
+            old.insert(path, entry);
+        }
         Self {
             dir: version_dir(dir),
             file,
             old,
+            loaded,
+            base,
+            from_delta,
             used: Mutex::new(Vec::new()),
             fresh: Mutex::new(Vec::new()),
             discarded,
+            decoded: Default::default(),
         }
     }
 
@@ -188,20 +329,50 @@ impl FactsCache {
             .old
             .get(path)
             .filter(|e| e.content == content && e.facts_key == key)?;
-        let facts: FileFacts = postcard::from_bytes(&entry.facts).ok()?;
+        let facts: FileFacts = postcard::from_bytes(self.bytes(&entry.facts)).ok()?;
         if facts.path != path {
             return None;
         }
-        if let Ok(mut used) = self.used.lock() {
-            used.push(path.to_path_buf());
-        }
+        self.decoded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.mark_used(path);
         Some(facts)
     }
 
-    /// The facts [`FactsCache::facts`] gave for this path, decoded again (a scan that checks
-    /// module by module drops them in between).
+    /// The file's overview (what [`FactsCache::store`] was given beside its facts), if the
+    /// cache holds this text's facts under this key. Its facts stay encoded until
+    /// [`FactsCache::facts_again`] asks for them.
+    pub fn overview(&self, path: &Path, content: u128, key: u64) -> Option<&[u8]> {
+        let entry = self
+            .old
+            .get(path)
+            .filter(|e| e.content == content && e.facts_key == key && e.overview.len() > 0)?;
+        self.mark_used(path);
+        Some(self.bytes(&entry.overview))
+    }
+
+    fn bytes<'a>(&'a self, blob: &'a Blob) -> &'a [u8] {
+        blob.in_file(&self.loaded)
+    }
+
+    fn mark_used(&self, path: &Path) {
+        if let Ok(mut used) = self.used.lock() {
+            used.push(path.to_path_buf());
+        }
+    }
+
+    /// The facts of a file [`FactsCache::facts`] or [`FactsCache::overview`] answered for,
+    /// decoded (again: a scan that checks module by module drops them in between).
     pub fn facts_again(&self, path: &Path) -> Option<FileFacts> {
-        postcard::from_bytes(&self.old.get(path)?.facts).ok()
+        let facts: FileFacts = postcard::from_bytes(self.bytes(&self.old.get(path)?.facts)).ok()?;
+        self.decoded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (facts.path == path).then_some(facts)
+    }
+
+    /// Facts decoded from the cache so far.
+    pub fn decoded(&self) -> usize {
+        self.decoded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The size of the facts the cache holds for this path, serialized.
@@ -217,6 +388,7 @@ impl FactsCache {
         macros: Vec<MacroDefinition>,
         key: u64,
         facts: &FileFacts,
+        overview: Vec<u8>,
     ) {
         let Ok(bytes) = postcard::to_stdvec(facts) else {
             return;
@@ -225,7 +397,8 @@ impl FactsCache {
             content,
             macros,
             facts_key: key,
-            facts: bytes,
+            facts: Blob::Owned(bytes),
+            overview: Blob::Owned(overview),
         };
         if let Ok(mut fresh) = self.fresh.lock() {
             fresh.push((path.to_path_buf(), entry));
@@ -262,10 +435,32 @@ impl FactsCache {
         if fresh.is_empty() && !self.discarded {
             return Ok(());
         }
-        let used = self.used.into_inner().unwrap_or_default();
+        let delta_file = self.dir.join(DELTA_NAME);
+        let fresh_paths: rustc_hash::FxHashSet<PathBuf> =
+            fresh.iter().map(|(p, _)| p.clone()).collect();
         let mut old = self.old;
+        // A few entries changed: they go to the delta (with the delta's other entries), and the
+        // large file stays as it is. Past an eighth of the cache, the whole cache is rewritten.
+        let delta_len = fresh_paths.union(&self.from_delta).count();
+        if let (false, Some(base)) = (self.discarded, self.base) {
+            if delta_len <= (old.len() / 8).max(64) {
+                let mut entries: Vec<(PathBuf, Entry)> = fresh;
+                for path in &self.from_delta {
+                    if !fresh_paths.contains(path) {
+                        if let Some(entry) = old.remove(path) {
+                            entries.push((path.clone(), entry));
+                        }
+                    }
+                }
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                entries.dedup_by(|b, a| a.0 == b.0);
+                let payload = postcard::to_stdvec(&(base, encode(&entries, &self.loaded).entries))
+                    .map_err(|e| e.to_string())?;
+                return write_atomically(&delta_file, &payload);
+            }
+        }
+        let used = self.used.into_inner().unwrap_or_default();
         let mut entries: Vec<(PathBuf, Entry)> = Vec::with_capacity(old.len() + fresh.len());
-        let fresh_paths: Vec<PathBuf> = fresh.iter().map(|(p, _)| p.clone()).collect();
         // Fresh entries first: the stable sort and the dedup below keep them over old ones.
         entries.extend(fresh);
         for path in &used {
@@ -280,13 +475,36 @@ impl FactsCache {
         );
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|b, a| a.0 == b.0);
-        let payload = postcard::to_stdvec(&CacheFile { entries }).map_err(|e| e.to_string())?;
-        write_atomically(&self.file, &payload)
+        let payload =
+            postcard::to_stdvec(&encode(&entries, &self.loaded)).map_err(|e| e.to_string())?;
+        write_atomically(&self.file, &payload)?;
+        // The delta belonged to the file just replaced.
+        let _ = std::fs::remove_file(delta_file);
+        Ok(())
+    }
+}
+
+/// Entries as the cache file holds them, `loaded` being the cache file as read.
+fn encode<'a>(entries: &'a [(PathBuf, Entry)], loaded: &'a [u8]) -> CacheFileOut<'a> {
+    CacheFileOut {
+        entries: entries
+            .iter()
+            .map(|(path, e)| {
+                let entry = EntryOut {
+                    content: e.content,
+                    macros: &e.macros,
+                    facts_key: e.facts_key,
+                    facts: e.facts.in_file(loaded),
+                    overview: e.overview.in_file(loaded),
+                };
+                (path, entry)
+            })
+            .collect(),
     }
 }
 
 /// This version's folder in the cache folder `dir`.
-fn version_dir(dir: &Path) -> PathBuf {
+pub(crate) fn version_dir(dir: &Path) -> PathBuf {
     dir.join(env!("CARGO_PKG_VERSION"))
 }
 
@@ -296,7 +514,7 @@ fn memo_file(version_dir: &Path, scan: u64) -> PathBuf {
 }
 
 /// The payload of a cache file whose format, build and checksum are right.
-fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
+pub(crate) fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.len() < HEADER_LEN || &bytes[..FORMAT.len()] != FORMAT {
         return None;
     }
@@ -309,7 +527,7 @@ fn checked_payload(bytes: &[u8]) -> Option<&[u8]> {
     (xxh3_128(payload) == checksum).then_some(payload)
 }
 
-fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomically(file: &Path, payload: &[u8]) -> Result<(), String> {
     let version_dir = file.parent().ok_or("no cache folder")?;
     let root = version_dir.parent().ok_or("no cache folder")?;
     let describe = |e: std::io::Error| format!("{}: {e}", root.display());

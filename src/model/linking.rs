@@ -23,8 +23,9 @@ pub struct ModuleGroup {
 }
 
 /// What linking needs of a file, taken from its facts: small enough to keep for every file of
-/// a scan while the facts themselves wait on disk for their module's turn.
-#[derive(Debug, Clone)]
+/// a scan while the facts themselves wait on disk for their module's turn, and kept in the
+/// facts cache beside them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinkFacts {
     pub path: PathBuf,
     pub kind: SourceKindFact,
@@ -42,7 +43,7 @@ pub struct LinkFacts {
     pub wants: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InitCandidate {
     /// The function's index in its file.
     pub index: usize,
@@ -53,7 +54,7 @@ pub struct InitCandidate {
     pub calls_inits: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum InitName {
     /// Known from the file alone.
     Known(String),

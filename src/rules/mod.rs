@@ -49,8 +49,8 @@ use crate::version::VersionRange;
 
 pub use support::{describe_writes, write_summary};
 pub use verdict::{
-    module_verdict, nothing_suppressed, Blocker, Blocks, GilLevel, GilSource, GilVerdict, Level,
-    SuppressedBlocker, SuppressedBy, Verdict,
+    module_verdict, nothing_suppressed, verdict_of, Blocker, Blocks, GilLevel, GilSource,
+    GilVerdict, Level, SuppressedBlocker, SuppressedBy, Verdict, VerdictInputs,
 };
 
 #[derive(Debug)]

@@ -190,9 +190,53 @@ pub fn module_verdict(
     findings: &[Finding],
     suppressed: SuppressedBy,
 ) -> Verdict {
-    let slot = |name: &str| module.slot(name).map(|s: &SlotValue| s.value.text.clone());
-    let multi_phase = module.init_style == InitStyle::MultiPhase;
-    let (multiple_interpreters, mi_default) = match slot("Py_mod_multiple_interpreters") {
+    verdict_of(&VerdictInputs::of(module), findings, suppressed)
+}
+
+/// What a verdict reads of its module besides the findings: small enough to keep for every
+/// module of a scan until its findings are in, and to cache with the module's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictInputs {
+    /// The module's `Py_mod_multiple_interpreters` value as written.
+    pub multiple_interpreters_slot: Option<String>,
+    pub multi_phase: bool,
+    /// The definition's own `Py_mod_gil` slot (not the value passed to
+    /// `PyUnstable_Module_SetGIL`).
+    pub gil_slot: Option<String>,
+    /// The value a single-phase module passes to `PyUnstable_Module_SetGIL`, if it calls it.
+    pub set_gil: Option<String>,
+}
+
+impl VerdictInputs {
+    pub fn of(module: &ExtensionModule) -> Self {
+        // The definition's own slot, not `ExtensionModule::slot`, which also answers with what
+        // a single-phase module passes to `PyUnstable_Module_SetGIL`: the source matters here.
+        let def_slot = |name: &str| {
+            module
+                .def
+                .as_ref()
+                .and_then(|d| d.slots.iter().find(|s| s.slot == name))
+                .map(|s| s.value.text.clone())
+        };
+        Self {
+            multiple_interpreters_slot: module
+                .slot("Py_mod_multiple_interpreters")
+                .map(|s: &SlotValue| s.value.text.clone()),
+            multi_phase: module.init_style == InitStyle::MultiPhase,
+            gil_slot: def_slot("Py_mod_gil"),
+            set_gil: module.set_gil.as_ref().map(|s| s.value.clone()),
+        }
+    }
+}
+
+/// [`module_verdict`] from what it reads of the module.
+pub fn verdict_of(
+    module: &VerdictInputs,
+    findings: &[Finding],
+    suppressed: SuppressedBy,
+) -> Verdict {
+    let multi_phase = module.multi_phase;
+    let (multiple_interpreters, mi_default) = match module.multiple_interpreters_slot.clone() {
         Some(v) => (v, false),
         None if multi_phase => (Level::SharedGil.slot_value().to_string(), true),
         None => (
@@ -205,18 +249,9 @@ pub fn module_verdict(
     } else {
         Level::None
     };
-    // The definition's own slot, not `ExtensionModule::slot`, which also answers with what a
-    // single-phase module passes to `PyUnstable_Module_SetGIL`: the source matters here.
-    let def_slot = |name: &str| {
-        module
-            .def
-            .as_ref()
-            .and_then(|d| d.slots.iter().find(|s| s.slot == name))
-            .map(|s| s.value.text.clone())
-    };
-    let (gil, gil_default, gil_source) = match (def_slot("Py_mod_gil"), &module.set_gil) {
+    let (gil, gil_default, gil_source) = match (module.gil_slot.clone(), &module.set_gil) {
         (Some(v), _) => (v, false, GilSource::Slot),
-        (None, Some(set)) if !set.value.is_empty() => (set.value.clone(), false, GilSource::SetGil),
+        (None, Some(set)) if !set.is_empty() => (set.clone(), false, GilSource::SetGil),
         _ => ("Py_MOD_GIL_USED".to_string(), true, GilSource::Default),
     };
     let blocker = |f: &Finding| Blocker {

@@ -251,3 +251,287 @@ fn a_cache_that_cannot_be_written_leaves_the_scan_alone() {
     assert!(stats.write_error.is_some());
     assert_eq!(report, scan(root, false).0);
 }
+
+/// The modules (by summary) whose files hold `path`, in a report.
+fn modules_holding(report: &str, path: &Path) -> usize {
+    let v: serde_json::Value = serde_json::from_str(report).unwrap();
+    v["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| Path::new(f.as_str().unwrap()) == path)
+        })
+        .count()
+}
+
+#[test]
+fn an_edit_models_only_the_modules_holding_the_edited_file() {
+    let dir = project();
+    let root = dir.path();
+    let (_, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    // Every module and the unattached code were checked once, none reused.
+    let units = stats.units_checked;
+    assert_eq!(stats.units_reused, 0);
+    assert!(units >= 20, "{units} units");
+
+    // The run memo deleted: every unit's result comes from the module cache, no facts decoded.
+    forget_runs(root);
+    let (warm, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!((stats.units_reused, stats.units_checked), (units, 0));
+    assert_eq!(stats.decoded, 0, "facts decoded with nothing to model");
+    assert_eq!(warm, scan(root, false).0);
+
+    // A module of three files: `_split.c`, this one and the `state.h` both include.
+    let edited = root.join("src/split_module/registry.c");
+    let before = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(
+        &edited,
+        format!("{before}\nstatic PyObject *added_cache;\nstatic int touch(void) {{ added_cache = NULL; return 0; }}\n"),
+    )
+    .unwrap();
+    let (after, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    let (uncached, _) = scan(root, false);
+    assert_eq!(after, uncached);
+    assert!(after.contains("added_cache"), "the new global is reported");
+    let holders = modules_holding(&uncached, &edited);
+    assert!(holders >= 1);
+    assert_eq!(
+        stats.units_checked, holders,
+        "only the edited file's modules"
+    );
+    assert_eq!(stats.units_reused, units - holders);
+    // Only the other files of those modules were decoded (the edited one was parsed).
+    let v: serde_json::Value = serde_json::from_str(&uncached).unwrap();
+    let mut others: Vec<&str> = v["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| Path::new(f.as_str().unwrap()) == edited)
+        })
+        .flat_map(|m| m["files"].as_array().unwrap().iter())
+        .map(|f| f.as_str().unwrap())
+        .filter(|f| Path::new(f) != edited)
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    assert!(
+        !others.is_empty(),
+        "a module of one file tests nothing here"
+    );
+    assert_eq!(stats.decoded, others.len());
+
+    // Back to the old text: the old entries answer again and the finding goes away.
+    std::fs::write(&edited, before).unwrap();
+    let (back, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert!(!back.contains("added_cache"));
+    assert_eq!(back, warm);
+    assert_eq!(stats.units_checked, holders);
+}
+
+#[test]
+fn a_changed_struct_layout_checks_every_module_again() {
+    let dir = project();
+    let root = dir.path();
+    let layout = root.join("src/layout_only.c");
+    std::fs::write(&layout, "typedef struct { int count; } unrelated_layout;\n").unwrap();
+    let (_, stats) = scan(root, true);
+    let units = stats.unwrap().units_checked;
+
+    // A comment that moves the struct changes its file's text, not the layouts: only the
+    // unattached code, which holds the file, is checked again.
+    std::fs::write(
+        &layout,
+        "/* moved */\n\ntypedef struct { int count; } unrelated_layout;\n",
+    )
+    .unwrap();
+    let (moved, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!(moved, scan(root, false).0);
+    assert_eq!((stats.units_reused, stats.units_checked), (units - 1, 1));
+
+    // Every module's rules read every struct of the scan: a changed one may change any of them.
+    std::fs::write(
+        &layout,
+        "typedef struct { int count; PyObject *held; } unrelated_layout;\n",
+    )
+    .unwrap();
+    let (changed, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!((stats.units_reused, stats.units_checked), (0, units));
+    assert_eq!(changed, scan(root, false).0);
+}
+
+#[test]
+fn a_damaged_module_cache_never_changes_a_finding() {
+    let dir = project();
+    let root = dir.path();
+    let (uncached, _) = scan(root, false);
+    scan(root, true);
+    let units_file = std::fs::read_dir(cache_file(root).parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("units-")
+        })
+        .expect("a module cache");
+    let good = std::fs::read(&units_file).unwrap();
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x21;
+    for (what, bytes) in [
+        ("a flipped byte", flipped),
+        ("truncated", good[..good.len() / 2].to_vec()),
+    ] {
+        forget_runs(root);
+        std::fs::write(&units_file, &bytes).unwrap();
+        let (report, stats) = scan(root, true);
+        assert_eq!(report, uncached, "{what}: findings changed");
+        assert_eq!(
+            stats.unwrap().units_reused,
+            0,
+            "{what}: a damaged cache was used"
+        );
+    }
+    // Rewritten whole by the scan after the damage.
+    forget_runs(root);
+    let (report, stats) = scan(root, true);
+    assert_eq!(report, uncached);
+    assert_eq!(stats.unwrap().units_checked, 0);
+}
+
+/// `isolint check -v --format json .` in `root`, with the cache: the report and the verbose
+/// line.
+fn check_cli(root: &Path, cache: bool) -> (serde_json::Value, String) {
+    let mut args = vec!["check", "-v", "--format", "json", "."];
+    if !cache {
+        args.push("--no-cache");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isolint"))
+        .args(&args)
+        .current_dir(root)
+        .env_remove("ISOLINT_NO_CACHE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}); stderr: {stderr}"));
+    (report, stderr)
+}
+
+#[test]
+fn an_edited_header_changes_the_modules_that_include_it_on_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/check");
+    copy_tree(&fixtures.join("split_module"), &root.join("split"));
+    copy_tree(
+        &fixtures.join("isolated_multi_phase"),
+        &root.join("isolated"),
+    );
+    let (first, stderr) = check_cli(root, true);
+    assert!(stderr.contains("0 reused"), "{stderr}");
+    let (again, stderr) = check_cli(root, true);
+    assert_eq!(again, first);
+    assert!(stderr.contains("run memo"), "{stderr}");
+
+    let header = root.join("split/state.h");
+    let text = std::fs::read_to_string(&header).unwrap();
+    std::fs::write(
+        &header,
+        text.replace(
+            "extern int registry_generation;",
+            "extern int registry_generation;\nstatic PyObject *header_cache;\n\
+             void header_touch(PyObject *o) { header_cache = o; }",
+        ),
+    )
+    .unwrap();
+    let (after, stderr) = check_cli(root, true);
+    // The split module includes the header; the isolated module (and the empty unit of files
+    // no module holds) come from the module cache.
+    assert!(stderr.contains("modules: 2 reused, 1 checked"), "{stderr}");
+    let (uncached, _) = check_cli(root, false);
+    assert_eq!(after, uncached);
+    let in_header: Vec<&serde_json::Value> = after["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["symbol"] == "header_cache")
+        .collect();
+    assert!(!in_header.is_empty(), "{after}");
+    assert!(in_header
+        .iter()
+        .all(|f| f["path"].as_str().unwrap().ends_with("state.h")));
+    assert_ne!(
+        after["modules"], first["modules"],
+        "the verdict did not change"
+    );
+}
+
+#[test]
+fn a_few_changed_entries_go_to_the_delta_and_a_stale_or_damaged_delta_is_ignored() {
+    let dir = project();
+    let root = dir.path();
+    scan(root, true);
+    let files = c_file_count(root);
+    let base = std::fs::read(cache_file(root)).unwrap();
+    let delta = cache_file(root).with_file_name("facts-delta.bin");
+    assert!(!delta.exists());
+
+    let edited = root.join("src/split_module/registry.c");
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, format!("{text}\n/* one edit */\n")).unwrap();
+    let (report, stats) = scan(root, true);
+    assert_eq!(stats.unwrap().misses, 1);
+    assert_eq!(report, scan(root, false).0);
+    // The large file is left alone; the edited file's entry is in the delta.
+    assert_eq!(std::fs::read(cache_file(root)).unwrap(), base);
+    assert!(delta.exists());
+    forget_runs(root);
+    let (again, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!((stats.hits, stats.misses), (files, 0), "the delta answered");
+    assert_eq!(again, report);
+
+    // A damaged delta is ignored: only the edited file is parsed again.
+    let mut bytes = std::fs::read(&delta).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&delta, bytes).unwrap();
+    forget_runs(root);
+    let (damaged, stats) = scan(root, true);
+    assert_eq!(stats.unwrap().misses, 1);
+    assert_eq!(damaged, report);
+
+    // A delta of another `facts.bin` is not read (each entry is still checked against its
+    // text, so a stale one could only answer the same text): the result stays right.
+    let good_delta = std::fs::read(&delta).unwrap();
+    std::fs::write(cache_file(root), b"garbage").unwrap();
+    forget_runs(root);
+    scan(root, true); // rewrites facts.bin whole and deletes the delta
+    assert!(!delta.exists());
+    std::fs::write(&delta, good_delta).unwrap();
+    std::fs::write(&edited, format!("{text}\n/* another edit */\n")).unwrap();
+    forget_runs(root);
+    let (fresh, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!((stats.hits, stats.misses), (files - 1, 1));
+    assert_eq!(fresh, scan(root, false).0);
+}
