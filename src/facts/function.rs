@@ -432,7 +432,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                     || done.writes.iter().any(|w| params.contains(&w.target))
                     || !done.definition_writes.is_empty()
                     // `#define CHAIN(x) BEGIN x; END`: the argument is code of its own.
-                    || done.references.iter().any(|r| params.contains(&r.name))
+                    || params.iter().any(|p| is_statement_parameter(written, p))
                     || done.calls.iter().any(|c| {
                         params.contains(&c.callee)
                             || c.args
@@ -531,9 +531,15 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         };
         let snippet =
             format!("void isolint_macro_expansion(void) {{\n{before}{body}\n;{after}}}\n");
-        // With the scan's macros: a body may use the project's block and statement macros
-        // (`#define CHAIN(x) CHAIN_BEGIN x; CHAIN_END`).
-        let Ok(parsed) = crate::parse::parse_with(snippet.as_bytes(), self.cx.project) else {
+        // With the scan's macros when the body uses one with a role (`#define CHAIN(x)
+        // CHAIN_BEGIN x; CHAIN_END`, an attribute macro): the pre-pass with the scan's table
+        // costs more than the parse of a short body, so only then.
+        let parsed = if uses_project_macro(body, self.cx.project) {
+            crate::parse::parse_with(snippet.as_bytes(), self.cx.project)
+        } else {
+            crate::parse::parse(snippet.as_bytes())
+        };
+        let Ok(parsed) = parsed else {
             return ExpandedFacts::default();
         };
         let lines = LineIndex::new(&snippet);
@@ -1469,4 +1475,44 @@ fn read_through(address: Node, cx: &Cx) -> bool {
         }
     }
     false
+}
+
+/// Whether `param` stands as a statement of its own in a macro body (`BEGIN x; END`): followed
+/// by `;` and preceded by nothing, `;`, a brace or a name other than `return` (a block macro).
+/// Such an argument is code the expansion must see.
+fn is_statement_parameter(body: &str, param: &str) -> bool {
+    let bytes = body.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut from = 0;
+    while let Some(at) = body[from..].find(param).map(|i| from + i) {
+        from = at + param.len();
+        let end = at + param.len();
+        if (at > 0 && is_ident(bytes[at - 1])) || bytes.get(end).is_some_and(|b| is_ident(*b)) {
+            continue;
+        }
+        if body[end..].trim_start().starts_with(';') {
+            let before = body[..at].trim_end();
+            let word_start = before
+                .bytes()
+                .rposition(|b| !is_ident(b))
+                .map_or(0, |i| i + 1);
+            let word = &before[word_start..];
+            let ok = before.is_empty()
+                || before.ends_with([';', '{', '}'])
+                || (!word.is_empty() && word != "return");
+            if ok {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether a macro body names a project macro the pre-pass rewrites (not one only expanded).
+fn uses_project_macro(body: &str, project: &crate::parse::macros::ProjectMacros) -> bool {
+    body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| {
+            // A code macro in the body is expanded by the walker where it is called.
+            !word.is_empty() && !matches!(project.role(word), None | Some(Role::Code))
+        })
 }
