@@ -215,7 +215,8 @@ fn classify(def: &MacroDefinition, known: &dyn Fn(&str) -> Option<Role>) -> Opti
     // A project macro in the body that opens or closes blocks counts as its braces
     // (`#define CHAIN_EXC(x) CHAIN_EXC_BEGIN x; CHAIN_EXC_END`).
     for t in &toks {
-        let role = if t.kind == TokKind::Ident {
+        // The macro's own name in its body is not expanded again (C 6.10.3.4).
+        let role = if t.kind == TokKind::Ident && text(t) != def.name {
             known(text(t))
         } else {
             None
@@ -252,6 +253,7 @@ fn classify(def: &MacroDefinition, known: &dyn Fn(&str) -> Option<Role>) -> Opti
     }
     let ends_with_statement_macro = toks.last().is_some_and(|t| {
         t.kind == TokKind::Ident
+            && text(t) != def.name
             && matches!(known(text(t)), Some(Role::Statement) | Some(Role::Close(_)))
     });
     let ends_statement = def.body.ends_with(';')
