@@ -4,6 +4,7 @@
 mod borrowed_reference;
 mod capi_table_global;
 mod could_be_const;
+mod datetime_capi_isolation;
 mod free_threading;
 mod gilstate_api;
 mod global_exception_object;
@@ -127,6 +128,7 @@ pub static RULES: &[&RuleInfo] = &[
     &type_module_lookup::RULE,
     &unparsable_file::RULE,
     &idempotent_global::RULE,
+    &datetime_capi_isolation::RULE,
     &lock_protected_global::RULE,
     &teardown_frees_global::RULE,
     // Free-threading (PEP 703).
