@@ -1370,8 +1370,10 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
         fixed.contains("return new_offset(module, (int)offset);"),
         "{fixed}"
     );
+    // The datetime C API cannot be imported in an isolated interpreter on 3.12
+    // (`datetime-capi-isolation`): the honest declaration is a shared GIL.
     assert!(
-        fixed.contains("{Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},"),
+        fixed.contains("{Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},"),
         "{fixed}"
     );
 
@@ -1380,7 +1382,7 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
     assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
 
     // The re-scan: the static type is gone and nothing was added; the module says
-    // `per-interpreter-gil`.
+    // `shared-gil`, per-interpreter-gil blocked only by the datetime import.
     let after = findings_of(&dir);
     for finding in &after {
         assert!(before.contains(finding), "the fix added {finding:?}");
@@ -1393,9 +1395,16 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
     let v = &report.modules[0].verdict;
     assert_eq!(
         v.honest_today.as_deref(),
-        Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
+        Some("Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED")
     );
-    assert!(v.blockers.is_empty(), "{:?}", v.blockers);
+    assert!(
+        !v.blockers.is_empty()
+            && v.blockers
+                .iter()
+                .all(|b| b.rule.contains("datetime-capi-isolation")),
+        "{:?}",
+        v.blockers
+    );
     for py in pythons() {
         build_named(py, &dir, "_offsets", &["-Werror"]).expect("the fixed module builds");
         let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
