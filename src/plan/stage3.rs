@@ -99,11 +99,30 @@ pub fn stage3(ctx: &PlanCtx, verdict: &Verdict) -> Stage3 {
         .iter()
         .filter(|s| s.slot == MULTIPLE_INTERPRETERS)
         .collect();
+    let split = splits_at_313(verdict);
     if declared.is_empty() {
-        inserted.push_str(&guarded(0x030C_0000, MULTIPLE_INTERPRETERS, level));
+        inserted.push_str(&if split {
+            version_split()
+        } else {
+            guarded(0x030C_0000, MULTIPLE_INTERPRETERS, level)
+        });
     }
     for slot in declared {
-        if slot.value.text != level {
+        if split {
+            // The whole entry becomes the version split; its braces are found in the text.
+            let Some((start, end)) = entry_bounds(text, &slot.value.span) else {
+                return Stage3::Refused(format!(
+                    "the `{MULTIPLE_INTERPRETERS}` entry of `{}` could not be rewritten: write its version split by hand",
+                    var.name
+                ));
+            };
+            edits.push(Edit {
+                file: slots_var.file,
+                start,
+                end,
+                text: version_split(),
+            });
+        } else if slot.value.text != level {
             edits.push(replace(slots_var.file, &slot.value.span, level));
         }
     }
@@ -180,6 +199,44 @@ fn replace(file: usize, span: &crate::facts::Span, value: &str) -> Edit {
         end: span.end,
         text: value.to_string(),
     }
+}
+
+/// Whether the level is a shared GIL only because the datetime C API cannot be imported in an
+/// isolated interpreter before 3.13 (`datetime-capi-isolation`): then the honest declaration
+/// is per-interpreter-GIL from 3.13 and a shared GIL for 3.12.
+fn splits_at_313(verdict: &Verdict) -> bool {
+    let mut per_interpreter = verdict
+        .blockers
+        .iter()
+        .filter(|(level, _)| *level == crate::rules::Level::PerInterpreterGil)
+        .flat_map(|(_, b)| b)
+        .peekable();
+    verdict.supported == crate::rules::Level::SharedGil
+        && per_interpreter.peek().is_some()
+        && per_interpreter.all(|b| b.name == "datetime-capi-isolation")
+}
+
+/// Per-interpreter-GIL from 3.13, a shared GIL for 3.12, as whole lines.
+fn version_split() -> String {
+    format!(
+        "#if PY_VERSION_HEX >= 0x030D0000\n    {{{MULTIPLE_INTERPRETERS}, {}}},\n#elif PY_VERSION_HEX >= 0x030C0000\n    /* `_datetime` cannot be imported in an interpreter with its own GIL before 3.13 */\n    {{{MULTIPLE_INTERPRETERS}, {}}},\n#endif\n",
+        crate::rules::Level::PerInterpreterGil.slot_value(),
+        crate::rules::Level::SharedGil.slot_value()
+    )
+}
+
+/// The lines of the entry `{Py_mod_multiple_interpreters, VALUE},` around the value's span,
+/// when the entry is alone on its line: from the line's start to the line's end, newline
+/// included.
+fn entry_bounds(text: &str, value: &crate::facts::Span) -> Option<(usize, usize)> {
+    let start = text.get(..value.start)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = value.end + text.get(value.end..)?.find('\n')? + 1;
+    let line: String = text[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    (line.starts_with(&format!("{{{MULTIPLE_INTERPRETERS},")) && line.ends_with("},"))
+        .then_some((start, end))
 }
 
 fn guarded(version: u32, slot: &str, value: &str) -> String {
