@@ -1075,7 +1075,67 @@ fn write_padded(out: &mut [u8], start: usize, end: usize, text: &[u8]) {
     }
 }
 
-/// End of a macro call's argument list starting at `toks[open]` (which must be `(`).
+/// Writes the `slot`-th argument between `toks[open]` and `toks[close]` as a name of the same
+/// length (`T_____`) when it is a type that is not a plain name (`char *`, `unsigned int`), on
+/// one line.
+fn type_argument_as_name(
+    toks: &[Tok],
+    open: usize,
+    close: usize,
+    slot: usize,
+    src: &[u8],
+    out: &mut [u8],
+) {
+    let mut bounds = vec![toks[open].end];
+    let mut depth = 0usize;
+    for t in &toks[open + 1..close] {
+        match t.kind {
+            TokKind::Punct(b'(') | TokKind::Punct(b'[') => depth += 1,
+            TokKind::Punct(b')') | TokKind::Punct(b']') => depth = depth.saturating_sub(1),
+            TokKind::Punct(b',') if depth == 0 => {
+                bounds.push(t.start);
+                bounds.push(t.end);
+            }
+            _ => {}
+        }
+    }
+    bounds.push(toks[close].start);
+    let (Some(&start), Some(&end)) = (bounds.get(slot * 2), bounds.get(slot * 2 + 1)) else {
+        return;
+    };
+    let text = &src[start..end];
+    let is_name = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    let first = text.iter().position(|b| !b.is_ascii_whitespace());
+    let last = text.iter().rposition(|b| !b.is_ascii_whitespace());
+    let (Some(first), Some(last)) = (first, last) else {
+        return;
+    };
+    let arg = &text[first..=last];
+    let plain_name = arg.iter().all(is_name) && !TYPE_KEYWORDS.contains(&arg);
+    if plain_name || arg.contains(&b'\n') || !arg.iter().all(|b| is_name(b) || b" *\t".contains(b))
+    {
+        return;
+    }
+    let at = start + first;
+    out[at] = b'T';
+    for b in &mut out[at + 1..=start + last] {
+        *b = b'_';
+    }
+}
+
+const TYPE_KEYWORDS: &[&[u8]] = &[
+    b"char",
+    b"short",
+    b"int",
+    b"long",
+    b"float",
+    b"double",
+    b"signed",
+    b"unsigned",
+    b"void",
+    b"_Bool",
+];
+
 /// The `)` closing a project macro's argument list at `toks[open]`, which may hold statements
 /// and braces (`CHAIN_EXC(x = f(); if (!x) goto err;)`). A directive or 512 tokens end the
 /// search: past those it is no argument list the pre-pass should rewrite.
@@ -1097,6 +1157,7 @@ fn macro_call_end(toks: &[Tok], open: usize) -> Option<usize> {
     None
 }
 
+/// End of a macro call's argument list starting at `toks[open]` (which must be `(`).
 fn call_end(toks: &[Tok], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (i, tok) in toks.iter().enumerate().skip(open) {
@@ -1190,6 +1251,15 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], project: &ProjectMacro
             | b"Py_END_CRITICAL_SECTION2" => write_padded(out, tok.start, tok.end, b";}"),
             b"Py_BLOCK_THREADS" | b"Py_UNBLOCK_THREADS" => {
                 write_padded(out, tok.start, tok.end, b";")
+            }
+            // `PyMem_New(char *, n)`, `PyMem_Resize(p, PyObject *, n)`: a type is no
+            // expression, and tree-sitter loses the statement. The type becomes a name of the
+            // same length; nothing reads it.
+            b"PyMem_New" | b"PyMem_NEW" | b"PyMem_Resize" | b"PyMem_RESIZE" if next_is_paren => {
+                let type_slot = usize::from(matches!(name, b"PyMem_Resize" | b"PyMem_RESIZE"));
+                if let Some(close) = call_end(toks, i + 1) {
+                    type_argument_as_name(toks, i + 1, close, type_slot, src, out);
+                }
             }
             b"Py_TRASHCAN_BEGIN" | b"Py_TRASHCAN_SAFE_BEGIN" if next_is_paren => {
                 if let Some(close) = call_end(toks, i + 1) {
@@ -1328,6 +1398,17 @@ mod tests {
         let out = String::from_utf8(prepare_with(src.as_bytes(), &shared).text).unwrap();
         assert_eq!(out.len(), src.len());
         out
+    }
+
+    #[test]
+    fn a_type_argument_of_pymem_new_becomes_a_name() {
+        let src = "void f(void) {\n    char **k = PyMem_New(char *, n);\n    size_t *l = PyMem_New(size_t, n);\n    p = PyMem_Resize(p, unsigned int, m);\n}\n";
+        assert_eq!(
+            prep(src),
+            "void f(void) {\n    char **k = PyMem_New(T_____, n);\n    size_t *l = PyMem_New(size_t, n);\n    p = PyMem_Resize(p, T___________, m);\n}\n"
+        );
+        let parsed = crate::parse::parse(src.as_bytes()).unwrap();
+        assert_eq!(parsed.errors.count(), 0);
     }
 
     #[test]
