@@ -1252,11 +1252,13 @@ fn patch_macros(toks: &[Tok], src: &[u8], out: &mut [u8], project: &ProjectMacro
             b"Py_BLOCK_THREADS" | b"Py_UNBLOCK_THREADS" => {
                 write_padded(out, tok.start, tok.end, b";")
             }
-            // `PyMem_New(char *, n)`, `PyMem_Resize(p, PyObject *, n)`: a type is no
-            // expression, and tree-sitter loses the statement. The type becomes a name of the
-            // same length; nothing reads it.
-            b"PyMem_New" | b"PyMem_NEW" | b"PyMem_Resize" | b"PyMem_RESIZE" if next_is_paren => {
-                let type_slot = usize::from(matches!(name, b"PyMem_Resize" | b"PyMem_RESIZE"));
+            // `PyMem_New(char *, n)`, `PyMem_Resize(p, PyObject *, n)`, `va_arg(ap, unsigned
+            // char *)`: a type is no expression, and tree-sitter loses the statement. The type
+            // becomes a name of the same length; nothing reads it.
+            b"PyMem_New" | b"PyMem_NEW" | b"PyMem_Resize" | b"PyMem_RESIZE" | b"va_arg"
+                if next_is_paren =>
+            {
+                let type_slot = usize::from(name != b"PyMem_New" && name != b"PyMem_NEW");
                 if let Some(close) = call_end(toks, i + 1) {
                     type_argument_as_name(toks, i + 1, close, type_slot, src, out);
                 }
@@ -1402,10 +1404,10 @@ mod tests {
 
     #[test]
     fn a_type_argument_of_pymem_new_becomes_a_name() {
-        let src = "void f(void) {\n    char **k = PyMem_New(char *, n);\n    size_t *l = PyMem_New(size_t, n);\n    p = PyMem_Resize(p, unsigned int, m);\n}\n";
+        let src = "void f(void) {\n    unsigned char *c = va_arg(ap, unsigned char *);\n    char **k = PyMem_New(char *, n);\n    size_t *l = PyMem_New(size_t, n);\n    p = PyMem_Resize(p, unsigned int, m);\n}\n";
         assert_eq!(
             prep(src),
-            "void f(void) {\n    char **k = PyMem_New(T_____, n);\n    size_t *l = PyMem_New(size_t, n);\n    p = PyMem_Resize(p, T___________, m);\n}\n"
+            "void f(void) {\n    unsigned char *c = va_arg(ap, T______________);\n    char **k = PyMem_New(T_____, n);\n    size_t *l = PyMem_New(size_t, n);\n    p = PyMem_Resize(p, T___________, m);\n}\n"
         );
         let parsed = crate::parse::parse(src.as_bytes()).unwrap();
         assert_eq!(parsed.errors.count(), 0);
