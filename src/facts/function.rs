@@ -194,7 +194,14 @@ pub(crate) fn function_facts(
     // classified from; only when one of those is reassigned does the body get that second walk,
     // and the walk is done again knowing the reassigned names.
     let variables_before = variables.len();
-    let mut walker = walk_body(cx, &name, locals.clone(), HashSet::default(), body, variables);
+    let mut walker = walk_body(
+        cx,
+        &name,
+        locals.clone(),
+        HashSet::default(),
+        body,
+        variables,
+    );
     if !walker.pure_locals.read().is_empty() {
         let reassigned = reassigned_names(body, cx);
         let misread = walker
