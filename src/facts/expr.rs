@@ -3,6 +3,7 @@
 use super::extract::{fold_ws, Cx};
 use super::fields::{KindName, FIELD};
 use super::{Expr, ExprKind};
+use std::cell::RefCell;
 use tree_sitter::Node;
 
 const MAX_TEXT: usize = 160;
@@ -126,13 +127,49 @@ fn parse_number(text: &str) -> Option<i64> {
     }
 }
 
+/// The locals that have only held fixed values so far (`int one = 1;`), and the ones among them
+/// a classification has read as fixed: the function's walk decides whether a local is pure
+/// before it has seen the whole body, and only these reads can depend on that decision.
+#[derive(Default)]
+pub(crate) struct PureLocals {
+    names: rustc_hash::FxHashSet<String>,
+    read: RefCell<Vec<String>>,
+}
+
+impl PureLocals {
+    pub(crate) fn insert(&mut self, name: String) {
+        self.names.insert(name);
+    }
+
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.names.remove(name);
+    }
+
+    /// Whether `name` is pure, remembering that it was read as such.
+    fn read_as_pure(&self, name: &str) -> bool {
+        let pure = self.names.contains(name);
+        if pure {
+            let mut read = self.read.borrow_mut();
+            if !read.iter().any(|r| r == name) {
+                read.push(name.to_string());
+            }
+        }
+        pure
+    }
+
+    /// The locals some classification has read as pure.
+    pub(crate) fn read(&self) -> std::cell::Ref<'_, Vec<String>> {
+        self.read.borrow()
+    }
+}
+
 /// What kind of value `node` is (see `Written`), with the non-local names it reads. `locals`:
 /// parameters and locals; `pure_locals`: the locals that only ever held fixed values.
 pub(crate) fn classify_written(
     node: Node,
     cx: &Cx,
     locals: &rustc_hash::FxHashSet<String>,
-    pure_locals: &rustc_hash::FxHashSet<String>,
+    pure_locals: &PureLocals,
 ) -> (super::Written, Vec<String>) {
     let mut reads = Vec::new();
     let written = classify_in(node, cx, locals, pure_locals, &mut reads, 0);
@@ -143,7 +180,7 @@ fn classify_in(
     node: Node,
     cx: &Cx,
     locals: &rustc_hash::FxHashSet<String>,
-    pure_locals: &rustc_hash::FxHashSet<String>,
+    pure_locals: &PureLocals,
     reads: &mut Vec<String>,
     depth: usize,
 ) -> super::Written {
@@ -179,7 +216,7 @@ fn classify_in(
             let name = cx.text(node);
             if IMMORTAL_SINGLETONS.contains(&name) {
                 W::ImmortalObject
-            } else if pure_locals.contains(name) {
+            } else if pure_locals.read_as_pure(name) {
                 W::PureC
             } else if locals.contains(name) {
                 W::Unknown
@@ -213,7 +250,7 @@ fn classify_in(
                         && inner
                             .child_by_field_id(FIELD.argument.get())
                             .and_then(|a| root_name(a, cx))
-                            .is_some_and(|(n, _)| pure_locals.contains(&n));
+                            .is_some_and(|(n, _)| pure_locals.read_as_pure(&n));
                     if through_local {
                         W::PureC
                     } else {
@@ -292,7 +329,7 @@ fn immortal_object(
     call: Node,
     cx: &Cx,
     locals: &rustc_hash::FxHashSet<String>,
-    pure_locals: &rustc_hash::FxHashSet<String>,
+    pure_locals: &PureLocals,
     depth: usize,
 ) -> bool {
     let args = call_arguments(call);

@@ -2,7 +2,7 @@
 //! returns and function-local statics.
 
 use super::declarator::{declaration_type, shape_of};
-use super::expr::{classify_written, root_name, summarize, unwrap};
+use super::expr::{classify_written, root_name, summarize, unwrap, PureLocals};
 use super::extract::{declared_variables, fold_ws, Cx};
 use super::fields::{kind_table, KindName, FIELD};
 use super::macros::{project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH};
@@ -188,19 +188,32 @@ pub(crate) fn function_facts(
         }
     );
 
-    let mut walker = BodyWalker::new(cx, name.clone(), locals);
-    walker.reassigned = reassigned_names(body, cx);
-    walker.walk(body, variables);
-    // Uses the pre-pass turned into `{` / `;}`: their bodies run here too.
-    let (start, end) = (body.start_byte(), body.end_byte());
-    let first = cx.macro_uses.partition_point(|u| u.start < start);
-    for u in cx.macro_uses[first..].iter().take_while(|u| u.end <= end) {
-        let at = cx.span_of(u.start, u.end);
-        let versions = cx.cond.range_at(u.start);
-        let uncertain = cx.errors.overlaps(u.start, u.end);
-        walker.expand_at(&u.name, u.args.as_deref(), at, versions, uncertain);
+    // A local with a fixed initializer is pure unless the body reassigns it anywhere, also
+    // after a use (a loop's `i++`). Rather than a second walk over every body to find those
+    // names first, the walk takes each such local as pure and notes which of them a value was
+    // classified from; only when one of those is reassigned does the body get that second walk,
+    // and the walk is done again knowing the reassigned names.
+    let variables_before = variables.len();
+    let mut walker = walk_body(
+        cx,
+        &name,
+        locals.clone(),
+        HashSet::default(),
+        body,
+        variables,
+    );
+    if !walker.pure_locals.read().is_empty() {
+        let reassigned = reassigned_names(body, cx);
+        let misread = walker
+            .pure_locals
+            .read()
+            .iter()
+            .any(|local| reassigned.contains(local));
+        if misread {
+            variables.truncate(variables_before);
+            walker = walk_body(cx, &name, locals, reassigned, body, variables);
+        }
     }
-    walker.finish_compared_only();
 
     Some(Function {
         name,
@@ -220,6 +233,32 @@ pub(crate) fn function_facts(
         versions: cx.versions(node),
         uncertain: cx.uncertain(node),
     })
+}
+
+/// One walk over a function's body and the macro uses in it, with `reassigned` as the names
+/// taken to be written somewhere in it.
+fn walk_body<'a, 'c>(
+    cx: &'c Cx<'a>,
+    function: &str,
+    locals: HashSet<String>,
+    reassigned: HashSet<String>,
+    body: Node,
+    variables: &mut Vec<Variable>,
+) -> BodyWalker<'a, 'c> {
+    let mut walker = BodyWalker::new(cx, function.to_string(), locals);
+    walker.reassigned = reassigned;
+    walker.walk(body, variables);
+    // Uses the pre-pass turned into `{` / `;}`: their bodies run here too.
+    let (start, end) = (body.start_byte(), body.end_byte());
+    let first = cx.macro_uses.partition_point(|u| u.start < start);
+    for u in cx.macro_uses[first..].iter().take_while(|u| u.end <= end) {
+        let at = cx.span_of(u.start, u.end);
+        let versions = cx.cond.range_at(u.start);
+        let uncertain = cx.errors.overlaps(u.start, u.end);
+        walker.expand_at(&u.name, u.args.as_deref(), at, versions, uncertain);
+    }
+    walker.finish_compared_only();
+    walker
 }
 
 /// These lists live until the end of the scan: without the slack growth left in them.
@@ -323,7 +362,7 @@ struct BodyWalker<'a, 'c> {
     aliases: HashMap<String, String>,
     /// Locals that have only held fixed values (`int one = 1;`): a value computed from them is
     /// the same in every run (`Written::PureC`).
-    pure_locals: HashSet<String>,
+    pure_locals: PureLocals,
     /// Names assigned, updated or passed by address anywhere in the body: a local among them
     /// is never pure, wherever the write stands (a loop's `i++` after the use).
     reassigned: HashSet<String>,
@@ -350,7 +389,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             assigned_to: HashMap::default(),
             depth: 0,
             aliases: HashMap::default(),
-            pure_locals: HashSet::default(),
+            pure_locals: PureLocals::default(),
             reassigned: HashSet::default(),
             local_uses: HashMap::default(),
             fields_written_through_locals: Vec::new(),
