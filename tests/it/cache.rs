@@ -590,7 +590,10 @@ fn a_re_run_reads_an_unchanged_files_switches_from_the_cache_and_reports_the_sam
     )
     .unwrap();
     let (after, stderr) = check_cli(root, true);
-    assert!(stderr.contains("1 files from the cache, 1 parsed"), "{stderr}");
+    assert!(
+        stderr.contains("1 files from the cache, 1 parsed"),
+        "{stderr}"
+    );
     let (uncached, _) = check_cli(root, false);
     assert_eq!(after, uncached);
     assert_eq!(symbols(&after), symbols(&first));
