@@ -2,7 +2,7 @@
 
 use crate::buildfiles::{read_build, BuildInfo, BuildNote, BuildOptions};
 use crate::cache::{
-    content_hash, facts_key, CacheStats, FactsCache, Outcome, UnitCache, UnitResult,
+    content_hash, facts_key, CacheStats, FactsCache, LineScans, Outcome, UnitCache, UnitResult,
 };
 use crate::discover::{discover, DiscoverOptions, SourceKind};
 use crate::facts::cpp::ForeignCall;
@@ -257,10 +257,10 @@ struct PreScan {
     /// The hash of the text, when a cache is in use.
     content: Option<u128>,
     macros: Vec<MacroDefinition>,
-    /// A header's macro values (`parse::condition::header_values`).
-    values: Vec<(String, Option<crate::parse::condition::Pieces>)>,
-    /// Names the file switches off (`parse::condition::off_by_default_hints`).
-    off_hints: Vec<String>,
+    /// A header's macro values (`parse::condition::header_values`) and the names the file
+    /// switches off (`parse::condition::off_by_default_hints`), as the facts cache keeps them;
+    /// `None` when the scan did not need them.
+    lines: Option<LineScans>,
     /// The text may hold a suppression comment; `None`: not read ahead, so unknown.
     suppressions: Option<bool>,
     /// The text read here, kept for the scan so that it does not read and decode the file a
@@ -338,11 +338,21 @@ fn learn(
     };
     pre.macros = cached.unwrap_or_else(|| definitions_in(text.as_bytes()));
     if want_macros {
-        if kind == SourceKind::Header {
-            pre.values = crate::parse::condition::header_values(text);
-        }
-        pre.off_hints =
-            crate::parse::condition::off_by_default_hints(text, kind == SourceKind::Header);
+        let header = kind == SourceKind::Header;
+        let cached = match (cache, pre.content) {
+            (Some(c), Some(h)) => c.line_scans(path, h, header),
+            _ => None,
+        };
+        let lines = cached.unwrap_or_else(|| LineScans {
+            header,
+            values: if header {
+                crate::parse::condition::header_values(text)
+            } else {
+                Vec::new()
+            },
+            off_hints: crate::parse::condition::off_by_default_hints(text, header),
+        });
+        pre.lines = Some(lines);
     }
 }
 
@@ -464,17 +474,17 @@ fn scan_one(
                 let content = content_hash(&source.text, source.first_invalid_utf8);
                 // The pre-scan's macros belong to the text it read; re-derive them if the file
                 // changed in between.
-                let macros = if pre.content == Some(content) {
-                    pre.macros.clone()
+                let learned = if pre.content == Some(content) {
+                    (pre.macros.clone(), pre.lines.clone())
                 } else {
-                    definitions_in(source.text.as_bytes())
+                    (definitions_in(source.text.as_bytes()), None)
                 };
                 let key = cx.facts_key(kind, &defines);
                 let encoded = overview
                     .as_ref()
                     .and_then(|o| postcard::to_stdvec(o).ok())
                     .unwrap_or_default();
-                cache.store(&path, content, macros, key, &facts, encoded);
+                cache.store(&path, content, learned, key, &facts, encoded);
                 identity = Some((content, key));
             }
             match (spill, overview) {
@@ -1344,8 +1354,14 @@ fn scan_identity(options: &AnalyzeOptions) -> String {
 /// each file looks names up, nothing is merged per file.
 fn project_macros(pre: &[PreScan]) -> ProjectMacros {
     ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
-        .with_values(pre.iter().flat_map(|p| p.values.iter().cloned()))
-        .with_off_by_default(pre.iter().flat_map(|p| p.off_hints.iter().cloned()))
+        .with_values(
+            pre.iter()
+                .flat_map(|p| p.lines.iter().flat_map(|l| l.values.iter().cloned())),
+        )
+        .with_off_by_default(
+            pre.iter()
+                .flat_map(|p| p.lines.iter().flat_map(|l| l.off_hints.iter().cloned())),
+        )
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -38,7 +38,7 @@ const FILE_NAME: &str = "facts.bin";
 /// edit writes the few entries it made, not the whole cache again.
 const DELTA_NAME: &str = "facts-delta.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
-const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x04";
+const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x05";
 /// Format, build fingerprint, checksum.
 const HEADER_LEN: usize = FORMAT.len() + 8 + 16;
 
@@ -72,9 +72,20 @@ pub struct CacheStats {
     pub units_checked: usize,
 }
 
+/// What the pre-scan's line scans of a file's text found (`parse::condition::header_values`
+/// and `off_by_default_hints`): a function of the text and of whether it is a header alone,
+/// kept so that a re-run does not scan every line of every file again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LineScans {
+    pub header: bool,
+    pub values: Vec<(String, Option<crate::parse::condition::Pieces>)>,
+    pub off_hints: Vec<String>,
+}
+
 struct Entry {
     content: u128,
     macros: Vec<MacroDefinition>,
+    lines: Option<LineScans>,
     facts_key: u64,
     /// The facts, serialized on their own: only the entries a scan uses are decoded, by the
     /// worker that needs them, and an entry kept as it was is written back without re-encoding.
@@ -113,6 +124,7 @@ impl Blob {
 struct EntryIn<'a> {
     content: u128,
     macros: Vec<MacroDefinition>,
+    lines: Option<LineScans>,
     facts_key: u64,
     facts: &'a [u8],
     overview: &'a [u8],
@@ -123,6 +135,7 @@ struct EntryIn<'a> {
 struct EntryOut<'a> {
     content: u128,
     macros: &'a [MacroDefinition],
+    lines: &'a Option<LineScans>,
     facts_key: u64,
     #[serde(serialize_with = "bytes_out")]
     facts: &'a [u8],
@@ -240,6 +253,7 @@ impl FactsCache {
                                 let entry = Entry {
                                     content: e.content,
                                     macros: e.macros,
+                                    lines: e.lines,
                                     facts_key: e.facts_key,
                                     facts: at(e.facts),
                                     overview: at(e.overview),
@@ -273,6 +287,7 @@ impl FactsCache {
                         let entry = Entry {
                             content: e.content,
                             macros: e.macros,
+                            lines: e.lines,
                             facts_key: e.facts_key,
                             facts: Blob::Owned(e.facts.to_vec()),
                             overview: Blob::Owned(e.overview.to_vec()),
@@ -321,6 +336,17 @@ impl FactsCache {
             .get(path)
             .filter(|e| e.content == content)
             .map(|e| e.macros.clone())
+    }
+
+    /// What the pre-scan's line scans found in the file, if the cache holds the file with this
+    /// text and they were made for a file of this kind (`header`).
+    pub fn line_scans(&self, path: &Path, content: u128, header: bool) -> Option<LineScans> {
+        self.old
+            .get(path)
+            .filter(|e| e.content == content)
+            .and_then(|e| e.lines.as_ref())
+            .filter(|l| l.header == header)
+            .cloned()
     }
 
     /// The file's facts, if the cache holds them for this text under this key.
@@ -385,7 +411,7 @@ impl FactsCache {
         &self,
         path: &Path,
         content: u128,
-        macros: Vec<MacroDefinition>,
+        (macros, lines): (Vec<MacroDefinition>, Option<LineScans>),
         key: u64,
         facts: &FileFacts,
         overview: Vec<u8>,
@@ -396,6 +422,7 @@ impl FactsCache {
         let entry = Entry {
             content,
             macros,
+            lines,
             facts_key: key,
             facts: Blob::Owned(bytes),
             overview: Blob::Owned(overview),
@@ -493,6 +520,7 @@ fn encode<'a>(entries: &'a [(PathBuf, Entry)], loaded: &'a [u8]) -> CacheFileOut
                 let entry = EntryOut {
                     content: e.content,
                     macros: &e.macros,
+                    lines: &e.lines,
                     facts_key: e.facts_key,
                     facts: e.facts.in_file(loaded),
                     overview: e.overview.in_file(loaded),

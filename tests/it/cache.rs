@@ -535,3 +535,66 @@ fn a_few_changed_entries_go_to_the_delta_and_a_stale_or_damaged_delta_is_ignored
     assert_eq!((stats.hits, stats.misses), (files - 1, 1));
     assert_eq!(fresh, scan(root, false).0);
 }
+
+/// A header that switches `TRACE_LOG` off and sets `TRACE_LEVEL`, and a module whose globals
+/// sit behind both: what the parse of the module sees comes from the header's line scans.
+const SWITCHES_HEADER: &str = "#ifndef CONFIG_H\n#define CONFIG_H\n\
+    #undef TRACE_LOG  /* Define to log every call. */\n#define TRACE_LEVEL 0\n#endif\n";
+
+const SWITCHED_MODULE: &str = r#"#include <Python.h>
+#include "config.h"
+
+#ifdef TRACE_LOG
+static PyObject *trace_log;
+static PyObject *set_log(PyObject *self, PyObject *arg) { trace_log = arg; Py_RETURN_NONE; }
+#endif
+#if TRACE_LEVEL > 1
+static PyObject *trace_detail;
+static PyObject *set_detail(PyObject *self, PyObject *arg) { trace_detail = arg; Py_RETURN_NONE; }
+#endif
+static PyObject *counter;
+static PyObject *bump(PyObject *self, PyObject *arg) { counter = arg; Py_RETURN_NONE; }
+static PyMethodDef methods[] = {{"bump", bump, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "mod", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_mod(void) { return PyModule_Create(&moddef); }
+"#;
+
+fn symbols(report: &serde_json::Value) -> Vec<&str> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["symbol"].as_str())
+        .collect()
+}
+
+#[test]
+fn a_re_run_reads_an_unchanged_files_switches_from_the_cache_and_reports_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("config.h"), SWITCHES_HEADER).unwrap();
+    std::fs::write(root.join("mod.c"), SWITCHED_MODULE).unwrap();
+    let (first, _) = check_cli(root, true);
+    let found = symbols(&first);
+    assert!(found.contains(&"counter"), "{first}");
+    assert!(
+        !found.contains(&"trace_log") && !found.contains(&"trace_detail"),
+        "the header's switches were not applied: {first}"
+    );
+
+    // The module is parsed again; the header's switched-off name and value now come from the
+    // facts cache, and must shape that parse as the header's text did.
+    std::fs::write(
+        root.join("mod.c"),
+        format!("{SWITCHED_MODULE}/* edited */\n"),
+    )
+    .unwrap();
+    let (after, stderr) = check_cli(root, true);
+    assert!(
+        stderr.contains("1 files from the cache, 1 parsed"),
+        "{stderr}"
+    );
+    let (uncached, _) = check_cli(root, false);
+    assert_eq!(after, uncached);
+    assert_eq!(symbols(&after), symbols(&first));
+}
