@@ -1,5 +1,5 @@
-use super::support::{call_site, calls_where};
-use super::{declare_rule, Ctx, Site};
+use super::support::process_wide_imports;
+use super::{declare_rule, Ctx};
 use crate::version::py;
 
 declare_rule! {
@@ -97,29 +97,7 @@ fn check(ctx: &mut Ctx) {
     if cpython_internal {
         return;
     }
-    let imports = super::capi_table_global::PROCESS_WIDE_IMPORTS;
-    let mut sites = Vec::new();
-    // `PyDateTime_IMPORT;` is a name (the macro is used without parentheses), or a call.
-    for &fi in &ctx.module.files {
-        for f in &project.files[fi].functions {
-            for r in f
-                .references
-                .iter()
-                .filter(|r| imports.contains(&r.name.as_str()))
-            {
-                let site = Site {
-                    file: fi,
-                    span: r.span,
-                    versions: f.versions,
-                    uncertain: f.uncertain,
-                };
-                sites.push((site, r.name.clone(), f.name.clone()));
-            }
-        }
-    }
-    for (fi, f, call) in calls_where(ctx, |c| imports.contains(&c)) {
-        sites.push((call_site(fi, call), call.callee.clone(), f.name.clone()));
-    }
+    let sites = process_wide_imports(ctx);
     for (site, name, function) in sites {
         if !site.versions.is_empty() && !site.versions.contains(py(3, 12)) {
             continue;

@@ -1,4 +1,4 @@
-use super::support::{call_site, calls_where, describe_writes, idempotent};
+use super::support::{describe_writes, idempotent, process_wide_imports};
 use super::{declare_rule, Ctx, Site};
 use crate::model::FixedValue;
 
@@ -104,27 +104,8 @@ fn check(ctx: &mut Ctx) {
             HELP.to_string(),
         );
     }
-    // `PyDateTime_IMPORT;` is a name (the macro is used without parentheses), or a call.
-    let imports = super::capi_table_global::PROCESS_WIDE_IMPORTS;
-    for &fi in &ctx.module.files {
-        for f in &project.files[fi].functions {
-            for r in f
-                .references
-                .iter()
-                .filter(|r| imports.contains(&r.name.as_str()))
-            {
-                let site = Site {
-                    file: fi,
-                    span: r.span,
-                    versions: f.versions,
-                    uncertain: f.uncertain,
-                };
-                report_import(ctx, site, &r.name, &f.name);
-            }
-        }
-    }
-    for (fi, f, call) in calls_where(ctx, |c| imports.contains(&c)) {
-        report_import(ctx, call_site(fi, call), &call.callee, &f.name);
+    for (site, name, function) in process_wide_imports(ctx) {
+        report_import(ctx, site, &name, &function);
     }
 }
 

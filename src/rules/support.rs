@@ -271,3 +271,33 @@ pub fn idempotent<'g>(
     }
     Some(&global.fixed)
 }
+
+/// Each use of a process-wide capsule import (`PyDateTime_IMPORT`) in the module: the site,
+/// the name used and the function. The macro is a name when used without parentheses
+/// (`PyDateTime_IMPORT;`), or a call.
+pub fn process_wide_imports(ctx: &super::Ctx) -> Vec<(super::Site, String, String)> {
+    let project = ctx.project;
+    let imports = super::capi_table_global::PROCESS_WIDE_IMPORTS;
+    let mut sites = Vec::new();
+    for &fi in &ctx.module.files {
+        for f in &project.files[fi].functions {
+            for r in f
+                .references
+                .iter()
+                .filter(|r| imports.contains(&r.name.as_str()))
+            {
+                let site = super::Site {
+                    file: fi,
+                    span: r.span,
+                    versions: f.versions,
+                    uncertain: f.uncertain,
+                };
+                sites.push((site, r.name.clone(), f.name.clone()));
+            }
+        }
+    }
+    for (fi, f, call) in calls_where(ctx, |c| imports.contains(&c)) {
+        sites.push((call_site(fi, call), call.callee.clone(), f.name.clone()));
+    }
+    sites
+}
