@@ -15,7 +15,7 @@
 
 use super::context::PlanCtx;
 use super::stage0::{normalize, Edit};
-use super::stage1::{call_args, contains_word, word_uses, Reach};
+use super::stage1::{call_args, contains_word, first_argument_edits, word_uses, Reach};
 use super::stage2::next_byte;
 use crate::facts::Function;
 use crate::model::FnRef;
@@ -302,38 +302,18 @@ impl<'a, 'c> Elsewhere<'a, 'c> {
                     )
                 })?;
                 let text = self.text(c.file);
-                for call in self
-                    .ctx
-                    .function(c)
-                    .calls
-                    .iter()
-                    .filter(|call| call.callee == function.name)
-                {
-                    let Some(paren) = text
-                        .get(call.span.start..call.span.end)
-                        .filter(|t| t.starts_with(function.name.as_str()))
-                        .and_then(|t| t.find('('))
-                    else {
-                        return Err(format!(
-                            "`{}`: line {}: the call to `{}` is not written out (a macro?)",
-                            self.ctx.path(c.file),
-                            call.span.line,
-                            function.name
-                        ));
-                    };
-                    let after = call.span.start + paren + 1;
-                    let empty = text[after..call.span.end].trim_start().starts_with(')');
-                    edits.push(Edit {
-                        file: c.file,
-                        start: after,
-                        end: after,
-                        text: if empty {
-                            arg.clone()
-                        } else {
-                            format!("{arg}, ")
+                let calls = self.ctx.function(c).calls.iter();
+                edits.extend(
+                    first_argument_edits(text, c.file, &function.name, calls, &arg).map_err(
+                        |line| {
+                            format!(
+                                "`{}`: line {line}: the call to `{}` is not written out (a macro?)",
+                                self.ctx.path(c.file),
+                                function.name
+                            )
                         },
-                    });
-                }
+                    )?,
+                );
             }
         }
         Ok(edits)

@@ -853,40 +853,16 @@ impl<'a, 'c> Reach<'a, 'c> {
             for caller in self.callers.get(&function.name).into_iter().flatten() {
                 let c = self.fn_ref(caller).expect("checked when classified");
                 let arg = self.arg(c).expect("checked when classified");
-                for call in self
-                    .ctx
-                    .function(c)
-                    .calls
-                    .iter()
-                    .filter(|call| call.callee == function.name)
-                {
-                    let at = call.span.start;
-                    let Some(paren) = self
-                        .text
-                        .get(at..call.span.end)
-                        .filter(|t| t.starts_with(function.name.as_str()))
-                        .and_then(|t| t.find('('))
-                    else {
-                        return Err(format!(
-                            "line {}: the call to `{}` is not written out (a macro?)",
-                            call.span.line, function.name
-                        ));
-                    };
-                    let after = at + paren + 1;
-                    let empty = self.text[after..call.span.end]
-                        .trim_start()
-                        .starts_with(')');
-                    edits.push(Edit {
-                        file: self.file,
-                        start: after,
-                        end: after,
-                        text: if empty {
-                            arg.clone()
-                        } else {
-                            format!("{arg}, ")
-                        },
-                    });
-                }
+                let calls = self.ctx.function(c).calls.iter();
+                edits.extend(
+                    first_argument_edits(self.text, self.file, &function.name, calls, &arg)
+                        .map_err(|line| {
+                            format!(
+                                "line {line}: the call to `{}` is not written out (a macro?)",
+                                function.name
+                            )
+                        })?,
+                );
             }
         }
         Ok(edits)
@@ -1387,4 +1363,39 @@ pub(super) fn statement_start(mask: &[u8], lo: usize, at: usize) -> Option<usize
         return None;
     }
     Some(s)
+}
+
+/// The edits that pass `arg` first to every call of `callee` among `calls`, in `text` (the
+/// file `file`): after the `(`, with a `, ` unless the call had no argument. `Err(line)` for a
+/// call that is not written out by name (a macro makes it).
+pub(super) fn first_argument_edits<'c>(
+    text: &str,
+    file: usize,
+    callee: &str,
+    calls: impl Iterator<Item = &'c crate::facts::Call>,
+    arg: &str,
+) -> Result<Vec<Edit>, usize> {
+    let mut edits = Vec::new();
+    for call in calls.filter(|call| call.callee == callee) {
+        let Some(paren) = text
+            .get(call.span.start..call.span.end)
+            .filter(|t| t.starts_with(callee))
+            .and_then(|t| t.find('('))
+        else {
+            return Err(call.span.line);
+        };
+        let after = call.span.start + paren + 1;
+        let empty = text[after..call.span.end].trim_start().starts_with(')');
+        edits.push(Edit {
+            file,
+            start: after,
+            end: after,
+            text: if empty {
+                arg.to_string()
+            } else {
+                format!("{arg}, ")
+            },
+        });
+    }
+    Ok(edits)
 }
