@@ -53,8 +53,13 @@ pub type VersionMacros = HashMap<String, VersionRange>;
 /// USE_STATIC_TYPES 1` in the `#else` of `#if PY_VERSION_HEX >= 0x030B0000` (which defines it
 /// `0`), or the default of `#ifndef WITH_CACHE` / `#define WITH_CACHE 0`. `#if WITH_CACHE`
 /// then selects versions, not "unknown".
+///
+/// The values of the scan's headers are the same for every file: they are read from the
+/// project's table in place (`base`), and only what a file defines or undefines is held per
+/// file. Copying the table into each file's map cost 1.5 % of `check` on CPython.
 #[derive(Debug, Clone, Default)]
-pub struct MacroValues {
+pub struct MacroValues<'a> {
+    base: Option<&'a rustc_hash::FxHashMap<String, Pieces>>,
     values: HashMap<String, Valued>,
 }
 
@@ -73,14 +78,23 @@ enum Valued {
 /// At most this many definitions of one name are followed; more make it `Opaque`.
 const MAX_PIECES: usize = 16;
 
-impl MacroValues {
+impl<'a> MacroValues<'a> {
+    /// A file's values on top of the integer values the scan's headers give macros, before
+    /// the file's own `#define`s.
+    pub fn over(base: &'a rustc_hash::FxHashMap<String, Pieces>) -> Self {
+        MacroValues {
+            base: Some(base),
+            values: HashMap::new(),
+        }
+    }
     /// `#define name value` on `range` (`value` is `None` when the body is no integer or the
     /// branch is not one the versions decide).
     pub fn define(&mut self, name: &str, range: Option<VersionRange>, value: Option<i64>) {
-        let entry = self
-            .values
-            .entry(name.to_string())
-            .or_insert(Valued::Pieces(Vec::new()));
+        let base = self.base;
+        let entry = self.values.entry(name.to_string()).or_insert_with(|| {
+            // A header's value, then the file's definitions after it.
+            Valued::Pieces(base.and_then(|b| b.get(name)).cloned().unwrap_or_default())
+        });
         match (range, value, &mut *entry) {
             (Some(r), _, _) if r.is_empty() => {}
             (Some(r), Some(v), Valued::Pieces(pieces))
@@ -91,24 +105,21 @@ impl MacroValues {
             _ => *entry = Valued::Opaque,
         }
     }
-    /// A value from a header of the scan, before the file's own `#define`s.
-    pub fn seed(&mut self, name: &str, pieces: &[(VersionRange, i64)]) {
-        self.values
-            .insert(name.to_string(), Valued::Pieces(pieces.to_vec()));
-    }
     /// `#undef name`, or a definition the scan cannot follow.
     pub fn forget(&mut self, name: &str) {
         self.values.insert(name.to_string(), Valued::Opaque);
     }
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values.is_empty() && self.base.is_none_or(|b| b.is_empty())
     }
     /// The value on every version: `Err` when unknown somewhere.
     fn pieces(&self, name: &str) -> Option<&[(VersionRange, i64)]> {
-        match self.values.get(name)? {
-            Valued::Pieces(p) if covers_all(p) => Some(p),
-            _ => None,
-        }
+        let pieces = match self.values.get(name) {
+            Some(Valued::Pieces(p)) => p,
+            Some(Valued::Opaque) => return None,
+            None => self.base?.get(name)?,
+        };
+        covers_all(pieces).then_some(pieces.as_slice())
     }
     /// The versions on which `name` is nonzero, when it is one range (the empty one included).
     fn truthy(&self, name: &str) -> Option<VersionRange> {
@@ -428,7 +439,7 @@ struct Parser<'a> {
     toks: Vec<Token>,
     pos: usize,
     macros: &'a VersionMacros,
-    values: &'a MacroValues,
+    values: &'a MacroValues<'a>,
     /// Something the versions do not decide was folded into the result (`HAVE_X &&
     /// PY_VERSION_HEX >= ...` is read as its version test): the result is an upper bound.
     inexact: bool,
@@ -997,6 +1008,44 @@ mod tests {
             evaluate("defined(PY3K)", &macros),
             Cond::Version(VersionRange::at_least(py(3, 0)))
         );
+    }
+
+    #[test]
+    fn macro_values_over_the_headers_values() {
+        // The scan's headers: `USE_X` is 1 on every Python, `LEVEL` 0 before 3.12 and 2 after.
+        let mut headers = rustc_hash::FxHashMap::default();
+        headers.insert("USE_X".to_string(), vec![(VersionRange::ALL, 1)]);
+        headers.insert(
+            "LEVEL".to_string(),
+            vec![
+                (VersionRange::ALL, 0),
+                (VersionRange::at_least(py(3, 12)), 2),
+            ],
+        );
+        let macros = VersionMacros::new();
+        let eval = |text: &str, values: &MacroValues| evaluate_with(text, &macros, values).0;
+        let mut values = MacroValues::over(&headers);
+        assert!(!values.is_empty());
+        assert_eq!(eval("USE_X", &values), Cond::Version(VersionRange::ALL));
+        assert_eq!(
+            eval("LEVEL", &values),
+            Cond::Version(VersionRange::at_least(py(3, 12)))
+        );
+        // The file's own definition comes after the header's, on its versions only.
+        values.define("LEVEL", Some(VersionRange::at_least(py(3, 13))), Some(0));
+        assert_eq!(
+            eval("LEVEL", &values),
+            Cond::Version(VersionRange::new(py(3, 12), py(3, 13)))
+        );
+        // `#undef` in the file hides the header's value; the table itself is untouched.
+        values.forget("USE_X");
+        assert_eq!(eval("USE_X", &values), Cond::Unknown);
+        assert_eq!(headers["USE_X"], vec![(VersionRange::ALL, 1)]);
+        assert_eq!(
+            eval("USE_X", &MacroValues::over(&headers)),
+            Cond::Version(VersionRange::ALL)
+        );
+        assert!(MacroValues::over(&rustc_hash::FxHashMap::default()).is_empty());
     }
 
     #[test]

@@ -472,9 +472,10 @@ impl ProjectMacros {
         &self.off_by_default
     }
 
-    /// The value every Python gives `name` in the scan's headers.
-    pub fn values(&self) -> impl Iterator<Item = (&str, &[(crate::version::VersionRange, i64)])> {
-        self.values.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    /// The integer values the scan's headers give macros on every Python; each file's
+    /// pre-pass reads the table in place.
+    pub fn value_table(&self) -> &FxHashMap<String, super::condition::Pieces> {
+        &self.values
     }
 
     pub fn role(&self, name: &str) -> Option<Role> {

@@ -282,10 +282,7 @@ pub fn prepare_with_defines(
     for name in project.off_by_default() {
         macros.entry(name.clone()).or_insert(VersionRange::EMPTY);
     }
-    let mut values = MacroValues::default();
-    for (name, value) in project.values() {
-        values.seed(name, value);
-    }
+    let mut values = MacroValues::over(project.value_table());
     for (name, _) in build_defines {
         values.forget(name);
     }
