@@ -711,7 +711,8 @@ pub fn off_by_default_hints(text: &str, header: bool) -> Vec<String> {
     // Per open `#if`: the name it tests alone (`#ifdef NAME`, `#if defined(NAME)`), until an
     // `#else` or `#elif`.
     let mut switches: Vec<Option<&str>> = Vec::new();
-    for line in text.lines() {
+    // Every line read below has a `#` (a directive, or a commented-out `#define`).
+    for line in lines_containing(text, b'#') {
         let trimmed = line.trim_start();
         if let Some(comment) = trimmed
             .strip_prefix("//")
@@ -766,6 +767,31 @@ pub fn off_by_default_hints(text: &str, header: bool) -> Vec<String> {
         }
     }
     names
+}
+
+/// The lines of `text`, split as `str::lines` splits them, that contain `byte`, in order. A
+/// line scan that reads only directives skips the other lines with `memchr` instead of
+/// looking at each: on CPython's sources the switched-off names' scan cost 0.9 % of `check`.
+pub fn lines_containing(text: &str, byte: u8) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = from + memchr::memchr(byte, bytes.get(from..)?)?;
+        let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+        let line = match memchr::memchr(b'\n', &bytes[at..]) {
+            // `str::lines` drops a `\r` before the `\n`, not one that ends the text.
+            Some(i) => {
+                from = at + i + 1;
+                let line = &text[start..at + i];
+                line.strip_suffix('\r').unwrap_or(line)
+            }
+            None => {
+                from = bytes.len();
+                &text[start..]
+            }
+        };
+        Some(line)
+    })
 }
 
 /// The name `#ifdef NAME` or `#if defined(NAME)` / `#if defined NAME` tests, alone.
@@ -1008,6 +1034,26 @@ mod tests {
             evaluate("defined(PY3K)", &macros),
             Cond::Version(VersionRange::at_least(py(3, 0)))
         );
+    }
+
+    #[test]
+    fn lines_containing_splits_as_lines_does() {
+        for text in [
+            "",
+            "#",
+            "a\n#b\nc",
+            "#if X\r\n  y;\r\n#endif\r\n",
+            "x # y # z\n\n##\n",
+            "#define A 1\r",
+            "no hash\nat all\n",
+            "\n#\n\r\n#\r\r\n",
+            "tail #",
+            "é#ü\n#ß\r\n",
+        ] {
+            let expected: Vec<&str> = text.lines().filter(|l| l.contains('#')).collect();
+            let got: Vec<&str> = lines_containing(text, b'#').collect();
+            assert_eq!(got, expected, "{text:?}");
+        }
     }
 
     #[test]
