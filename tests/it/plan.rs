@@ -904,6 +904,17 @@ fn findings_of(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// A lazily filled global that stage 1 moved into module state keeps its race between threads
+/// of one interpreter: `unlocked-lazy-init` then names the field (the global's name, or
+/// `function_name` for a function-local static), which is no finding the fix added.
+fn carried_race(before: &[(String, String)], finding: &(String, String)) -> bool {
+    finding.0 == "unlocked-lazy-init"
+        && before.iter().any(|(rule, symbol)| {
+            rule == "unlocked-lazy-init"
+                && (finding.1 == *symbol || finding.1.ends_with(&format!("_{symbol}")))
+        })
+}
+
 const CLAIM_RULES: [&str; 5] = [
     "overclaimed-isolation",
     "overclaimed-gil",
@@ -1172,10 +1183,21 @@ fn fix_stage1_moves_object_globals_into_module_state() {
         .files
         .is_empty());
 
-    // The re-scan: every finding left was there before (the moved globals' are gone).
+    // The re-scan: every finding left was there before (the moved globals' are gone), but for
+    // the lazily filled `greeting`, whose race between threads moved with it into the state:
+    // `unlocked-lazy-init` now names its field.
     let after = findings_of(&dir);
+    let carried = (
+        "unlocked-lazy-init".to_string(),
+        "caches_hello_greeting".to_string(),
+    );
+    assert!(after.contains(&carried), "{after:?}");
+    assert!(carried_race(&before, &carried), "{before:?}");
     for finding in &after {
-        assert!(before.contains(finding), "the fix added {finding:?}");
+        assert!(
+            before.contains(finding) || carried_race(&before, finding),
+            "the fix added {finding:?}"
+        );
     }
     for gone in ["memo", "hooks", "CachesError", "greeting", "Counter_Type"] {
         assert!(!after.iter().any(|(_, s)| s == gone), "{gone}: {after:?}");
@@ -1826,7 +1848,7 @@ fn fix_all_on_every_plan_fixture_compiles_and_adds_no_finding() {
         let after = findings_of(&dir);
         for finding in &after {
             assert!(
-                before.contains(finding),
+                before.contains(finding) || carried_race(&before, finding),
                 "{name}: the fix added {finding:?}"
             );
         }
@@ -1927,9 +1949,9 @@ fn fix_stage1_keeps_an_if_around_the_field_and_refuses_a_stored_local() {
 
 #[test]
 fn fix_all_does_not_lift_the_gil_over_a_race_it_moved_into_module_state() {
-    // A lazily filled cache races between threads. Stage 1 moves it into module state, where the
-    // rules (which read globals) no longer see it, so stage 3 of the same run must not declare
-    // `Py_MOD_GIL_NOT_USED`; the multiple-interpreters slot is still declared.
+    // A lazily filled cache races between threads. Stage 1 moves it into module state, where
+    // threads of one interpreter still share it: stage 3 must not declare `Py_MOD_GIL_NOT_USED`;
+    // the multiple-interpreters slot is still declared.
     let scratch = tempfile::tempdir().expect("tempdir");
     let file = scratch.path().join("_lazy.c");
     std::fs::write(
@@ -1996,14 +2018,21 @@ PyInit__lazy(void)
         "stage 3 declared isolation: {fixed}"
     );
     assert!(!fixed.contains("Py_mod_gil"), "the GIL stays: {fixed}");
-    // A later stage 3 run on its own no longer sees the race (the rules read globals): the
-    // guard within the run is what held it back.
-    let unguarded = isolint::plan::fix_stage(&analysis_of(&file), 3);
+    // The rule sees the lazily filled state field: a later stage 3 on its own, and a second
+    // `fix --all`, hold the GIL back too.
+    let after = analysis_of(&file);
+    let lazy: Vec<_> = after
+        .findings
+        .iter()
+        .filter(|f| f.name == "unlocked-lazy-init")
+        .collect();
+    assert_eq!(lazy.len(), 1, "{:?}", after.findings);
     assert!(
-        unguarded
-            .files
-            .iter()
-            .any(|(_, _, new)| new.contains("Py_MOD_GIL_NOT_USED")),
-        "without the guard stage 3 would declare it"
+        lazy[0].message.contains("`greeting` of the module state"),
+        "{}",
+        lazy[0].message
     );
+    assert!(isolint::plan::fix_stage(&after, 3).files.is_empty());
+    run_fix(&args);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
 }
