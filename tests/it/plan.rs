@@ -449,6 +449,93 @@ fn build_sources(
     )
 }
 
+/// The C sources and headers of `dir`, with their text.
+fn sources_of(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c" || e == "h"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read");
+            (p, text)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A second `fix --all` over what the first wrote: its diff is empty (every stage has nothing
+/// to do) and `--apply` writes nothing.
+fn assert_second_run_changes_nothing(dir: &Path, args: &FixArgs) {
+    let first = sources_of(dir);
+    for stage in 0..=3 {
+        let again = isolint::plan::fix_stage(&analysis_of(dir), stage);
+        assert!(
+            again.files.is_empty(),
+            "{}: a second run's stage {stage} changes {:?}",
+            dir.display(),
+            again.files.iter().map(|(p, _, _)| p).collect::<Vec<_>>()
+        );
+    }
+    run_fix(args);
+    assert_eq!(sources_of(dir), first, "a second `fix --all --apply` wrote");
+}
+
+/// `isolint verify --exercise behaviour.py` on the fixed module `name` built in `dir`, with
+/// every test Python from 3.12: each check passes (or does not apply), or is refused where
+/// `declared_refusal(version, check)` says the module's own declaration refuses it.
+fn assert_verify_passes(
+    dir: &Path,
+    name: &str,
+    declared_refusal: impl Fn((u32, u32), &str) -> bool,
+) {
+    let behaviour = dir.join("behaviour.py");
+    let mut ran = 0;
+    for py in pythons().iter().filter(|p| p.version >= (3, 12)) {
+        let module = dir.join(format!("{name}{}", py.ext_suffix));
+        let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+            .args(["verify", "--format", "json", "--python"])
+            .arg(&py.exe)
+            .arg("--exercise")
+            .arg(&behaviour)
+            .arg(&module)
+            .output()
+            .expect("run isolint verify");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let cells: Vec<&serde_json::Value> = report["modules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["results"].as_array().into_iter().flatten())
+            .flat_map(|r| r["cells"].as_array().into_iter().flatten())
+            .collect();
+        assert!(!cells.is_empty(), "{name}: no check ran: {report}");
+        for cell in cells {
+            let check = cell["check"].as_str().unwrap_or("?");
+            let status = cell["status"].as_str().unwrap_or("?");
+            let expected = status == "pass"
+                || status == "n/a"
+                || (status == "refused" && declared_refusal(py.version, check));
+            assert!(
+                expected,
+                "{name} on {}.{}: {check} is {status}: {cell}",
+                py.version.0, py.version.1
+            );
+        }
+        ran += 1;
+    }
+    if ran == 0 {
+        eprintln!("{name}: verify not run: no test Python from 3.12");
+    }
+}
+
 fn run_py(py: &Python, args: &[&str], dir: &Path) -> Result<String, String> {
     let out = Command::new(&py.exe)
         .args(args)
@@ -1182,6 +1269,7 @@ fn fix_stage1_moves_object_globals_into_module_state() {
     assert!(isolint::plan::fix_stage(&analysis_of(&dir), 1)
         .files
         .is_empty());
+    assert_second_run_changes_nothing(&dir, &args);
 
     // The re-scan: every finding left was there before (the moved globals' are gone), but for
     // the lazily filled `greeting`, whose race between threads moved with it into the state:
@@ -1208,6 +1296,10 @@ fn fix_stage1_moves_object_globals_into_module_state() {
         let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
         assert!(out.contains("behaviour ok"), "{out}");
     }
+    // Two globals stay, so the module declares `NOT_SUPPORTED`: own-GIL interpreters refuse it.
+    assert_verify_passes(&dir, "_caches", |_, check| {
+        matches!(check, "isolated-import" | "concurrent")
+    });
 }
 
 /// Stage 2 on two static types, one the base of the other: the heap types are created in exec
@@ -1307,6 +1399,7 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
     // A second run changes nothing.
     assert_eq!(run_fix(&args), 0);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
+    assert_second_run_changes_nothing(&dir, &args);
 
     // The re-scan: the static types are gone, and the fix added no finding.
     let after = findings_of(&dir);
@@ -1322,6 +1415,7 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
         let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
         assert!(out.contains("behaviour ok"), "{out}");
     }
+    assert_verify_passes(&dir, "_shapes", |_, _| false);
 }
 
 /// Stage 2 on a type whose fields are set at run time, as ciso8601 and regex set theirs: the
@@ -1404,6 +1498,7 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
     // A second run changes nothing.
     assert_eq!(run_fix(&args), 0);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), fixed);
+    assert_second_run_changes_nothing(&dir, &args);
 
     // The re-scan: the static type is gone and nothing was added; the module says
     // `per-interpreter-gil` (its declaration for 3.12 is the shared GIL).
@@ -1427,6 +1522,11 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
         let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
         assert!(out.contains("behaviour ok"), "{out}");
     }
+    // For 3.12 the module declares a shared GIL (the datetime C API): own-GIL interpreters
+    // refuse it there.
+    assert_verify_passes(&dir, "_offsets", |version, check| {
+        version < (3, 13) && matches!(check, "isolated-import" | "concurrent")
+    });
 }
 
 /// Stage 2 on a type defined in the second file of a module, with fields set at run time
@@ -1507,6 +1607,7 @@ fn fix_stage2_converts_a_type_defined_in_another_file_of_the_module() {
     assert_eq!(read("_zones.c"), main);
     assert_eq!(read("zone.c"), zone);
     assert_eq!(read("zone.h"), header);
+    assert_second_run_changes_nothing(&dir, &args);
 
     // The re-scan finds nothing at all; the verdict is the per-interpreter GIL.
     let after = findings_of(&dir);
@@ -1522,6 +1623,7 @@ fn fix_stage2_converts_a_type_defined_in_another_file_of_the_module() {
         let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
         assert!(out.contains("behaviour ok"), "{out}");
     }
+    assert_verify_passes(&dir, "_zones", |_, _| false);
 }
 
 /// A type in another file whose function has a caller without the module (a C callback in
