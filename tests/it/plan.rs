@@ -1626,6 +1626,127 @@ fn fix_stage2_converts_a_type_defined_in_another_file_of_the_module() {
     assert_verify_passes(&dir, "_zones", |_, _| false);
 }
 
+/// `fix --all --apply` on a legacy module whose code differs by Python version: the global
+/// only Pythons before 3.12 define moves into the state under its `#if` (and is visited and
+/// cleared under it), the module functions read it in their own `#if` branches, the `#if`
+/// branches of `PyInit` move into exec unchanged, the static type (whose member table spells a
+/// member differently from 3.12) becomes a heap type; it builds with `-Werror` and behaves the
+/// same on every test Python, `check` finds nothing, a second run changes nothing, and
+/// `verify --exercise` passes.
+#[test]
+fn fix_all_keeps_version_branches_and_the_result_builds_on_every_python() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("version_branches");
+    copy_tree(&fix_fixture("version_branches"), &dir);
+    let file = dir.join("_versions.c");
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_named(py, &dir, "_versions", &["-Werror"]).expect("the legacy module builds");
+        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
+    }
+    let before = findings_of(&dir);
+    assert!(before
+        .iter()
+        .any(|(r, s)| r == "static-type-object" && s == "Tick_Type"));
+    let args = FixArgs {
+        paths: vec![dir.clone()],
+        stage: 0,
+        all: true,
+        apply: true,
+    };
+    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let fixed = std::fs::read_to_string(&file).expect("read");
+    // The global of one branch: its field, its visit and its clear keep the condition.
+    for kept in [
+        "#if PY_VERSION_HEX < 0x030C0000\n    PyObject *zero;  /* was the global `zero` */\n#endif\n",
+        "#if PY_VERSION_HEX < 0x030C0000\n    Py_VISIT(state->zero);\n#endif\n",
+        "#if PY_VERSION_HEX < 0x030C0000\n    Py_CLEAR(state->zero);\n#endif\n",
+        // Its reader, in the same branch of a module function.
+        "#if PY_VERSION_HEX < 0x030C0000\n    return Py_NewRef(get_versions_state(module)->zero);\n#else\n    return PyLong_FromLong(0);\n#endif\n",
+        // PyInit's branches, now in exec.
+        "#if PY_VERSION_HEX < 0x030C0000\n    get_versions_state(m)->zero = PyNumber_Long(Py_False);\n    if (get_versions_state(m)->zero == NULL) {\n        return -1;\n    }\n#endif\n",
+        "#if PY_VERSION_HEX >= 0x030C0000\n    if (PyModule_AddIntConstant(m, \"IMMORTAL_SMALL_INTS\", 1) < 0) {\n        return -1;\n    }\n#else\n    if (PyModule_AddIntConstant(m, \"IMMORTAL_SMALL_INTS\", 0) < 0) {\n        return -1;\n    }\n#endif\n",
+        // The call chosen by version is untouched; the cached object it falls back to moved.
+        "#if PY_VERSION_HEX >= 0x030D0000\n    if (PyObject_GetOptionalAttr(obj, name, &value) < 0) {",
+        "        return Py_NewRef(get_versions_state(module)->missing);\n    }\n    return value;",
+        // The member table's branches stay as they were; the spec points at the table.
+        "#if PY_VERSION_HEX >= 0x030C0000\n    {\"limit\", Py_T_LONG,",
+        "    {Py_tp_members, Tick_members},\n",
+        "PyObject_GC_New(TickObject, get_versions_state(module)->Tick_Type)",
+        "    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},\n",
+        "#if PY_VERSION_HEX >= 0x030D0000\n    {Py_mod_gil, Py_MOD_GIL_NOT_USED},\n#endif\n",
+    ] {
+        assert!(fixed.contains(kept), "{kept}\n---\n{fixed}");
+    }
+    assert!(!fixed.contains("static PyObject *zero"), "{fixed}");
+    assert!(!fixed.contains("static PyTypeObject"), "{fixed}");
+    assert_second_run_changes_nothing(&dir, &args);
+
+    let after = findings_of(&dir);
+    assert!(after.is_empty(), "{after:?}");
+    for py in pythons() {
+        build_named(py, &dir, "_versions", &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"), "{out}");
+    }
+    assert_verify_passes(&dir, "_versions", |_, _| false);
+}
+
+/// A static type whose initializer chooses a field by `#if` stays static: the refusal names the
+/// directive, its line and the field it guards. The same choice made in a macro converts.
+#[test]
+fn fix_stage2_names_the_if_between_a_types_fields() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("version_branches");
+    copy_tree(&fix_fixture("version_branches"), &dir);
+    let file = dir.join("_versions.c");
+    let original = std::fs::read_to_string(&file).expect("read");
+    let plain = "    .tp_flags = Py_TPFLAGS_DEFAULT,\n";
+    assert!(original.contains(plain));
+    let branched = "#if PY_VERSION_HEX >= 0x030C0000\n    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,\n#else\n    .tp_flags = Py_TPFLAGS_DEFAULT,\n#endif\n";
+    let line = original[..original.find(plain).expect("the flags")]
+        .matches('\n')
+        .count()
+        + 1;
+    let stage0 = FixArgs {
+        paths: vec![dir.clone()],
+        stage: 0,
+        all: false,
+        apply: true,
+    };
+    std::fs::write(&file, original.replace(plain, branched)).expect("write");
+    run_fix(&stage0);
+    match &isolint::plan::fix_stage(&analysis_of(&dir), 2).modules[0].outcome {
+        FixOutcome::Refused(why) => assert!(
+            why.contains(&format!("its initializer has `#if PY_VERSION_HEX >= 0x030C0000` between its fields, line {line} (before `tp_flags`)")),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let by_macro = "#if PY_VERSION_HEX >= 0x030C0000\n#define TICK_FLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE)\n#else\n#define TICK_FLAGS Py_TPFLAGS_DEFAULT\n#endif\n";
+    let with_macro = original
+        .replace(plain, "    .tp_flags = TICK_FLAGS,\n")
+        .replace(
+            "typedef struct {\n    PyObject_HEAD",
+            &format!("{by_macro}\ntypedef struct {{\n    PyObject_HEAD"),
+        );
+    std::fs::write(&file, with_macro).expect("write");
+    run_fix(&stage0);
+    let fix = isolint::plan::fix_stage(&analysis_of(&dir), 2);
+    assert!(
+        matches!(fix.modules[0].outcome, FixOutcome::Changed),
+        "{:?}",
+        fix.modules[0].outcome
+    );
+    assert!(
+        fix.files[0]
+            .2
+            .contains(".flags = TICK_FLAGS | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,"),
+        "{}",
+        fix.files[0].2
+    );
+}
+
 /// A type in another file whose function has a caller without the module (a C callback in
 /// the first file), or is named by a macro, has no way to the module the edit can give: it
 /// stays, with the reason.
