@@ -370,6 +370,9 @@ struct BodyWalker<'a, 'c> {
     local_uses: HashMap<String, (u32, u32)>,
     /// See `Function::fields_written_through_locals`.
     fields_written_through_locals: Vec<FieldStore>,
+    /// The fields tested for NULL by an `if` seen so far (`if (st->cache == NULL)`), with the
+    /// branch taken when they are: a store into the field there is a lazy fill.
+    field_guards: Vec<(String, Span)>,
 }
 
 impl<'a, 'c> BodyWalker<'a, 'c> {
@@ -393,6 +396,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             reassigned: HashSet::default(),
             local_uses: HashMap::default(),
             fields_written_through_locals: Vec::new(),
+            field_guards: Vec::new(),
         }
     }
 
@@ -749,6 +753,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
                         _ => (Written::Unknown, Vec::new()),
                     };
                     if op == "=" {
+                        self.note_lazy_field_fill(left, node);
                         self.note_address_only_use(left);
                         if let Some(r) = right {
                             self.note_address_stored_in_field(left, r);
@@ -1113,9 +1118,20 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             }
             _ => None,
         };
-        let Some(tested) = tested.map(unwrap).filter(|t| t.kind_name() == "identifier") else {
+        let Some(tested) = tested.map(unwrap) else {
             return;
         };
+        // `if ((t = st->cache[i]) == NULL)` tests what it assigns.
+        let assigned = (tested.kind_name() == "assignment_expression")
+            .then(|| tested.child_by_field_id(FIELD.right.get()))
+            .flatten();
+        if let Some((field, _)) = field_access(assigned.unwrap_or(tested), cx) {
+            self.field_guards.push((field, cx.span(body)));
+            return;
+        }
+        if tested.kind_name() != "identifier" {
+            return;
+        }
         let name = cx.text(tested);
         if self.locals.contains(name) {
             return;
@@ -1123,6 +1139,65 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         self.threading.null_guards.push(NullGuard {
             name: name.to_string(),
             body: cx.span(body),
+        });
+    }
+
+    /// `st->f = ...` or `st->f[i] = ...` in the branch of an `if` that found the same field
+    /// NULL (`ThreadingFacts::lazy_field_fills`), with what the function shows of the pointer.
+    fn note_lazy_field_fill(&mut self, left: Node, assignment: Node) {
+        if self.field_guards.is_empty() {
+            return;
+        }
+        let cx = self.cx;
+        let Some((field, object)) = field_access(left, cx) else {
+            return;
+        };
+        let span = cx.span(assignment);
+        let guarded = self
+            .field_guards
+            .iter()
+            .any(|(f, body)| *f == field && body.start <= span.start && span.end <= body.end);
+        if !guarded {
+            return;
+        }
+        let mut object = object;
+        while object.kind_name() == "parenthesized_expression" {
+            match object.named_child(0) {
+                Some(inner) => object = inner,
+                None => break,
+            }
+        }
+        let bare = |t: &str| {
+            let t = fold_ws(t);
+            let t = t.trim_end_matches(|c: char| c == '*' || c.is_whitespace());
+            t.strip_prefix("struct ").unwrap_or(t).trim().to_string()
+        };
+        let (base_type, base_call) = match object.kind_name() {
+            "cast_expression" => (
+                object
+                    .child_by_field_id(FIELD.ty.get())
+                    .map(|t| bare(cx.text(t))),
+                None,
+            ),
+            "call_expression" => (
+                None,
+                object
+                    .child_by_field_id(FIELD.function.get())
+                    .map(|f| cx.text(f).to_string()),
+            ),
+            "identifier" => (
+                declared_type(object, cx.text(object), cx).map(|t| bare(&t)),
+                None,
+            ),
+            _ => (None, None),
+        };
+        self.threading.lazy_field_fills.push(LazyFieldFill {
+            field,
+            base_type,
+            base_call,
+            span,
+            versions: cx.versions(assignment),
+            uncertain: cx.uncertain(assignment),
         });
     }
 
@@ -1554,4 +1629,74 @@ fn uses_project_macro(body: &str, project: &crate::parse::macros::ProjectMacros)
             // A code macro in the body is expanded by the walker where it is called.
             !word.is_empty() && !matches!(project.role(word), None | Some(Role::Code))
         })
+}
+
+/// `p->f` or `p->f[i]`: the field and the expression before the arrow.
+fn field_access<'t>(node: Node<'t>, cx: &Cx) -> Option<(String, Node<'t>)> {
+    let mut node = unwrap(node);
+    if node.kind_name() == "subscript_expression" {
+        node = unwrap(node.child_by_field_id(FIELD.argument.get())?);
+    }
+    if node.kind_name() != "field_expression"
+        || node
+            .child_by_field_id(FIELD.operator.get())
+            .is_none_or(|o| cx.text(o) != "->")
+    {
+        return None;
+    }
+    let field = cx
+        .text(node.child_by_field_id(FIELD.field.get())?)
+        .to_string();
+    Some((field, node.child_by_field_id(FIELD.argument.get())?))
+}
+
+/// The type `name` is declared with in a block around `at` or among the parameters of the
+/// function around it (`mod_state *` for `mod_state *st = get_state(m);`). Only asked for the
+/// rare lazy fill, so it reads the tree upwards instead of keeping every local's type.
+fn declared_type(at: Node, name: &str, cx: &Cx) -> Option<String> {
+    let mut up = at.parent();
+    while let Some(n) = up {
+        match n.kind_name() {
+            "compound_statement" => {
+                let mut c = n.walk();
+                for decl in n
+                    .named_children(&mut c)
+                    .filter(|d| d.kind_name() == "declaration")
+                {
+                    let mut dc = decl.walk();
+                    let declares = decl
+                        .children_by_field_id(FIELD.declarator, &mut dc)
+                        .any(|d| shape_of(d, cx).name.as_deref() == Some(name));
+                    if declares {
+                        return decl
+                            .child_by_field_id(FIELD.ty.get())
+                            .map(|t| cx.text(t).to_string());
+                    }
+                }
+            }
+            "function_definition" => {
+                let mut d = n.child_by_field_id(FIELD.declarator.get());
+                while let Some(node) = d {
+                    if node.kind_name() == "function_declarator" {
+                        break;
+                    }
+                    d = node.child_by_field_id(FIELD.declarator.get());
+                }
+                let params = d?.child_by_field_id(FIELD.parameters.get())?;
+                let mut c = params.walk();
+                return params
+                    .named_children(&mut c)
+                    .filter(|p| p.kind_name() == "parameter_declaration")
+                    .find(|p| {
+                        p.child_by_field_id(FIELD.declarator.get())
+                            .is_some_and(|d| shape_of(d, cx).name.as_deref() == Some(name))
+                    })
+                    .and_then(|p| p.child_by_field_id(FIELD.ty.get()))
+                    .map(|t| cx.text(t).to_string());
+            }
+            _ => {}
+        }
+        up = n.parent();
+    }
+    None
 }

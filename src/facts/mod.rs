@@ -373,6 +373,12 @@ pub struct ThreadingFacts {
     /// `if (!item)`) or assigned: the object behind them is never used, only its address.
     #[serde(default)]
     pub compared_only: Vec<String>,
+    /// Stores into a field reached through a pointer (`st->cache = ...`,
+    /// `st->cache[i] = ...`) in the body of an `if` that tests the same field for NULL
+    /// (`if (st->cache == NULL)`, `if ((t = st->cache[i]) == NULL)`): a struct field filled
+    /// lazily. Which struct it is (module state or not) is for the rules to say.
+    #[serde(default)]
+    pub lazy_field_fills: Vec<LazyFieldFill>,
 }
 
 impl ThreadingFacts {
@@ -381,6 +387,7 @@ impl ThreadingFacts {
             && self.refcount_tests.is_empty()
             && self.null_guards.is_empty()
             && self.compared_only.is_empty()
+            && self.lazy_field_fills.is_empty()
     }
 }
 
@@ -415,6 +422,22 @@ pub struct NullGuard {
     pub name: String,
     /// The branch taken when it is NULL (or zero).
     pub body: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LazyFieldFill {
+    /// The field stored into (`cache` for `st->cache[i] = t`).
+    pub field: String,
+    /// What the pointer is, as far as the function shows: a local's or parameter's declared
+    /// type, or a cast's (`mod_state` for `mod_state *st` or `((mod_state *)p)->cache`),
+    /// `struct ` and `*` taken off.
+    pub base_type: Option<String>,
+    /// The call that returns the pointer (`get_state` for `get_state(m)->cache = t`).
+    pub base_call: Option<String>,
+    /// The whole assignment.
+    pub span: Span,
+    pub versions: VersionRange,
+    pub uncertain: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -541,8 +541,29 @@ pub fn stage2(ctx: &PlanCtx) -> Result<Stage2, String> {
         // they go with the initializer.
         if let Some(first) = t.slots.values().map(|e| e.span.start).min() {
             let rest = text.get(first..v.decl_span.end).unwrap_or("");
-            if rest.lines().any(|l| l.trim_start().starts_with('#')) {
-                why("its initializer has `#if` lines between its fields: the spec would keep one branch only".into());
+            let mut offset = first;
+            let mut directive = None;
+            for l in rest.split_inclusive('\n') {
+                if l.trim_start().starts_with('#') {
+                    directive = Some((offset, l.trim()));
+                    break;
+                }
+                offset += l.len();
+            }
+            if let Some((at, line_text)) = directive {
+                // Which line, which directive and which field it guards: what to rewrite by hand.
+                let line = text[..at].matches('\n').count() + 1;
+                let guarded = t
+                    .slots
+                    .iter()
+                    .filter(|(_, e)| e.span.start > at)
+                    .min_by_key(|(_, e)| e.span.start)
+                    .map(|(f, _)| format!(" (before `{f}`)"))
+                    .unwrap_or_default();
+                let shown: String = line_text.chars().take(60).collect();
+                why(format!(
+                    "its initializer has `{shown}` between its fields, line {line}{guarded}: the spec would keep one branch only; write the branches as one field value (a macro defined under the `#if`) to convert it"
+                ));
                 continue;
             }
         }

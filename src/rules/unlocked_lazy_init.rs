@@ -1,5 +1,8 @@
-use super::free_threading::{once_callbacks, racy_writes};
-use super::{declare_rule, Ctx};
+use super::free_threading::{
+    free_threaded_compiles, locked_at, once_callbacks, racy_writes, run_time_functions,
+};
+use super::{declare_rule, Ctx, Site};
+use crate::facts::ExprKind;
 
 declare_rule! {
     /// ## What it does
@@ -8,6 +11,13 @@ declare_rule! {
     /// in the same function (`PyMutex_Lock`, `PyThread_acquire_lock`, `pthread_mutex_lock`,
     /// ...), no critical section around it, and not in a callback run by `pthread_once` /
     /// `call_once`. Writes while the module initialises are left to the isolation rules.
+    ///
+    /// A field of the module's state filled the same way (`if (st->cache == NULL)
+    /// st->cache = ...;`, `if ((t = st->cache[i]) == NULL) { ... st->cache[i] = t; }`), read
+    /// through the state pointer (a local or parameter of the state's type, a cast to it, or a
+    /// function of the module that returns it), is reported too: moving a global into module
+    /// state gives each interpreter its own, but threads of one interpreter still share it. A
+    /// field filled only while the module initialises (its exec slot) is not.
     ///
     /// ## Why is this bad?
     /// On a free-threaded build two threads can both see `NULL` and both initialise: one
@@ -76,6 +86,99 @@ fn check(ctx: &mut Ctx) {
             site,
             Some(&v.name),
             Some(&first.function.name),
+            message,
+            help,
+        );
+    }
+    state_fields(ctx, &once);
+}
+
+/// The lazily filled fields of the module's state (`m_size = sizeof(S)`), one finding each at
+/// its first unprotected fill.
+fn state_fields(ctx: &mut Ctx, once: &[&str]) {
+    let Some(def) = &ctx.module.def else { return };
+    let Some(ExprKind::SizeOf(state_type)) = def.m_size().map(|e| &e.kind) else {
+        return;
+    };
+    let state_type = state_type
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .trim();
+    let state_type = state_type.strip_prefix("struct ").unwrap_or(state_type);
+    // The names the state goes by: its tag and typedefs.
+    let mut names: Vec<&str> = vec![state_type];
+    if let Some(layout) = ctx.layouts.get_in(state_type, &ctx.module.files) {
+        names.extend(layout.names.iter().map(String::as_str));
+    }
+    let project = ctx.project;
+    let is_state = |t: &str| names.contains(&t);
+    let files = || ctx.module.files.iter().map(|&fi| &project.files[fi]);
+    // Functions and macros of the module that hand out the state pointer
+    // (`static inline mod_state *get_state(PyObject *m)`, `#define STATE(m) ((mod_state *)...)`).
+    let returns_state = |ret: &str| {
+        let ret = ret.trim();
+        let Some(base) = ret.strip_suffix('*') else {
+            return false;
+        };
+        let base = base.trim();
+        let base = base.rsplit(' ').next().unwrap_or(base);
+        is_state(base)
+    };
+    let accessors: Vec<&str> = files()
+        .flat_map(|f| &f.functions)
+        .filter(|f| returns_state(&f.return_type))
+        .map(|f| f.name.as_str())
+        .chain(
+            files()
+                .flat_map(|f| &f.macros)
+                .filter(|m| {
+                    names.iter().any(|n| {
+                        m.body
+                            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                            .any(|w| w == *n)
+                    })
+                })
+                .map(|m| m.name.as_str()),
+        )
+        .collect();
+    let mut reported: Vec<&str> = Vec::new();
+    let fills: Vec<_> = run_time_functions(ctx)
+        .flat_map(|(fi, f)| {
+            f.threading
+                .lazy_field_fills
+                .iter()
+                .map(move |fill| (fi, f, fill))
+        })
+        .collect();
+    for (file, function, fill) in fills {
+        let through_state = fill.base_type.as_deref().is_some_and(is_state)
+            || fill
+                .base_call
+                .as_deref()
+                .is_some_and(|c| accessors.contains(&c));
+        if !through_state
+            || reported.contains(&fill.field.as_str())
+            || !free_threaded_compiles(&fill.versions)
+            || locked_at(function, &fill.span)
+            || once.contains(&function.name.as_str())
+        {
+            continue;
+        }
+        reported.push(&fill.field);
+        let message = format!(
+            "`{}` of the module state (`{state_type}`) is filled lazily in `{}` (line {}) with no lock: each interpreter has its own state, but on a free-threaded build two threads of one interpreter can both see it unset and both fill it",
+            fill.field, function.name, fill.span.line
+        );
+        let help = "create it in the exec slot, or take a `PyMutex` (kept in the state) or a critical section around the test and the write".to_string();
+        ctx.report(
+            Site {
+                file,
+                span: fill.span,
+                versions: fill.versions,
+                uncertain: fill.uncertain,
+            },
+            Some(&fill.field),
+            Some(&function.name),
             message,
             help,
         );
