@@ -563,9 +563,10 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut pre = prescan(&jobs, options.max_file_size, cache_dir.is_some());
     let held: Vec<Option<SourceText>> = pre.iter_mut().map(|p| p.source.take()).collect();
     let origins = vendored_dirs(&jobs, &options.paths);
-    // A focused run (the editor's re-check of some modules) never answers from the memo.
+    // A focused run (the editor's re-check of some modules) never answers from the memo, nor
+    // does one that keeps the model (`plan`, `fix`): the memo holds findings, not the model.
     let memo_key = cache_dir
-        .filter(|_| options.focus.is_none())
+        .filter(|_| options.focus.is_none() && !options.model)
         .and_then(|_| memo_key(options, &jobs, &pre, &origins, &build, cpp_inputs.digest()));
 
     if let (Some(dir), Some((scan, inputs))) = (cache_dir, memo_key) {

@@ -44,6 +44,42 @@ pub struct PlanArgs {
     /// Write the plan here instead of standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// The facts cache `plan` and `fix` read and write: the one `check` keeps, so a plan after a
+/// check (and each stage of `fix --all` after the one before) parses only what changed.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CacheArgs {
+    /// Parse every file again: neither read nor write the facts cache.
+    #[arg(long, env = "ISOLINT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_cache: bool,
+    /// Keep the facts cache here instead of `.isolint_cache` beside the config file (or in the
+    /// current folder when there is none), as `check` does.
+    #[arg(long, value_name = "DIR", env = "ISOLINT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl CacheArgs {
+    /// Where `check` keeps the cache for a scan of `paths`: beside the config file of the
+    /// first path, else in the current folder.
+    fn dir(&self, paths: &[PathBuf]) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let first = paths.first().map_or(std::path::Path::new("."), |p| p);
+        let project = crate::config::find_config(first)
+            .ok()
+            .flatten()
+            .and_then(|c| c.parent().map(std::path::Path::to_path_buf))
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(|| std::env::current_dir().ok())?;
+        Some(project.join(crate::cache::CACHE_DIR))
+    }
 }
 
 /// `isolint fix`: the mechanical stages as edits.
@@ -63,15 +99,18 @@ pub struct FixArgs {
     /// Write the files instead of printing a unified diff.
     #[arg(long)]
     pub apply: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
-fn analyze_paths(paths: &[PathBuf]) -> Result<Analysis, String> {
+fn analyze_paths(paths: &[PathBuf], cache: &CacheArgs) -> Result<Analysis, String> {
     let paths = if paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         paths.to_vec()
     };
     let analysis = analyze(&AnalyzeOptions {
+        cache_dir: cache.dir(&paths),
         paths,
         model: true,
         ..Default::default()
@@ -155,7 +194,7 @@ pub fn render_json(report: &PlanReport) -> String {
 }
 
 pub fn run_plan(args: &PlanArgs) -> i32 {
-    let analysis = match analyze_paths(&args.paths) {
+    let analysis = match analyze_paths(&args.paths, &args.cache) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("isolint: error: {e}");
@@ -459,7 +498,7 @@ pub fn run_fix(args: &FixArgs) -> i32 {
     let mut changed_by_earlier: std::collections::BTreeSet<String> = Default::default();
     let mut racy: Option<BTreeSet<String>> = None;
     for &stage in &stages {
-        let analysis = match analyze_paths(&args.paths) {
+        let analysis = match analyze_paths(&args.paths, &args.cache) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("isolint: error: {e}");

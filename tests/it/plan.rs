@@ -7,7 +7,7 @@
 
 use isolint::plan::data::{CodeKind, PlanReport};
 use isolint::plan::{
-    fix_stage0, plan_report, render_json, render_markdown, run_fix, FixArgs, FixOutcome,
+    fix_stage0, plan_report, render_json, render_markdown, run_fix, CacheArgs, FixArgs, FixOutcome,
 };
 use isolint::{analyze, AnalyzeOptions};
 use std::path::{Path, PathBuf};
@@ -604,6 +604,7 @@ fn fix_stage0_end_to_end() {
         stage: 0,
         all: false,
         apply: true,
+        cache: no_cache(),
     };
     assert_eq!(run_fix(&args), 0);
     let fixed = std::fs::read_to_string(dir.join("_speedups.c")).expect("read");
@@ -940,6 +941,76 @@ fn fix_diff_applies_from_the_repository_root_whatever_path_was_given() {
     }
 }
 
+/// The in-process `run_fix` calls leave the facts cache alone: they run in parallel, and the
+/// cache's default place is the current folder (the repository's).
+fn no_cache() -> CacheArgs {
+    CacheArgs {
+        no_cache: true,
+        cache_dir: None,
+    }
+}
+
+#[test]
+fn plan_and_fix_share_the_facts_cache_with_check() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let cache = scratch.path().join("cache");
+    let cached = speedups_copy(&scratch.path().join("cached"));
+    let uncached = speedups_copy(&scratch.path().join("uncached"));
+    let isolint = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_isolint"))
+            .args(args)
+            .current_dir(scratch.path())
+            .env_remove("ISOLINT_NO_CACHE")
+            .env_remove("ISOLINT_CACHE_DIR")
+            .output()
+            .expect("run isolint");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let path = cached.to_str().unwrap();
+    let cache_dir = cache.to_str().unwrap();
+    // The plan with the cache (cold, then warm) is the plan without it.
+    let plan = |cache: &[&str]| {
+        let mut args = vec!["plan", "--format", "json", path];
+        args.extend_from_slice(cache);
+        let (code, out, err) = isolint(&args);
+        assert_eq!(code, Some(0), "{err}");
+        out
+    };
+    let without = plan(&["--no-cache"]);
+    assert!(!cache.exists(), "--no-cache wrote a cache");
+    assert_eq!(plan(&["--cache-dir", cache_dir]), without);
+    assert!(
+        std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()),
+        "plan wrote no facts cache"
+    );
+    assert_eq!(plan(&["--cache-dir", cache_dir]), without);
+    // What plan stored is what check reads: nothing is parsed again.
+    let (_, _, err) = isolint(&["check", "-v", "--cache-dir", cache_dir, path]);
+    assert!(err.contains("1 files from the cache, 0 parsed"), "{err}");
+    // `fix --all --apply` with the cache (each stage reads the one before's files again, the
+    // changed one parsed, the others decoded) writes what it writes without it.
+    let (code, _, err) = isolint(&["fix", "--all", "--apply", "--cache-dir", cache_dir, path]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = isolint(&[
+        "fix",
+        "--all",
+        "--apply",
+        "--no-cache",
+        uncached.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let fixed = std::fs::read_to_string(&cached).expect("read");
+    assert_ne!(
+        fixed,
+        std::fs::read_to_string(plan_fixture().join("_speedups.c")).unwrap()
+    );
+    assert_eq!(fixed, std::fs::read_to_string(&uncached).expect("read"));
+}
+
 // ------------------------------------------------ fix: CR LF, vendored code, stale files
 
 fn speedups_copy(under: &Path) -> PathBuf {
@@ -1057,6 +1128,7 @@ fn fix_stage3_declares_what_the_verdict_allows() {
         stage: 3,
         all: false,
         apply: true,
+        cache: no_cache(),
     };
     let racy_before = std::fs::read_to_string(dir.join("ft_racy.c")).expect("read");
     let planned = isolint::plan::fix_stage(&analysis_of(&dir), 3);
@@ -1129,6 +1201,7 @@ fn fix_stage3_refuses_single_phase_and_all_runs_stage0_first() {
         stage: 0,
         all: true,
         apply: true,
+        cache: no_cache(),
     };
     assert_eq!(run_fix(&args), 0);
     let fixed = std::fs::read_to_string(&file).expect("read");
@@ -1194,6 +1267,7 @@ fn fix_stage1_moves_object_globals_into_module_state() {
         stage: 0,
         all: true,
         apply: true,
+        cache: no_cache(),
     };
     assert_eq!(run_fix(&args), 1, "two globals stay: exit 1");
     let fixed = std::fs::read_to_string(&file).expect("read");
@@ -1359,6 +1433,7 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
         stage: 0,
         all: true,
         apply: true,
+        cache: no_cache(),
     };
     assert_eq!(run_fix(&args), 0, "nothing is refused");
     let fixed = std::fs::read_to_string(&file).expect("read");
@@ -1479,6 +1554,7 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
         stage: 0,
         all: true,
         apply: true,
+        cache: no_cache(),
     };
     assert_eq!(run_fix(&args), 0, "nothing is refused");
     let fixed = std::fs::read_to_string(&file).expect("read");
@@ -1600,6 +1676,7 @@ fn fix_stage2_converts_a_type_defined_in_another_file_of_the_module() {
         stage: 0,
         all: true,
         apply: true,
+        cache: no_cache(),
     };
     assert_eq!(run_fix(&args), 0, "nothing is refused");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
@@ -1705,6 +1782,7 @@ fn fix_all_keeps_version_branches_and_the_result_builds_on_every_python() {
         stage: 0,
         all: true,
         apply: true,
+        cache: no_cache(),
     };
     assert_eq!(run_fix(&args), 0, "nothing is refused");
     let fixed = std::fs::read_to_string(&file).expect("read");
@@ -1773,6 +1851,7 @@ fn fix_stage2_names_the_if_between_a_types_fields() {
         stage: 0,
         all: false,
         apply: true,
+        cache: no_cache(),
     };
     std::fs::write(&file, original.replace(plain, branched)).expect("write");
     run_fix(&stage0);
@@ -1836,6 +1915,7 @@ fn fix_stage2_keeps_a_type_of_another_file_whose_user_has_no_module() {
             stage: 0,
             all: false,
             apply: true,
+            cache: no_cache(),
         };
         assert_eq!(run_fix(&fixed0), 0);
         let fix = isolint::plan::fix_stage(&analysis_of(&dir), 2);
@@ -2113,6 +2193,7 @@ fn fix_all_on_every_plan_fixture_compiles_and_adds_no_finding() {
             stage: 0,
             all: true,
             apply: true,
+            cache: no_cache(),
         };
         run_fix(&args);
         let texts: Vec<String> = sources
@@ -2289,6 +2370,7 @@ PyInit__lazy(void)
         stage: 0,
         all: true,
         apply: true,
+        cache: no_cache(),
     };
     run_fix(&args);
     let fixed = std::fs::read_to_string(&file).expect("read");
