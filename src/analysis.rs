@@ -1230,6 +1230,7 @@ fn scan_wide_key(
         text(&mut h, &format!("{:?}", g.init));
         text(&mut h, g.files_from.as_str());
         text(&mut h, g.import_name.as_deref().unwrap_or("\0"));
+        h.update(&[u8::from(g.closed)]);
         h.update(&(g.files.len() as u64).to_le_bytes());
         for &f in &g.files {
             h.update(&(f as u64).to_le_bytes());

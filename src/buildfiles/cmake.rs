@@ -137,6 +137,8 @@ struct Target {
     defines: Vec<(String, bool)>,
     /// An entry could not be read: the target is not used.
     unknown: Option<String>,
+    /// A source is not C the scan reads (a `.cpp` file, an object).
+    non_c_source: bool,
     python: bool,
     line: usize,
     file: PathBuf,
@@ -192,6 +194,7 @@ fn read_with(path: &Path, text: Option<&str>, info: &mut BuildInfo) {
         }
         // The sources of the libraries it links, and theirs.
         let mut sources = target.sources.clone();
+        let mut all_sources_c = !target.non_c_source;
         let mut queue: Vec<&str> = target.links.iter().map(String::as_str).collect();
         let mut seen: Vec<&str> = vec![name.as_str()];
         while let Some(lib) = queue.pop() {
@@ -200,6 +203,7 @@ fn read_with(path: &Path, text: Option<&str>, info: &mut BuildInfo) {
             }
             seen.push(lib);
             if let Some(t) = by_name.get(lib).filter(|t| t.unknown.is_none()) {
+                all_sources_c &= !t.non_c_source;
                 sources.extend(t.sources.iter().cloned());
                 queue.extend(t.links.iter().map(String::as_str));
             }
@@ -225,6 +229,7 @@ fn read_with(path: &Path, text: Option<&str>, info: &mut BuildInfo) {
             build_file: target.file.clone(),
             defines: target.defines.clone(),
             open_group: false,
+            all_sources_c,
         });
     }
 }
@@ -310,7 +315,9 @@ impl Reader<'_> {
                     if TARGET_KEYWORDS.contains(&s.as_str()) || s.starts_with("$<") {
                         continue;
                     }
-                    target.sources.extend(c_source(dir, &s));
+                    let c = c_source(dir, &s);
+                    target.non_c_source |= c.is_none();
+                    target.sources.extend(c);
                 }
             }
             Err(why) => {

@@ -49,7 +49,10 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
     // to where it runs. Both are compared canonicalised (`super::file_key`).
     let mut groups: BTreeMap<Option<String>, Vec<PathBuf>> = BTreeMap::new();
     let mut missing = Vec::new();
+    // Groups with an entry that is not C the scan reads (C++, a file that does not exist).
+    let mut not_all_c: std::collections::BTreeSet<Option<String>> = Default::default();
     for entry in &entries {
+        let group = entry.output.as_deref().and_then(target_of_output);
         // A relative `directory` is taken from the database's own folder.
         let dir = entry
             .directory
@@ -57,10 +60,12 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
             .map(|d| db_dir.join(d))
             .unwrap_or_else(|| db_dir.to_path_buf());
         let Some(file) = c_source(&dir, &entry.file) else {
+            not_all_c.insert(group);
             continue;
         };
         let Ok(real) = std::fs::canonicalize(&file) else {
             missing.push(file);
+            not_all_c.insert(group);
             continue;
         };
         let file = real;
@@ -71,10 +76,7 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
         };
         info.defines
             .insert(file.clone(), defines_in_arguments(&args));
-        groups
-            .entry(entry.output.as_deref().and_then(target_of_output))
-            .or_default()
-            .push(file);
+        groups.entry(group).or_default().push(file);
     }
     if !missing.is_empty() {
         note(
@@ -91,6 +93,7 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
         sources.dedup();
         info.targets.push(BuildTarget {
             name: None,
+            all_sources_c: !not_all_c.contains(&target),
             open_group: target.is_none(),
             sources,
             from: FilesFrom::CompileCommands,

@@ -429,7 +429,7 @@ impl Reader<'_> {
                 let mut sources = args.get(1..).map(|a| a.to_vec()).unwrap_or_default();
                 sources.extend(kw("sources"));
                 match source_files(&sources, dir) {
-                    Ok(files) => Value::Target(files),
+                    Ok((files, _)) => Value::Target(files),
                     Err(why) => Value::Unknown(why),
                 }
             }
@@ -450,7 +450,7 @@ impl Reader<'_> {
                 };
                 let label = name.clone().unwrap_or_else(|| "(unnamed)".into());
                 match source_files(&sources, dir) {
-                    Ok(files) if !files.is_empty() => {
+                    Ok((files, all_sources_c)) if !files.is_empty() => {
                         let mut defines = Vec::new();
                         if let Some(c_args) = kw("c_args") {
                             let args: Vec<String> = flatten(&[c_args])
@@ -475,6 +475,7 @@ impl Reader<'_> {
                             build_file: self.top.clone(),
                             defines,
                             open_group: false,
+                            all_sources_c,
                         });
                         Value::Target(files)
                     }
@@ -525,20 +526,29 @@ fn flatten(values: &[Value]) -> Vec<Value> {
     out
 }
 
-/// The C files of a source list, relative to `dir`; an unknown entry makes the list unknown.
-fn source_files(values: &[Value], dir: &Path) -> Result<Vec<PathBuf>, String> {
+/// The C files of a source list, relative to `dir`, and whether every entry was one; an
+/// unknown entry makes the list unknown.
+fn source_files(values: &[Value], dir: &Path) -> Result<(Vec<PathBuf>, bool), String> {
     let mut out = Vec::new();
+    let mut all_c = true;
     for v in flatten(values) {
-        match v {
-            Value::Str(s) => out.extend(c_source(dir, &s)),
-            Value::File(p) => out.extend(c_source(Path::new(""), &p.to_string_lossy())),
-            Value::Target(files) => out.extend(files),
+        let c = match v {
+            Value::Str(s) => c_source(dir, &s),
+            Value::File(p) => c_source(Path::new(""), &p.to_string_lossy()),
+            // A library's list says only which of its sources were C.
+            Value::Target(files) => {
+                out.extend(files);
+                all_c = false;
+                continue;
+            }
             Value::Unknown(why) => return Err(why),
-            Value::List(_) => {}
-        }
+            Value::List(_) => continue,
+        };
+        all_c &= c.is_some();
+        out.extend(c);
     }
     out.dedup();
-    Ok(out)
+    Ok((out, all_c))
 }
 
 #[cfg(test)]

@@ -79,6 +79,10 @@ pub struct BuildTarget {
     /// compile database without per-target output folders): the module takes the files it
     /// needs from the group by linking, but nothing outside it.
     pub open_group: bool,
+    /// Every source the build names is C the scan can read: no C++ file, no `.pyx` without
+    /// its generated C, no object file, no entry left unread. Only then can the scanned
+    /// sources hold every caller of the module's functions.
+    pub all_sources_c: bool,
 }
 
 /// A build file that could not be read, or an extension it could not be read for.

@@ -45,6 +45,7 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
             .filter_map(|s| s.as_str())
             .filter_map(|s| c_source(base, s))
             .collect();
+        let all_sources_c = files.len() == sources.len();
         if files.is_empty() {
             continue;
         }
@@ -75,6 +76,7 @@ pub(super) fn read_text_of(path: &Path, text: &str, info: &mut BuildInfo) {
             build_file: path.to_path_buf(),
             defines,
             open_group: false,
+            all_sources_c,
         });
     }
 }

@@ -237,6 +237,7 @@ impl<'a> Evaluator<'a> {
             .iter()
             .filter_map(|s| c_source(self.base, s))
             .collect();
+        let all_sources_c = files.len() == sources.len();
         if files.is_empty() {
             return;
         }
@@ -269,6 +270,7 @@ impl<'a> Evaluator<'a> {
             build_file: path.to_path_buf(),
             defines,
             open_group: false,
+            all_sources_c,
         });
     }
 

@@ -20,6 +20,8 @@ use tree_sitter::{Node, Query, QueryCursor};
 /// Shared, read-only context for one file's extraction.
 pub(crate) struct Cx<'a> {
     pub src: &'a [u8],
+    /// The text before the pre-pass, same offsets as `src`.
+    pub original: &'a [u8],
     /// `src` as text when it is valid UTF-8 (always, for text from `read_source`): a node's text
     /// is then a slice with two boundary checks, not a validation of its bytes.
     pub utf8: Option<&'a str>,
@@ -282,6 +284,7 @@ pub fn extract(
     let expansions = super::macros::ExpansionMemo::default();
     let cx = Cx {
         src: &parsed.text,
+        original: &parsed.original,
         utf8,
         lines: &lines,
         cond: &parsed.conditionals,
@@ -506,6 +509,7 @@ fn file_declaration(node: Node, cx: &Cx, in_error: bool, facts: &mut FileFacts) 
     if let Some(def) = &info.struct_def {
         facts.structs.push(def.clone());
     }
+    let prototypes_before = facts.function_declarations.len();
     declared_variables(
         node,
         &info,
@@ -515,6 +519,16 @@ fn file_declaration(node: Node, cx: &Cx, in_error: bool, facts: &mut FileFacts) 
         &mut facts.variables,
         &mut facts.function_declarations,
     );
+    // The prototypes just read share the declaration's head: exported or not together.
+    if facts.function_declarations.len() > prototypes_before && !info.is_static {
+        let head_end = node
+            .child_by_field_id(FIELD.declarator.get())
+            .map_or(node.start_byte(), |d| d.start_byte());
+        if super::function::exported_head(node.start_byte(), head_end, cx) {
+            let names = facts.function_declarations[prototypes_before..].to_vec();
+            facts.exported_declarations.extend(names);
+        }
+    }
 }
 
 /// Turns each declarator of a declaration into a `Variable` (or a function prototype).

@@ -215,6 +215,15 @@ pub(crate) fn function_facts(
         }
     }
 
+    // A `static` function is not exported whatever its head says. A head written through a
+    // macro (`MOD_INIT(foo)`) is read whole, up to the body.
+    let exported = !info.is_static && {
+        let end = match (&macro_head, node.child_by_field_id(FIELD.body.get())) {
+            (Some(_), Some(body)) => body.start_byte(),
+            _ => name_node.start_byte(),
+        };
+        exported_head(node.start_byte(), end, cx)
+    };
     Some(Function {
         name,
         span: cx.span(name_node),
@@ -223,6 +232,7 @@ pub(crate) fn function_facts(
         return_type,
         params,
         macro_head,
+        exported,
         references: shrunk(walker.references),
         fields_written_through_locals: shrunk(walker.fields_written_through_locals),
         writes: shrunk(walker.writes),
@@ -233,6 +243,65 @@ pub(crate) fn function_facts(
         versions: cx.versions(node),
         uncertain: cx.uncertain(node),
     })
+}
+
+/// Words of a declaration's head that export it from the shared object, or have the loader
+/// call it: `__declspec(dllexport)`, CPython's `PyAPI_FUNC`, `PyMODINIT_FUNC` and
+/// `Py_EXPORTED_SYMBOL`, Windows' `STDAPI` (COM entry points), and the attributes
+/// `constructor`, `destructor` and `used`. `visibility("default")` is checked apart.
+const EXPORT_WORDS: &[&str] = &[
+    "dllexport",
+    "PyAPI_FUNC",
+    "PyMODINIT_FUNC",
+    "Py_EXPORTED_SYMBOL",
+    "STDAPI",
+    "STDAPI_",
+    "constructor",
+    "destructor",
+    "used",
+];
+
+/// How many macros deep an export word is looked for (`EXPORT(int)` → `Py_EXPORTED_SYMBOL`
+/// → `__attribute__((visibility("default")))`).
+const MAX_EXPORT_DEPTH: usize = 4;
+
+/// Whether the head of a declaration, from `start` to the declared name at `end`, exports it
+/// (see [`EXPORT_WORDS`]), spelled out or through the scan's macros. Read from the text as
+/// written: the pre-pass blanks attribute macros out of `src`.
+pub(crate) fn exported_head(start: usize, end: usize, cx: &Cx) -> bool {
+    // A blanked macro before the head's first word is outside the node: white space in `src`.
+    let start = cx.src[..start.min(cx.src.len())]
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |p| p + 1);
+    let Some(head) = cx.original.get(start..end.max(start)) else {
+        return false;
+    };
+    let mut texts: Vec<(String, usize)> = vec![(String::from_utf8_lossy(head).into_owned(), 0)];
+    let mut seen: HashSet<String> = HashSet::default();
+    let mut visibility = false;
+    let mut default = false;
+    while let Some((text, depth)) = texts.pop() {
+        for word in text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+        {
+            if EXPORT_WORDS.contains(&word) {
+                return true;
+            }
+            visibility |= word == "visibility";
+            default |= word == "default";
+            if visibility && default {
+                return true;
+            }
+            if depth < MAX_EXPORT_DEPTH && seen.insert(word.to_string()) {
+                if let Some(d) = cx.project.definition(word) {
+                    texts.push((d.body.clone(), depth + 1));
+                }
+            }
+        }
+    }
+    false
 }
 
 /// One walk over a function's body and the macro uses in it, with `reassigned` as the names
@@ -291,6 +360,7 @@ pub(crate) fn error_region_facts(node: Node, cx: &Cx) -> Option<Function> {
         return_type: String::new(),
         params: Vec::new(),
         macro_head: None,
+        exported: false,
         references: walker.references,
         fields_written_through_locals: walker.fields_written_through_locals,
         writes: walker.writes,
@@ -588,6 +658,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let lines = LineIndex::new(&snippet);
         let cx = Cx {
             src: &parsed.text,
+            original: &parsed.original,
             utf8: std::str::from_utf8(&parsed.text).ok(),
             lines: &lines,
             cond: &parsed.conditionals,

@@ -64,6 +64,10 @@ pub struct FileFacts {
     pub functions: Vec<Function>,
     /// Prototypes and `extern` function declarations: name only.
     pub function_declarations: Vec<String>,
+    /// The prototypes among them whose head exports the function (see
+    /// [`Function::exported`]): `PyAPI_FUNC(int) f(void);` in a header, the definition plain.
+    #[serde(default)]
+    pub exported_declarations: Vec<String>,
     pub structs: Vec<StructDef>,
     /// Macro calls that stand alone at file scope, e.g. `_Py_IDENTIFIER(name);`.
     pub file_scope_calls: Vec<Call>,
@@ -94,6 +98,7 @@ impl FileFacts {
             variables: Vec::new(),
             functions: Vec::new(),
             function_declarations: Vec::new(),
+            exported_declarations: Vec::new(),
             structs: Vec::new(),
             file_scope_calls: Vec::new(),
             fixed_capsules: Vec::new(),
@@ -332,6 +337,12 @@ pub struct Function {
     pub params: Vec<Param>,
     /// The head is a macro call, e.g. `MOD_INIT(foo) { ... }`: (macro, arguments).
     pub macro_head: Option<(String, Vec<String>)>,
+    /// Its head exports it from the shared object or has the loader call it
+    /// (`__declspec(dllexport)`, `visibility("default")`, `PyMODINIT_FUNC`, a project macro
+    /// that expands to one, `__attribute__((constructor))`): code outside the scan may call it.
+    /// Never for a `static` function.
+    #[serde(default)]
+    pub exported: bool,
     /// Names used in the body that are not parameters or locals (globals, functions, macros),
     /// with the first place each is used.
     pub references: Vec<Reference>,

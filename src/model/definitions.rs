@@ -325,11 +325,15 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// `closed`: the build names every translation unit of the module and each is in the scan, so
+/// a call to one of its functions from outside the scan can only come through an export (see
+/// [`unreachable_functions`]).
 pub fn build_module(
     files: &[FileFacts],
     name: String,
     init: Option<FnRef>,
     member_files: Vec<usize>,
+    closed: bool,
 ) -> ExtensionModule {
     let members: BTreeSet<usize> = member_files.iter().copied().collect();
     let scope = Scope::new(files, &members);
@@ -364,7 +368,7 @@ pub fn build_module(
     let init_functions = init_only(&scope, call_closure(&scope, &starts), &starts);
 
     let types = find_types(&scope);
-    let globals = collect_globals(&scope, &init_functions, init.is_some());
+    let globals = collect_globals(&scope, &init_functions, init, closed);
     let set_gil_slot = match init {
         Some(init) if init_style == InitStyle::SinglePhase => {
             declared_gil_by_call(&scope, init, &init_functions)
@@ -798,6 +802,10 @@ fn identifiers(text: &str) -> impl Iterator<Item = &str> {
 
 fn init_names<'a>(init: &'a Init, out: &mut rustc_hash::FxHashSet<&'a str>) -> bool {
     match init {
+        // A literal names nothing, however long (a docstring in a method table).
+        Init::Expr(e) if matches!(e.kind, ExprKind::Str | ExprKind::Number(_) | ExprKind::Null) => {
+            true
+        }
         Init::Expr(e) => {
             out.extend(identifiers(&e.text));
             // A folded text was cut: what it named past the cut is unknown.
@@ -858,26 +866,86 @@ fn holds_plain_data(type_name: &str) -> bool {
         )
 }
 
-/// `static` functions defined in a header that no code of the module can reach: compatibility
-/// shims such as the `static inline` functions of a vendored `pythoncapi_compat.h`, which every
-/// including file compiles and none calls. What they write is not the module's state. A
-/// function is reachable when a function that is not such a candidate, an initializer or a
-/// macro body names it, or a reachable candidate does. When an initializer's text was cut or a
-/// table was not read, nothing is taken as unreachable.
-fn unreachable_functions(scope: &Scope) -> BTreeSet<FnRef> {
+/// Functions with external linkage that code outside the module's files may call although
+/// nothing in them names the function: the entry points the OS loader or COM calls by name.
+const LOADER_ENTRY_POINTS: &[&str] = &[
+    "main",
+    "wmain",
+    "WinMain",
+    "wWinMain",
+    "DllMain",
+    "DllGetClassObject",
+    "DllCanUnloadNow",
+    "DllRegisterServer",
+    "DllUnregisterServer",
+    "DllInstall",
+    "_init",
+    "_fini",
+];
+
+/// Functions no code of the module can reach; what they write is not the module's state.
+///
+/// The candidates are `static` functions defined in a header (compatibility shims such as the
+/// `static inline` functions of a vendored `pythoncapi_compat.h`, which every including file
+/// compiles and none calls) and, when the module is `closed` (the build lists its translation
+/// units and all of them are scanned), the functions with external linkage of its files
+/// (a time library's `gmtime64`, unused beside the `_r` variant the module calls). An external
+/// function stays live when code outside the scan may call it: a `PyInit_` function, one
+/// whose definition or prototype exports it (`__declspec(dllexport)`,
+/// `visibility("default")`, `PyAPI_FUNC`, a project macro such as CPython's
+/// `EXPORT(int)`, which ctypes tests call) or has the loader call it
+/// (`__attribute__((constructor))`, `DllGetClassObject`), a head written through a macro
+/// (its name is not known) or one the parser was unsure of. Without a build, or with sources
+/// of the build missing from the scan, a caller may be a file the scan does not hold (an
+/// editor's one-file scan): then only header statics are candidates. So are they when a
+/// member file has code the parser could not read, which may hold a call. Not seen: a
+/// prebuilt library the build links (`libraries=[...]`) that calls a function of the module
+/// by name.
+///
+/// A function is reachable when a function that is not a candidate, an initializer, a
+/// file-scope macro call or a macro body names it, or a reachable candidate does. When an
+/// initializer's text was cut or a table was not read, nothing is taken as unreachable.
+fn unreachable_functions(scope: &Scope, init: Option<FnRef>, closed: bool) -> BTreeSet<FnRef> {
     use crate::facts::SourceKindFact;
+    let closed = closed
+        && scope
+            .members
+            .iter()
+            .all(|&fi| scope.files[fi].parse_errors.unreadable_bytes == 0);
+    let exported_by_prototype: rustc_hash::FxHashSet<&str> = if closed {
+        scope
+            .members
+            .iter()
+            .flat_map(|&fi| scope.files[fi].exported_declarations.iter())
+            .map(String::as_str)
+            .collect()
+    } else {
+        Default::default()
+    };
+    let external_candidate = |r: FnRef, f: &crate::facts::Function| {
+        closed
+            && !f.is_static
+            && !f.exported
+            && !f.uncertain
+            && f.macro_head.is_none()
+            && Some(r) != init
+            && !f.name.starts_with("PyInit")
+            && !LOADER_ENTRY_POINTS.contains(&f.name.as_str())
+            && !exported_by_prototype.contains(f.name.as_str())
+    };
     let candidates: BTreeSet<FnRef> = scope
         .members
         .iter()
-        .filter(|&&fi| scope.files[fi].kind == SourceKindFact::Header)
         .flat_map(|&fi| {
+            let header = scope.files[fi].kind == SourceKindFact::Header;
             scope.files[fi]
                 .functions
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| f.is_static)
-                .map(move |(index, _)| FnRef { file: fi, index })
+                .map(move |(index, f)| (FnRef { file: fi, index }, f, header))
         })
+        .filter(|&(r, f, header)| (header && f.is_static) || external_candidate(r, f))
+        .map(|(r, _, _)| r)
         .collect();
     if candidates.is_empty() {
         return candidates;
@@ -895,6 +963,18 @@ fn unreachable_functions(scope: &Scope) -> BTreeSet<FnRef> {
         }
         for m in &file.macros {
             named.extend(identifiers(&m.body));
+        }
+        // `REGISTER(handler);` at file scope. A literal names nothing (a `PyDoc_STRVAR`
+        // text is often cut); any other argument cut short may name anything.
+        for call in &file.file_scope_calls {
+            named.insert(call.callee.as_str());
+            for arg in &call.args {
+                match arg.kind {
+                    ExprKind::Str | ExprKind::Number(_) | ExprKind::Null => {}
+                    _ if arg.text.ends_with("...") => return BTreeSet::new(),
+                    _ => named.extend(identifiers(&arg.text)),
+                }
+            }
         }
     }
     fn names_of(f: &crate::facts::Function) -> impl Iterator<Item = &str> {
@@ -929,9 +1009,15 @@ fn unreachable_functions(scope: &Scope) -> BTreeSet<FnRef> {
     }
 }
 
-fn collect_globals(scope: &Scope, init_functions: &BTreeSet<FnRef>, has_init: bool) -> Vec<Global> {
+fn collect_globals(
+    scope: &Scope,
+    init_functions: &BTreeSet<FnRef>,
+    init: Option<FnRef>,
+    closed: bool,
+) -> Vec<Global> {
+    let has_init = init.is_some();
     let mut globals: BTreeMap<VarRef, Global> = BTreeMap::new();
-    let unreachable = unreachable_functions(scope);
+    let unreachable = unreachable_functions(scope, init, closed);
     let unreachable_names: rustc_hash::FxHashSet<(usize, &str)> = unreachable
         .iter()
         .map(|r| (r.file, scope.files[r.file].functions[r.index].name.as_str()))

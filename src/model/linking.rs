@@ -20,6 +20,9 @@ pub struct ModuleGroup {
     pub files_from: FilesFrom,
     /// The dotted import name the build gives the module.
     pub import_name: Option<String>,
+    /// The build names the module's translation units (not a group it links from) and every
+    /// one of them is in the scan: no caller of its functions is a file the scan lacks.
+    pub closed: bool,
 }
 
 /// What linking needs of a file, taken from its facts: small enough to keep for every file of
@@ -276,32 +279,37 @@ pub fn group_links(files: &[LinkFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
             .map(|(i, f)| (file_key(&f.path), i))
             .collect()
     };
-    let targets: Vec<(&BuildTarget, BTreeSet<usize>)> = build
+    // Each target with its scanned sources, and whether all of its sources are scanned.
+    let targets: Vec<(&BuildTarget, BTreeSet<usize>, bool)> = build
         .targets
         .iter()
         .map(|t| {
-            let members = t
+            let found: Vec<usize> = t
                 .sources
                 .iter()
                 .filter_map(|s| index_of.get(&file_key(s)).copied())
                 .collect();
-            (t, members)
+            let complete = t.all_sources_c && found.len() == t.sources.len();
+            (t, found.into_iter().collect(), complete)
         })
-        .filter(|(_, m): &(&BuildTarget, BTreeSet<usize>)| !m.is_empty())
+        .filter(|(_, m, _): &(&BuildTarget, BTreeSet<usize>, bool)| !m.is_empty())
         .collect();
     // One extension written twice in a build file (`if USE_SYSTEM_LIB:` one source, `else:`
     // the bundled library too): whichever the build takes, the module is at most the union.
-    let mut merged: Vec<(&BuildTarget, BTreeSet<usize>)> = Vec::new();
-    for (target, members) in targets {
-        let same = merged.iter_mut().find(|(t, _)| {
+    let mut merged: Vec<(&BuildTarget, BTreeSet<usize>, bool)> = Vec::new();
+    for (target, members, complete) in targets {
+        let same = merged.iter_mut().find(|(t, _, _)| {
             t.name.is_some()
                 && t.name == target.name
                 && t.from == target.from
                 && t.build_file == target.build_file
         });
         match same {
-            Some((_, existing)) => existing.extend(members),
-            None => merged.push((target, members)),
+            Some((_, existing, all)) => {
+                existing.extend(members);
+                *all &= complete;
+            }
+            None => merged.push((target, members, complete)),
         }
     }
     let targets = merged;
@@ -309,10 +317,10 @@ pub fn group_links(files: &[LinkFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
         let candidates = targets
             .iter()
             .enumerate()
-            .filter(|(_, (t, m))| !t.open_group && m.contains(&init_file));
+            .filter(|(_, (t, m, _))| !t.open_group && m.contains(&init_file));
         // Not a target named for another module, then the most trusted source.
         candidates
-            .min_by_key(|(_, (t, _))| {
+            .min_by_key(|(_, (t, _, _))| {
                 let other_name = t
                     .name
                     .as_deref()
@@ -326,8 +334,8 @@ pub fn group_links(files: &[LinkFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
     let build_name = |name: &str, init_file: usize| -> Option<String> {
         let mut named = targets
             .iter()
-            .filter(|(_, m)| m.contains(&init_file))
-            .filter_map(|(t, _)| t.name.as_deref())
+            .filter(|(_, m, _)| m.contains(&init_file))
+            .filter_map(|(t, _, _)| t.name.as_deref())
             .chain(build.unread_names.iter().map(String::as_str))
             .filter(|n| n.rsplit('.').next() == Some(name));
         named.next().map(str::to_string)
@@ -360,22 +368,36 @@ pub fn group_links(files: &[LinkFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
             let exact = target_of(&name, init.file);
             let open = targets
                 .iter()
-                .position(|(t, m)| t.open_group && m.contains(&init.file));
-            let (mut queue, allowed, files_from, import_name) = match (exact, open) {
+                .position(|(t, m, _)| t.open_group && m.contains(&init.file));
+            let (mut queue, allowed, files_from, import_name, closed) = match (exact, open) {
                 (Some(t), _) => {
-                    let (target, members) = &targets[t];
+                    let (target, members, complete) = &targets[t];
                     let seeds: Vec<usize> = members.iter().copied().collect();
                     let import_name = target.name.clone().or_else(|| build_name(&name, init.file));
-                    (seeds, Some(members), target.from, import_name)
+                    (seeds, Some(members), target.from, import_name, *complete)
                 }
+                // A group the module takes its files from: a file of the group outside the
+                // module may still be linked with it.
                 (None, Some(t)) => {
-                    let (target, members) = &targets[t];
+                    let (target, members, _) = &targets[t];
                     let import_name = build_name(&name, init.file);
-                    (vec![init.file], Some(members), target.from, import_name)
+                    (
+                        vec![init.file],
+                        Some(members),
+                        target.from,
+                        import_name,
+                        false,
+                    )
                 }
                 (None, None) => {
                     let import_name = build_name(&name, init.file);
-                    (vec![init.file], None, FilesFrom::Includes, import_name)
+                    (
+                        vec![init.file],
+                        None,
+                        FilesFrom::Includes,
+                        import_name,
+                        false,
+                    )
                 }
             };
             let linking = exact.is_none();
@@ -424,6 +446,7 @@ pub fn group_links(files: &[LinkFacts], build: &BuildInfo) -> Vec<ModuleGroup> {
                 files: members.into_iter().collect(),
                 files_from,
                 import_name,
+                closed,
             }
         })
         .collect()

@@ -280,7 +280,13 @@ pub fn owners(files: usize, groups: &[ModuleGroup]) -> Vec<usize> {
 
 /// The module of one group; `files` needs only the group's own files loaded.
 pub fn build_group(files: &[FileFacts], unit: usize, group: ModuleGroup) -> ExtensionModule {
-    let mut module = definitions::build_module(files, group.name, Some(group.init), group.files);
+    let mut module = definitions::build_module(
+        files,
+        group.name,
+        Some(group.init),
+        group.files,
+        group.closed,
+    );
     module.unit = unit;
     module.files_from = group.files_from;
     module.build_name = group.import_name;
@@ -289,7 +295,7 @@ pub fn build_group(files: &[FileFacts], unit: usize, group: ModuleGroup) -> Exte
 
 /// The code no module reaches, as one unit after the `modules` modules.
 pub fn build_unattached(files: &[FileFacts], modules: usize, rest: Vec<usize>) -> ExtensionModule {
-    let mut unit = definitions::build_module(files, String::new(), None, rest);
+    let mut unit = definitions::build_module(files, String::new(), None, rest, false);
     unit.unit = modules;
     unit
 }
@@ -303,7 +309,7 @@ impl Project {
         module_count: usize,
         foreign_calls: Vec<crate::facts::cpp::ForeignCall>,
     ) -> Project {
-        let unattached = definitions::build_module(&files, String::new(), None, Vec::new());
+        let unattached = definitions::build_module(&files, String::new(), None, Vec::new(), false);
         Project {
             files,
             modules: Vec::new(),

@@ -23,6 +23,15 @@ declare_rule! {
     /// none of whose fields the module's code writes through any pointer (`p->lower = ...`
     /// anywhere keeps it state); a whole-struct copy through a pointer (`*p = other`) or a
     /// `memcpy` into it is not followed.
+    /// Writes in a function the module cannot reach do not count: a `static` function of a
+    /// header that nothing names, and, when the build file lists every source of the module
+    /// (all of them C and scanned, none with code the parser could not read), a function with
+    /// external linkage that nothing names and nothing exports (a time library's `gmtime64`
+    /// that returns a static `struct tm`, beside the `_r` variant the module calls). A function
+    /// exported by its head or its prototype (`__declspec(dllexport)`, `visibility("default")`,
+    /// `PyAPI_FUNC`, a project macro such as CPython's `EXPORT(int)`), run by the loader
+    /// (`__attribute__((constructor))`, `DllMain`, `DllGetClassObject`) or named `PyInit_*`
+    /// stays reachable: code outside the scan calls it.
     ///
     /// ## Why is this bad?
     /// All interpreters in the process share it. With a shared GIL the writes interleave; with
