@@ -588,7 +588,10 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     if let Some(cache) = &cache {
         learn_with_cache(&jobs, &mut pre, &held, options.max_file_size, cache);
     }
-    let shared_macros = project_macros(&pre);
+    // Without a cache, nothing reads a file's own macro lists once the project's table holds
+    // them: they move into it instead of being copied, so memory keeps one table, not one list
+    // per file beside it. A cache stores each file's lists with its facts.
+    let shared_macros = project_macros(&mut pre, cache.is_some());
     let cx = ScanContext {
         max: options.max_file_size,
         shared_macros: &shared_macros,
@@ -1079,6 +1082,14 @@ fn check_by_module(
     }
     let reused = results.iter().flatten().count();
     let checked = todo.len();
+    // The unit of files no module holds grows with the tree (every copy of a vendored tree
+    // adds to it), and all its files are loaded at once: it goes first, before the other
+    // units' findings have piled up, in a round of its own when it fills one. Results keep
+    // their report positions, so the order of the rounds does not show.
+    if let Some(at) = todo.iter().position(|(_, u)| matches!(u, Unit::Rest(_))) {
+        let rest = todo.remove(at);
+        todo.insert(0, rest);
+    }
 
     let mut holders = vec![0usize; kept.len()];
     for (_, unit) in &todo {
@@ -1351,17 +1362,32 @@ fn scan_identity(options: &AnalyzeOptions) -> String {
 /// The macros defined anywhere in the scan, with their roles (`#define HIDDEN
 /// __attribute__(...)`, `#define BEGIN_SAVE {`...). The definitions usually sit in a header,
 /// the uses in every `.c` file, and the parse of each file needs them. Built once per scan:
-/// each file looks names up, nothing is merged per file.
-fn project_macros(pre: &[PreScan]) -> ProjectMacros {
-    ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
-        .with_values(
-            pre.iter()
-                .flat_map(|p| p.lines.iter().flat_map(|l| l.values.iter().cloned())),
-        )
-        .with_off_by_default(
-            pre.iter()
-                .flat_map(|p| p.lines.iter().flat_map(|l| l.off_hints.iter().cloned())),
-        )
+/// each file looks names up, nothing is merged per file. With `keep` the files' lists are
+/// copied (the facts cache stores them per file); otherwise they are moved out of `pre`.
+fn project_macros(pre: &mut [PreScan], keep: bool) -> ProjectMacros {
+    if keep {
+        return ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
+            .with_values(
+                pre.iter()
+                    .flat_map(|p| p.lines.iter().flat_map(|l| l.values.iter().cloned())),
+            )
+            .with_off_by_default(
+                pre.iter()
+                    .flat_map(|p| p.lines.iter().flat_map(|l| l.off_hints.iter().cloned())),
+            );
+    }
+    let macros: Vec<MacroDefinition> = pre
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.macros))
+        .collect();
+    let mut lines: Vec<LineScans> = pre.iter_mut().filter_map(|p| p.lines.take()).collect();
+    let values: Vec<_> = lines
+        .iter_mut()
+        .flat_map(|l| std::mem::take(&mut l.values))
+        .collect();
+    ProjectMacros::new(macros)
+        .with_values(values)
+        .with_off_by_default(lines.into_iter().flat_map(|l| l.off_hints))
 }
 
 #[derive(Debug, Clone, Serialize)]
