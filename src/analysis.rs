@@ -1442,3 +1442,65 @@ fn applies_to_targets(finding: &Finding, targets: &[Target]) -> bool {
         targets.iter().any(|&t| finding.python.compiled_by(t))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header with macro values and a role, a source switching a name off and defining
+    /// another: what each file's pre-scan learns.
+    fn learned() -> Vec<PreScan> {
+        let files = [
+            (
+                "mod.h",
+                SourceKind::Header,
+                "#define HIDDEN __attribute__((visibility(\"hidden\")))\n#define LEVEL 3\n#undef WITH_X\n",
+            ),
+            (
+                "mod.c",
+                SourceKind::C,
+                "/* #define USE_FAST */\n#define BEGIN {\n#define LEVEL 3\nstatic int x;\n",
+            ),
+        ];
+        files
+            .iter()
+            .map(|(path, kind, text)| {
+                let mut pre = PreScan::default();
+                learn(&mut pre, Path::new(path), text, *kind, true, None);
+                pre
+            })
+            .collect()
+    }
+
+    #[test]
+    fn project_macros_moved_or_copied_are_the_same_table() {
+        let mut copied = learned();
+        let mut moved = learned();
+        assert!(copied
+            .iter()
+            .all(|p| !p.macros.is_empty() && p.lines.is_some()));
+        let kept = project_macros(&mut copied, true);
+        let taken = project_macros(&mut moved, false);
+        assert_eq!(kept.fingerprint(), taken.fingerprint());
+        // The table holds what the files gave it: not the table of no files.
+        assert_ne!(
+            kept.fingerprint(),
+            project_macros(&mut Vec::new(), false).fingerprint()
+        );
+        let values = |m: &ProjectMacros| {
+            let mut v: Vec<String> = m.values().map(|(n, p)| format!("{n} {p:?}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(values(&kept), values(&taken));
+        assert!(values(&taken).iter().any(|v| v.starts_with("LEVEL ")));
+        assert_eq!(kept.off_by_default(), taken.off_by_default());
+        // Copied for a cache, the files keep their lists; moved, they are left empty.
+        assert!(copied
+            .iter()
+            .all(|p| !p.macros.is_empty() && p.lines.is_some()));
+        assert!(moved
+            .iter()
+            .all(|p| p.macros.is_empty() && p.lines.is_none()));
+    }
+}
