@@ -589,7 +589,10 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     if let Some(cache) = &cache {
         learn_with_cache(&jobs, &mut pre, &held, options.max_file_size, cache);
     }
-    let shared_macros = project_macros(&pre);
+    // Without a cache, nothing reads a file's own macro lists once the project's table holds
+    // them: they move into it instead of being copied, so memory keeps one table, not one list
+    // per file beside it. A cache stores each file's lists with its facts.
+    let shared_macros = project_macros(&mut pre, cache.is_some());
     let cx = ScanContext {
         max: options.max_file_size,
         shared_macros: &shared_macros,
@@ -1080,6 +1083,14 @@ fn check_by_module(
     }
     let reused = results.iter().flatten().count();
     let checked = todo.len();
+    // The unit of files no module holds grows with the tree (every copy of a vendored tree
+    // adds to it), and all its files are loaded at once: it goes first, before the other
+    // units' findings have piled up, in a round of its own when it fills one. Results keep
+    // their report positions, so the order of the rounds does not show.
+    if let Some(at) = todo.iter().position(|(_, u)| matches!(u, Unit::Rest(_))) {
+        let rest = todo.remove(at);
+        todo.insert(0, rest);
+    }
 
     let mut holders = vec![0usize; kept.len()];
     for (_, unit) in &todo {
@@ -1353,17 +1364,32 @@ fn scan_identity(options: &AnalyzeOptions) -> String {
 /// The macros defined anywhere in the scan, with their roles (`#define HIDDEN
 /// __attribute__(...)`, `#define BEGIN_SAVE {`...). The definitions usually sit in a header,
 /// the uses in every `.c` file, and the parse of each file needs them. Built once per scan:
-/// each file looks names up, nothing is merged per file.
-fn project_macros(pre: &[PreScan]) -> ProjectMacros {
-    ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
-        .with_values(
-            pre.iter()
-                .flat_map(|p| p.lines.iter().flat_map(|l| l.values.iter().cloned())),
-        )
-        .with_off_by_default(
-            pre.iter()
-                .flat_map(|p| p.lines.iter().flat_map(|l| l.off_hints.iter().cloned())),
-        )
+/// each file looks names up, nothing is merged per file. With `keep` the files' lists are
+/// copied (the facts cache stores them per file); otherwise they are moved out of `pre`.
+fn project_macros(pre: &mut [PreScan], keep: bool) -> ProjectMacros {
+    if keep {
+        return ProjectMacros::new(pre.iter().flat_map(|p| p.macros.iter().cloned()).collect())
+            .with_values(
+                pre.iter()
+                    .flat_map(|p| p.lines.iter().flat_map(|l| l.values.iter().cloned())),
+            )
+            .with_off_by_default(
+                pre.iter()
+                    .flat_map(|p| p.lines.iter().flat_map(|l| l.off_hints.iter().cloned())),
+            );
+    }
+    let macros: Vec<MacroDefinition> = pre
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.macros))
+        .collect();
+    let mut lines: Vec<LineScans> = pre.iter_mut().filter_map(|p| p.lines.take()).collect();
+    let values: Vec<_> = lines
+        .iter_mut()
+        .flat_map(|l| std::mem::take(&mut l.values))
+        .collect();
+    ProjectMacros::new(macros)
+        .with_values(values)
+        .with_off_by_default(lines.into_iter().flat_map(|l| l.off_hints))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1416,5 +1442,67 @@ fn applies_to_targets(finding: &Finding, targets: &[Target]) -> bool {
         !finding.python.python2_only() && !finding.python.is_empty()
     } else {
         targets.iter().any(|&t| finding.python.compiled_by(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header with macro values and a role, a source switching a name off and defining
+    /// another: what each file's pre-scan learns.
+    fn learned() -> Vec<PreScan> {
+        let files = [
+            (
+                "mod.h",
+                SourceKind::Header,
+                "#define HIDDEN __attribute__((visibility(\"hidden\")))\n#define LEVEL 3\n#undef WITH_X\n",
+            ),
+            (
+                "mod.c",
+                SourceKind::C,
+                "/* #define USE_FAST */\n#define BEGIN {\n#define LEVEL 3\nstatic int x;\n",
+            ),
+        ];
+        files
+            .iter()
+            .map(|(path, kind, text)| {
+                let mut pre = PreScan::default();
+                learn(&mut pre, Path::new(path), text, *kind, true, None);
+                pre
+            })
+            .collect()
+    }
+
+    #[test]
+    fn project_macros_moved_or_copied_are_the_same_table() {
+        let mut copied = learned();
+        let mut moved = learned();
+        assert!(copied
+            .iter()
+            .all(|p| !p.macros.is_empty() && p.lines.is_some()));
+        let kept = project_macros(&mut copied, true);
+        let taken = project_macros(&mut moved, false);
+        assert_eq!(kept.fingerprint(), taken.fingerprint());
+        // The table holds what the files gave it: not the table of no files.
+        assert_ne!(
+            kept.fingerprint(),
+            project_macros(&mut Vec::new(), false).fingerprint()
+        );
+        let values = |m: &ProjectMacros| {
+            let mut v: Vec<String> = m.values().map(|(n, p)| format!("{n} {p:?}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(values(&kept), values(&taken));
+        assert!(values(&taken).iter().any(|v| v.starts_with("LEVEL ")));
+        assert_eq!(kept.off_by_default(), taken.off_by_default());
+        // Copied for a cache, the files keep their lists; moved, they are left empty.
+        assert!(copied
+            .iter()
+            .all(|p| !p.macros.is_empty() && p.lines.is_some()));
+        assert!(moved
+            .iter()
+            .all(|p| p.macros.is_empty() && p.lines.is_none()));
     }
 }
