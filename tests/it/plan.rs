@@ -496,6 +496,30 @@ struct Allowed<F: Fn((u32, u32), &str) -> bool> {
     keeps_gil: bool,
 }
 
+/// Every claim the fixed module makes holds: nothing is refused, the GIL is not needed.
+const NOTHING_REFUSED: Allowed<fn((u32, u32), &str) -> bool> = Allowed {
+    declared_refusal: |_, _| false,
+    datetime: false,
+    keeps_gil: false,
+};
+
+/// The fixed module `name` (from `sources` in `dir`) builds with `-Werror` on every test Python,
+/// `behaviour.py` passes, and `verify --exercise` ends as `allowed` says.
+fn assert_fixed_module_works<F: Fn((u32, u32), &str) -> bool>(
+    dir: &Path,
+    name: &str,
+    sources: &[&str],
+    allowed: Allowed<F>,
+) {
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_sources(py, dir, name, sources, &["-Werror"]).expect("the fixed module builds");
+        let out = run_py(py, &[&behaviour], dir).expect("the fixed module behaves");
+        assert!(out.contains("behaviour ok"), "{out}");
+    }
+    assert_verify_passes(dir, name, allowed);
+}
+
 /// `isolint verify --exercise behaviour.py` on the fixed module `name` built in `dir`, with
 /// every test Python from 3.12: each check passes (or does not apply), or ends as `allowed`
 /// says.
@@ -1385,17 +1409,13 @@ fn fix_stage1_moves_object_globals_into_module_state() {
         assert!(!after.iter().any(|(_, s)| s == gone), "{gone}: {after:?}");
     }
 
-    for py in pythons() {
-        build_named(py, &dir, "_caches", &["-Werror"]).expect("the fixed module builds");
-        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
-        assert!(out.contains("behaviour ok"), "{out}");
-    }
     // Two globals stay, so the module declares `NOT_SUPPORTED`: own-GIL interpreters refuse it
     // (and legacy ones too on a free-threaded build, which checks every sub-interpreter), and
     // with no `Py_MOD_GIL_NOT_USED` a free-threaded build turns the GIL back on.
-    assert_verify_passes(
+    assert_fixed_module_works(
         &dir,
         "_caches",
+        &["_caches.c"],
         Allowed {
             declared_refusal: |_, check| !matches!(check, "main-import" | "two-instances"),
             datetime: false,
@@ -1513,20 +1533,7 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
         !after.iter().any(|(r, _)| r == "static-type-object"),
         "{after:?}"
     );
-    for py in pythons() {
-        build_named(py, &dir, "_shapes", &["-Werror"]).expect("the fixed module builds");
-        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
-        assert!(out.contains("behaviour ok"), "{out}");
-    }
-    assert_verify_passes(
-        &dir,
-        "_shapes",
-        Allowed {
-            declared_refusal: |_, _| false,
-            datetime: false,
-            keeps_gil: false,
-        },
-    );
+    assert_fixed_module_works(&dir, "_shapes", &["_shapes.c"], NOTHING_REFUSED);
 }
 
 /// Stage 2 on a type whose fields are set at run time, as ciso8601 and regex set theirs: the
@@ -1629,16 +1636,12 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
         Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
     );
     assert!(v.blockers.is_empty(), "{:?}", v.blockers);
-    for py in pythons() {
-        build_named(py, &dir, "_offsets", &["-Werror"]).expect("the fixed module builds");
-        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
-        assert!(out.contains("behaviour ok"), "{out}");
-    }
     // For 3.12 the module declares a shared GIL (the datetime C API): own-GIL interpreters
     // refuse it there.
-    assert_verify_passes(
+    assert_fixed_module_works(
         &dir,
         "_offsets",
+        &["_offsets.c"],
         Allowed {
             declared_refusal: |version, check| {
                 version < (3, 13) && matches!(check, "isolated-import" | "concurrent")
@@ -1739,20 +1742,7 @@ fn fix_stage2_converts_a_type_defined_in_another_file_of_the_module() {
         v.honest_today.as_deref(),
         Some("Py_MOD_PER_INTERPRETER_GIL_SUPPORTED")
     );
-    for py in pythons() {
-        build_sources(py, &dir, "_zones", &sources, &["-Werror"]).expect("the fixed module builds");
-        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
-        assert!(out.contains("behaviour ok"), "{out}");
-    }
-    assert_verify_passes(
-        &dir,
-        "_zones",
-        Allowed {
-            declared_refusal: |_, _| false,
-            datetime: false,
-            keeps_gil: false,
-        },
-    );
+    assert_fixed_module_works(&dir, "_zones", &sources, NOTHING_REFUSED);
 }
 
 /// `fix --all --apply` on a legacy module whose code differs by Python version: the global
@@ -1814,20 +1804,7 @@ fn fix_all_keeps_version_branches_and_the_result_builds_on_every_python() {
 
     let after = findings_of(&dir);
     assert!(after.is_empty(), "{after:?}");
-    for py in pythons() {
-        build_named(py, &dir, "_versions", &["-Werror"]).expect("the fixed module builds");
-        let out = run_py(py, &[&behaviour], &dir).expect("the fixed module behaves");
-        assert!(out.contains("behaviour ok"), "{out}");
-    }
-    assert_verify_passes(
-        &dir,
-        "_versions",
-        Allowed {
-            declared_refusal: |_, _| false,
-            datetime: false,
-            keeps_gil: false,
-        },
-    );
+    assert_fixed_module_works(&dir, "_versions", &["_versions.c"], NOTHING_REFUSED);
 }
 
 /// A static type whose initializer chooses a field by `#if` stays static: the refusal names the
