@@ -1490,7 +1490,11 @@ mod tests {
             project_macros(&mut Vec::new(), false).fingerprint()
         );
         let values = |m: &ProjectMacros| {
-            let mut v: Vec<String> = m.values().map(|(n, p)| format!("{n} {p:?}")).collect();
+            let mut v: Vec<String> = m
+                .value_table()
+                .iter()
+                .map(|(n, p)| format!("{n} {p:?}"))
+                .collect();
             v.sort();
             v
         };
