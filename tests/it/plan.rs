@@ -496,8 +496,11 @@ struct Allowed<F: Fn((u32, u32), &str) -> bool> {
     keeps_gil: bool,
 }
 
+/// `Allowed::declared_refusal` as a plain function.
+type RefusedWhen = fn((u32, u32), &str) -> bool;
+
 /// Every claim the fixed module makes holds: nothing is refused, the GIL is not needed.
-const NOTHING_REFUSED: Allowed<fn((u32, u32), &str) -> bool> = Allowed {
+const NOTHING_REFUSED: Allowed<RefusedWhen> = Allowed {
     declared_refusal: |_, _| false,
     datetime: false,
     keeps_gil: false,
