@@ -506,6 +506,29 @@ const NOTHING_REFUSED: Allowed<RefusedWhen> = Allowed {
     keeps_gil: false,
 };
 
+/// The legacy module `name` (from `sources` in `dir`) builds with `-Werror` on every test
+/// Python and `behaviour.py` runs, before `fix` touches it.
+fn assert_legacy_module_works(dir: &Path, name: &str, sources: &[&str]) {
+    let behaviour = dir.join("behaviour.py").display().to_string();
+    for py in pythons() {
+        build_sources(py, dir, name, sources, &["-Werror"]).expect("the legacy module builds");
+        run_py(py, &[&behaviour], dir).expect("the legacy module behaves");
+    }
+}
+
+/// `fix --all --apply` on `dir`, which refuses nothing; the arguments, for a second run.
+fn fix_all_applied(dir: &Path) -> FixArgs {
+    let args = FixArgs {
+        paths: vec![dir.to_path_buf()],
+        stage: 0,
+        all: true,
+        apply: true,
+        cache: no_cache(),
+    };
+    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    args
+}
+
 /// The fixed module `name` (from `sources` in `dir`) builds with `-Werror` on every test Python,
 /// `behaviour.py` passes, and `verify --exercise` ends as `allowed` says.
 fn assert_fixed_module_works<F: Fn((u32, u32), &str) -> bool>(
@@ -1277,11 +1300,7 @@ fn fix_stage1_moves_object_globals_into_module_state() {
     let dir = scratch.path().join("legacy_caches");
     copy_tree(&fix_fixture("legacy_caches"), &dir);
     let file = dir.join("_caches.c");
-    let behaviour = dir.join("behaviour.py").display().to_string();
-    for py in pythons() {
-        build_named(py, &dir, "_caches", &["-Werror"]).expect("the legacy module builds");
-        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
-    }
+    assert_legacy_module_works(&dir, "_caches", &["_caches.c"]);
     let before = findings_of(&dir);
 
     // Stage 1 needs stage 0 first.
@@ -1437,11 +1456,7 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
     let dir = scratch.path().join("heap_types");
     copy_tree(&fix_fixture("heap_types"), &dir);
     let file = dir.join("_shapes.c");
-    let behaviour = dir.join("behaviour.py").display().to_string();
-    for py in pythons() {
-        build_named(py, &dir, "_shapes", &["-Werror"]).expect("the legacy module builds");
-        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
-    }
+    assert_legacy_module_works(&dir, "_shapes", &["_shapes.c"]);
     let before = findings_of(&dir);
     assert!(before
         .iter()
@@ -1451,14 +1466,7 @@ fn fix_stage2_turns_static_types_into_heap_types_that_build_and_behave() {
         FixOutcome::Refused(why) => assert!(why.contains("stage 0"), "{why}"),
         other => panic!("stage 2 on a single-phase module: {other:?}"),
     }
-    let args = FixArgs {
-        paths: vec![dir.clone()],
-        stage: 0,
-        all: true,
-        apply: true,
-        cache: no_cache(),
-    };
-    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let args = fix_all_applied(&dir);
     let fixed = std::fs::read_to_string(&file).expect("read");
     assert!(!fixed.contains("PyTypeObject Shape_Type"), "{fixed}");
     assert!(!fixed.contains("PyTypeObject Circle_Type"), "{fixed}");
@@ -1550,23 +1558,12 @@ fn fix_stage2_folds_fields_set_at_run_time_into_the_spec() {
     let dir = scratch.path().join("runtime_fields");
     copy_tree(&fix_fixture("runtime_fields"), &dir);
     let file = dir.join("_offsets.c");
-    let behaviour = dir.join("behaviour.py").display().to_string();
-    for py in pythons() {
-        build_named(py, &dir, "_offsets", &["-Werror"]).expect("the legacy module builds");
-        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
-    }
+    assert_legacy_module_works(&dir, "_offsets", &["_offsets.c"]);
     let before = findings_of(&dir);
     assert!(before
         .iter()
         .any(|(r, s)| r == "static-type-object" && s == "Offset_Type"));
-    let args = FixArgs {
-        paths: vec![dir.clone()],
-        stage: 0,
-        all: true,
-        apply: true,
-        cache: no_cache(),
-    };
-    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let args = fix_all_applied(&dir);
     let fixed = std::fs::read_to_string(&file).expect("read");
     assert!(!fixed.contains("PyTypeObject Offset_Type"), "{fixed}");
     assert!(!fixed.contains("Offset_Type.tp_"), "{fixed}");
@@ -1667,24 +1664,12 @@ fn fix_stage2_converts_a_type_defined_in_another_file_of_the_module() {
     let dir = scratch.path().join("type_in_other_file");
     copy_tree(&fix_fixture("type_in_other_file"), &dir);
     let sources = ["_zones.c", "zone.c"];
-    let behaviour = dir.join("behaviour.py").display().to_string();
-    for py in pythons() {
-        build_sources(py, &dir, "_zones", &sources, &["-Werror"])
-            .expect("the legacy module builds");
-        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
-    }
+    assert_legacy_module_works(&dir, "_zones", &sources);
     let before = findings_of(&dir);
     assert!(before
         .iter()
         .any(|(r, s)| r == "static-type-object" && s == "Zone_Type"));
-    let args = FixArgs {
-        paths: vec![dir.clone()],
-        stage: 0,
-        all: true,
-        apply: true,
-        cache: no_cache(),
-    };
-    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let args = fix_all_applied(&dir);
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
     let (main, zone, header) = (read("_zones.c"), read("zone.c"), read("zone.h"));
     // The first file keeps the state and exports the type's place in it.
@@ -1761,23 +1746,12 @@ fn fix_all_keeps_version_branches_and_the_result_builds_on_every_python() {
     let dir = scratch.path().join("version_branches");
     copy_tree(&fix_fixture("version_branches"), &dir);
     let file = dir.join("_versions.c");
-    let behaviour = dir.join("behaviour.py").display().to_string();
-    for py in pythons() {
-        build_named(py, &dir, "_versions", &["-Werror"]).expect("the legacy module builds");
-        run_py(py, &[&behaviour], &dir).expect("the legacy module behaves");
-    }
+    assert_legacy_module_works(&dir, "_versions", &["_versions.c"]);
     let before = findings_of(&dir);
     assert!(before
         .iter()
         .any(|(r, s)| r == "static-type-object" && s == "Tick_Type"));
-    let args = FixArgs {
-        paths: vec![dir.clone()],
-        stage: 0,
-        all: true,
-        apply: true,
-        cache: no_cache(),
-    };
-    assert_eq!(run_fix(&args), 0, "nothing is refused");
+    let args = fix_all_applied(&dir);
     let fixed = std::fs::read_to_string(&file).expect("read");
     // The global of one branch: its field, its visit and its clear keep the condition.
     for kept in [
