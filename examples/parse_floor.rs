@@ -104,6 +104,7 @@ fn one(mode: Mode, path: &Path, kind: isolint::discover::SourceKind) -> Tally {
             Ok(parsed) => {
                 let facts = isolint::facts::extract(
                     &parsed,
+                    text,
                     path,
                     kind,
                     source.first_invalid_utf8,

@@ -462,6 +462,7 @@ fn scan_one(
         Ok(parsed) => {
             let mut facts = extract(
                 &parsed,
+                source.text.as_bytes(),
                 &path,
                 kind,
                 source.first_invalid_utf8,

@@ -277,12 +277,7 @@ fn cache_dir(args: &CheckArgs, config: Option<&Path>) -> Option<PathBuf> {
     if let Some(dir) = &args.cache_dir {
         return Some(dir.clone());
     }
-    let project = config
-        .and_then(|c| c.parent())
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::current_dir().ok())?;
-    Some(project.join(isolint::cache::CACHE_DIR))
+    isolint::cache::default_dir(config, || std::env::current_dir().ok())
 }
 
 /// Groups the paths by the config file that applies to each, like ruff: the nearest

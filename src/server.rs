@@ -329,11 +329,7 @@ fn cache_dir(root: &Path, config: Option<&Path>) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("ISOLINT_CACHE_DIR").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(dir));
     }
-    let project = config
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(root);
-    Some(project.join(crate::cache::CACHE_DIR))
+    crate::cache::default_dir(config, || Some(root.to_path_buf()))
 }
 
 /// A file that changes the findings of the whole workspace when saved.

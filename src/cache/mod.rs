@@ -33,6 +33,21 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
 
 /// The cache folder's name, beside the config file or in the current folder.
 pub const CACHE_DIR: &str = ".isolint_cache";
+
+/// Where a project keeps its cache unless told otherwise: `.isolint_cache` in the folder of
+/// its config file, else in `fallback` (the current folder for `check`, `plan` and `fix`, the
+/// workspace root for the editor's server).
+pub fn default_dir(
+    config: Option<&Path>,
+    fallback: impl FnOnce() -> Option<PathBuf>,
+) -> Option<PathBuf> {
+    let project = config
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .or_else(fallback)?;
+    Some(project.join(CACHE_DIR))
+}
 const FILE_NAME: &str = "facts.bin";
 /// The entries written since `facts.bin`, for that file (its checksum): a re-run after an
 /// edit writes the few entries it made, not the whole cache again.

@@ -271,8 +271,11 @@ fn preprocessor_line_facts(
     }
 }
 
+/// `original` is the text `parsed` was pre-passed from (same offsets): what the pre-pass
+/// blanked, such as an export macro before a function's name, is still there.
 pub fn extract(
     parsed: &ParsedFile,
+    original: &[u8],
     path: &Path,
     kind: SourceKind,
     first_invalid_utf8: Option<usize>,
@@ -284,7 +287,7 @@ pub fn extract(
     let expansions = super::macros::ExpansionMemo::default();
     let cx = Cx {
         src: &parsed.text,
-        original: &parsed.original,
+        original,
         utf8,
         lines: &lines,
         cond: &parsed.conditionals,

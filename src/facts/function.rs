@@ -658,7 +658,7 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
         let lines = LineIndex::new(&snippet);
         let cx = Cx {
             src: &parsed.text,
-            original: &parsed.original,
+            original: snippet.as_bytes(),
             utf8: std::str::from_utf8(&parsed.text).ok(),
             lines: &lines,
             cond: &parsed.conditionals,

@@ -47,9 +47,6 @@ impl ParseErrors {
 pub struct ParsedFile {
     /// The pre-passed text: same length as the file.
     pub text: Vec<u8>,
-    /// The file as written: what the pre-pass blanked (an export macro before a function's
-    /// name) is still here, at the same offsets.
-    pub original: Vec<u8>,
     pub tree: Tree,
     pub conditionals: ConditionalMap,
     pub function_bodies: FunctionBodies,
@@ -121,7 +118,6 @@ pub fn parse_with_defines(
     let errors = count_errors(tree.root_node());
     Ok(ParsedFile {
         text: prepared.text,
-        original: source.to_vec(),
         tree,
         conditionals: prepared.conditionals,
         function_bodies: prepared.function_bodies,

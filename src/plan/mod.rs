@@ -72,13 +72,8 @@ impl CacheArgs {
             return Some(dir.clone());
         }
         let first = paths.first().map_or(std::path::Path::new("."), |p| p);
-        let project = crate::config::find_config(first)
-            .ok()
-            .flatten()
-            .and_then(|c| c.parent().map(std::path::Path::to_path_buf))
-            .filter(|p| !p.as_os_str().is_empty())
-            .or_else(|| std::env::current_dir().ok())?;
-        Some(project.join(crate::cache::CACHE_DIR))
+        let config = crate::config::find_config(first).ok().flatten();
+        crate::cache::default_dir(config.as_deref(), || std::env::current_dir().ok())
     }
 }
 
