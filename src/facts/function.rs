@@ -5,7 +5,9 @@ use super::declarator::{declaration_type, shape_of};
 use super::expr::{classify_written, root_name, summarize, unwrap, PureLocals};
 use super::extract::{declared_variables, fold_ws, Cx};
 use super::fields::{kind_table, KindName, FIELD};
-use super::macros::{project_expansion, written_definition, ExpandedFacts, MAX_EXPANSION_DEPTH};
+use super::macros::{
+    project_expansion, written_definition, ArgumentTemplate, ExpandedFacts, MAX_EXPANSION_DEPTH,
+};
 use super::*;
 use crate::parse::macros::Role;
 use crate::source::LineIndex;
@@ -564,28 +566,54 @@ impl<'a, 'c> BodyWalker<'a, 'c> {
             self.record_expansion(&summary, params, at, versions, uncertain);
             return;
         }
+        // Uses that differ only in the names and strings they pass share one walk.
+        let template = args.and_then(|args| {
+            let passes_callee = summary.calls.iter().any(|c| params.contains(&c.callee));
+            ArgumentTemplate::new(
+                params,
+                written,
+                args,
+                self.cx.macros,
+                self.cx.project,
+                self.depth,
+                |p| passes_callee || is_statement_parameter(written, p),
+            )
+        });
+        if let Some(template) = &template {
+            if let Some(shared) = self.expansion_with(name, Some(&template.args)) {
+                if let Some(own) = template.rename(&shared) {
+                    self.record_expansion(&own, &[], at, versions, uncertain);
+                    return;
+                }
+            }
+        }
+        if let Some(expanded) = self.expansion_with(name, args) {
+            self.record_expansion(&expanded, &[], at, versions, uncertain);
+        }
+    }
+
+    /// The facts of the macro's body expanded with `args`, walked once per file for each
+    /// distinct argument list.
+    fn expansion_with(
+        &self,
+        name: &str,
+        args: Option<&[String]>,
+    ) -> Option<std::rc::Rc<ExpandedFacts>> {
         let key = match args {
             Some(args) => format!("{name}({})", args.join("\u{1}")),
             None => name.to_string(),
         };
-        let memo = self.cx.expansions.borrow().get(&key).cloned();
-        let expanded = match memo {
-            Some(done) => done,
-            None => {
-                let body = match args {
-                    Some(args) => self.cx.macros.expand(name, args),
-                    None => None,
-                }
-                .or_else(|| project_expansion(self.cx.project, name, args));
-                let Some(body) = body else {
-                    return;
-                };
-                let done = std::rc::Rc::new(self.walk_expansion(name, &body));
-                self.cx.expansions.borrow_mut().insert(key, done.clone());
-                done
-            }
-        };
-        self.record_expansion(&expanded, &[], at, versions, uncertain);
+        if let Some(done) = self.cx.expansions.borrow().get(&key).cloned() {
+            return Some(done);
+        }
+        let body = match args {
+            Some(args) => self.cx.macros.expand(name, args),
+            None => None,
+        }
+        .or_else(|| project_expansion(self.cx.project, name, args))?;
+        let done = std::rc::Rc::new(self.walk_expansion(name, &body));
+        self.cx.expansions.borrow_mut().insert(key, done.clone());
+        Some(done)
     }
 
     /// Records an expansion's writes, calls and reads at the use site; names of the macro's

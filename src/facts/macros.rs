@@ -206,6 +206,257 @@ pub(crate) fn project_expansion(
     }
 }
 
+/// How one argument of a use enters a shared expansion (see [`ArgumentTemplate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A plain name: stands in as `isolint_arg<depth>_<i>` (the depth keeps the stand-ins of a
+    /// macro used inside another macro apart from the outer one's).
+    Name,
+    /// A string literal: stands in as `"isolint_arg<depth>_<i>"`.
+    Text,
+    /// Anything else: written into the expansion as it is.
+    AsWritten,
+}
+
+/// A macro's uses that differ only in the names and string literals they pass
+/// (`ADD_INT_MACRO(m, AF_INET)`, `ADD_INT_MACRO(m, AF_UNIX)`, ...) share one expansion: it is
+/// walked once with a placeholder in place of each such argument, and each use renames the
+/// placeholders in the facts. A name stands in for a name and a string for a string, so the
+/// expansion parses the same and the walk records the same facts, up to those names: parsing
+/// the expansion anew for each of hundreds of uses was the largest cost of macro expansion.
+///
+/// An argument is passed as written when it is anything else, when it is a name the body also
+/// uses, names a macro, or is a C keyword, and when the parameter is stringized or pasted where
+/// only the real text gives the right tokens.
+#[derive(Debug)]
+pub(crate) struct ArgumentTemplate {
+    /// The arguments to expand the body with: placeholders and arguments as written.
+    pub args: Vec<String>,
+    /// (placeholder as it appears in a fact's text, the argument it stands for).
+    renames: Vec<(String, String)>,
+}
+
+impl ArgumentTemplate {
+    /// `None` when no argument can stand in (every use has its own expansion then).
+    pub fn new(
+        params: &[String],
+        body: &str,
+        args: &[String],
+        table: &MacroTable,
+        project: &ProjectMacros,
+        depth: u8,
+        statement_parameter: impl Fn(&str) -> bool,
+    ) -> Option<Self> {
+        let variadic = params.last().is_some_and(|p| p == "...");
+        if variadic || params.len() != args.len() || body.contains("##") {
+            return None;
+        }
+        let body_names: Vec<&str> = names_in(body).collect();
+        let mut template = Self {
+            args: Vec::with_capacity(args.len()),
+            renames: Vec::new(),
+        };
+        for (i, (param, arg)) in params.iter().zip(args).enumerate() {
+            let stringized = is_stringized(body, param);
+            let slot = match slot_of(arg) {
+                Slot::Name
+                    if !is_c_word(arg)
+                        && !body_names.contains(&arg.as_str())
+                        && !args
+                            .iter()
+                            .enumerate()
+                            .any(|(j, other)| j != i && names_in(other).any(|n| n == arg))
+                        && !table.defines(arg)
+                        && project.role(arg).is_none()
+                        && !statement_parameter(param) =>
+                {
+                    Slot::Name
+                }
+                Slot::Text if !stringized && !statement_parameter(param) => Slot::Text,
+                _ => Slot::AsWritten,
+            };
+            match slot {
+                Slot::Name => {
+                    let stand_in = format!("isolint_arg{depth}_{i}");
+                    template.args.push(stand_in.clone());
+                    template.renames.push((stand_in, arg.clone()));
+                }
+                Slot::Text => {
+                    let stand_in = format!("\"isolint_arg{depth}_{i}\"");
+                    template.args.push(stand_in.clone());
+                    template.renames.push((stand_in, arg.clone()));
+                }
+                Slot::AsWritten => template.args.push(arg.clone()),
+            }
+        }
+        (!template.renames.is_empty()).then_some(template)
+    }
+
+    /// The facts of one use: the shared expansion's, placeholders renamed. `None` when a text
+    /// holding a placeholder was cut short, so that the use's own text cannot be known from it.
+    pub fn rename(&self, shared: &ExpandedFacts) -> Option<ExpandedFacts> {
+        let mut out = ExpandedFacts {
+            writes: shared.writes.clone(),
+            definition_writes: shared.definition_writes.clone(),
+            calls: shared.calls.clone(),
+            references: shared.references.clone(),
+            depends_on_arguments: shared.depends_on_arguments,
+        };
+        let mut ok = true;
+        let mut name = |s: &mut String| ok &= self.rename_in(s);
+        for w in out
+            .writes
+            .iter_mut()
+            .chain(out.definition_writes.iter_mut())
+        {
+            name(&mut w.target);
+            for s in [
+                &mut w.field,
+                &mut w.via_call,
+                &mut w.stored_in_field,
+                &mut w.index,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                name(s);
+            }
+            w.reads.iter_mut().for_each(&mut name);
+            if let Some(v) = &mut w.value {
+                rename_expr(v, &mut name);
+            }
+        }
+        for c in &mut out.calls {
+            name(&mut c.callee);
+            if let Some(a) = &mut c.assigned_to {
+                name(a);
+            }
+            c.field_arguments
+                .iter_mut()
+                .for_each(|f| name(&mut f.field));
+            c.args.iter_mut().for_each(|e| rename_expr(e, &mut name));
+        }
+        out.references.iter_mut().for_each(|r| name(&mut r.name));
+        // A name used twice stays one reference, as a walk of the use's own expansion has it.
+        let mut seen = std::collections::HashSet::new();
+        out.references.retain(|r| seen.insert(r.name.clone()));
+        ok.then_some(out)
+    }
+
+    /// Renames the placeholders in `text`; false when `text` holds one and was cut (`...`).
+    fn rename_in(&self, text: &mut String) -> bool {
+        if !text.contains("isolint_arg") {
+            return true;
+        }
+        if text.ends_with("...") {
+            return false;
+        }
+        let bytes = text.as_bytes();
+        let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut i = 0;
+        'scan: while i < bytes.len() {
+            for (stand_in, arg) in &self.renames {
+                if text[i..].starts_with(stand_in.as_str())
+                    && (i == 0 || !is_ident(bytes[i - 1]) || stand_in.starts_with('"'))
+                    && bytes
+                        .get(i + stand_in.len())
+                        .is_none_or(|b| !is_ident(*b) || stand_in.ends_with('"'))
+                {
+                    out.push_str(arg);
+                    i += stand_in.len();
+                    continue 'scan;
+                }
+            }
+            let len = text[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[i..i + len]);
+            i += len;
+        }
+        // A longer text would have been cut where the use's own walk cuts it.
+        let fits = out.len() <= 160;
+        *text = out;
+        fits
+    }
+}
+
+fn rename_expr(e: &mut super::Expr, name: &mut impl FnMut(&mut String)) {
+    use super::ExprKind;
+    name(&mut e.text);
+    match &mut e.kind {
+        ExprKind::Ident(s)
+        | ExprKind::AddressOf(s)
+        | ExprKind::Call { callee: s }
+        | ExprKind::SizeOf(s) => name(s),
+        ExprKind::Number(_) | ExprKind::Str | ExprKind::Null | ExprKind::Other => {}
+    }
+}
+
+fn slot_of(arg: &str) -> Slot {
+    let b = arg.as_bytes();
+    if !b.is_empty()
+        && (b[0] == b'_' || b[0].is_ascii_alphabetic())
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        return Slot::Name;
+    }
+    // One plain literal: no prefix, no second literal, no escape that could end it early, and
+    // no white space that folding would change.
+    if b.len() >= 2
+        && b[0] == b'"'
+        && b[b.len() - 1] == b'"'
+        && !arg[1..arg.len() - 1].contains(['"', '\\', '\t', '\n', '\r', '\x0b', '\x0c'])
+        && !arg.contains("  ")
+        && arg.is_ascii()
+    {
+        return Slot::Text;
+    }
+    Slot::AsWritten
+}
+
+/// The words of `text` that may be names.
+fn names_in(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+}
+
+/// Names the grammar or the walk reads as more than a name.
+fn is_c_word(word: &str) -> bool {
+    matches!(
+        word,
+        "NULL" | "nullptr" | "true" | "false" | "TRUE" | "FALSE" | "sizeof" | "return" | "goto"
+            | "if" | "else" | "while" | "do" | "for" | "switch" | "case" | "default" | "break"
+            | "continue" | "static" | "extern" | "const" | "volatile" | "struct" | "union"
+            | "enum" | "typedef" | "int" | "char" | "void" | "long" | "short" | "unsigned"
+            | "signed" | "float" | "double" | "auto" | "register" | "inline" | "restrict"
+            | "_Bool" | "bool" | "_Thread_local" | "thread_local" | "__thread" | "offsetof"
+            | "defined" | "asm" | "__asm__" | "_Alignof" | "alignof" | "_Static_assert"
+    ) || word.starts_with("isolint_")
+        // tree-sitter-c reads `size_t`, `int32_t`, `uintptr_t`, ... as primitive types.
+        || word.ends_with("_t")
+}
+
+/// `#param` in the body (stringizing), not `##`.
+fn is_stringized(body: &str, param: &str) -> bool {
+    let bytes = body.as_bytes();
+    let mut from = 0;
+    while let Some(at) = body[from..].find('#').map(|i| from + i) {
+        from = at + 1;
+        if bytes.get(at + 1) == Some(&b'#') || (at > 0 && bytes[at - 1] == b'#') {
+            continue;
+        }
+        let rest = body[at + 1..].trim_start();
+        if rest.starts_with(param)
+            && rest[param.len()..]
+                .bytes()
+                .next()
+                .is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return true;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +488,72 @@ mod tests {
     fn macros_that_only_compare_are_not_expanded() {
         let t = table("IS_NONE", &["x"], "((x) == Py_None)");
         assert!(t.expand("IS_NONE", &["o".into()]).is_none());
+    }
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    fn template(params: &[&str], body: &str, args: &[&str]) -> Option<ArgumentTemplate> {
+        ArgumentTemplate::new(
+            &strings(params),
+            body,
+            &strings(args),
+            &MacroTable::default(),
+            &ProjectMacros::default(),
+            0,
+            |_| false,
+        )
+    }
+
+    #[test]
+    fn names_and_plain_strings_stand_in_and_the_rest_is_passed_as_written() {
+        let t = template(
+            &["var", "text", "n"],
+            "var = PyUnicode_InternFromString(text) + n",
+            &["cache", "\"first\"", "(int)1"],
+        )
+        .unwrap();
+        assert_eq!(
+            t.args,
+            strings(&["isolint_arg0_0", "\"isolint_arg0_1\"", "(int)1"])
+        );
+        let mut text = "isolint_arg0_0 = f(\"isolint_arg0_1\", isolint_arg0_00)".to_string();
+        assert!(t.rename_in(&mut text));
+        // A longer name that starts like a stand-in is not one.
+        assert_eq!(text, "cache = f(\"first\", isolint_arg0_00)");
+    }
+
+    #[test]
+    fn arguments_that_change_the_parse_or_the_walk_are_passed_as_written() {
+        // A type name tree-sitter knows, a C word, a name the body uses, a name another
+        // argument holds too.
+        for args in [
+            ["size_t", "y"],
+            ["NULL", "y"],
+            ["other", "y"],
+            ["x", "x + 1"],
+        ] {
+            let t = template(&["a", "b"], "a = other + b", &args);
+            assert!(t.is_none_or(|t| t.args[0] == args[0]), "{args:?}");
+        }
+        // A stringized parameter takes its string as written; `##` pastes the real text.
+        assert!(template(&["s"], "f(#s)", &["\"a b\""]).is_none());
+        assert!(template(&["s"], "py_ ## s = 0", &["keys"]).is_none());
+        // White space the walk would fold.
+        assert!(template(&["s"], "f(s)", &["\"a  b\""]).is_none());
+    }
+
+    #[test]
+    fn a_cut_text_cannot_be_renamed() {
+        let t = template(&["v"], "v = 0", &["cache"]).unwrap();
+        let mut cut = "isolint_arg0_0 + another_long_name...".to_string();
+        assert!(!t.rename_in(&mut cut));
+        let mut long = format!("isolint_arg0_0 {}", "x".repeat(150));
+        let t = template(&["v"], "v = 0", &["a_much_longer_argument_name"]).unwrap();
+        assert!(
+            !t.rename_in(&mut long),
+            "the use's own text would be cut at 160"
+        );
     }
 }
