@@ -1159,6 +1159,12 @@ fn collect_addresses<'l>(list: &'l InitList, out: &mut Vec<&'l str>, depth: usiz
 
 /// A tentative definition (`static PyTypeObject Foo_Type;`) followed in the same file by the
 /// definition with an initializer: one variable, reported once, at the definition.
+///
+/// Only a definition with the same qualifiers and pointer levels supersedes it: C requires a
+/// tentative definition and the definition to agree, so `static size_t n;` beside `static const
+/// size_t n = 256;` are two variables in exclusive `#if` branches (one written at run time, one
+/// constant), not one. The type names are not compared: `PyModuleDef` and `struct PyModuleDef`
+/// are one type spelled two ways.
 pub fn is_superseded(file: &FileFacts, index: usize) -> bool {
     let v = &file.variables[index];
     v.init.is_none()
@@ -1169,6 +1175,9 @@ pub fn is_superseded(file: &FileFacts, index: usize) -> bool {
                 && o.function.is_none()
                 && o.init.is_some()
                 && !o.is_extern
+                && o.type_const == v.type_const
+                && o.pointers == v.pointers
+                && o.is_function_pointer == v.is_function_pointer
         })
 }
 

@@ -8,6 +8,9 @@ declare_rule! {
     /// Flags a non-const C global or `static` (a counter, a flag, a buffer, a cache, a
     /// definition table) that is written after its initializer. One finding per variable, at
     /// its definition; its tentative definitions and `extern` declarations are related places.
+    /// A same-named definition with other qualifiers or pointer levels (`static size_t n;` in
+    /// one `#if` branch, `static const size_t n = 256;` in the other) is another variable: the
+    /// branch that writes it is reported even when the other branch's is constant.
     /// A global written only with one value that is the same in every interpreter and run
     /// (a named constant, the address of a static, a pure C computation) is not reported
     /// here but as `idempotent-global` (info); for a variable holding objects, only the
