@@ -1395,9 +1395,9 @@ fn project_macros(pre: &mut [PreScan], keep: bool) -> ProjectMacros {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HiddenCode {
-    /// The vendored folder, or the generated file.
+    /// The vendored folder, the generated file, or the file of findings not selected.
     pub path: PathBuf,
-    /// `vendored` or `generated`.
+    /// `vendored`, `generated`, or `not-selected` (a rule `select` or `ignore` left out).
     pub reason: &'static str,
     pub findings: usize,
 }

@@ -6,7 +6,7 @@
 //! Errors name the file, the line and the key, because a CI job that dies on "invalid config"
 //! with no place to look is worse than no config at all.
 
-use crate::analysis::{Analysis, AnalyzeOptions};
+use crate::analysis::{Analysis, AnalyzeOptions, HiddenCode};
 use crate::finding::{sort_findings, Finding, Severity};
 use crate::rules::{RuleInfo, RULES};
 use crate::suppress::{self, Texts};
@@ -469,20 +469,6 @@ pub fn relative_slash(path: &Path, base: &Path) -> String {
 }
 
 impl Settings {
-    /// The rules `analyze` runs.
-    pub fn analysis_rules(&self) -> Vec<&'static RuleInfo> {
-        let mut rules: Vec<&'static RuleInfo> = match &self.select {
-            Some(sel) => sel
-                .iter()
-                .copied()
-                .filter(|r| RULES.iter().any(|x| x.id == r.id))
-                .collect(),
-            None => RULES.to_vec(),
-        };
-        rules.retain(|r| !self.ignore.iter().any(|i| i.id == r.id));
-        rules
-    }
-
     /// Whether a rule (including the suppression rules) is turned on.
     pub fn enabled(&self, rule_id: &str) -> bool {
         let selected = match &self.select {
@@ -496,7 +482,9 @@ impl Settings {
         let mut options = AnalyzeOptions {
             max_file_size: self.max_file_size,
             targets: self.targets.clone(),
-            rules: Some(self.analysis_rules()),
+            // Every rule runs: `select` and `ignore` choose what is shown and what fails the
+            // run, never the verdict (see `postprocess`).
+            rules: None,
             ..Default::default()
         };
         options.discover.excludes = self.exclude.clone();
@@ -574,9 +562,26 @@ impl Settings {
     /// (and the findings about them), severity overrides. Findings stay sorted.
     pub fn postprocess(&self, analysis: &mut Analysis, texts: &mut Texts) {
         analysis.findings.retain(|f| !self.ignored_for_file(f));
-        let ran = self.analysis_rules();
+        let ran = RULES.to_vec();
         let mut meta = suppress::apply(&mut analysis.findings, &analysis.files, texts, &ran);
         meta.retain(|f| self.enabled(f.rule) && !self.ignored_for_file(f));
+        // A rule left out by `select` or `ignore` still ran: its findings leave the report but
+        // keep blocking the verdict, as vendored code's do, and are counted as not shown.
+        let mut not_selected: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        analysis.findings.retain(|f| {
+            let shown = self.enabled(f.rule);
+            if !shown {
+                *not_selected.entry(f.path.clone()).or_default() += 1;
+            }
+            shown
+        });
+        analysis
+            .hidden
+            .extend(not_selected.into_iter().map(|(path, findings)| HiddenCode {
+                path,
+                reason: "not-selected",
+                findings,
+            }));
         analysis.findings.extend(meta);
         for f in &mut analysis.findings {
             if let Some((_, level)) = self.severity.iter().find(|(r, _)| r.id == f.rule) {

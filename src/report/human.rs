@@ -344,11 +344,24 @@ pub fn summary_line(analysis: &Analysis) -> String {
     if !analysis.errors.is_empty() {
         line.push_str(&format!(", {} unreadable", analysis.errors.len()));
     }
-    let hidden: usize = analysis.hidden.iter().map(|h| h.findings).sum();
-    if hidden > 0 {
+    let hidden = |not_selected: bool| -> usize {
+        analysis
+            .hidden
+            .iter()
+            .filter(|h| (h.reason == "not-selected") == not_selected)
+            .map(|h| h.findings)
+            .sum()
+    };
+    if hidden(false) > 0 {
         line.push_str(&format!(
             ", {} in vendored or generated code not shown: --include-vendored",
-            plural(hidden, "finding")
+            plural(hidden(false), "finding")
+        ));
+    }
+    if hidden(true) > 0 {
+        line.push_str(&format!(
+            ", {} of rules not selected not shown (the verdicts count them)",
+            plural(hidden(true), "finding")
         ));
     }
     line.push_str(")\n");

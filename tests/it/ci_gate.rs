@@ -349,8 +349,9 @@ fn inline_suppressions_and_their_findings() {
         !got.iter().any(|(n, _)| n.ends_with("-suppression")),
         "{got:?}"
     );
-    // A suppression whose rule did not run is not stale.
-    let got = findings(&isolint(
+    // Every rule runs whatever is selected, so the stale suppression is the same one, and the
+    // ones that match a finding of a rule left out are not stale.
+    let selected = isolint(
         &[
             "check",
             "--format",
@@ -360,11 +361,22 @@ fn inline_suppressions_and_their_findings() {
             "ext",
         ],
         root,
-    ));
+    );
+    let got = findings(&selected);
     assert!(
-        !got.iter().any(|(n, _)| n == "unused-suppression"),
+        got.iter()
+            .all(|(n, _)| n == "global-pyobject" || n == "unused-suppression"),
         "{got:?}"
     );
+    let stale: Vec<String> = json(&selected)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == "unused-suppression")
+        .map(|f| f["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert!(stale[0].contains("static-type-object"), "{stale:?}");
 }
 
 #[test]
@@ -851,5 +863,73 @@ fn suppressed_blockers_do_not_block_the_verdict_but_are_listed() {
     assert!(
         text.contains("not counted, suppressed: `hits` (mutable-global-state, line 4, by config)"),
         "{text}"
+    );
+}
+
+/// `--select` and `--ignore` choose the findings shown and the exit status; the verdict is
+/// judged over every rule, so a module full of static types never "supports
+/// per-interpreter-gil" because `static-type-object` was left out.
+#[test]
+fn select_and_ignore_never_change_the_verdict() {
+    let tmp = project("legacy_single_phase");
+    let root = tmp.path();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["check", "--format", "json", "--no-cache"];
+        args.extend_from_slice(extra);
+        args.push("ext");
+        isolint(&args, root)
+    };
+    let all = run(&[]);
+    let only_gil_slot = run(&["--select", "missing-gil-slot"]);
+    let without_static_types = run(&["--ignore", "static-type-object,global-pyobject"]);
+    let verdicts = |out: &Output| json(out)["modules"].clone();
+    assert_eq!(verdicts(&only_gil_slot), verdicts(&all));
+    assert_eq!(verdicts(&without_static_types), verdicts(&all));
+    assert_ne!(
+        json(&all)["modules"][0]["verdict"]["supported"],
+        "per-interpreter-gil",
+        "{}",
+        json(&all)["modules"]
+    );
+
+    let shown = findings(&only_gil_slot);
+    assert!(!shown.is_empty());
+    assert!(
+        shown.iter().all(|(n, _)| n == "missing-gil-slot"),
+        "{shown:?}"
+    );
+    // The findings left out are counted, as not shown, and an info-only report passes.
+    let hidden = json(&only_gil_slot)["hidden"].clone();
+    let not_selected: u64 = hidden
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["reason"] == "not-selected")
+        .map(|h| h["findings"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        not_selected as usize,
+        findings(&all).len() - shown.len(),
+        "{hidden}"
+    );
+    assert_eq!(
+        only_gil_slot.status.code(),
+        Some(0),
+        "{}",
+        stderr(&only_gil_slot)
+    );
+    assert_eq!(all.status.code(), Some(1));
+    assert!(!findings(&without_static_types)
+        .iter()
+        .any(|(n, _)| n == "static-type-object" || n == "global-pyobject"));
+    let text = isolint(
+        &["check", "--no-cache", "--select", "missing-gil-slot", "ext"],
+        root,
+    );
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    let folded = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        folded.contains("of rules not selected not shown"),
+        "{stdout}"
     );
 }
