@@ -32,7 +32,10 @@ declare_rule! {
     ///     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
     /// #endif
     /// ```
-    /// or, for single-phase init, `PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED);`.
+    /// or, for single-phase init with `m_size >= 0`, `PyUnstable_Module_SetGIL(m,
+    /// Py_MOD_GIL_NOT_USED);`. A single-phase module with `m_size = -1` is told to move to
+    /// multi-phase init first: declaring `NOT_USED` through `PyUnstable_Module_SetGIL` there makes
+    /// free-threaded builds refuse it in every sub-interpreter (`single-phase-free-threaded`).
     ///
     /// ## Minimum Python
     /// 3.13.
@@ -66,6 +69,10 @@ fn check(ctx: &mut Ctx) {
     let gil = &verdict.gil_axis;
     let declaration = if module.init_style == crate::model::InitStyle::MultiPhase {
         "add `{Py_mod_gil, Py_MOD_GIL_NOT_USED}` to the slots (under `#if PY_VERSION_HEX >= 0x030D0000` while older Pythons are supported)"
+    } else if module.initialises_once_per_process() {
+        // `PyUnstable_Module_SetGIL` here is `single-phase-free-threaded`: free-threaded builds
+        // refuse such a module in every sub-interpreter.
+        "move to multi-phase init (`m_size >= 0`) and add `{Py_mod_gil, Py_MOD_GIL_NOT_USED}` to its slots; with `m_size = -1`, `PyUnstable_Module_SetGIL` makes free-threaded builds refuse the module in every sub-interpreter"
     } else {
         "call `PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED)` under `#ifdef Py_GIL_DISABLED`"
     };

@@ -1,7 +1,5 @@
 use super::support::call_site;
 use super::{declare_rule, Ctx};
-use crate::facts::ExprKind;
-use crate::model::InitStyle;
 
 declare_rule! {
     /// ## What it does
@@ -58,15 +56,7 @@ fn check(ctx: &mut Ctx) {
     let Some(set) = &module.set_gil else {
         return;
     };
-    let negative_size = module
-        .def
-        .as_ref()
-        .and_then(|d| d.m_size())
-        .is_some_and(|e| e.kind == ExprKind::Number(Some(-1)));
-    if module.init_style != InitStyle::SinglePhase
-        || !negative_size
-        || !set.value.contains("NOT_USED")
-    {
+    if !module.initialises_once_per_process() || !set.value.contains("NOT_USED") {
         return;
     }
     let call = ctx.project.call(set.function, set.call);

@@ -38,3 +38,37 @@ fn single_phase_init_time_writes_are_shared_not_overwritten() {
         assert!(!m.contains("once per process"), "{m}");
     }
 }
+
+fn helps(fixture: &str, rule: &str) -> Vec<String> {
+    let options = AnalyzeOptions {
+        paths: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/check")
+            .join(fixture)],
+        ..AnalyzeOptions::default()
+    };
+    analyze(&options)
+        .findings
+        .into_iter()
+        .filter(|f| f.name == rule)
+        .map(|f| f.help)
+        .collect()
+}
+
+/// The way to declare the GIL unused depends on the module: following the help must not lead
+/// to another finding (`single-phase-free-threaded` for `PyUnstable_Module_SetGIL` on a
+/// single-phase module with `m_size = -1`).
+#[test]
+fn gil_declaration_help_fits_the_module() {
+    let legacy = helps("legacy_single_phase", "missing-gil-slot");
+    assert!(!legacy.is_empty());
+    for h in &legacy {
+        assert!(h.contains("move to multi-phase init"), "{h}");
+        assert!(!h.starts_with("call `PyUnstable_Module_SetGIL"), "{h}");
+    }
+    let multi = helps("multi_phase_exec_static", "missing-gil-slot");
+    assert!(!multi.is_empty());
+    for h in &multi {
+        assert!(h.contains("{Py_mod_gil, Py_MOD_GIL_NOT_USED}"), "{h}");
+        assert!(!h.contains("multi-phase"), "{h}");
+    }
+}
