@@ -239,6 +239,40 @@ fn project_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The Python package each file belongs to: the nearest folder above it holding a `setup.py`
+/// or `pyproject.toml` (what [`project_dirs`] takes for a package of a monorepo, at any depth
+/// here), `None` when no folder above it does. Files of different packages are separate
+/// programs: nothing links code of one with code of another by name. Each folder is looked at
+/// once.
+#[derive(Default)]
+pub struct PackageRoots {
+    /// Folder → the package folder it lies in.
+    known: std::collections::HashMap<PathBuf, Option<PathBuf>>,
+}
+
+impl PackageRoots {
+    pub fn of(&mut self, file: &Path) -> Option<PathBuf> {
+        let dir = file.parent()?;
+        self.of_dir(dir)
+    }
+
+    fn of_dir(&mut self, dir: &Path) -> Option<PathBuf> {
+        if let Some(known) = self.known.get(dir) {
+            return known.clone();
+        }
+        let root = if dir.join("setup.py").is_file() || dir.join("pyproject.toml").is_file() {
+            Some(dir.to_path_buf())
+        } else {
+            match dir.parent() {
+                Some(parent) if !dir.as_os_str().is_empty() => self.of_dir(parent),
+                _ => None,
+            }
+        };
+        self.known.insert(dir.to_path_buf(), root.clone());
+        root
+    }
+}
+
 fn is_excluded_dir(name: &str) -> bool {
     crate::discover::DEFAULT_EXCLUDED_DIRS.contains(&name)
 }
