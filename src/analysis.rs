@@ -51,9 +51,9 @@ pub struct AnalyzeOptions {
     /// of the file at its path, or added to the scan when discovery did not find it.
     pub overrides: Vec<(PathBuf, Vec<u8>)>,
     /// Check only the modules holding one of these files (and the files of no module of its
-    /// package, when one of them is such a file): every file is still read, linked and shares its macros, so
-    /// each of those modules gets exactly the findings and summary of a full scan; the other
-    /// modules get none. A partial result, never memorized or recalled. Only a scan checking
+    /// package, when one of them is such a file): every file is still read, linked and shares
+    /// its macros, so each of those modules gets exactly the findings and summary of a full
+    /// scan; the other modules get none. A partial result, never memorized or recalled. Only a scan checking
     /// module by module (`model: false`) narrows; `None`: every module.
     pub focus: Option<Vec<PathBuf>>,
 }
