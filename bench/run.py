@@ -11,8 +11,8 @@ Inputs (each skipped with a message when it cannot be had):
             ../shared/corpus/fetch.sh fetches it into the data folder)
   cpython   CPython's Modules/ Objects/ Python/ Parser/  (--cpython DIR or $ISOLINT_CPYTHON,
             a CPython source root; otherwise `apt-get source --download-only python3.13`)
-  copies    the corpus's C files copied 1x, 4x, 16x (hard links where possible), for the
-            scaling curve
+  copies    the corpus's C files and build files copied 1x, 4x, 16x (hard links where
+            possible), for the scaling curve
   table     one generated 5 MB C file holding a table of constants
 
 Rounds interleave the configurations (isolint, parse floor, read floor, each at 2 and 1
@@ -254,15 +254,28 @@ def fetch_cpython(data):
     return None
 
 
+BUILD_FILES = ["setup.py", "pyproject.toml", "meson.build", "CMakeLists.txt"]
+
+
 def make_copies(bins, corpus, data, n):
-    """n copies of the files the walk finds in the corpus, side by side."""
+    """n copies of the files the walk finds in the corpus, side by side, with the build files
+    of the folders holding them: each copy's packages stay packages (isolint checks the code
+    no module holds package by package)."""
     dest = os.path.join(data, f"copies-{n}x")
-    stamp = os.path.join(dest, ".complete")
+    stamp = os.path.join(dest, ".complete-with-build-files")
     if os.path.exists(stamp):
         return dest
     shutil.rmtree(dest, ignore_errors=True)
     listing = run_once([bins["parse_floor"], "list", corpus], 2, capture=True)["stdout"]
     files = [line for line in listing.splitlines() if line]
+    folders = set()
+    for f in files:
+        folder = os.path.dirname(os.path.abspath(f))
+        while folder.startswith(os.path.abspath(corpus)) and folder not in folders:
+            folders.add(folder)
+            folder = os.path.dirname(folder)
+    files += [os.path.join(d, b) for d in sorted(folders) for b in BUILD_FILES
+              if os.path.isfile(os.path.join(d, b))]
     for i in range(n):
         for f in files:
             target = os.path.join(dest, f"copy{i}", os.path.relpath(f, corpus))

@@ -50,10 +50,10 @@ pub struct AnalyzeOptions {
     /// More unsaved buffers besides `stdin` (an editor's open files), each replacing the text
     /// of the file at its path, or added to the scan when discovery did not find it.
     pub overrides: Vec<(PathBuf, Vec<u8>)>,
-    /// Check only the modules holding one of these files (and the files of no module, when one
-    /// of them is such a file): every file is still read, linked and shares its macros, so
-    /// each of those modules gets exactly the findings and summary of a full scan; the other
-    /// modules get none. A partial result, never memorized or recalled. Only a scan checking
+    /// Check only the modules holding one of these files (and the files of no module of its
+    /// package, when one of them is such a file): every file is still read, linked and shares
+    /// its macros, so each of those modules gets exactly the findings and summary of a full
+    /// scan; the other modules get none. A partial result, never memorized or recalled. Only a scan checking
     /// module by module (`model: false`) narrows; `None`: every module.
     pub focus: Option<Vec<PathBuf>>,
 }
@@ -269,9 +269,12 @@ struct PreScan {
 }
 
 /// At most this much text (bytes) is kept from the pre-scan to the scan; beyond it, files are
-/// read again. Every text is dropped once its file is scanned, so this bounds the extra memory
-/// of a huge scan, not of a typical one (CPython's sources are 25 MB).
-const HELD_TEXT_BUDGET: usize = 32 << 20;
+/// read again. The texts are held in the pre-scan's order, not the scan's (largest first), so
+/// most of them are still held while the largest files are parsed, which is the scan's peak:
+/// on a large tree the budget adds to the peak almost whole (16 copies of the corpus: 155 MB
+/// with 32 MB, 140 MB with 8). A larger tree reads the rest again from the page cache (the
+/// 21 corpus packages hold 14 MB of `.c` and `.h` files, CPython's four folders 25 MB).
+const HELD_TEXT_BUDGET: usize = 8 << 20;
 
 fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, SourceError> {
     match bytes {
@@ -564,11 +567,15 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut pre = prescan(&jobs, options.max_file_size, cache_dir.is_some());
     let held: Vec<Option<SourceText>> = pre.iter_mut().map(|p| p.source.take()).collect();
     let origins = vendored_dirs(&jobs, &options.paths);
+    let packages = package_dirs(&jobs);
     // A focused run (the editor's re-check of some modules) never answers from the memo, nor
     // does one that keeps the model (`plan`, `fix`): the memo holds findings, not the model.
     let memo_key = cache_dir
         .filter(|_| options.focus.is_none() && !options.model)
-        .and_then(|_| memo_key(options, &jobs, &pre, &origins, &build, cpp_inputs.digest()));
+        .and_then(|_| {
+            let places = (&origins, &packages);
+            memo_key(options, &jobs, &pre, places, &build, cpp_inputs.digest())
+        });
 
     if let (Some(dir), Some((scan, inputs))) = (cache_dir, memo_key) {
         if let Some(outcome) = FactsCache::recall(dir, scan, inputs) {
@@ -718,7 +725,8 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     });
     let (mut units_reused, mut units_checked) = (0, 0);
     let (project, mut findings, summaries) = if options.model {
-        let mut project = Project::build_with(files, &build);
+        let numbers = package_numbers(files.iter().map(|f| f.path.as_path()), &packages);
+        let mut project = Project::build_with(files, &build, &numbers);
         project.foreign_calls = foreign_calls;
         let findings = run_rules(&project, &rules, &options.targets, &suppressed);
         let summaries = summaries_of(&project, &project.modules);
@@ -740,8 +748,9 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
                 h.digest128()
             },
         });
+        let numbers = package_numbers(kept.iter().map(|k| k.path()), &packages);
         let by_module = check_by_module(
-            (kept, focus.as_deref()),
+            (kept, &numbers, focus.as_deref()),
             (&spill, cache.as_ref()),
             reuse,
             &build,
@@ -975,7 +984,7 @@ struct ByModule {
 /// holds is never read back.
 #[allow(clippy::too_many_arguments)]
 fn check_by_module(
-    (kept, focus): (Vec<Kept>, Option<&[bool]>),
+    (kept, packages, focus): (Vec<Kept>, &[usize], Option<&[bool]>),
     (spill, cache): (&Spill, Option<&FactsCache>),
     reuse: Option<UnitReuse>,
     build: &BuildInfo,
@@ -1013,8 +1022,8 @@ fn check_by_module(
     drop(links);
     sort_groups(&mut groups);
     let module_count = groups.len();
-    let owners = owners(kept.len(), &groups);
-    let rest = unattached_files(kept.len(), &groups, &not_compiled);
+    let rest = unattached_files(kept.len(), &groups, &not_compiled, packages);
+    let owners = owners(kept.len(), &groups, &rest);
     let layouts = crate::model::pytypes::Layouts::of_structs(
         kept.iter()
             .enumerate()
@@ -1037,13 +1046,14 @@ fn check_by_module(
 
     enum Unit {
         Module(usize, crate::model::ModuleGroup),
-        Rest(Vec<usize>),
+        /// One package's files of no module, with the unit's index.
+        Rest(usize, Vec<usize>),
     }
     impl Unit {
         fn files(&self) -> &[usize] {
             match self {
                 Unit::Module(_, g) => &g.files,
-                Unit::Rest(files) => files,
+                Unit::Rest(_, files) => files,
             }
         }
     }
@@ -1052,7 +1062,11 @@ fn check_by_module(
         .enumerate()
         .map(|(i, g)| Unit::Module(i, g))
         .collect();
-    units.push(Unit::Rest(rest));
+    units.extend(
+        rest.into_iter()
+            .enumerate()
+            .map(|(k, files)| Unit::Rest(module_count + k, files)),
+    );
     // `AnalyzeOptions::focus`: only the units holding a focused file.
     if let Some(focus) = focus {
         units.retain(|unit| unit.files().iter().any(|&f| focus[f]));
@@ -1068,8 +1082,7 @@ fn check_by_module(
     let mut todo: Vec<(usize, Unit)> = Vec::new();
     for (position, unit) in units.into_iter().enumerate() {
         let index = match &unit {
-            Unit::Module(i, _) => *i,
-            Unit::Rest(_) => module_count,
+            Unit::Module(i, _) | Unit::Rest(i, _) => *i,
         };
         let key = scan_wide.and_then(|scan| unit_key(scan, index, unit.files(), &kept));
         let cached = reuse
@@ -1084,14 +1097,11 @@ fn check_by_module(
     }
     let reused = results.iter().flatten().count();
     let checked = todo.len();
-    // The unit of files no module holds grows with the tree (every copy of a vendored tree
-    // adds to it), and all its files are loaded at once: it goes first, before the other
-    // units' findings have piled up, in a round of its own when it fills one. Results keep
-    // their report positions, so the order of the rounds does not show.
-    if let Some(at) = todo.iter().position(|(_, u)| matches!(u, Unit::Rest(_))) {
-        let rest = todo.remove(at);
-        todo.insert(0, rest);
-    }
+    // The units of files no module holds go first, before the other units' findings have
+    // piled up: a package's loose code can be its largest unit (every vendored library it
+    // does not build). Results keep their report positions, so the order of the rounds does
+    // not show.
+    todo.sort_by_key(|(_, u)| !matches!(u, Unit::Rest(..)));
 
     let mut holders = vec![0usize; kept.len()];
     for (_, unit) in &todo {
@@ -1145,7 +1155,7 @@ fn check_by_module(
                 let files = unit.files().to_vec();
                 let module = match unit {
                     Unit::Module(i, group) => build_group(&project.files, i, group),
-                    Unit::Rest(files) => build_unattached(&project.files, module_count, files),
+                    Unit::Rest(i, files) => build_unattached(&project.files, i, files),
                 };
                 let findings = crate::rules::run_rules_on(
                     &project,
@@ -1204,7 +1214,7 @@ fn scan_wide_key(
     options: u128,
     kept: &[Kept],
     groups: &[crate::model::ModuleGroup],
-    rest: &[usize],
+    rest: &[Vec<usize>],
     foreign_calls: &[ForeignCall],
 ) -> u128 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -1249,8 +1259,11 @@ fn scan_wide_key(
         }
     }
     h.update(&(rest.len() as u64).to_le_bytes());
-    for &f in rest {
-        h.update(&(f as u64).to_le_bytes());
+    for unit in rest {
+        h.update(&(unit.len() as u64).to_le_bytes());
+        for &f in unit {
+            h.update(&(f as u64).to_le_bytes());
+        }
     }
     text(&mut h, &format!("{foreign_calls:?}"));
     h.digest128()
@@ -1299,12 +1312,36 @@ fn foreign_files(
         .collect()
 }
 
+/// A folder each file lies in, by the file's path.
+type FolderOf = HashMap<PathBuf, Option<PathBuf>>;
+
 /// The vendored folder each file sits in, if any: part of what decides which findings are
 /// reported, and read from the file system (license files), not from the file's text.
-fn vendored_dirs(jobs: &[Job], roots: &[PathBuf]) -> HashMap<PathBuf, Option<PathBuf>> {
+fn vendored_dirs(jobs: &[Job], roots: &[PathBuf]) -> FolderOf {
     let mut index = crate::origin::OriginIndex::default();
     jobs.iter()
         .map(|(path, _, _)| (path.clone(), index.vendored_dir(path, roots)))
+        .collect()
+}
+
+/// The package folder each file lies in (`buildfiles::PackageRoots`), if any: the code no
+/// module holds is checked package by package. Read from the file system, not the file's text.
+fn package_dirs(jobs: &[Job]) -> FolderOf {
+    let mut roots = crate::buildfiles::PackageRoots::default();
+    jobs.iter()
+        .map(|(path, _, _)| (path.clone(), roots.of(path)))
+        .collect()
+}
+
+/// Each file's package as a number (files of one package share it, files of none share one).
+fn package_numbers<'a>(paths: impl Iterator<Item = &'a Path>, packages: &FolderOf) -> Vec<usize> {
+    let mut numbers: HashMap<Option<&Path>, usize> = HashMap::new();
+    paths
+        .map(|path| {
+            let package = packages.get(path).and_then(|p| p.as_deref());
+            let next = numbers.len();
+            *numbers.entry(package).or_insert(next)
+        })
         .collect()
 }
 
@@ -1314,7 +1351,7 @@ fn memo_key(
     options: &AnalyzeOptions,
     jobs: &[Job],
     pre: &[PreScan],
-    origins: &HashMap<PathBuf, Option<PathBuf>>,
+    (origins, packages): (&FolderOf, &FolderOf),
     build: &BuildInfo,
     cpp_inputs: u64,
 ) -> Option<(u64, u128)> {
@@ -1330,6 +1367,10 @@ fn memo_key(
         inputs.update(&pre.content?.to_le_bytes());
         let vendored = origins.get(path).cloned().flatten().unwrap_or_default();
         inputs.update(vendored.as_os_str().as_encoded_bytes());
+        inputs.update(b"\0");
+        // Which package's loose code the file is checked with.
+        let package = packages.get(path).cloned().flatten().unwrap_or_default();
+        inputs.update(package.as_os_str().as_encoded_bytes());
         inputs.update(b"\0");
     }
     Some((

@@ -490,15 +490,17 @@ impl Server {
         ws.modules
             .retain(|files| !files.iter().any(|f| scope.contains(f)));
         ws.modules.extend(analysis.modules.iter().map(module_files));
-        // A file of no module is checked with every other such file (one unit): their
-        // findings were all checked again.
+        // A file of no module is checked with every other such file of its package (one
+        // unit): their findings were all checked again.
         if ws.files.contains(path) && !ws.modules.iter().any(|m| m.iter().any(|f| f == path)) {
             let in_modules: std::collections::HashSet<&PathBuf> =
                 ws.modules.iter().flatten().collect();
+            let mut packages = crate::buildfiles::PackageRoots::default();
+            let home = packages.of(path);
             let unattached: Vec<PathBuf> = ws
                 .files
                 .iter()
-                .filter(|f| !in_modules.contains(f))
+                .filter(|f| !in_modules.contains(f) && packages.of(f) == home)
                 .cloned()
                 .collect();
             scope.extend(unattached);

@@ -239,6 +239,40 @@ fn project_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The Python package each file belongs to: the nearest folder above it holding a `setup.py`
+/// or `pyproject.toml` (what `project_dirs` takes for a package of a monorepo, at any depth
+/// here), `None` when no folder above it does. Files of different packages are separate
+/// programs: nothing links code of one with code of another by name. Each folder is looked at
+/// once.
+#[derive(Default)]
+pub struct PackageRoots {
+    /// Folder → the package folder it lies in.
+    known: std::collections::HashMap<PathBuf, Option<PathBuf>>,
+}
+
+impl PackageRoots {
+    pub fn of(&mut self, file: &Path) -> Option<PathBuf> {
+        let dir = file.parent()?;
+        self.of_dir(dir)
+    }
+
+    fn of_dir(&mut self, dir: &Path) -> Option<PathBuf> {
+        if let Some(known) = self.known.get(dir) {
+            return known.clone();
+        }
+        let root = if dir.join("setup.py").is_file() || dir.join("pyproject.toml").is_file() {
+            Some(dir.to_path_buf())
+        } else {
+            match dir.parent() {
+                Some(parent) if !dir.as_os_str().is_empty() => self.of_dir(parent),
+                _ => None,
+            }
+        };
+        self.known.insert(dir.to_path_buf(), root.clone());
+        root
+    }
+}
+
 fn is_excluded_dir(name: &str) -> bool {
     crate::discover::DEFAULT_EXCLUDED_DIRS.contains(&name)
 }
@@ -391,6 +425,29 @@ pub(crate) fn expand_glob(base: &Path, pattern: &str) -> Option<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_file_belongs_to_the_nearest_package_above_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for dir in ["outer/inner/src", "outer/lib", "loose"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("outer/setup.py"), "").unwrap();
+        std::fs::write(root.join("outer/inner/pyproject.toml"), "").unwrap();
+        let mut roots = PackageRoots::default();
+        let inner = roots.of(&root.join("outer/inner/src/a.c"));
+        assert_eq!(inner, Some(root.join("outer/inner")));
+        assert_eq!(
+            roots.of(&root.join("outer/lib/b.c")),
+            Some(root.join("outer"))
+        );
+        assert_eq!(roots.of(&root.join("outer/c.c")), Some(root.join("outer")));
+        // Asked again, from what it learnt: the same answer.
+        assert_eq!(roots.of(&root.join("outer/inner/d.h")), inner);
+        // No package above: the temporary folder's parents hold none either.
+        assert_eq!(roots.of(&root.join("loose/e.c")), None);
+    }
+
     use super::*;
 
     #[test]

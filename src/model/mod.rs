@@ -9,7 +9,7 @@ pub mod pytypes;
 use crate::facts::{Call, FileFacts, Function, Variable, WriteSite};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use classify::{fixed_capsules, fixed_value, FixedValue};
 pub use definitions::{
@@ -178,8 +178,9 @@ impl ExtensionModule {
 pub struct Project {
     pub files: Vec<FileFacts>,
     pub modules: Vec<ExtensionModule>,
-    /// Globals in files that no module reaches: still reported, with no module.
-    pub unattached: ExtensionModule,
+    /// Globals in files that no module reaches: still reported, with no module. One unit per
+    /// package (see [`unattached_files`]), at least one.
+    pub unattached: Vec<ExtensionModule>,
     /// The C API calls of the scan's C++ files, which no rule reports on: read only so that
     /// "the module never changes this container" is not claimed over C++ code that does.
     pub foreign_calls: Vec<crate::facts::cpp::ForeignCall>,
@@ -204,22 +205,30 @@ impl Project {
     }
     /// Every unit rules run over: the modules, then the unattached code.
     pub fn units(&self) -> impl Iterator<Item = &ExtensionModule> {
-        self.modules.iter().chain(std::iter::once(&self.unattached))
+        self.modules.iter().chain(&self.unattached)
     }
 
+    /// The model of files of one package.
     pub fn build(files: Vec<FileFacts>) -> Project {
-        Self::build_with(files, &crate::buildfiles::BuildInfo::default())
+        let packages = vec![0; files.len()];
+        Self::build_with(files, &crate::buildfiles::BuildInfo::default(), &packages)
     }
 
-    /// The model, with the file lists the build gives where it gives them.
-    pub fn build_with(mut files: Vec<FileFacts>, build: &crate::buildfiles::BuildInfo) -> Project {
+    /// The model, with the file lists the build gives where it gives them. `packages` gives
+    /// each file's package (any number, the same for files of one package): the code no module
+    /// holds is one unit per package.
+    pub fn build_with(
+        mut files: Vec<FileFacts>,
+        build: &crate::buildfiles::BuildInfo,
+        packages: &[usize],
+    ) -> Project {
         for file in &mut files {
             file.fixed_capsules = fixed_capsules(file);
         }
         let (mut groups, not_compiled) = linking::group_files(&files, build);
         sort_groups(&mut groups);
-        let rest = unattached_files(files.len(), &groups, &not_compiled);
-        let owners = owners(files.len(), &groups);
+        let rest = unattached_files(files.len(), &groups, &not_compiled, packages);
+        let owners = owners(files.len(), &groups, &rest);
         // Modules are independent of each other: built on every worker, not after the scan on
         // one thread alone.
         let module_count = groups.len();
@@ -228,7 +237,11 @@ impl Project {
             .enumerate()
             .map(|(unit, group)| build_group(&files, unit, group))
             .collect();
-        let unattached = build_unattached(&files, module_count, rest);
+        let unattached = rest
+            .into_iter()
+            .enumerate()
+            .map(|(k, files_of)| build_unattached(&files, module_count + k, files_of))
+            .collect();
         Project {
             files,
             modules,
@@ -245,14 +258,18 @@ pub fn sort_groups(groups: &mut [ModuleGroup]) {
     groups.sort_by(|a, b| a.name.cmp(&b.name).then(a.init.cmp(&b.init)));
 }
 
-/// The files no module holds, in order: the unattached unit.
-/// A file only `#include`d in code no build compiles is not among them (see
-/// [`not_compiled_files`]).
+/// The files no module holds, in order, one unit per package (`packages[f]` is file `f`'s; the
+/// units in the order of their first files): the unattached units. Code of one package is
+/// never linked by name with another's, so a scan of many packages checks each package's loose
+/// code alone, and memory follows the largest package, not the tree. At least one unit, empty
+/// when every file is in a module. A file only `#include`d in code no build compiles is not
+/// among them (see [`not_compiled_files`]).
 pub fn unattached_files(
     files: usize,
     groups: &[ModuleGroup],
     not_compiled: &std::collections::HashSet<usize>,
-) -> Vec<usize> {
+    packages: &[usize],
+) -> Vec<Vec<usize>> {
     let mut attached = vec![false; files];
     for &f in not_compiled {
         if let Some(a) = attached.get_mut(f) {
@@ -264,12 +281,30 @@ pub fn unattached_files(
             attached[f] = true;
         }
     }
-    (0..files).filter(|&f| !attached[f]).collect()
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    let mut unit_of: HashMap<usize, usize> = HashMap::new();
+    for f in (0..files).filter(|&f| !attached[f]) {
+        let package = packages.get(f).copied().unwrap_or(0);
+        let unit = *unit_of.entry(package).or_insert_with(|| {
+            units.push(Vec::new());
+            units.len() - 1
+        });
+        units[unit].push(f);
+    }
+    if units.is_empty() {
+        units.push(Vec::new());
+    }
+    units
 }
 
-/// For each file, the first unit (sorted modules, then the unattached code) holding it.
-pub fn owners(files: usize, groups: &[ModuleGroup]) -> Vec<usize> {
+/// For each file, the first unit (sorted modules, then the unattached units) holding it.
+pub fn owners(files: usize, groups: &[ModuleGroup], unattached: &[Vec<usize>]) -> Vec<usize> {
     let mut owners = vec![groups.len(); files];
+    for (k, unit) in unattached.iter().enumerate() {
+        for &f in unit {
+            owners[f] = groups.len() + k;
+        }
+    }
     for (unit, group) in groups.iter().enumerate().rev() {
         for &f in &group.files {
             owners[f] = unit;
@@ -293,10 +328,10 @@ pub fn build_group(files: &[FileFacts], unit: usize, group: ModuleGroup) -> Exte
     module
 }
 
-/// The code no module reaches, as one unit after the `modules` modules.
-pub fn build_unattached(files: &[FileFacts], modules: usize, rest: Vec<usize>) -> ExtensionModule {
+/// Code no module reaches (one package's), as the unit at `index`, after the modules.
+pub fn build_unattached(files: &[FileFacts], index: usize, rest: Vec<usize>) -> ExtensionModule {
     let mut unit = definitions::build_module(files, String::new(), None, rest, false);
-    unit.unit = modules;
+    unit.unit = index;
     unit
 }
 
@@ -309,11 +344,10 @@ impl Project {
         module_count: usize,
         foreign_calls: Vec<crate::facts::cpp::ForeignCall>,
     ) -> Project {
-        let unattached = definitions::build_module(&files, String::new(), None, Vec::new(), false);
         Project {
             files,
             modules: Vec::new(),
-            unattached,
+            unattached: Vec::new(),
             foreign_calls,
             owners,
             module_count,

@@ -11,7 +11,7 @@ declare_rule! {
     /// Flags a C file that the parser could not read: most of its bytes lie in code
     /// tree-sitter gave up on, or the `PyInit_*` function it defines is inside such code and
     /// no module could be built from it. It also flags a scan that finds `PyInit_*`
-    /// definitions in its files but no module at all. A file that never names the Python C API
+    /// definitions in its files but no module at all (once for each package of the scan). A file that never names the Python C API
     /// (a Fortran include, assembler) or reads as C++ (`template <`, `namespace`) is not
     /// flagged for its unreadable share: it cannot hide a module's state.
     ///
@@ -89,8 +89,10 @@ fn check(ctx: &mut Ctx) {
         |f: &FileFacts, m: &crate::facts::InitMention| m.in_error && unreadable(f).is_some();
     // A prototype in a header (`PyMODINIT_FUNC PyInit_x(void);`) is not a module of the scan:
     // its definition may be C++ or outside the scanned folders.
+    // Each package's loose code is a unit of its own: each names its own first mention.
     let mentions = || {
-        project.files.iter().enumerate().flat_map(|(fi, f)| {
+        ctx.module.files.iter().flat_map(|&fi| {
+            let f = &project.files[fi];
             let header = f.kind == crate::facts::SourceKindFact::Header;
             f.init_mentions
                 .iter()

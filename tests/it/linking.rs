@@ -132,3 +132,73 @@ PyMODINIT_FUNC PyInit__statemod(void) { the_module = PyModule_Create(&def); retu
     assert!(readers.contains(&"count"), "readers: {readers:?}");
     assert!(!readers.contains(&"plain"), "readers: {readers:?}");
 }
+
+/// A header's static and a function writing it, in a package that builds no module.
+const TABLES_H: &str = "#include <Python.h>\nstatic int table[2] = {1, 2};\n";
+const USER_C: &str = "#include \"tables.h\"\nvoid reset(void) { table[0] = 0; }\n";
+
+/// What a scan reports under `package`, by rule, path below it, line and message.
+fn findings_under(analysis: &isolint::Analysis, package: &Path) -> Vec<String> {
+    let mut out: Vec<String> = analysis
+        .findings
+        .iter()
+        .filter_map(|f| {
+            let rel = f.path.strip_prefix(package).ok()?;
+            Some(format!(
+                "{} {} {} {}",
+                f.rule,
+                rel.to_string_lossy().replace('\\', "/"),
+                f.location.line,
+                f.message
+            ))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Two packages of one scan (each with its own `pyproject.toml`) hold the same loose code: a
+/// header's `static` and a function writing it. They are separate programs: each package's
+/// write is to its own static, so both report it, exactly as each package scanned alone does,
+/// whether the scan checks module by module or keeps the whole model.
+#[test]
+fn loose_code_of_two_packages_is_not_linked_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for pkg in ["a", "b"] {
+        write(
+            root,
+            &format!("{pkg}/pyproject.toml"),
+            &format!("[project]\nname = \"{pkg}\"\n"),
+        );
+        write(root, &format!("{pkg}/tables.h"), TABLES_H);
+        write(root, &format!("{pkg}/user.c"), USER_C);
+    }
+    let scan = |path: PathBuf, model: bool| {
+        analyze(&AnalyzeOptions {
+            paths: vec![path],
+            model,
+            ..AnalyzeOptions::default()
+        })
+    };
+    let alone = findings_under(&scan(root.join("a"), false), &root.join("a"));
+    assert!(
+        alone
+            .iter()
+            .any(|f| f.starts_with("ISO006 tables.h 2 ") && f.contains("`reset`")),
+        "{alone:?}"
+    );
+    for model in [false, true] {
+        let both = scan(root.to_path_buf(), model);
+        assert_eq!(
+            findings_under(&both, &root.join("a")),
+            alone,
+            "model: {model}"
+        );
+        assert_eq!(
+            findings_under(&both, &root.join("b")),
+            alone,
+            "model: {model}"
+        );
+    }
+}
