@@ -90,8 +90,15 @@ impl Finding {
     /// when not all, and the parse-error caveat. One function, so no format drops one.
     pub fn qualifiers(&self) -> String {
         let mut out = String::new();
-        if !self.python.is_all() {
-            out.push_str(&format!(" [Python {}]", self.python));
+        // Every Python 3 is every Python isolint speaks of: `#if PY_MAJOR_VERSION >= 3` code
+        // needs no tag, and code only one build compiles is tagged with the build alone.
+        let every_python3 = self.python.lo <= crate::version::py(3, 0)
+            && self.python.hi == crate::version::VersionRange::ALL.hi;
+        match (every_python3, self.python.free_threaded) {
+            (true, None) => {}
+            (true, Some(true)) => out.push_str(" [free-threaded build]"),
+            (true, Some(false)) => out.push_str(" [default build]"),
+            (false, _) => out.push_str(&format!(" [Python {}]", self.python)),
         }
         if self.uncertain {
             out.push_str(" (near a parse error: uncertain)");
@@ -119,4 +126,49 @@ impl Finding {
 
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| a.sort_key_cmp(b));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::py;
+
+    fn tag(python: VersionRange) -> String {
+        Finding {
+            rule: "ISO006",
+            name: "mutable-global-state",
+            severity: Severity::Warning,
+            path: PathBuf::from("m.c"),
+            location: Location::default(),
+            symbol: None,
+            function: None,
+            module: None,
+            message: String::new(),
+            help: String::new(),
+            python,
+            uncertain: false,
+            related: Vec::new(),
+        }
+        .qualifiers()
+    }
+
+    #[test]
+    fn every_python3_needs_no_version_tag() {
+        let from3 = VersionRange {
+            lo: py(3, 0),
+            ..VersionRange::ALL
+        };
+        assert_eq!(tag(VersionRange::ALL), "");
+        assert_eq!(tag(from3), "");
+        let free_threaded = VersionRange {
+            free_threaded: Some(true),
+            ..VersionRange::ALL
+        };
+        assert_eq!(tag(free_threaded), " [free-threaded build]");
+        let before_312 = VersionRange {
+            hi: py(3, 12),
+            ..VersionRange::ALL
+        };
+        assert_eq!(tag(before_312), " [Python <3.12]");
+    }
 }

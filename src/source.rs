@@ -19,7 +19,12 @@ pub struct SourceText {
 pub enum SourceError {
     Unreadable(String),
     Binary(usize),
-    TooLarge { size: u64, limit: u64 },
+    /// A binary file named like a source archive (`pkg-1.0.tar.gz`, a wheel).
+    Archive,
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl std::fmt::Display for SourceError {
@@ -29,6 +34,10 @@ impl std::fmt::Display for SourceError {
             SourceError::Binary(at) => {
                 write!(f, "binary file (NUL byte at offset {at}), not C source")
             }
+            SourceError::Archive => write!(
+                f,
+                "an archive, not C source: unpack it (`tar xf`, `unzip`) and scan the folder"
+            ),
             SourceError::TooLarge { size, limit } => {
                 write!(
                     f,
@@ -51,7 +60,21 @@ pub fn read_source(path: &Path, max_size: u64) -> Result<SourceText, SourceError
         });
     }
     let bytes = std::fs::read(path).map_err(|e| SourceError::Unreadable(describe_io_error(&e)))?;
-    decode_source(bytes, max_size)
+    decode_source(bytes, max_size).map_err(|e| match e {
+        SourceError::Binary(_) if is_archive_name(path) => SourceError::Archive,
+        e => e,
+    })
+}
+
+/// An sdist or a wheel: a newcomer's first try is often the file `pip download` gave them.
+fn is_archive_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    [".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".whl"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 pub fn decode_source(bytes: Vec<u8>, max_size: u64) -> Result<SourceText, SourceError> {
@@ -169,6 +192,24 @@ mod tests {
         assert!(matches!(
             decode_source(b"ab\0c".to_vec(), 100),
             Err(SourceError::Binary(2))
+        ));
+    }
+
+    #[test]
+    fn an_archive_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A gzip header: binary, and named like an sdist.
+        let header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00";
+        let sdist = dir.path().join("pkg-1.0.tar.gz");
+        std::fs::write(&sdist, header).unwrap();
+        let err = read_source(&sdist, 100).unwrap_err();
+        assert!(matches!(err, SourceError::Archive), "{err}");
+        assert!(err.to_string().contains("unpack it"), "{err}");
+        let other = dir.path().join("blob.c");
+        std::fs::write(&other, header).unwrap();
+        assert!(matches!(
+            read_source(&other, 100),
+            Err(SourceError::Binary(_))
         ));
     }
 
