@@ -276,6 +276,10 @@ struct Workspace {
     /// The files the last check scanned: a file on disk that is not among them is excluded
     /// (config `exclude`), and its buffer stays out of the checks.
     files: std::collections::HashSet<PathBuf>,
+    /// What the checks learnt of every file (its text's hash and stamp, macros, link facts,
+    /// encoded facts), kept between them: a re-check after an edit reads, parses and decodes
+    /// only what changed.
+    resident: crate::analysis::Resident,
 }
 
 impl Workspace {
@@ -291,6 +295,7 @@ impl Workspace {
             settings,
             modules: Vec::new(),
             files: Default::default(),
+            resident: Default::default(),
         })
     }
 
@@ -383,6 +388,11 @@ impl Server {
 
     /// Publishes `path`'s findings: always when `force`, else only when they changed.
     fn publish(&mut self, path: &Path, findings: &[&Finding], force: bool) {
+        let before = self.published.get(path);
+        if !force && findings.is_empty() && before.is_none() {
+            // Nothing published, nothing to publish: the text is not even read.
+            return;
+        }
         let text = self.text_of(path);
         let diagnostics: Vec<Diagnostic> = findings
             .iter()
@@ -411,7 +421,7 @@ impl Server {
 
     /// Runs `isolint check` over workspace `w` with the open buffers' texts; with `focus`, only
     /// on the modules holding those files.
-    fn analyse(&self, w: usize, focus: Option<Vec<PathBuf>>) -> Analysis {
+    fn analyse(&mut self, w: usize, focus: Option<Vec<PathBuf>>) -> Analysis {
         let ws = &self.workspaces[w];
         let buffers: Vec<(PathBuf, String)> = self
             .documents
@@ -428,7 +438,10 @@ impl Server {
             .map(|(p, t)| (p.clone(), t.as_bytes().to_vec()))
             .collect();
         options.focus = focus;
-        let mut analysis = crate::analyze(&options);
+        let mut resident = std::mem::take(&mut self.workspaces[w].resident);
+        let mut analysis = crate::analysis::analyze_resident(&options, &mut resident);
+        let ws = &mut self.workspaces[w];
+        ws.resident = resident;
         let mut texts = Texts::new(buffers);
         ws.settings.postprocess(&mut analysis, &mut texts);
         analysis
