@@ -118,6 +118,9 @@ pub struct Analysis {
     /// Build files that could not be read, and extensions whose sources are computed (their
     /// modules' files are then found by includes).
     pub build_notes: Vec<BuildNote>,
+    /// Files whose text the scan saw hold no suppression comment (neither `isolint:` nor
+    /// numpy's borrowed-reference marker): applying suppressions need not read them again.
+    pub without_suppressions: std::collections::HashSet<PathBuf>,
 }
 
 impl Analysis {
@@ -718,6 +721,8 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
             let mut analysis =
                 Analysis::from_outcome(outcome, discover_errors, skipped, empty, Some(stats));
             analysis.build_notes = build.notes;
+            analysis.without_suppressions =
+                without_suppressions(jobs.iter().map(|(path, _, _)| path), &pre);
             return analysis;
         }
     }
@@ -1019,7 +1024,21 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
     };
     let mut analysis = Analysis::from_outcome(outcome, discover_errors, skipped, project, stats);
     analysis.build_notes = build.notes;
+    analysis.without_suppressions = without_suppressions(jobs_paths.iter(), &pre);
     analysis
+}
+
+/// The files whose text the pre-scan read (or the memory knew) and found no suppression
+/// comment in.
+fn without_suppressions<'a>(
+    paths: impl Iterator<Item = &'a PathBuf>,
+    pre: &[PreScan],
+) -> std::collections::HashSet<PathBuf> {
+    paths
+        .zip(pre)
+        .filter(|(_, p)| p.suppressions == Some(false))
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 impl Analysis {
@@ -1044,6 +1063,7 @@ impl Analysis {
             project,
             cache,
             build_notes: Vec::new(),
+            without_suppressions: Default::default(),
         }
     }
 }
