@@ -931,9 +931,11 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                 h.digest128()
             },
         });
-        let linked = resident
-            .as_deref_mut()
-            .map(|memory| (&mut memory.linked, link_hashes.as_slice()));
+        let linked = resident.as_deref_mut().map(|memory| InMemory {
+            linked: &mut memory.linked,
+            link_hashes: link_hashes.as_slice(),
+            decoded: &mut memory.decoded,
+        });
         let by_module = check_by_module(
             (kept, focus.as_deref()),
             (&spill, disk.if_open()),
@@ -1194,7 +1196,13 @@ struct UnitReuse<'a> {
 }
 
 /// A [`Resident`] memory's last linking, and each file's link hash in scan order.
-type LinkMemory<'a> = (&'a mut Option<resident::Linked>, &'a [Option<u64>]);
+/// What [`check_by_module`] reads and keeps in a [`Resident`] memory: the last linking, each
+/// file's link hash in scan order, and the decoded facts of the files the last check modelled.
+struct InMemory<'a> {
+    linked: &'a mut Option<resident::Linked>,
+    link_hashes: &'a [Option<u64>],
+    decoded: &'a mut resident::Decoded,
+}
 
 /// What [`check_by_module`] found, unit by unit in report order.
 struct ByModule {
@@ -1218,7 +1226,7 @@ struct ByModule {
 fn check_by_module(
     (kept, focus): (Vec<Kept>, Option<&[bool]>),
     (spill, cache): (&Spill, Option<&FactsCache>),
-    (reuse, linked): (Option<UnitReuse>, Option<LinkMemory>),
+    (reuse, memory): (Option<UnitReuse>, Option<InMemory>),
     build: &BuildInfo,
     foreign_calls: Vec<ForeignCall>,
     rules: &[&'static RuleInfo],
@@ -1231,15 +1239,17 @@ fn check_by_module(
     };
     let mut kept = kept;
     // With a memory, the last linking stands while every file's link facts are the same.
-    let link_signature = linked.as_ref().and_then(|(_, hashes)| {
+    let link_signature = memory.as_ref().and_then(|m| {
         resident::signature(
             format!("{build:?}").as_bytes(),
-            kept.iter().map(|k| k.path()).zip(hashes.iter().copied()),
+            kept.iter()
+                .map(|k| k.path())
+                .zip(m.link_hashes.iter().copied()),
         )
     });
-    let remembered = linked
+    let remembered = memory
         .as_ref()
-        .and_then(|(memory, _)| memory.as_ref())
+        .and_then(|m| m.linked.as_ref())
         .filter(|l| Some(l.signature) == link_signature)
         .map(|l| (l.groups.clone(), l.not_compiled.clone()));
     // Linking reads what the files include, define and want; after it only their paths and
@@ -1267,13 +1277,20 @@ fn check_by_module(
         (groups, not_compiled_files(&links))
     });
     drop(links);
-    if let (Some((memory, _)), Some(signature)) = (linked, link_signature) {
-        *memory = Some(resident::Linked {
-            signature,
-            groups: groups.clone(),
-            not_compiled: not_compiled.clone(),
-        });
+    // With a memory, the facts decoded for this check's units are kept for the next check,
+    // which most often models the same units again (an editor's next edit of the same file).
+    let mut decoded = None;
+    if let Some(m) = memory {
+        decoded = Some(m.decoded);
+        if let Some(signature) = link_signature {
+            *m.linked = Some(resident::Linked {
+                signature,
+                groups: groups.clone(),
+                not_compiled: not_compiled.clone(),
+            });
+        }
     }
+    let mut still_decoded = resident::Decoded::default();
     let module_count = groups.len();
     let owners = owners(kept.len(), &groups);
     let rest = unattached_files(kept.len(), &groups, &not_compiled);
@@ -1378,6 +1395,20 @@ fn check_by_module(
             .collect();
         need.sort_unstable();
         need.dedup();
+        // Facts the memory still holds decoded, for the same text and facts key.
+        let mut ready: Vec<(usize, FileFacts)> = Vec::new();
+        if let Some(decoded) = decoded.as_deref_mut() {
+            need.retain(|&f| {
+                let held = decoded.remove(kept[f].path());
+                match held.filter(|(identity, _)| Some(*identity) == kept[f].identity) {
+                    Some((_, facts)) => {
+                        ready.push((f, facts));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
         decoded_in_memory += need
             .iter()
             .filter(|&&f| matches!(kept[f].at, FactsAt::Resident(_)))
@@ -1398,7 +1429,7 @@ fn check_by_module(
                 (f, facts)
             })
             .collect();
-        for (f, mut facts) in facts {
+        for (f, mut facts) in facts.into_iter().chain(ready) {
             facts
                 .fixed_capsules
                 .clone_from(&kept[f].overview.fixed_capsules);
@@ -1447,9 +1478,15 @@ fn check_by_module(
         for f in released {
             holders[f] -= 1;
             if holders[f] == 0 {
-                project.files[f] = placeholder(&kept[f]);
+                let facts = std::mem::replace(&mut project.files[f], placeholder(&kept[f]));
+                if let (Some(_), Some(identity)) = (&decoded, kept[f].identity) {
+                    still_decoded.insert(kept[f].path().to_path_buf(), (identity, facts));
+                }
             }
         }
+    }
+    if let Some(decoded) = decoded {
+        *decoded = still_decoded;
     }
     let mut out = ByModule {
         findings: Vec::new(),

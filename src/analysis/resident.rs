@@ -78,10 +78,17 @@ pub(super) struct Linked {
     pub not_compiled: HashSet<usize>,
 }
 
+/// The facts of the files the last check modelled, decoded, by path, with the text hash and
+/// facts key they belong to.
+pub(super) type Decoded = HashMap<PathBuf, ((u128, u64), crate::facts::FileFacts)>;
+
 /// See the module's documentation.
 #[derive(Default)]
 pub struct Resident {
     pub(super) files: HashMap<PathBuf, ResidentFile>,
+    /// The decoded facts of the files the last check modelled (the units holding the edited
+    /// file, which the next edit most often models again): neither decoded nor freed again.
+    pub(super) decoded: Decoded,
     /// The project's macro table and the hash of the files' macros it was built from.
     pub(super) macros: Option<(u128, Arc<ProjectMacros>)>,
     pub(super) linked: Option<Linked>,
