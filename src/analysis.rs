@@ -1277,11 +1277,16 @@ fn check_by_module(
         (groups, not_compiled_files(&links))
     });
     drop(links);
-    // With a memory, the facts decoded for this check's units are kept for the next check,
-    // which most often models the same units again (an editor's next edit of the same file).
+    // With a memory, the facts decoded for a focused check's units are kept for the next
+    // check, which most often models the same units again (an editor's next edit of the same
+    // file). A check of every unit keeps none: that would hold the whole tree's facts decoded.
     let mut decoded = None;
     if let Some(m) = memory {
-        decoded = Some(m.decoded);
+        if focus.is_some() {
+            decoded = Some(m.decoded);
+        } else {
+            m.decoded.clear();
+        }
         if let Some(signature) = link_signature {
             *m.linked = Some(resident::Linked {
                 signature,
