@@ -699,4 +699,12 @@ fn a_resident_memory_parses_only_the_edited_buffer_and_reports_what_a_fresh_scan
     let (_, stats) = scan_both(&full, &mut memory);
     assert_eq!(stats.resident, files - 1);
     assert_eq!(memory.len(), files - 1);
+    // A file rewritten with its size and its modification time set back (`touch -r`) is
+    // still read again.
+    let modified = std::fs::metadata(&edited).unwrap().modified().unwrap();
+    std::fs::write(&edited, before.replacen(' ', "\t", 1)).unwrap();
+    let file = std::fs::File::options().write(true).open(&edited).unwrap();
+    file.set_modified(modified).unwrap();
+    let (_, stats) = scan_both(&full, &mut memory);
+    assert_eq!((stats.resident, stats.misses), (files - 2, 1));
 }
