@@ -173,8 +173,8 @@ struct Kept {
     at: FactsAt,
     /// The size of its facts, serialized.
     size: usize,
-    /// The hash of its text and its facts key, when a cache is in use: what its facts are a
-    /// function of, for the module cache's keys.
+    /// The hash of its text and its facts key, when a cache or a [`Resident`] memory is in
+    /// use: what its facts are a function of, for the module cache's keys and the memory.
     identity: Option<(u128, u64)>,
 }
 
@@ -594,7 +594,7 @@ fn scan_one(
                 // The pre-scan's macros belong to the text it read; re-derive them if the file
                 // changed in between.
                 let learned = if pre.content == Some(content) {
-                    (pre.macros.clone(), pre.lines.clone())
+                    learnt(pre, &path, cx.resident)
                 } else {
                     (definitions_in(source.text.as_bytes()), None)
                 };
@@ -794,7 +794,8 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                         at => {
                             let link_hash = resident::link_hash(&k.overview);
                             link_hashes.push(link_hash);
-                            if let Some(file) = remember(&k, at, p, link_hash, &spill, &disk) {
+                            let found = (at, memory);
+                            if let Some(file) = remember(&k, found, p, link_hash, &spill, &disk) {
                                 learnt.push((k.path().to_path_buf(), file));
                             }
                         }
@@ -1675,12 +1676,30 @@ fn scan_identity(options: &AnalyzeOptions) -> String {
     )
 }
 
+/// What the pre-scan learnt of a file (its macros and line scans): for a file the memory
+/// answered for, the memory's lists (the pre-scan leaves its own empty unless the macro table
+/// is built again).
+fn learnt(
+    pre: &PreScan,
+    path: &Path,
+    memory: Option<&Resident>,
+) -> (Vec<MacroDefinition>, Option<LineScans>) {
+    let held = memory
+        .zip(pre.content)
+        .and_then(|(m, content)| m.with_content(path, content))
+        .filter(|_| pre.resident);
+    match held {
+        Some(file) => (file.macros.clone(), file.lines.clone()),
+        None => (pre.macros.clone(), pre.lines.clone()),
+    }
+}
+
 /// What a [`Resident`] memory keeps of a file the scan read (`at`: where its facts are now),
 /// with what the pre-scan learnt of it (`p`); `None` if the file changed between the pre-scan
 /// and the scan, or its facts cannot be had.
 fn remember(
     kept: &Kept,
-    at: &FactsAt,
+    (at, memory): (&FactsAt, &Resident),
     p: &PreScan,
     link_hash: Option<u64>,
     spill: &Option<Spill>,
@@ -1690,6 +1709,7 @@ fn remember(
     if p.content != Some(content) {
         return None;
     }
+    let (macros, lines) = learnt(p, kept.path(), Some(memory));
     let facts: Arc<[u8]> = match at {
         FactsAt::Spill(at, len) => spill.as_ref()?.bytes((*at, *len)).into(),
         FactsAt::Cache => disk.if_open()?.facts_bytes(kept.path())?.into(),
@@ -1700,9 +1720,9 @@ fn remember(
         bytes: p.bytes,
         content,
         suppressions: p.suppressions?,
-        macro_hash: resident::macro_hash(&p.macros, &p.lines),
-        macros: p.macros.clone(),
-        lines: p.lines.clone(),
+        macro_hash: resident::macro_hash(&macros, &lines),
+        macros,
+        lines,
         facts_key,
         overview: kept.overview.clone(),
         link_hash,
