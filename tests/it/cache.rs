@@ -708,3 +708,58 @@ fn a_resident_memory_parses_only_the_edited_buffer_and_reports_what_a_fresh_scan
     let (_, stats) = scan_both(&full, &mut memory);
     assert_eq!((stats.resident, stats.misses), (files - 2, 1));
 }
+
+#[test]
+fn a_resident_memory_keeps_each_files_macros_when_the_build_defines_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |path: &str, text: &str| {
+        let path = root.join("src").join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    // The header's macro decides how `mod.c` parses: the project's macro table must hold it
+    // in every scan.
+    write("defs.h", "#define HIDDEN static\n");
+    write(
+        "mod.c",
+        r#"#include <Python.h>
+#include "defs.h"
+HIDDEN PyObject *hidden_cache;
+#ifdef USE_CACHE
+static PyObject *built_cache;
+#endif
+static PyObject *get(PyObject *self, PyObject *args) {
+    hidden_cache = PyLong_FromLong(1);
+#ifdef USE_CACHE
+    built_cache = PyLong_FromLong(2);
+#endif
+    Py_RETURN_NONE;
+}
+static PyMethodDef methods[] = {{"get", get, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "mod", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_mod(void) { return PyModule_Create(&def); }
+"#,
+    );
+    let commands = |flag: &str| {
+        format!(
+            r#"[{{"directory": "..", "file": "mod.c", "arguments": ["cc", "{flag}", "-c", "mod.c"], "output": "mod.o"}}]"#
+        )
+    };
+    write("build/compile_commands.json", &commands("-DUSE_CACHE"));
+    age_files(root);
+    let mut memory = Resident::default();
+    let full = options(root, true);
+    let (first, _) = scan_both(&full, &mut memory);
+    assert!(first.contains("built_cache") && first.contains("hidden_cache"));
+
+    // Other defines: every file's facts key changes, the macro table does not.
+    write("build/compile_commands.json", &commands("-UUSE_CACHE"));
+    let (second, stats) = scan_both(&full, &mut memory);
+    assert_ne!(second, first, "the build's defines decide the report");
+    assert_eq!(stats.resident, 0);
+    // What the memory learnt of those files still holds their macros.
+    let (third, stats) = scan_both(&full, &mut memory);
+    assert_eq!(third, second);
+    assert_eq!(stats.resident, 2);
+}
