@@ -9,6 +9,11 @@
 //! its own, as `--stdin-filename` does. Hover on a finding shows the rule's documentation, the
 //! text of `isolint explain`.
 //!
+//! Each workspace folder keeps what its checks learnt of every file in memory
+//! (`analysis::Resident`): a re-check looks at each file's stamp instead of reading it, parses
+//! only the edited buffer (and files changed on disk), and opens the facts cache only for what
+//! the memory cannot answer.
+//!
 //! Typing is debounced: changes that arrive within the debounce (`DEBOUNCE`, or the client's
 //! `initializationOptions.debounceMs`) of each other are checked once, at the last one (a
 //! hover, code action or save in between sees the newest text first). Each diagnostic links its
