@@ -932,7 +932,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                 h.digest128()
             },
         });
-        let linked = resident.as_deref_mut().map(|memory| InMemory {
+        let in_memory = resident.as_deref_mut().map(|memory| InMemory {
             linked: &mut memory.linked,
             link_hashes: link_hashes.as_slice(),
             decoded: &mut memory.decoded,
@@ -940,7 +940,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
         let by_module = check_by_module(
             (kept, focus.as_deref()),
             (&spill, disk.if_open()),
-            (reuse, linked),
+            (reuse, in_memory),
             &build,
             foreign_calls,
             &rules,
@@ -1196,7 +1196,6 @@ struct UnitReuse<'a> {
     options: u128,
 }
 
-/// A [`Resident`] memory's last linking, and each file's link hash in scan order.
 /// What [`check_by_module`] reads and keeps in a [`Resident`] memory: the last linking, each
 /// file's link hash in scan order, and the decoded facts of the files the last check modelled.
 struct InMemory<'a> {
