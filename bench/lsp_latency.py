@@ -7,9 +7,9 @@ It copies a project folder aside, starts the server on the copy (the workspace i
 a `static PyObject *` global and a function writing it at a different line of the file, the
 next removes them again. The debounce is set to 0 ms (`initializationOptions.debounceMs`), so
 the figure is the re-check alone; an editor adds its debounce (200 ms by default) on top.
-Prints the median, p95 and maximum in milliseconds, and the server's CPU time (user + system,
-from /proc) per edit, which a busy machine does not inflate the way it does wall time;
-asserts nothing.
+Prints the median, p95 and maximum in milliseconds, the server's CPU time (user + system,
+from /proc) per edit, which a busy machine does not inflate the way it does wall time, and the
+server's peak resident memory; asserts nothing.
 
     bench/lsp_latency.py --bin target/release/isolint /path/to/project relative/file.c
 """
@@ -59,6 +59,18 @@ def cpu_seconds(pid):
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid):
+    """The process's peak resident memory in MB, from /proc (0 where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def main():
@@ -123,6 +135,7 @@ def main():
             samples.append((time.perf_counter() - t0) * 1000)
             counts.append(len(m["params"]["diagnostics"]))
         cpu = cpu_seconds(proc.pid) - cpu_before
+        peak = peak_rss_mb(proc.pid)
         send(proc, {"jsonrpc": "2.0", "id": 3, "method": "shutdown", "params": None})
         wait_for(proc, lambda m: m.get("id") == 3)
         send(proc, {"jsonrpc": "2.0", "method": "exit", "params": None})
@@ -133,7 +146,7 @@ def main():
     print(f"{args.file}: {len(lines)} lines; workspace analysis on initialize {initial * 1000:.0f} ms")
     print(f"diagnostics after an edit ({len(samples)} edits, {min(counts)}-{max(counts)} diagnostics): "
           f"median {statistics.median(samples):.1f} ms, p95 {p95:.1f} ms, max {samples[-1]:.1f} ms; "
-          f"server CPU {cpu * 1000 / len(samples):.1f} ms per edit")
+          f"server CPU {cpu * 1000 / len(samples):.1f} ms per edit; peak RSS {peak:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+mod resident;
+pub use resident::Resident;
+use resident::{ResidentFile, Stamp};
 
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
@@ -113,6 +118,9 @@ pub struct Analysis {
     /// Build files that could not be read, and extensions whose sources are computed (their
     /// modules' files are then found by includes).
     pub build_notes: Vec<BuildNote>,
+    /// Files whose text the scan saw hold no suppression comment (neither `isolint:` nor
+    /// numpy's borrowed-reference marker): applying suppressions need not read them again.
+    pub without_suppressions: std::collections::HashSet<PathBuf>,
 }
 
 impl Analysis {
@@ -132,7 +140,7 @@ enum FileOutcome {
 
 /// What a scan checking module by module keeps of a file in memory, all that linking reads:
 /// taken from its facts after the parse, or from the facts cache, which keeps it beside them.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Overview {
     link: LinkFacts,
     /// Every struct of the scan is known to every module's rules (`Layouts`).
@@ -161,13 +169,23 @@ impl Overview {
 
 struct Kept {
     overview: Overview,
-    /// Where its facts are in the spill, or `None` when the facts cache holds them.
-    at: Option<(u64, usize)>,
+    /// Where its facts are.
+    at: FactsAt,
     /// The size of its facts, serialized.
     size: usize,
-    /// The hash of its text and its facts key, when a cache is in use: what its facts are a
-    /// function of, for the module cache's keys.
+    /// The hash of its text and its facts key, when a cache or a [`Resident`] memory is in
+    /// use: what its facts are a function of, for the module cache's keys and the memory.
     identity: Option<(u128, u64)>,
+}
+
+/// Where a scan checking module by module finds a file's facts when a module needs them.
+enum FactsAt {
+    /// At this offset and length in the spill.
+    Spill(u64, usize),
+    /// In the facts cache, which answered for the file.
+    Cache,
+    /// Encoded, in the caller's [`Resident`] memory.
+    Resident(Arc<[u8]>),
 }
 
 impl Kept {
@@ -226,7 +244,12 @@ impl Spill {
         (at, bytes.len())
     }
 
-    fn get(&self, (at, len): (u64, usize)) -> FileFacts {
+    fn get(&self, at: (u64, usize)) -> FileFacts {
+        postcard::from_bytes(&self.bytes(at)).expect("spilled facts decode")
+    }
+
+    /// The encoded facts at this offset and length.
+    fn bytes(&self, (at, len): (u64, usize)) -> Vec<u8> {
         let mut bytes = vec![0u8; len];
         {
             let mut backing = self.backing.lock().unwrap_or_else(|e| e.into_inner());
@@ -244,7 +267,7 @@ impl Spill {
                 }
             }
         }
-        postcard::from_bytes(&bytes).expect("spilled facts decode")
+        bytes
     }
 }
 
@@ -266,6 +289,12 @@ struct PreScan {
     /// The text read here, kept for the scan so that it does not read and decode the file a
     /// second time (within [`HELD_TEXT_BUDGET`]).
     source: Option<SourceText>,
+    /// With a [`Resident`] memory: the file's stamp when its text was read from disk.
+    stamp: Option<Stamp>,
+    /// With a [`Resident`] memory: it holds this text of the file (`content`), and what the
+    /// pre-scan would learn from it (`macros` and `lines` stay empty unless the macro table is
+    /// built again).
+    resident: bool,
 }
 
 /// At most this much text (bytes) is kept from the pre-scan to the scan; beyond it, files are
@@ -288,11 +317,26 @@ fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, So
 /// text, which is all the run memo needs. Without a cache it also learns what the other files'
 /// parse needs from it ([`learn`]); with one, that waits for [`learn_with_cache`], after the run
 /// memo could not answer.
-fn prescan(jobs: &[Job], max: u64, hashing: bool) -> Vec<PreScan> {
+///
+/// With a `resident` memory, a file on disk whose stamp is unchanged is not read at all: the
+/// memory answers for it.
+fn prescan(jobs: &[Job], max: u64, hashing: bool, resident: Option<&Resident>) -> Vec<PreScan> {
     let want_macros = jobs.len() >= 2;
     let held = std::sync::atomic::AtomicUsize::new(0);
     jobs.par_iter()
         .map(|(path, kind, bytes)| {
+            if let (Some(memory), None) = (resident, bytes) {
+                if let Some(file) = memory.unchanged(path) {
+                    return PreScan {
+                        bytes: file.bytes,
+                        content: Some(file.content),
+                        suppressions: Some(file.suppressions),
+                        stamp: file.stamp,
+                        resident: true,
+                        ..PreScan::default()
+                    };
+                }
+            }
             if !want_macros && !hashing {
                 let size = match bytes {
                     Some(b) => b.len() as u64,
@@ -303,12 +347,21 @@ fn prescan(jobs: &[Job], max: u64, hashing: bool) -> Vec<PreScan> {
                     ..PreScan::default()
                 };
             }
+            // Taken before the read: a write after it changes the stamp.
+            let stamp = resident
+                .filter(|_| bytes.is_none())
+                .and_then(|_| Stamp::of(path));
             let Ok(source) = load(path, bytes, max) else {
                 return PreScan::default();
             };
+            let content = hashing.then(|| content_hash(&source.text, source.first_invalid_utf8));
             let mut pre = PreScan {
-                content: hashing.then(|| content_hash(&source.text, source.first_invalid_utf8)),
+                content,
                 suppressions: Some(crate::suppress::may_suppress(&source.text)),
+                stamp,
+                resident: resident
+                    .zip(content)
+                    .is_some_and(|(memory, c)| memory.with_content(path, c).is_some()),
                 ..PreScan::default()
             };
             if !hashing {
@@ -359,32 +412,71 @@ fn learn(
     }
 }
 
+/// The facts cache of a scan, opened when first needed: at once by a scan without a
+/// [`Resident`] memory, only for a file the memory cannot answer for by one with it.
+struct DiskCache {
+    dir: Option<PathBuf>,
+    opened: OnceLock<FactsCache>,
+}
+
+impl DiskCache {
+    fn new(dir: Option<&Path>) -> Self {
+        Self {
+            dir: dir.map(Path::to_path_buf),
+            opened: OnceLock::new(),
+        }
+    }
+
+    /// The cache, opened now if it was not; `None` without a cache folder.
+    fn get(&self) -> Option<&FactsCache> {
+        let dir = self.dir.as_deref()?;
+        Some(self.opened.get_or_init(|| FactsCache::open(dir)))
+    }
+
+    /// The cache, if it was opened.
+    fn if_open(&self) -> Option<&FactsCache> {
+        self.opened.get()
+    }
+
+    fn into_inner(self) -> Option<FactsCache> {
+        self.opened.into_inner()
+    }
+}
+
 /// [`learn`] for every file a cached scan's pre-scan read, once the run memo could not answer:
-/// from the text the pre-scan kept, or read again.
+/// from the text the pre-scan kept, or read again. A file the [`Resident`] memory holds is
+/// left out (the memory knows what it would learn); an editor's buffer the memory does not hold
+/// is new text, learnt without the facts cache.
 fn learn_with_cache(
     jobs: &[Job],
     pre: &mut [PreScan],
     held: &[Option<SourceText>],
     max: u64,
-    cache: &FactsCache,
+    disk: &DiskCache,
+    resident: bool,
 ) {
     let want_macros = jobs.len() >= 2;
     jobs.par_iter()
         .zip(pre.par_iter_mut())
         .zip(held.par_iter())
         .for_each(|(((path, kind, bytes), pre), held)| {
-            if pre.content.is_none() {
-                // Not read ahead (unreadable): the scan reports it.
+            if pre.content.is_none() || pre.resident {
+                // Not read ahead (unreadable): the scan reports it. Or known to the memory.
                 return;
             }
+            let cache = if resident && bytes.is_some() {
+                disk.if_open()
+            } else {
+                disk.get()
+            };
             match held {
-                Some(source) => learn(pre, path, &source.text, *kind, want_macros, Some(cache)),
+                Some(source) => learn(pre, path, &source.text, *kind, want_macros, cache),
                 None => {
                     if let Ok(source) = load(path, bytes, max) {
                         // The cache's macros belong to the text the pre-scan hashed.
                         let same = pre.content
                             == Some(content_hash(&source.text, source.first_invalid_utf8));
-                        let cache = same.then_some(cache);
+                        let cache = cache.filter(|_| same);
                         learn(pre, path, &source.text, *kind, want_macros, cache);
                     }
                 }
@@ -395,7 +487,8 @@ fn learn_with_cache(
 struct ScanContext<'a> {
     max: u64,
     shared_macros: &'a ProjectMacros,
-    cache: Option<&'a FactsCache>,
+    disk: &'a DiskCache,
+    resident: Option<&'a Resident>,
     build: &'a BuildInfo,
     /// The macros every compile command shares: what a header not compiled on its own sees.
     common_defines: Vec<(String, bool)>,
@@ -428,7 +521,28 @@ fn scan_one(
 ) -> FileOutcome {
     let (path, kind, bytes) = job;
     let defines = cx.build.defines_for(&path, &cx.common_defines);
-    if let (Some(cache), Some(content)) = (cx.cache, pre.content) {
+    if let (Some(memory), Some(content), true) = (cx.resident, pre.content, pre.resident) {
+        let key = cx.facts_key(kind, &defines);
+        if let Some(file) = memory
+            .with_content(&path, content)
+            .filter(|f| f.facts_key == key)
+        {
+            return FileOutcome::Kept(Box::new(Kept {
+                overview: file.overview.clone(),
+                at: FactsAt::Resident(file.facts.clone()),
+                size: file.facts.len(),
+                identity: Some((content, key)),
+            }));
+        }
+    }
+    // With a memory, an editor's buffer it does not hold is new text: the facts cache is not
+    // opened for it.
+    let cache = if cx.resident.is_some() && bytes.is_some() {
+        cx.disk.if_open()
+    } else {
+        cx.disk.get()
+    };
+    if let (Some(cache), Some(content)) = (cache, pre.content) {
         let key = cx.facts_key(kind, &defines);
         if spill.is_some() {
             let overview = cache
@@ -438,7 +552,7 @@ fn scan_one(
             if let Some(overview) = overview {
                 return FileOutcome::Kept(Box::new(Kept {
                     overview,
-                    at: None,
+                    at: FactsAt::Cache,
                     size: cache.facts_len(&path),
                     identity: Some((content, key)),
                 }));
@@ -472,14 +586,18 @@ fn scan_one(
                 cx.shared_macros,
             );
             facts.generated = crate::origin::is_generated(&source.text);
-            let overview = (spill.is_some() || cx.cache.is_some()).then(|| Overview::of(&facts));
+            let overview = (spill.is_some() || cache.is_some()).then(|| Overview::of(&facts));
             let mut identity = None;
-            if let Some(cache) = cx.cache {
-                let content = content_hash(&source.text, source.first_invalid_utf8);
+            let content = (cx.resident.is_some() || cache.is_some())
+                .then(|| content_hash(&source.text, source.first_invalid_utf8));
+            if let (Some(content), true) = (content, cx.resident.is_some()) {
+                identity = Some((content, cx.facts_key(kind, &defines)));
+            }
+            if let (Some(cache), Some(content)) = (cache, content) {
                 // The pre-scan's macros belong to the text it read; re-derive them if the file
                 // changed in between.
                 let learned = if pre.content == Some(content) {
-                    (pre.macros.clone(), pre.lines.clone())
+                    learnt(pre, &path, cx.resident)
                 } else {
                     (definitions_in(source.text.as_bytes()), None)
                 };
@@ -496,7 +614,7 @@ fn scan_one(
                     let at = spill.put(&facts);
                     FileOutcome::Kept(Box::new(Kept {
                         overview,
-                        at: Some(at),
+                        at: FactsAt::Spill(at.0, at.1),
                         size: at.1,
                         identity,
                     }))
@@ -512,6 +630,21 @@ fn scan_one(
 }
 
 pub fn analyze(options: &AnalyzeOptions) -> Analysis {
+    analyze_in(options, None)
+}
+
+/// [`analyze`] for a caller that analyses the same tree again and again (the editor's server):
+/// `resident` keeps what the scan learnt of every file between calls, so that the next call
+/// reads, parses and decodes only what changed (see [`Resident`]). The result is the one
+/// [`analyze`] gives. A scan that keeps the model (`AnalyzeOptions::model`) does not use it.
+pub fn analyze_resident(options: &AnalyzeOptions, resident: &mut Resident) -> Analysis {
+    if options.model {
+        return analyze_in(options, None);
+    }
+    analyze_in(options, Some(resident))
+}
+
+fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> Analysis {
     let mut found = discover(&options.paths, &options.discover);
     let mut jobs: Vec<Job> = found.sources.drain(..).map(|(p, k)| (p, k, None)).collect();
     if let Some((path, bytes)) = &options.stdin {
@@ -564,7 +697,12 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         read_build(&options.paths, &options.build)
     };
     let cache_dir = options.cache_dir.as_deref();
-    let mut pre = prescan(&jobs, options.max_file_size, cache_dir.is_some());
+    let mut pre = prescan(
+        &jobs,
+        options.max_file_size,
+        cache_dir.is_some() || resident.is_some(),
+        resident.as_deref(),
+    );
     let held: Vec<Option<SourceText>> = pre.iter_mut().map(|p| p.source.take()).collect();
     let origins = vendored_dirs(&jobs, &options.paths);
     let packages = package_dirs(&jobs);
@@ -577,7 +715,9 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             memo_key(options, &jobs, &pre, places, &build, cpp_inputs.digest())
         });
 
-    if let (Some(dir), Some((scan, inputs))) = (cache_dir, memo_key) {
+    // A scan with a memory is there to fill it: the run memo holds findings, not the files.
+    let recall = resident.is_none();
+    if let (Some(dir), Some((scan, inputs)), true) = (cache_dir, memo_key, recall) {
         if let Some(outcome) = FactsCache::recall(dir, scan, inputs) {
             let stats = CacheStats {
                 hits: jobs.len(),
@@ -588,23 +728,34 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             let mut analysis =
                 Analysis::from_outcome(outcome, discover_errors, skipped, empty, Some(stats));
             analysis.build_notes = build.notes;
+            analysis.without_suppressions =
+                without_suppressions(jobs.iter().map(|(path, _, _)| path), &pre);
             return analysis;
         }
     }
 
-    // The facts cache is opened only now: the run memo above needs none of it.
-    let cache = cache_dir.map(FactsCache::open);
-    if let Some(cache) = &cache {
-        learn_with_cache(&jobs, &mut pre, &held, options.max_file_size, cache);
+    // The facts cache is opened only now: the run memo above needs none of it. With a memory,
+    // only when a file on disk is new to it.
+    let disk = DiskCache::new(cache_dir);
+    if resident.is_none() {
+        disk.get();
     }
-    // Without a cache, nothing reads a file's own macro lists once the project's table holds
-    // them: they move into it instead of being copied, so memory keeps one table, not one list
-    // per file beside it. A cache stores each file's lists with its facts.
-    let shared_macros = project_macros(&mut pre, cache.is_some());
+    if disk.dir.is_some() || resident.is_some() {
+        let memory = resident.is_some();
+        learn_with_cache(&jobs, &mut pre, &held, options.max_file_size, &disk, memory);
+    }
+    let (shared_macros, macro_signature) = match resident.as_deref() {
+        Some(memory) => resident_macros(&jobs, &mut pre, memory, &disk),
+        // Without a cache, nothing reads a file's own macro lists once the project's table
+        // holds them: they move into it instead of being copied, so memory keeps one table,
+        // not one list per file beside it. A cache stores each file's lists with its facts.
+        None => (Arc::new(project_macros(&mut pre, disk.dir.is_some())), None),
+    };
     let cx = ScanContext {
         max: options.max_file_size,
         shared_macros: &shared_macros,
-        cache: cache.as_ref(),
+        disk: &disk,
+        resident: resident.as_deref(),
         build: &build,
         common_defines: build.common_defines(),
     };
@@ -626,10 +777,39 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
     let mut errors: Vec<FileError> = Vec::new();
     let mut files = Vec::new();
     let mut kept = Vec::new();
-    for (_, outcome) in outcomes {
+    // With a memory: what it learns of the files it did not answer for, and each kept file's
+    // link hash (see `Resident::linked`).
+    let mut learnt: Vec<(PathBuf, ResidentFile)> = Vec::new();
+    let mut restamped: Vec<(PathBuf, Stamp)> = Vec::new();
+    let mut link_hashes: Vec<Option<u64>> = Vec::new();
+    for (i, outcome) in outcomes {
         match outcome {
             FileOutcome::Facts(f) => files.push(*f),
-            FileOutcome::Kept(k) => kept.push(*k),
+            FileOutcome::Kept(k) => {
+                if let Some(memory) = cx.resident {
+                    let p = &pre[i];
+                    match &k.at {
+                        FactsAt::Resident(_) => {
+                            let file = p.content.and_then(|c| memory.with_content(k.path(), c));
+                            link_hashes.push(file.and_then(|f| f.link_hash));
+                            if let (Some(file), Some(stamp)) = (file, p.stamp) {
+                                if file.stamp != Some(stamp) {
+                                    restamped.push((k.path().to_path_buf(), stamp));
+                                }
+                            }
+                        }
+                        at => {
+                            let link_hash = resident::link_hash(&k.overview);
+                            link_hashes.push(link_hash);
+                            let found = (at, memory);
+                            if let Some(file) = remember(&k, found, p, link_hash, &spill, &disk) {
+                                learnt.push((k.path().to_path_buf(), file));
+                            }
+                        }
+                    }
+                }
+                kept.push(*k)
+            }
             FileOutcome::Error(e) => errors.push(e),
         }
     }
@@ -716,14 +896,26 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             external.and_then(|e| (e.why)(f))
         }
     };
-    // The module cache: one file per scan identity, beside the facts cache.
-    let unit_cache = cache_dir.filter(|_| !options.model).map(|dir| {
-        UnitCache::open(
-            dir,
-            xxhash_rust::xxh3::xxh3_64(scan_identity(options).as_bytes()),
-        )
-    });
-    let (mut units_reused, mut units_checked) = (0, 0);
+    // The module cache: one file per scan identity, beside the facts cache. Not for an edit's
+    // re-check with a memory: its focused modules hold the edited text, which no cache holds.
+    let focused_in_memory = resident.is_some() && options.focus.is_some();
+    let unit_cache = cache_dir
+        .filter(|_| !options.model && !focused_in_memory)
+        .map(|dir| {
+            UnitCache::open(
+                dir,
+                xxhash_rust::xxh3::xxh3_64(scan_identity(options).as_bytes()),
+            )
+        });
+    let (mut units_reused, mut units_checked, mut decoded_in_memory) = (0, 0, 0);
+    let parsed = kept
+        .iter()
+        .filter(|k| matches!(k.at, FactsAt::Spill(..)))
+        .count();
+    let from_memory = kept
+        .iter()
+        .filter(|k| matches!(k.at, FactsAt::Resident(_)))
+        .count();
     let (project, mut findings, summaries) = if options.model {
         let numbers = package_numbers(files.iter().map(|f| f.path.as_path()), &packages);
         let mut project = Project::build_with(files, &build, &numbers);
@@ -749,10 +941,15 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
             },
         });
         let numbers = package_numbers(kept.iter().map(|k| k.path()), &packages);
+        let in_memory = resident.as_deref_mut().map(|memory| InMemory {
+            linked: &mut memory.linked,
+            link_hashes: link_hashes.as_slice(),
+            decoded: &mut memory.decoded,
+        });
         let by_module = check_by_module(
             (kept, &numbers, focus.as_deref()),
-            (&spill, cache.as_ref()),
-            reuse,
+            (&spill, disk.if_open()),
+            (reuse, in_memory),
             &build,
             foreign_calls,
             &rules,
@@ -761,6 +958,7 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         );
         units_reused = by_module.reused;
         units_checked = by_module.checked;
+        decoded_in_memory = by_module.decoded_in_memory;
         (
             Project::build(Vec::new()),
             by_module.findings,
@@ -792,27 +990,67 @@ pub fn analyze(options: &AnalyzeOptions) -> Analysis {
         findings,
         hidden,
     };
-    let stats = cache.map(|c| {
-        let mut stats = CacheStats {
-            discarded: c.discarded(),
-            hits: c.hits(),
-            misses: c.misses(),
-            decoded: c.decoded(),
+    if let Some(memory) = resident.as_deref_mut() {
+        for (path, stamp) in restamped {
+            if let Some(file) = memory.files.get_mut(&path) {
+                file.stamp = Some(stamp);
+            }
+        }
+        memory.files.extend(learnt);
+        let scanned: std::collections::HashSet<&PathBuf> = jobs_paths.iter().collect();
+        memory.files.retain(|path, _| scanned.contains(path));
+        memory.macros = macro_signature.map(|signature| (signature, shared_macros.clone()));
+    }
+    let with_memory = resident.is_some();
+    let stats = match disk.into_inner() {
+        Some(c) => {
+            let mut stats = CacheStats {
+                discarded: c.discarded(),
+                hits: c.hits(),
+                misses: c.misses(),
+                decoded: c.decoded() + decoded_in_memory,
+                resident: from_memory,
+                units_reused,
+                units_checked,
+                ..CacheStats::default()
+            };
+            let memo = match memo_key {
+                Some((scan, inputs)) => c.memorize(scan, inputs, &outcome),
+                None => Ok(()),
+            };
+            let units = unit_cache.map_or(Ok(()), |u| u.save(options.focus.is_some()));
+            stats.write_error = c.save().and(memo).and(units).err();
+            Some(stats)
+        }
+        // The memory answered for every file on disk: the facts cache was not opened, nor is
+        // it written (an editor's buffer parsed here is new text; a file saved from it is read
+        // into the cache by the next scan that opens it).
+        None => with_memory.then_some(CacheStats {
+            misses: parsed,
+            resident: from_memory,
+            decoded: decoded_in_memory,
             units_reused,
             units_checked,
             ..CacheStats::default()
-        };
-        let memo = match memo_key {
-            Some((scan, inputs)) => c.memorize(scan, inputs, &outcome),
-            None => Ok(()),
-        };
-        let units = unit_cache.map_or(Ok(()), |u| u.save(options.focus.is_some()));
-        stats.write_error = c.save().and(memo).and(units).err();
-        stats
-    });
+        }),
+    };
     let mut analysis = Analysis::from_outcome(outcome, discover_errors, skipped, project, stats);
     analysis.build_notes = build.notes;
+    analysis.without_suppressions = without_suppressions(jobs_paths.iter(), &pre);
     analysis
+}
+
+/// The files whose text the pre-scan read (or the memory knew) and found no suppression
+/// comment in.
+fn without_suppressions<'a>(
+    paths: impl Iterator<Item = &'a PathBuf>,
+    pre: &[PreScan],
+) -> std::collections::HashSet<PathBuf> {
+    paths
+        .zip(pre)
+        .filter(|(_, p)| p.suppressions == Some(false))
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 impl Analysis {
@@ -837,6 +1075,7 @@ impl Analysis {
             project,
             cache,
             build_notes: Vec::new(),
+            without_suppressions: Default::default(),
         }
     }
 }
@@ -966,6 +1205,14 @@ struct UnitReuse<'a> {
     options: u128,
 }
 
+/// What [`check_by_module`] reads and keeps in a [`Resident`] memory: the last linking, each
+/// file's link hash in scan order, and the decoded facts of the files the last check modelled.
+struct InMemory<'a> {
+    linked: &'a mut Option<resident::Linked>,
+    link_hashes: &'a [Option<u64>],
+    decoded: &'a mut resident::Decoded,
+}
+
 /// What [`check_by_module`] found, unit by unit in report order.
 struct ByModule {
     findings: Vec<Finding>,
@@ -974,6 +1221,8 @@ struct ByModule {
     reused: usize,
     /// Units modelled and checked.
     checked: usize,
+    /// Files whose facts were decoded from a [`Resident`] memory.
+    decoded_in_memory: usize,
 }
 
 /// Links the files into modules, then models and checks them a round at a time, in the order
@@ -986,7 +1235,7 @@ struct ByModule {
 fn check_by_module(
     (kept, packages, focus): (Vec<Kept>, &[usize], Option<&[bool]>),
     (spill, cache): (&Spill, Option<&FactsCache>),
-    reuse: Option<UnitReuse>,
+    (reuse, memory): (Option<UnitReuse>, Option<InMemory>),
     build: &BuildInfo,
     foreign_calls: Vec<ForeignCall>,
     rules: &[&'static RuleInfo],
@@ -998,6 +1247,20 @@ fn check_by_module(
         unattached_files,
     };
     let mut kept = kept;
+    // With a memory, the last linking stands while every file's link facts are the same.
+    let link_signature = memory.as_ref().and_then(|m| {
+        resident::signature(
+            format!("{build:?}").as_bytes(),
+            kept.iter()
+                .map(|k| k.path())
+                .zip(m.link_hashes.iter().copied()),
+        )
+    });
+    let remembered = memory
+        .as_ref()
+        .and_then(|m| m.linked.as_ref())
+        .filter(|l| Some(l.signature) == link_signature)
+        .map(|l| (l.groups.clone(), l.not_compiled.clone()));
     // Linking reads what the files include, define and want; after it only their paths and
     // kinds are needed, so the lists leave `kept` instead of being copied (the cache entries
     // were encoded when the files were read).
@@ -1017,10 +1280,31 @@ fn check_by_module(
             std::mem::replace(&mut k.overview.link, shell)
         })
         .collect();
-    let mut groups = group_links(&links, build);
-    let not_compiled = not_compiled_files(&links);
+    let (groups, not_compiled) = remembered.unwrap_or_else(|| {
+        let mut groups = group_links(&links, build);
+        sort_groups(&mut groups);
+        (groups, not_compiled_files(&links))
+    });
     drop(links);
-    sort_groups(&mut groups);
+    // With a memory, the facts decoded for a focused check's units are kept for the next
+    // check, which most often models the same units again (an editor's next edit of the same
+    // file). A check of every unit keeps none: that would hold the whole tree's facts decoded.
+    let mut decoded = None;
+    if let Some(m) = memory {
+        if focus.is_some() {
+            decoded = Some(m.decoded);
+        } else {
+            m.decoded.clear();
+        }
+        if let Some(signature) = link_signature {
+            *m.linked = Some(resident::Linked {
+                signature,
+                groups: groups.clone(),
+                not_compiled: not_compiled.clone(),
+            });
+        }
+    }
+    let mut still_decoded = resident::Decoded::default();
     let module_count = groups.len();
     let rest = unattached_files(kept.len(), &groups, &not_compiled, packages);
     let owners = owners(kept.len(), &groups, &rest);
@@ -1110,6 +1394,7 @@ fn check_by_module(
         }
     }
     let mut loaded = vec![false; kept.len()];
+    let mut decoded_in_memory = 0;
     let mut todo = todo.into_iter().peekable();
     while todo.peek().is_some() {
         let mut round: Vec<(usize, Unit)> = Vec::new();
@@ -1125,20 +1410,41 @@ fn check_by_module(
             .collect();
         need.sort_unstable();
         need.dedup();
+        // Facts the memory still holds decoded, for the same text and facts key.
+        let mut ready: Vec<(usize, FileFacts)> = Vec::new();
+        if let Some(decoded) = decoded.as_deref_mut() {
+            need.retain(|&f| {
+                let held = decoded.remove(kept[f].path());
+                match held.filter(|(identity, _)| Some(*identity) == kept[f].identity) {
+                    Some((_, facts)) => {
+                        ready.push((f, facts));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+        decoded_in_memory += need
+            .iter()
+            .filter(|&&f| matches!(kept[f].at, FactsAt::Resident(_)))
+            .count();
         let facts: Vec<(usize, FileFacts)> = need
             .par_iter()
             .map(|&f| {
-                let facts = match (kept[f].at, cache) {
-                    (Some(at), _) => spill.get(at),
-                    (None, Some(cache)) => cache
+                let facts = match (&kept[f].at, cache) {
+                    (FactsAt::Spill(at, len), _) => spill.get((*at, *len)),
+                    (FactsAt::Cache, Some(cache)) => cache
                         .facts_again(kept[f].path())
                         .expect("the facts cache still holds what it answered"),
-                    (None, None) => unreachable!("facts neither spilled nor cached"),
+                    (FactsAt::Cache, None) => unreachable!("facts neither spilled nor cached"),
+                    (FactsAt::Resident(bytes), _) => {
+                        postcard::from_bytes(bytes).expect("facts kept in memory decode")
+                    }
                 };
                 (f, facts)
             })
             .collect();
-        for (f, mut facts) in facts {
+        for (f, mut facts) in facts.into_iter().chain(ready) {
             facts
                 .fixed_capsules
                 .clone_from(&kept[f].overview.fixed_capsules);
@@ -1187,15 +1493,22 @@ fn check_by_module(
         for f in released {
             holders[f] -= 1;
             if holders[f] == 0 {
-                project.files[f] = placeholder(&kept[f]);
+                let facts = std::mem::replace(&mut project.files[f], placeholder(&kept[f]));
+                if let (Some(_), Some(identity)) = (&decoded, kept[f].identity) {
+                    still_decoded.insert(kept[f].path().to_path_buf(), (identity, facts));
+                }
             }
         }
+    }
+    if let Some(decoded) = decoded {
+        *decoded = still_decoded;
     }
     let mut out = ByModule {
         findings: Vec::new(),
         summaries: Vec::new(),
         reused,
         checked,
+        decoded_in_memory,
     };
     for result in results.into_iter().flatten() {
         out.findings.extend(result.findings);
@@ -1401,6 +1714,99 @@ fn scan_identity(options: &AnalyzeOptions) -> String {
             .map_or(String::new(), |(p, _)| p.display().to_string()),
         options.suppress.as_ref().map_or("", |s| s.key.as_str()),
     )
+}
+
+/// What the pre-scan learnt of a file (its macros and line scans): for a file the memory
+/// answered for, the memory's lists (the pre-scan leaves its own empty unless the macro table
+/// is built again).
+fn learnt(
+    pre: &PreScan,
+    path: &Path,
+    memory: Option<&Resident>,
+) -> (Vec<MacroDefinition>, Option<LineScans>) {
+    let held = memory
+        .zip(pre.content)
+        .and_then(|(m, content)| m.with_content(path, content))
+        .filter(|_| pre.resident);
+    match held {
+        Some(file) => (file.macros.clone(), file.lines.clone()),
+        None => (pre.macros.clone(), pre.lines.clone()),
+    }
+}
+
+/// What a [`Resident`] memory keeps of a file the scan read (`at`: where its facts are now),
+/// with what the pre-scan learnt of it (`p`); `None` if the file changed between the pre-scan
+/// and the scan, or its facts cannot be had.
+fn remember(
+    kept: &Kept,
+    (at, memory): (&FactsAt, &Resident),
+    p: &PreScan,
+    link_hash: Option<u64>,
+    spill: &Option<Spill>,
+    disk: &DiskCache,
+) -> Option<ResidentFile> {
+    let (content, facts_key) = kept.identity?;
+    if p.content != Some(content) {
+        return None;
+    }
+    let (macros, lines) = learnt(p, kept.path(), Some(memory));
+    let facts: Arc<[u8]> = match at {
+        FactsAt::Spill(at, len) => spill.as_ref()?.bytes((*at, *len)).into(),
+        FactsAt::Cache => disk.if_open()?.facts_bytes(kept.path())?.into(),
+        FactsAt::Resident(bytes) => bytes.clone(),
+    };
+    Some(ResidentFile {
+        stamp: p.stamp,
+        bytes: p.bytes,
+        content,
+        suppressions: p.suppressions?,
+        macro_hash: resident::macro_hash(&macros, &lines),
+        macros,
+        lines,
+        facts_key,
+        overview: kept.overview.clone(),
+        link_hash,
+        facts,
+    })
+}
+
+/// The project's macro table for a scan with a memory, and the hash of what it is built from:
+/// the memory's table when every file's macros and line scans are those it was built from,
+/// else a new one (and then the facts cache is opened: the table is part of every file's facts
+/// key, and the cache may hold the files' facts under the new one, after an edit undone).
+fn resident_macros(
+    jobs: &[Job],
+    pre: &mut [PreScan],
+    memory: &Resident,
+    disk: &DiskCache,
+) -> (Arc<ProjectMacros>, Option<u128>) {
+    let want_macros = jobs.len() >= 2;
+    let held = |path: &Path, p: &PreScan| memory.with_content(path, p.content?);
+    let hashes: Vec<Option<u64>> = jobs
+        .iter()
+        .zip(pre.iter())
+        .map(|((path, _, _), p)| match p.resident {
+            true => held(path, p)?.macro_hash,
+            false => resident::macro_hash(&p.macros, &p.lines),
+        })
+        .collect();
+    let signature = resident::signature(
+        &[u8::from(want_macros)],
+        jobs.iter().map(|(path, _, _)| path.as_path()).zip(hashes),
+    );
+    if let (Some(new), Some((old, table))) = (signature, &memory.macros) {
+        if new == *old {
+            return (table.clone(), signature);
+        }
+    }
+    for ((path, _, _), p) in jobs.iter().zip(pre.iter_mut()) {
+        if let Some(file) = held(path, p).filter(|_| p.resident) {
+            p.macros.clone_from(&file.macros);
+            p.lines.clone_from(&file.lines);
+        }
+    }
+    disk.get();
+    (Arc::new(project_macros(pre, true)), signature)
 }
 
 /// The macros defined anywhere in the scan, with their roles (`#define HIDDEN

@@ -563,7 +563,15 @@ impl Settings {
     pub fn postprocess(&self, analysis: &mut Analysis, texts: &mut Texts) {
         analysis.findings.retain(|f| !self.ignored_for_file(f));
         let ran = RULES.to_vec();
-        let mut meta = suppress::apply(&mut analysis.findings, &analysis.files, texts, &ran);
+        // The scan already knows which files hold no suppression comment: only the others are
+        // read again.
+        let files: Vec<PathBuf> = analysis
+            .files
+            .iter()
+            .filter(|f| !analysis.without_suppressions.contains(*f))
+            .cloned()
+            .collect();
+        let mut meta = suppress::apply(&mut analysis.findings, &files, texts, &ran);
         meta.retain(|f| self.enabled(f.rule) && !self.ignored_for_file(f));
         // A rule left out by `select` or `ignore` still ran: its findings leave the report but
         // keep blocking the verdict, as vendored code's do, and are counted as not shown.

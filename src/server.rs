@@ -9,6 +9,11 @@
 //! its own, as `--stdin-filename` does. Hover on a finding shows the rule's documentation, the
 //! text of `isolint explain`.
 //!
+//! Each workspace folder keeps what its checks learnt of every file in memory
+//! (`analysis::Resident`): a re-check looks at each file's stamp instead of reading it, parses
+//! only the edited buffer (and files changed on disk), and opens the facts cache only for what
+//! the memory cannot answer.
+//!
 //! Typing is debounced: changes that arrive within the debounce (`DEBOUNCE`, or the client's
 //! `initializationOptions.debounceMs`) of each other are checked once, at the last one (a
 //! hover, code action or save in between sees the newest text first). Each diagnostic links its
@@ -102,9 +107,38 @@ fn uri_to_path(uri: &Uri) -> PathBuf {
     absolute(Path::new(&trimmed))
 }
 
-/// 1-based line and byte column → LSP position (0-based line, UTF-16 code units).
-fn position(text: &str, line: usize, byte_col: usize) -> Position {
-    let line_text = text.split('\n').nth(line.saturating_sub(1)).unwrap_or("");
+/// A text split at its `\n`s once, so that each finding's position is found without scanning
+/// the text from its start (a file with many findings took time quadratic in its length).
+struct Lines<'a> {
+    text: &'a str,
+    /// The byte offset where each line starts.
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|at| at + 1));
+        Self { text, starts }
+    }
+
+    /// 1-based line `line` without its `\n` (as `str::split('\n')` gives it); empty past the end.
+    fn line(&self, line: usize) -> &'a str {
+        let Some(&start) = line.checked_sub(1).and_then(|i| self.starts.get(i)) else {
+            return "";
+        };
+        let end = self
+            .starts
+            .get(line)
+            .map_or(self.text.len(), |&next| next - 1);
+        &self.text[start..end]
+    }
+}
+
+/// 1-based line and byte column → LSP position (0-based line, UTF-16 code units). Line 0 is
+/// taken as line 1.
+fn position(lines: &Lines, line: usize, byte_col: usize) -> Position {
+    let line_text = lines.line(line.max(1));
     let mut end = byte_col.saturating_sub(1).min(line_text.len());
     while !line_text.is_char_boundary(end) {
         end -= 1;
@@ -153,10 +187,10 @@ fn path_to_uri(path: &Path) -> Option<Uri> {
     s.parse().ok()
 }
 
-fn diagnostic(text: &str, f: &Finding, docs: Option<&Path>) -> Diagnostic {
+fn diagnostic(lines: &Lines, f: &Finding, docs: Option<&Path>) -> Diagnostic {
     let loc = f.location;
-    let start = position(text, loc.line, loc.column);
-    let mut end = position(text, loc.end_line.max(loc.line), loc.end_column);
+    let start = position(lines, loc.line, loc.column);
+    let mut end = position(lines, loc.end_line.max(loc.line), loc.end_column);
     if end <= start {
         end = Position {
             line: start.line,
@@ -276,6 +310,10 @@ struct Workspace {
     /// The files the last check scanned: a file on disk that is not among them is excluded
     /// (config `exclude`), and its buffer stays out of the checks.
     files: std::collections::HashSet<PathBuf>,
+    /// What the checks learnt of every file (its text's hash and stamp, macros, link facts,
+    /// encoded facts), kept between them: a re-check after an edit reads, parses and decodes
+    /// only what changed.
+    resident: crate::analysis::Resident,
 }
 
 impl Workspace {
@@ -291,6 +329,7 @@ impl Workspace {
             settings,
             modules: Vec::new(),
             files: Default::default(),
+            resident: Default::default(),
         })
     }
 
@@ -383,10 +422,16 @@ impl Server {
 
     /// Publishes `path`'s findings: always when `force`, else only when they changed.
     fn publish(&mut self, path: &Path, findings: &[&Finding], force: bool) {
+        let before = self.published.get(path);
+        if !force && findings.is_empty() && before.is_none() {
+            // Nothing published, nothing to publish: the text is not even read.
+            return;
+        }
         let text = self.text_of(path);
+        let lines = Lines::new(&text);
         let diagnostics: Vec<Diagnostic> = findings
             .iter()
-            .map(|f| diagnostic(&text, f, self.docs.as_deref()))
+            .map(|f| diagnostic(&lines, f, self.docs.as_deref()))
             .collect();
         let before = self.published.get(path);
         if !force && before.map_or(diagnostics.is_empty(), |b| *b == diagnostics) {
@@ -411,7 +456,7 @@ impl Server {
 
     /// Runs `isolint check` over workspace `w` with the open buffers' texts; with `focus`, only
     /// on the modules holding those files.
-    fn analyse(&self, w: usize, focus: Option<Vec<PathBuf>>) -> Analysis {
+    fn analyse(&mut self, w: usize, focus: Option<Vec<PathBuf>>) -> Analysis {
         let ws = &self.workspaces[w];
         let buffers: Vec<(PathBuf, String)> = self
             .documents
@@ -428,7 +473,10 @@ impl Server {
             .map(|(p, t)| (p.clone(), t.as_bytes().to_vec()))
             .collect();
         options.focus = focus;
-        let mut analysis = crate::analyze(&options);
+        let mut resident = std::mem::take(&mut self.workspaces[w].resident);
+        let mut analysis = crate::analysis::analyze_resident(&options, &mut resident);
+        let ws = &mut self.workspaces[w];
+        ws.resident = resident;
         let mut texts = Texts::new(buffers);
         ws.settings.postprocess(&mut analysis, &mut texts);
         analysis
@@ -884,11 +932,24 @@ mod tests {
         let text = "x\n/* é */ static int y;\n";
         // `static` starts at byte 10 of line 2 (é is two bytes, one UTF-16 unit).
         assert_eq!(
-            position(text, 2, 11),
+            position(&Lines::new(text), 2, 11),
             Position {
                 line: 1,
                 character: 9
             }
         );
+    }
+
+    #[test]
+    fn lines_split_as_str_split_does() {
+        for text in ["", "a", "a\n", "a\nb", "\n\n", "x\r\ny\n\nz", "é\nü\n"] {
+            let lines = Lines::new(text);
+            let by_split: Vec<&str> = text.split('\n').collect();
+            for (i, expected) in by_split.iter().enumerate() {
+                assert_eq!(lines.line(i + 1), *expected, "{text:?} line {}", i + 1);
+            }
+            assert_eq!(lines.line(by_split.len() + 1), "");
+            assert_eq!(lines.line(0), "");
+        }
     }
 }

@@ -85,6 +85,9 @@ pub struct CacheStats {
     pub units_reused: usize,
     /// Modules (and that unit) modelled and checked in this scan.
     pub units_checked: usize,
+    /// Files answered for by the caller's memory of the tree (`analysis::Resident`: the
+    /// editor's server), neither read nor looked up in this cache.
+    pub resident: usize,
 }
 
 /// What the pre-scan's line scans of a file's text found (`parse::condition::header_values`
@@ -409,6 +412,12 @@ impl FactsCache {
         self.decoded
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         (facts.path == path).then_some(facts)
+    }
+
+    /// The encoded facts of a file [`FactsCache::facts`] or [`FactsCache::overview`] answered
+    /// for.
+    pub fn facts_bytes(&self, path: &Path) -> Option<&[u8]> {
+        Some(self.bytes(&self.old.get(path)?.facts))
     }
 
     /// Facts decoded from the cache so far.

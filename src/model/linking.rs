@@ -13,6 +13,7 @@ use crate::facts::{FileFacts, Function, SourceKindFact};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct ModuleGroup {
     pub name: String,
     pub init: FnRef,

@@ -2,6 +2,7 @@
 //! or truncated, may change a finding. Every comparison is against a run without a cache on the
 //! same tree.
 
+use isolint::analysis::{analyze_resident, Resident};
 use isolint::cache::CacheStats;
 use isolint::report::json;
 use isolint::{analyze, AnalyzeOptions};
@@ -597,4 +598,168 @@ fn a_re_run_reads_an_unchanged_files_switches_from_the_cache_and_reports_the_sam
     let (uncached, _) = check_cli(root, false);
     assert_eq!(after, uncached);
     assert_eq!(symbols(&after), symbols(&first));
+}
+
+/// Sets every file under `dir` an hour into the past, so that their stamps are trusted (a text
+/// read right after a write is read again on the next scan).
+fn age_files(dir: &Path) {
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_dir() {
+            age_files(&entry.path());
+        } else {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
+            file.set_modified(past).unwrap();
+        }
+    }
+}
+
+/// The same scan with and without the memory: the same report.
+fn scan_both(options: &AnalyzeOptions, memory: &mut Resident) -> (String, CacheStats) {
+    let with = analyze_resident(options, memory);
+    let without = analyze(&AnalyzeOptions {
+        cache_dir: None,
+        ..options.clone()
+    });
+    let report = json::render(&with);
+    assert_eq!(report, json::render(&without));
+    (
+        report,
+        with.cache.expect("a scan with a memory has statistics"),
+    )
+}
+
+#[test]
+fn a_resident_memory_parses_only_the_edited_buffer_and_reports_what_a_fresh_scan_does() {
+    let dir = project();
+    let root = dir.path();
+    age_files(root);
+    let files = c_file_count(root);
+    let mut memory = Resident::default();
+    let full = options(root, true);
+
+    // The first scan fills the memory (the run memo is not asked: it holds no files).
+    let (first, stats) = scan_both(&full, &mut memory);
+    assert_eq!((stats.resident, stats.misses), (0, files));
+    assert_eq!(memory.len(), files);
+    // The second reads no file and opens no facts cache.
+    let (second, stats) = scan_both(&full, &mut memory);
+    assert_eq!(second, first);
+    assert_eq!((stats.resident, stats.misses, stats.hits), (files, 0, 0));
+
+    // An editor's buffer, checked with its modules: only the buffer is parsed.
+    let edited = root.join("src/split_module/registry.c");
+    let before = std::fs::read_to_string(&edited).unwrap();
+    let edit = |extra: &str, memory: &mut Resident| {
+        let buffer = format!("{before}{extra}");
+        let focused = AnalyzeOptions {
+            overrides: vec![(edited.clone(), buffer.into_bytes())],
+            focus: Some(vec![edited.clone()]),
+            ..full.clone()
+        };
+        scan_both(&focused, memory)
+    };
+    let added = "\nstatic PyObject *added_in_buffer;\nstatic int touch(void) { added_in_buffer = NULL; return 0; }\n";
+    let (report, stats) = edit(added, &mut memory);
+    assert!(
+        report.contains("added_in_buffer"),
+        "the new global is reported"
+    );
+    assert_eq!((stats.misses, stats.resident), (1, files - 1));
+    assert!(stats.decoded >= 1, "the module's other files were decoded");
+    // The next edit of the same file finds its module's other files still decoded.
+    let (report, stats) = edit(&added.replace("touch", "touch_again"), &mut memory);
+    assert!(report.contains("added_in_buffer"));
+    assert_eq!((stats.misses, stats.decoded), (1, 0));
+    // A `#define` in the buffer changes the macro table, so every file's facts key: the
+    // report is still a fresh scan's.
+    let (_, stats) = edit("\n#define ADDED_STORAGE static\n", &mut memory);
+    assert_eq!(stats.resident, 0, "no file answered under the old table");
+    // Back to the saved text: the memory answers again, and the global is gone.
+    let (report, _) = edit("", &mut memory);
+    assert!(!report.contains("added_in_buffer"));
+
+    // A file changed on disk is read again (its stamp changed); the others are not.
+    let other = root.join("src/split_module/_split.c");
+    let text = std::fs::read_to_string(&other).unwrap();
+    let added = "static PyObject *added_on_disk;\nstatic int touch_disk(void) { added_on_disk = NULL; return 0; }";
+    std::fs::write(&other, format!("{text}\n{added}\n")).unwrap();
+    let (report, stats) = scan_both(&full, &mut memory);
+    assert!(report.contains("added_on_disk"));
+    assert_eq!(stats.resident, files - 1);
+    // Written just now, its stamp is not trusted: it is read again, and answered from memory.
+    let (again, stats) = scan_both(&full, &mut memory);
+    assert_eq!(again, report);
+    assert_eq!(stats.resident, files);
+    // A removed file leaves the memory.
+    std::fs::remove_file(&other).unwrap();
+    let (_, stats) = scan_both(&full, &mut memory);
+    assert_eq!(stats.resident, files - 1);
+    assert_eq!(memory.len(), files - 1);
+    // A file rewritten with its size and its modification time set back (`touch -r`) is
+    // still read again.
+    let modified = std::fs::metadata(&edited).unwrap().modified().unwrap();
+    std::fs::write(&edited, before.replacen(' ', "\t", 1)).unwrap();
+    let file = std::fs::File::options().write(true).open(&edited).unwrap();
+    file.set_modified(modified).unwrap();
+    let (_, stats) = scan_both(&full, &mut memory);
+    assert_eq!((stats.resident, stats.misses), (files - 2, 1));
+}
+
+#[test]
+fn a_resident_memory_keeps_each_files_macros_when_the_build_defines_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |path: &str, text: &str| {
+        let path = root.join("src").join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    // The header's macro decides how `mod.c` parses: the project's macro table must hold it
+    // in every scan.
+    write("defs.h", "#define HIDDEN static\n");
+    write(
+        "mod.c",
+        r#"#include <Python.h>
+#include "defs.h"
+HIDDEN PyObject *hidden_cache;
+#ifdef USE_CACHE
+static PyObject *built_cache;
+#endif
+static PyObject *get(PyObject *self, PyObject *args) {
+    hidden_cache = PyLong_FromLong(1);
+#ifdef USE_CACHE
+    built_cache = PyLong_FromLong(2);
+#endif
+    Py_RETURN_NONE;
+}
+static PyMethodDef methods[] = {{"get", get, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "mod", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_mod(void) { return PyModule_Create(&def); }
+"#,
+    );
+    let commands = |flag: &str| {
+        format!(
+            r#"[{{"directory": "..", "file": "mod.c", "arguments": ["cc", "{flag}", "-c", "mod.c"], "output": "mod.o"}}]"#
+        )
+    };
+    write("build/compile_commands.json", &commands("-DUSE_CACHE"));
+    age_files(root);
+    let mut memory = Resident::default();
+    let full = options(root, true);
+    let (first, _) = scan_both(&full, &mut memory);
+    assert!(first.contains("built_cache") && first.contains("hidden_cache"));
+
+    // Other defines: every file's facts key changes, the macro table does not.
+    write("build/compile_commands.json", &commands("-UUSE_CACHE"));
+    let (second, stats) = scan_both(&full, &mut memory);
+    assert_ne!(second, first, "the build's defines decide the report");
+    assert_eq!(stats.resident, 0);
+    // What the memory learnt of those files still holds their macros.
+    let (third, stats) = scan_both(&full, &mut memory);
+    assert_eq!(third, second);
+    assert_eq!(stats.resident, 2);
 }
