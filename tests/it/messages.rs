@@ -3,7 +3,7 @@
 use isolint::{analyze, AnalyzeOptions};
 use std::path::PathBuf;
 
-fn messages(fixture: &str, rule: &str) -> Vec<String> {
+fn findings(fixture: &str, rule: &str) -> Vec<isolint::finding::Finding> {
     let options = AnalyzeOptions {
         paths: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/check")
@@ -13,7 +13,14 @@ fn messages(fixture: &str, rule: &str) -> Vec<String> {
     analyze(&options)
         .findings
         .into_iter()
-        .filter(|f| f.name == rule && f.message.contains("only while the module initialises"))
+        .filter(|f| f.name == rule)
+        .collect()
+}
+
+fn messages(fixture: &str, rule: &str) -> Vec<String> {
+    findings(fixture, rule)
+        .into_iter()
+        .filter(|f| f.message.contains("only while the module initialises"))
         .map(|f| f.message)
         .collect()
 }
@@ -40,16 +47,8 @@ fn single_phase_init_time_writes_are_shared_not_overwritten() {
 }
 
 fn helps(fixture: &str, rule: &str) -> Vec<String> {
-    let options = AnalyzeOptions {
-        paths: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/check")
-            .join(fixture)],
-        ..AnalyzeOptions::default()
-    };
-    analyze(&options)
-        .findings
+    findings(fixture, rule)
         .into_iter()
-        .filter(|f| f.name == rule)
         .map(|f| f.help)
         .collect()
 }
