@@ -14,6 +14,11 @@ declare_rule! {
     /// the objects reachable from it. Attribute caches and class attributes then leak between
     /// interpreters, and isolated interpreters cannot use it safely.
     ///
+    /// It blocks `shared-gil` too, not only `per-interpreter-gil`: interpreters that share
+    /// one GIL still share the one type object, so a subclass, a class attribute or a cached
+    /// lookup that one interpreter stores in it is reached from the others, and outlives the
+    /// interpreter it belongs to when that one is finalized.
+    ///
     /// ## Example
     /// ```c
     /// static PyTypeObject Foo_Type = {
