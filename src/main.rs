@@ -97,10 +97,12 @@ struct CheckArgs {
     /// Default: `target-python` from the config, else every Python 3 and both builds.
     #[arg(long = "python", value_name = "X.Y[t]")]
     python: Vec<String>,
-    /// Only these rules (ids or names, comma-separated); replaces the config's `select`.
+    /// Show only these rules' findings (ids or names, comma-separated); replaces the config's
+    /// `select`. Verdicts still count every rule.
     #[arg(long, value_delimiter = ',')]
     select: Vec<String>,
-    /// Not these rules (ids or names, comma-separated); added to the config's `ignore`.
+    /// Do not show these rules' findings (ids or names, comma-separated); added to the config's
+    /// `ignore`. Verdicts still count every rule.
     #[arg(long, value_delimiter = ',')]
     ignore: Vec<String>,
     /// Files larger than this many bytes are skipped with a message (default 10 MB).
