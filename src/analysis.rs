@@ -799,7 +799,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                             }
                         }
                         at => {
-                            let link_hash = resident::link_hash(&k.overview);
+                            let link_hash = resident::encoded_hash(&k.overview.link);
                             link_hashes.push(link_hash);
                             let found = (at, memory);
                             if let Some(file) = remember(&k, found, p, link_hash, &spill, &disk) {
@@ -1760,7 +1760,7 @@ fn remember(
         bytes: p.bytes,
         content,
         suppressions: p.suppressions?,
-        macro_hash: resident::macro_hash(&macros, &lines),
+        macro_hash: resident::encoded_hash(&(&macros, &lines)),
         macros,
         lines,
         facts_key,
@@ -1787,7 +1787,7 @@ fn resident_macros(
         .zip(pre.iter())
         .map(|((path, _, _), p)| match p.resident {
             true => held(path, p)?.macro_hash,
-            false => resident::macro_hash(&p.macros, &p.lines),
+            false => resident::encoded_hash(&(&p.macros, &p.lines)),
         })
         .collect();
     let signature = resident::signature(
@@ -1847,6 +1847,11 @@ pub struct HiddenCode {
     /// `vendored`, `generated`, or `not-selected` (a rule `select` or `ignore` left out).
     pub reason: &'static str,
     pub findings: usize,
+}
+
+impl HiddenCode {
+    /// The reason of findings of a rule that `select` or `ignore` left out.
+    pub const NOT_SELECTED: &'static str = "not-selected";
 }
 
 /// Moves findings in vendored folders and generated files out of the report, counting them.

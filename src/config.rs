@@ -587,7 +587,7 @@ impl Settings {
             .hidden
             .extend(not_selected.into_iter().map(|(path, findings)| HiddenCode {
                 path,
-                reason: "not-selected",
+                reason: HiddenCode::NOT_SELECTED,
                 findings,
             }));
         analysis.findings.extend(meta);

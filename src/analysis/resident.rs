@@ -134,16 +134,11 @@ impl Resident {
     }
 }
 
-/// The hash of what the pre-scan learnt from a file, which the macro table is built from;
-/// `None` (equal to nothing) if it cannot be encoded.
-pub(super) fn macro_hash(macros: &[MacroDefinition], lines: &Option<LineScans>) -> Option<u64> {
-    let bytes = postcard::to_stdvec(&(macros, lines)).ok()?;
-    Some(xxhash_rust::xxh3::xxh3_64(&bytes))
-}
-
-/// The hash of a file's link facts; `None` (equal to nothing) if they cannot be encoded.
-pub(super) fn link_hash(overview: &Overview) -> Option<u64> {
-    let bytes = postcard::to_stdvec(&overview.link).ok()?;
+/// The hash of a value's encoding: of what the pre-scan learnt from a file (`(macros, lines)`,
+/// which the macro table is built from) or of its link facts (which linking reads). `None`
+/// (equal to nothing) if it cannot be encoded.
+pub(super) fn encoded_hash(value: &impl serde::Serialize) -> Option<u64> {
+    let bytes = postcard::to_stdvec(value).ok()?;
     Some(xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 

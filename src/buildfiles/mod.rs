@@ -228,7 +228,7 @@ fn project_dirs(root: &Path) -> Vec<PathBuf> {
                 .collect();
             children.sort();
             for child in children {
-                if child.join("setup.py").is_file() || child.join("pyproject.toml").is_file() {
+                if is_package_dir(&child) {
                     out.push(child.clone());
                 }
                 next.push(child);
@@ -237,6 +237,11 @@ fn project_dirs(root: &Path) -> Vec<PathBuf> {
         level = next;
     }
     out
+}
+
+/// A folder that holds a Python package's build: a `setup.py` or a `pyproject.toml`.
+fn is_package_dir(dir: &Path) -> bool {
+    dir.join("setup.py").is_file() || dir.join("pyproject.toml").is_file()
 }
 
 /// The Python package each file belongs to: the nearest folder above it holding a `setup.py`
@@ -260,7 +265,7 @@ impl PackageRoots {
         if let Some(known) = self.known.get(dir) {
             return known.clone();
         }
-        let root = if dir.join("setup.py").is_file() || dir.join("pyproject.toml").is_file() {
+        let root = if is_package_dir(dir) {
             Some(dir.to_path_buf())
         } else {
             match dir.parent() {

@@ -6,7 +6,7 @@ use super::{Expr, ExprKind};
 use std::cell::RefCell;
 use tree_sitter::Node;
 
-const MAX_TEXT: usize = 160;
+pub(crate) const MAX_TEXT: usize = 160;
 /// Never fold more than this much source for one summary: a huge expression costs no more than
 /// a small one.
 const MAX_SOURCE: usize = 640;

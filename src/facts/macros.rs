@@ -275,19 +275,16 @@ impl ArgumentTemplate {
                 Slot::Text if !stringized && !statement_parameter(param) => Slot::Text,
                 _ => Slot::AsWritten,
             };
-            match slot {
-                Slot::Name => {
-                    let stand_in = format!("isolint_arg{depth}_{i}");
-                    template.args.push(stand_in.clone());
-                    template.renames.push((stand_in, arg.clone()));
+            let stand_in = match slot {
+                Slot::Name => format!("isolint_arg{depth}_{i}"),
+                Slot::Text => format!("\"isolint_arg{depth}_{i}\""),
+                Slot::AsWritten => {
+                    template.args.push(arg.clone());
+                    continue;
                 }
-                Slot::Text => {
-                    let stand_in = format!("\"isolint_arg{depth}_{i}\"");
-                    template.args.push(stand_in.clone());
-                    template.renames.push((stand_in, arg.clone()));
-                }
-                Slot::AsWritten => template.args.push(arg.clone()),
-            }
+            };
+            template.args.push(stand_in.clone());
+            template.renames.push((stand_in, arg.clone()));
         }
         (!template.renames.is_empty()).then_some(template)
     }
@@ -373,7 +370,7 @@ impl ArgumentTemplate {
             i += len;
         }
         // A longer text would have been cut where the use's own walk cuts it.
-        let fits = out.len() <= 160;
+        let fits = out.len() <= super::expr::MAX_TEXT;
         *text = out;
         fits
     }

@@ -348,7 +348,7 @@ pub fn summary_line(analysis: &Analysis) -> String {
         analysis
             .hidden
             .iter()
-            .filter(|h| (h.reason == "not-selected") == not_selected)
+            .filter(|h| (h.reason == crate::analysis::HiddenCode::NOT_SELECTED) == not_selected)
             .map(|h| h.findings)
             .sum()
     };
