@@ -53,7 +53,7 @@ const FILE_NAME: &str = "facts.bin";
 /// edit writes the few entries it made, not the whole cache again.
 const DELTA_NAME: &str = "facts-delta.bin";
 /// Bumped whenever the layout of [`CacheFile`] or of the facts changes without a version bump.
-const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x05";
+const FORMAT: &[u8; 8] = b"ISOLC\x00\x00\x06";
 /// Format, build fingerprint, checksum.
 const HEADER_LEN: usize = FORMAT.len() + 8 + 16;
 

@@ -563,6 +563,7 @@ pub(crate) fn declared_variables(
                 value,
                 cx,
                 wants_entries(&info.type_name, value.end_byte() - value.start_byte()),
+                &info.type_name,
             )
         });
         variables.push(Variable {

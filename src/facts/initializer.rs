@@ -11,12 +11,91 @@ use tree_sitter::Node;
 /// Type objects nest two or three levels; anything deeper is data, not structure.
 const MAX_DEPTH: usize = 8;
 
-pub(crate) fn parse_init(value: Node, cx: &Cx, read_entries: bool) -> Init {
-    if value.kind_name() == "initializer_list" {
-        Init::List(list(value, cx, if read_entries { MAX_DEPTH } else { 0 }))
-    } else {
-        Init::Expr(summarize(value, cx))
+pub(crate) fn parse_init(value: Node, cx: &Cx, read_entries: bool, type_name: &str) -> Init {
+    if value.kind_name() != "initializer_list" {
+        return Init::Expr(summarize(value, cx));
     }
+    if read_entries && !is_python_type(type_name) {
+        if let Some(names) = data_table_names(value, cx) {
+            return Init::List(InitList {
+                entries: Vec::new(),
+                opaque: true,
+                span: cx.span(value),
+                names: Some(names),
+            });
+        }
+    }
+    Init::List(list(value, cx, if read_entries { MAX_DEPTH } else { 0 }))
+}
+
+/// `PyTypeObject`, `PyNumberMethods`, `_PyArg_Parser`, `struct PyModuleDef`: a type of the C
+/// API, whose initializer the model and the plan read field by field, never as data.
+fn is_python_type(type_name: &str) -> bool {
+    type_name
+        .split_whitespace()
+        .find(|w| !matches!(*w, "const" | "static" | "volatile" | "struct" | "union"))
+        .is_some_and(|base| base.starts_with("Py") || base.starts_with("_Py"))
+}
+
+/// A data table needs at least this many values; fewer may be a small struct.
+const DATA_TABLE_MIN: usize = 64;
+/// A data table names at most this many distinct names: a table of more is more likely one of
+/// functions or handlers, kept entry by entry.
+const DATA_TABLE_MAX_NAMES: usize = 8;
+
+/// A table of numbers and a few bare names, at most two levels of rows deep
+/// (`static const DBCHAR __jisx0213_bmp_encmap[27287] = {8754, N, N, ...}`, where `N` is a
+/// macro): the names it holds, each once. Its entries say nothing about state, and read one by
+/// one they made up most of the initializer entries of CPython's sources (CJK codecs' 232,000
+/// of 247,000). Every reader of names in initializers gets the same names from
+/// [`InitList::names`]; nothing reads such a table's entries by position.
+fn data_table_names(node: Node, cx: &Cx) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Entry {
+        Number,
+        Name,
+        Row,
+        Skip,
+        Other,
+    }
+    static ENTRY: LazyLock<Vec<Entry>> = LazyLock::new(|| {
+        kind_table(|name, named| match name {
+            "number_literal" | "char_literal" if named => Entry::Number,
+            "identifier" if named => Entry::Name,
+            "initializer_list" if named => Entry::Row,
+            "comment" => Entry::Skip,
+            _ => Entry::Other,
+        })
+    });
+    let mut values = 0usize;
+    let mut names: Vec<String> = Vec::new();
+    let mut stack = vec![(node, 0u8)];
+    while let Some((list, depth)) = stack.pop() {
+        let mut cursor = list.walk();
+        for child in list.named_children(&mut cursor) {
+            match ENTRY.get(child.kind_id() as usize) {
+                Some(Entry::Number) => values += 1,
+                Some(Entry::Name) => {
+                    values += 1;
+                    let name = cx.text(child);
+                    if !names.iter().any(|n| n == name) {
+                        if names.len() == DATA_TABLE_MAX_NAMES {
+                            return None;
+                        }
+                        names.push(name.to_string());
+                    }
+                }
+                Some(Entry::Row) if depth < 2 => stack.push((child, depth + 1)),
+                Some(Entry::Skip) => {}
+                _ => return None,
+            }
+        }
+    }
+    // A table of numbers alone is read as before (`is_numeric_table`).
+    (values >= DATA_TABLE_MIN && !names.is_empty()).then(|| {
+        names.sort();
+        names
+    })
 }
 
 /// Below this many values a numeric list is read like any other: it may be a small struct.
@@ -61,6 +140,7 @@ fn list(node: Node, cx: &Cx, depth_left: usize) -> InitList {
         entries: Vec::new(),
         opaque: depth_left == 0,
         span: cx.span(node),
+        names: None,
     };
     if depth_left == 0 {
         return out;
@@ -106,4 +186,71 @@ fn list(node: Node, cx: &Cx, depth_left: usize) -> InitList {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::facts::{Init, InitList};
+    use std::path::Path;
+
+    fn lists(source: &str) -> Vec<(String, InitList)> {
+        let parsed = crate::parse::parse(source.as_bytes()).expect("parses");
+        let facts = crate::facts::extract(
+            &parsed,
+            source.as_bytes(),
+            Path::new("t.c"),
+            crate::discover::SourceKind::C,
+            None,
+            &crate::parse::macros::ProjectMacros::default(),
+        );
+        facts
+            .variables
+            .into_iter()
+            .filter_map(|v| match v.init {
+                Some(Init::List(list)) => Some((v.name, list)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numbers_and_a_few_names_are_kept_as_data() {
+        let values = |name: &str| {
+            (0..70)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        i.to_string()
+                    } else {
+                        name.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let source = format!(
+            "static const DBCHAR map[] = {{{}}};\n\
+             static PyNumberMethods as_number = {{{}}};\n\
+             static const DBCHAR few[] = {{1, N, 2}};\n\
+             static const DBCHAR plain[] = {{{}}};\n",
+            values("N"),
+            values("nb_add"),
+            (0..70)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let found = lists(&source);
+        let get = |n: &str| &found.iter().find(|(name, _)| name == n).expect(n).1;
+        let map = get("map");
+        assert!(map.opaque && map.entries.is_empty());
+        assert_eq!(map.names.as_deref(), Some(&["N".to_string()][..]));
+        // A type of the C API is read field by field, however it looks.
+        assert_eq!(get("as_number").entries.len(), 70);
+        assert!(get("as_number").names.is_none());
+        // Too few values: perhaps a small struct.
+        assert_eq!(get("few").entries.len(), 3);
+        // Numbers alone stay an opaque table with no names known.
+        assert!(get("plain").opaque && get("plain").names.is_none());
+        assert!(!get("plain").names_known());
+    }
 }

@@ -268,6 +268,18 @@ pub struct InitList {
     /// Entries were not extracted (a large data table of a type isolint does not read).
     pub opaque: bool,
     pub span: Span,
+    /// An opaque table of numbers and a few names (a codec's mapping, where `N` stands for
+    /// "no character"): the names it holds, each once, so that what the table names is still
+    /// known. `None` for any other list.
+    pub names: Option<Vec<String>>,
+}
+
+impl InitList {
+    /// Every name the list holds is known: its entries were read, or it is a data table whose
+    /// names were kept.
+    pub fn names_known(&self) -> bool {
+        !self.opaque || self.names.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -485,6 +485,7 @@ fn collect_idents<'l>(list: &'l InitList, out: &mut Vec<&'l str>, depth: usize) 
     if depth > 8 {
         return;
     }
+    out.extend(list.names.iter().flatten().map(String::as_str));
     for entry in &list.entries {
         match &entry.value {
             Init::Expr(e) => {
@@ -812,7 +813,8 @@ fn init_names<'a>(init: &'a Init, out: &mut rustc_hash::FxHashSet<&'a str>) -> b
             e.text.len() < 150
         }
         Init::List(list) => {
-            let mut complete = !list.opaque;
+            let mut complete = list.names_known();
+            out.extend(list.names.iter().flatten().map(String::as_str));
             for entry in &list.entries {
                 complete &= init_names(&entry.value, out);
             }

@@ -181,6 +181,7 @@ pub fn idents_in(list: &InitList, out: &mut Vec<String>, depth: usize) {
     if depth > 8 {
         return;
     }
+    out.extend(list.names.iter().flatten().cloned());
     for entry in &list.entries {
         match &entry.value {
             Init::Expr(e) => {
