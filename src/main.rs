@@ -393,7 +393,8 @@ fn check(args: CheckArgs) -> ExitCode {
     let mut texts = Texts::new(stdin_text.clone());
     let mut merged: Option<Analysis> = None;
     let mut failing = false;
-    for group in groups {
+    let group_count = groups.len();
+    for (group_index, group) in groups.into_iter().enumerate() {
         let mut settings = match &group.config {
             Some(file) => match config::load(file) {
                 Ok(Some(s)) => s,
@@ -421,6 +422,8 @@ fn check(args: CheckArgs) -> ExitCode {
         if group.stdin {
             options.stdin = stdin_buffer.clone();
         }
+        // The last scan of the run: the process ends soon after it.
+        options.exits_after = group_index + 1 == group_count;
         let mut analysis = analyze(&options);
         if let Some(e) = analysis.cache.as_ref().and_then(|c| c.write_error.as_ref()) {
             eprintln!("isolint: warning: the cache was not written: {e}");
