@@ -239,18 +239,24 @@ pub fn serialize_range<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
-    let bound = |v: PyVersion, open: PyVersion| (v != open).then(|| format_version(v));
+    let (min, max) = range_bounds(range);
     let mut out = s.serialize_struct("PythonRange", 3)?;
-    if range.is_empty() {
-        // Nothing compiles it; `min == max` says so without a special value.
-        out.serialize_field("min", &Some(format_version(range.lo)))?;
-        out.serialize_field("max", &Some(format_version(range.lo)))?;
-    } else {
-        out.serialize_field("min", &bound(range.lo, 0))?;
-        out.serialize_field("max", &bound(range.hi, UNBOUNDED))?;
-    }
+    out.serialize_field("min", &min)?;
+    out.serialize_field("max", &max)?;
     out.serialize_field("free_threaded", &range.free_threaded)?;
     out.end()
+}
+
+/// A range's `min` and `max` as [`serialize_range`] writes them.
+pub fn range_bounds(range: &VersionRange) -> (Option<String>, Option<String>) {
+    let bound = |v: PyVersion, open: PyVersion| (v != open).then(|| format_version(v));
+    if range.is_empty() {
+        // Nothing compiles it; `min == max` says so without a special value.
+        let only = Some(format_version(range.lo));
+        (only.clone(), only)
+    } else {
+        (bound(range.lo, 0), bound(range.hi, UNBOUNDED))
+    }
 }
 
 #[cfg(test)]
