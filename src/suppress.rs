@@ -411,9 +411,13 @@ impl InlineIndex {
     }
 }
 
-/// The text may hold a suppression comment (an `isolint:` one or numpy's marker).
+/// The text may hold a suppression comment (an `isolint:` one or numpy's marker). Every file
+/// of every scan is searched, so with `memchr`'s vectorised search: `str::contains` took 3 %
+/// of a re-run after an edit in CPython's core.
 pub fn may_suppress(text: &str) -> bool {
-    text.contains("isolint:") || text.contains(NUMPY_BORROWED_REF_MARKER)
+    use memchr::memmem;
+    memmem::find(text.as_bytes(), b"isolint:").is_some()
+        || memmem::find(text.as_bytes(), NUMPY_BORROWED_REF_MARKER.as_bytes()).is_some()
 }
 
 /// Suppressions from outside the source (the config's `per-file-ignores`, the baseline), as

@@ -175,6 +175,9 @@ pub struct Ctx<'a> {
     targets_before_312: bool,
     /// Which findings the project suppresses: they do not count in the verdict.
     suppressed: SuppressedBy<'a>,
+    /// The module's functions by name, built on first use and shared by its rules
+    /// ([`support::module_function`]).
+    functions: &'a std::cell::OnceCell<support::FunctionsByName>,
 }
 
 impl Ctx<'_> {
@@ -363,6 +366,7 @@ pub fn run_rules_on(
         .into_par_iter()
         .map(|module| {
             let mut out = Vec::new();
+            let functions = std::cell::OnceCell::new();
             for rule in rules {
                 let mut ctx = Ctx {
                     project,
@@ -372,6 +376,7 @@ pub fn run_rules_on(
                     out: &mut out,
                     targets_before_312,
                     suppressed,
+                    functions: &functions,
                 };
                 (rule.check)(&mut ctx);
             }

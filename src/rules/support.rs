@@ -1,6 +1,7 @@
 //! Wording shared by rules: where a global is written.
 
 use crate::model::{Global, Project, WriteClass};
+use rustc_hash::FxHashMap;
 
 /// "written in `f` (line 80) and in `g` (line 120)".
 pub fn describe_writes(project: &Project, global: &Global) -> String {
@@ -181,20 +182,31 @@ pub fn call_site(file: usize, call: &crate::facts::Call) -> super::Site {
     }
 }
 
-/// A function defined in the module's files, by name (static functions of the same file
-/// are not distinguished: module files rarely reuse a name).
+/// Each name's first function in the module's files, in file order (file, index): what
+/// [`module_function`] answers.
+pub type FunctionsByName = FxHashMap<Box<str>, (usize, usize)>;
+
+/// A function defined in the module's files, by name: the first in file order (static
+/// functions of the same file are not distinguished: module files rarely reuse a name).
+/// Looked up in an index the module's rules share, not by a walk of every function: the
+/// unit of CPython's core holds thousands, and its type deallocators look up each callee.
 pub fn module_function<'p>(
     ctx: &super::Ctx<'p>,
     name: &str,
 ) -> Option<(usize, &'p crate::facts::Function)> {
     let project = ctx.project;
-    ctx.module.files.iter().find_map(|&fi| {
-        project.files[fi]
-            .functions
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| (fi, f))
-    })
+    let module = ctx.module;
+    let by_name = ctx.functions.get_or_init(|| {
+        let mut by_name = FunctionsByName::default();
+        for &fi in &module.files {
+            for (index, f) in project.files[fi].functions.iter().enumerate() {
+                by_name.entry(f.name.as_str().into()).or_insert((fi, index));
+            }
+        }
+        by_name
+    });
+    let &(fi, index) = by_name.get(name)?;
+    Some((fi, &project.files[fi].functions[index]))
 }
 
 /// The argument texts of every call to one of `callees` in `function` and the module
