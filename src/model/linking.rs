@@ -575,12 +575,14 @@ impl IncludeResolver {
     }
 
     fn resolve(&self, includer: &Path, target: &str) -> Option<usize> {
+        // No scanned file has the included file's name (`<stdio.h>`, `"Python.h"`, most
+        // includes): nothing can match, by path or by name, and no path is built.
+        let name = Path::new(target).file_name()?.to_str()?;
+        let candidates = self.by_name.get(name)?;
         let dir = includer.parent().unwrap_or(Path::new(""));
         if let Some(&i) = self.by_path.get(&normalize(&dir.join(target))) {
             return Some(i);
         }
-        let name = Path::new(target).file_name()?.to_str()?;
-        let candidates = self.by_name.get(name)?;
         let suffix = normalize(Path::new(target));
         candidates
             .iter()

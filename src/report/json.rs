@@ -30,20 +30,7 @@ fn frame(analysis: &Analysis) -> Value {
 }
 
 fn module_json(m: &crate::model::ModuleSummary) -> Value {
-    json!({
-        "name": m.name,
-        "import_name": m.import_name,
-        "path": m.path,
-        "line": m.line,
-        "init": m.init,
-        "m_size": m.m_size,
-        "slots": m.slots,
-        "files": m.files,
-        "files_from": m.files_from,
-        "static_types": m.static_types,
-        "heap_types": m.heap_types,
-        "verdict": m.verdict.as_ref().map(verdict_json),
-    })
+    serde_json::to_value(ModuleOut::of(m)).expect("a module summary is plain data")
 }
 
 /// The document, pretty-printed: the text of `to_value`, without holding every finding as a
@@ -91,7 +78,7 @@ fn write_document(analysis: &Analysis, out: &mut impl std::io::Write) -> Result<
     let modules = analysis
         .modules
         .iter()
-        .map(|m| serde_json::to_string_pretty(&module_json(m)));
+        .map(|m| serde_json::to_string_pretty(&ModuleOut::of(m)));
     let findings = analysis
         .findings
         .iter()
@@ -145,32 +132,159 @@ fn write_document(analysis: &Analysis, out: &mut impl std::io::Write) -> Result<
     Ok(())
 }
 
-fn verdict_json(v: &crate::rules::Verdict) -> Value {
-    json!({
-        "declared": {
-            "multiple_interpreters": v.multiple_interpreters,
-            "multiple_interpreters_default": v.multiple_interpreters_is_default,
-            "level": v.declared,
-            "gil": v.gil,
-            "gil_default": v.gil_is_default,
-        },
-        "supported": v.supported,
-        "gil_not_used": v.gil_not_used_possible,
-        "blockers": v.blockers.iter().map(|(level, list)| json!({"level": level, "findings": list})).collect::<Vec<_>>(),
-        "suppressed": v.suppressed,
-        "gil": gil_json(&v.gil_axis),
-    })
-}
-
 /// The verdict's free-threading axis; the SARIF reporter carries the same object.
 pub fn gil_json(g: &crate::rules::GilVerdict) -> Value {
-    json!({
-        "declared": g.declared,
-        "declared_by": g.declared_by,
-        "supported": g.supported,
-        "blockers": g.blockers,
-        "suppressed": g.suppressed,
-    })
+    serde_json::to_value(GilOut::of(g)).expect("a verdict is plain data")
+}
+
+/// A module as the report prints it, keys sorted like [`FindingOut`]'s.
+#[derive(serde::Serialize)]
+struct ModuleOut<'a> {
+    files: &'a [std::path::PathBuf],
+    files_from: &'a str,
+    heap_types: usize,
+    import_name: &'a Option<String>,
+    init: &'a str,
+    line: usize,
+    m_size: &'a Option<String>,
+    name: &'a str,
+    path: &'a std::path::Path,
+    slots: &'a std::collections::BTreeMap<&'static str, Option<String>>,
+    static_types: usize,
+    verdict: Option<VerdictOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct VerdictOut<'a> {
+    blockers: Vec<LevelBlockersOut<'a>>,
+    declared: DeclaredOut<'a>,
+    gil: GilOut<'a>,
+    gil_not_used: bool,
+    supported: crate::rules::Level,
+    suppressed: Vec<SuppressedOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct DeclaredOut<'a> {
+    gil: &'a str,
+    gil_default: bool,
+    level: crate::rules::Level,
+    multiple_interpreters: &'a str,
+    multiple_interpreters_default: bool,
+}
+
+#[derive(serde::Serialize)]
+struct LevelBlockersOut<'a> {
+    findings: Vec<BlockerOut<'a>>,
+    level: crate::rules::Level,
+}
+
+#[derive(serde::Serialize)]
+struct GilOut<'a> {
+    blockers: Vec<BlockerOut<'a>>,
+    declared: crate::rules::GilLevel,
+    declared_by: crate::rules::GilSource,
+    supported: crate::rules::GilLevel,
+    suppressed: Vec<SuppressedOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct BlockerOut<'a> {
+    line: usize,
+    name: &'a str,
+    path: &'a std::path::Path,
+    rule: &'a str,
+    symbol: &'a Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct SuppressedOut<'a> {
+    by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<crate::rules::Level>,
+    line: usize,
+    name: &'a str,
+    path: &'a std::path::Path,
+    rule: &'a str,
+    symbol: &'a Option<String>,
+}
+
+impl<'a> ModuleOut<'a> {
+    fn of(m: &'a crate::model::ModuleSummary) -> Self {
+        ModuleOut {
+            files: &m.files,
+            files_from: m.files_from,
+            heap_types: m.heap_types,
+            import_name: &m.import_name,
+            init: m.init,
+            line: m.line,
+            m_size: &m.m_size,
+            name: &m.name,
+            path: &m.path,
+            slots: &m.slots,
+            static_types: m.static_types,
+            verdict: m.verdict.as_ref().map(|v| VerdictOut {
+                blockers: v
+                    .blockers
+                    .iter()
+                    .map(|(level, list)| LevelBlockersOut {
+                        findings: list.iter().map(BlockerOut::of).collect(),
+                        level: *level,
+                    })
+                    .collect(),
+                declared: DeclaredOut {
+                    gil: &v.gil,
+                    gil_default: v.gil_is_default,
+                    level: v.declared,
+                    multiple_interpreters: &v.multiple_interpreters,
+                    multiple_interpreters_default: v.multiple_interpreters_is_default,
+                },
+                gil: GilOut::of(&v.gil_axis),
+                gil_not_used: v.gil_not_used_possible,
+                supported: v.supported,
+                suppressed: v.suppressed.iter().map(SuppressedOut::of).collect(),
+            }),
+        }
+    }
+}
+
+impl<'a> GilOut<'a> {
+    fn of(g: &'a crate::rules::GilVerdict) -> Self {
+        GilOut {
+            blockers: g.blockers.iter().map(BlockerOut::of).collect(),
+            declared: g.declared,
+            declared_by: g.declared_by,
+            supported: g.supported,
+            suppressed: g.suppressed.iter().map(SuppressedOut::of).collect(),
+        }
+    }
+}
+
+impl<'a> BlockerOut<'a> {
+    fn of(b: &'a crate::rules::Blocker) -> Self {
+        BlockerOut {
+            line: b.line,
+            name: b.name,
+            path: &b.path,
+            rule: b.rule,
+            symbol: &b.symbol,
+        }
+    }
+}
+
+impl<'a> SuppressedOut<'a> {
+    fn of(s: &'a crate::rules::SuppressedBlocker) -> Self {
+        let b = &s.finding;
+        SuppressedOut {
+            by: s.by,
+            level: s.level,
+            line: b.line,
+            name: b.name,
+            path: &b.path,
+            rule: b.rule,
+            symbol: &b.symbol,
+        }
+    }
 }
 
 /// A finding as `to_value` prints it: every object's keys in sorted order (a `Value`'s map is
