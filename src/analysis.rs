@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 mod resident;
+use crate::cache::stamps::{Stamp, Stamped, Stamps};
 pub use resident::Resident;
-use resident::{ResidentFile, Stamp};
+use resident::ResidentFile;
 
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
@@ -295,8 +296,11 @@ struct PreScan {
     /// The text read here, kept for the scan so that it does not read and decode the file a
     /// second time (within [`HELD_TEXT_BUDGET`]).
     source: Option<SourceText>,
-    /// With a [`Resident`] memory: the file's stamp when its text was read from disk.
+    /// With a [`Resident`] memory or [`Stamps`]: the file's stamp when its text was read
+    /// from disk.
     stamp: Option<Stamp>,
+    /// Taken from [`Stamps`]: the file was not read.
+    unread: bool,
     /// With a [`Resident`] memory: it holds this text of the file (`content`), and what the
     /// pre-scan would learn from it (`macros` and `lines` stay empty unless the macro table is
     /// built again).
@@ -326,7 +330,13 @@ fn load(path: &Path, bytes: &Option<Vec<u8>>, max: u64) -> Result<SourceText, So
 ///
 /// With a `resident` memory, a file on disk whose stamp is unchanged is not read at all: the
 /// memory answers for it.
-fn prescan(jobs: &[Job], max: u64, hashing: bool, resident: Option<&Resident>) -> Vec<PreScan> {
+fn prescan(
+    jobs: &[Job],
+    max: u64,
+    hashing: bool,
+    resident: Option<&Resident>,
+    stamps: Option<&Stamps>,
+) -> Vec<PreScan> {
     let want_macros = jobs.len() >= 2;
     let held = std::sync::atomic::AtomicUsize::new(0);
     jobs.par_iter()
@@ -343,6 +353,19 @@ fn prescan(jobs: &[Job], max: u64, hashing: bool, resident: Option<&Resident>) -
                     };
                 }
             }
+            // A file on disk whose stamp holds: its text gave this last time.
+            if let (Some(stamps), None) = (stamps, bytes) {
+                if let Some(file) = stamps.unchanged(path) {
+                    return PreScan {
+                        bytes: file.bytes,
+                        content: Some(file.content),
+                        suppressions: Some(file.suppressions),
+                        stamp: Some(file.stamp),
+                        unread: true,
+                        ..PreScan::default()
+                    };
+                }
+            }
             if !want_macros && !hashing {
                 let size = match bytes {
                     Some(b) => b.len() as u64,
@@ -354,7 +377,8 @@ fn prescan(jobs: &[Job], max: u64, hashing: bool, resident: Option<&Resident>) -
                 };
             }
             // Taken before the read: a write after it changes the stamp.
-            let stamp = resident
+            let stamp = (resident.is_some() || stamps.is_some())
+                .then_some(())
                 .filter(|_| bytes.is_none())
                 .and_then(|_| Stamp::of(path));
             let Ok(source) = load(path, bytes, max) else {
@@ -477,6 +501,9 @@ fn learn_with_cache(
             };
             match held {
                 Some(source) => learn(pre, path, &source.text, *kind, want_macros, cache),
+                // A file not read ahead (past the held budget, or answered by its stamp): the
+                // cache holds what its text gives, unless the text is new to it.
+                None if cache.is_some_and(|c| learn_cached(pre, path, *kind, want_macros, c)) => {}
                 None => {
                     if let Ok(source) = load(path, bytes, max) {
                         // The cache's macros belong to the text the pre-scan hashed.
@@ -488,6 +515,33 @@ fn learn_with_cache(
                 }
             }
         });
+}
+
+/// [`learn`] from the facts cache alone, when it holds both the macros and the line scans of
+/// the text the pre-scan hashed; `false` (nothing learnt) otherwise.
+fn learn_cached(
+    pre: &mut PreScan,
+    path: &Path,
+    kind: SourceKind,
+    want_macros: bool,
+    cache: &FactsCache,
+) -> bool {
+    let Some(content) = pre.content else {
+        return false;
+    };
+    let Some(macros) = cache.macros(path, content) else {
+        return false;
+    };
+    let lines = match want_macros {
+        true => match cache.line_scans(path, content, kind == SourceKind::Header) {
+            Some(lines) => Some(lines),
+            None => return false,
+        },
+        false => None,
+    };
+    pre.macros = macros;
+    pre.lines = lines;
+    true
 }
 
 struct ScanContext<'a> {
@@ -703,11 +757,14 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
         read_build(&options.paths, &options.build)
     };
     let cache_dir = options.cache_dir.as_deref();
+    // A server's memory keeps its own stamps.
+    let stamps = cache_dir.filter(|_| resident.is_none()).map(Stamps::open);
     let mut pre = prescan(
         &jobs,
         options.max_file_size,
         cache_dir.is_some() || resident.is_some(),
         resident.as_deref(),
+        stamps.as_ref(),
     );
     let held: Vec<Option<SourceText>> = pre.iter_mut().map(|p| p.source.take()).collect();
     let origins = vendored_dirs(&jobs, &options.paths);
@@ -725,9 +782,12 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
     let recall = resident.is_none();
     if let (Some(dir), Some((scan, inputs)), true) = (cache_dir, memo_key, recall) {
         if let Some(outcome) = FactsCache::recall(dir, scan, inputs) {
+            let paths = jobs.iter().map(|(path, _, _)| path);
             let stats = CacheStats {
                 hits: jobs.len(),
                 whole_run: true,
+                write_error: save_stamps(stamps, paths, &pre).err(),
+                unread: pre.iter().filter(|p| p.unread).count(),
                 ..CacheStats::default()
             };
             let empty = Project::build(Vec::new());
@@ -1008,6 +1068,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
         memory.macros = macro_signature.map(|signature| (signature, shared_macros.clone()));
     }
     let with_memory = resident.is_some();
+    let stamps_saved = save_stamps(stamps, jobs_paths.iter(), &pre);
     let stats = match disk.into_inner() {
         Some(c) => {
             let mut stats = CacheStats {
@@ -1018,6 +1079,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                 resident: from_memory,
                 units_reused,
                 units_checked,
+                unread: pre.iter().filter(|p| p.unread).count(),
                 ..CacheStats::default()
             };
             let memo = match memo_key {
@@ -1025,7 +1087,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                 None => Ok(()),
             };
             let units = unit_cache.map_or(Ok(()), |u| u.save(options.focus.is_some()));
-            stats.write_error = c.save().and(memo).and(units).err();
+            stats.write_error = c.save().and(memo).and(units).and(stamps_saved).err();
             Some(stats)
         }
         // The memory answered for every file on disk: the facts cache was not opened, nor is
@@ -1044,6 +1106,31 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
     analysis.build_notes = build.notes;
     analysis.without_suppressions = without_suppressions(jobs_paths.iter(), &pre);
     analysis
+}
+
+/// Keeps, for the next scan, the stamp of every file this one read or took from its stamp
+/// (see [`Stamps`]); a file read too soon after a write has none and is read again.
+fn save_stamps<'a>(
+    stamps: Option<Stamps>,
+    paths: impl Iterator<Item = &'a PathBuf>,
+    pre: &[PreScan],
+) -> Result<(), String> {
+    let Some(stamps) = stamps else {
+        return Ok(());
+    };
+    let entries = paths
+        .zip(pre)
+        .filter_map(|(path, p)| {
+            let file = Stamped {
+                stamp: p.stamp?,
+                bytes: p.bytes,
+                content: p.content?,
+                suppressions: p.suppressions?,
+            };
+            Some((path.clone(), file))
+        })
+        .collect();
+    stamps.save(entries)
 }
 
 /// The files whose text the pre-scan read (or the memory knew) and found no suppression

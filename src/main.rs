@@ -430,12 +430,13 @@ fn check(args: CheckArgs) -> ExitCode {
         }
         if args.verbose {
             match &analysis.cache {
-                Some(c) if c.whole_run => {
-                    eprintln!("isolint: cache: {} files, the whole result from the run memo", c.hits)
-                }
+                Some(c) if c.whole_run => eprintln!(
+                    "isolint: cache: {} files, the whole result from the run memo; {} not read (stamps unchanged)",
+                    c.hits, c.unread
+                ),
                 Some(c) => eprintln!(
-                    "isolint: cache: {} files from the cache, {} parsed, {} decoded; modules: {} reused, {} checked",
-                    c.hits, c.misses, c.decoded, c.units_reused, c.units_checked
+                    "isolint: cache: {} files from the cache, {} parsed, {} decoded; modules: {} reused, {} checked; {} files not read (stamps unchanged)",
+                    c.hits, c.misses, c.decoded, c.units_reused, c.units_checked, c.unread
                 ),
                 None => eprintln!("isolint: cache: not used"),
             }

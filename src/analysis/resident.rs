@@ -12,62 +12,13 @@
 //! uses (text hash, facts key), so a file is never taken from here for another text or parse.
 
 use super::Overview;
+use crate::cache::stamps::Stamp;
 use crate::cache::LineScans;
 use crate::model::ModuleGroup;
 use crate::parse::macros::{MacroDefinition, ProjectMacros};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-/// A file's size and modification time, and on Unix its inode and status-change time (which
-/// no tool sets back, as `cp -p` or `touch -r` set the modification time). A text read less
-/// than [`RACY`] after its last modification gets no stamp (it is read again next time): a
-/// second write within the file system's time granularity would leave the stamp unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Stamp {
-    len: u64,
-    modified: SystemTime,
-    node: (u64, i64, i64),
-}
-
-#[cfg(unix)]
-fn node_of(meta: &std::fs::Metadata) -> (u64, i64, i64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.ino(), meta.ctime(), meta.ctime_nsec())
-}
-
-#[cfg(not(unix))]
-fn node_of(_: &std::fs::Metadata) -> (u64, i64, i64) {
-    (0, 0, 0)
-}
-
-const RACY: Duration = Duration::from_secs(2);
-
-impl Stamp {
-    /// The file's stamp now, if it can be trusted to change with its text.
-    pub(super) fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        let modified = meta.modified().ok()?;
-        let age = SystemTime::now().duration_since(modified).ok()?;
-        (age >= RACY).then_some(Self {
-            len: meta.len(),
-            modified,
-            node: node_of(&meta),
-        })
-    }
-
-    /// Whether the file still has this stamp.
-    fn holds(&self, path: &Path) -> bool {
-        std::fs::metadata(path)
-            .ok()
-            .and_then(|m| {
-                let same = m.len() == self.len && node_of(&m) == self.node;
-                Some(same && m.modified().ok()? == self.modified)
-            })
-            .unwrap_or(false)
-    }
-}
 
 /// One file as the last scan saw it.
 pub(super) struct ResidentFile {

@@ -17,6 +17,7 @@
 //! whole scan's (the run memo, [`memo`]), used when every input and option is unchanged.
 
 mod memo;
+pub mod stamps;
 pub mod units;
 
 pub use memo::Outcome;
@@ -88,6 +89,8 @@ pub struct CacheStats {
     /// Files answered for by the caller's memory of the tree (`analysis::Resident`: the
     /// editor's server), neither read nor looked up in this cache.
     pub resident: usize,
+    /// Files on disk whose stamp held (`cache::stamps`): not read at all.
+    pub unread: usize,
 }
 
 /// What the pre-scan's line scans of a file's text found (`parse::condition::header_values`

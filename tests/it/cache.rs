@@ -763,3 +763,66 @@ PyMODINIT_FUNC PyInit_mod(void) { return PyModule_Create(&def); }
     assert_eq!(third, second);
     assert_eq!(stats.resident, 2);
 }
+
+#[test]
+fn a_re_run_reads_only_the_files_whose_stamp_changed() {
+    let dir = project();
+    let root = dir.path();
+    age_files(&root.join("src"));
+    let files = c_file_count(root);
+    let (first, stats) = scan(root, true);
+    assert_eq!(stats.unwrap().unread, 0, "a first scan reads every file");
+
+    // Nothing changed: no file is read, and the run memo answers.
+    let (again, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert!(stats.whole_run);
+    assert_eq!(stats.unread, files);
+    assert_eq!(again, first);
+
+    // One file edited: only it is read; the others' hashes come from their stamps.
+    let edited = root.join("src/isolated_multi_phase/_isolated.c");
+    let before = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(
+        &edited,
+        format!("{before}\nstatic PyObject *added_cache;\nstatic int touch(void) {{ added_cache = NULL; return 0; }}\n"),
+    )
+    .unwrap();
+    let (warm, stats) = scan(root, true);
+    let stats = stats.unwrap();
+    assert_eq!((stats.unread, stats.misses), (files - 1, 1));
+    assert!(warm.contains("added_cache"), "the new global is reported");
+    assert_eq!(warm, scan(root, false).0);
+}
+
+#[test]
+fn a_text_changed_under_the_same_size_and_time_is_read_again() {
+    let dir = project();
+    let root = dir.path();
+    age_files(&root.join("src"));
+    scan(root, true);
+    // The same length, and the modification time set back to what it was, as `cp -p` or an
+    // unpacked archive may leave it: only the status-change time tells.
+    let edited = root.join("src/legacy_single_phase/_speedups.c");
+    let modified = std::fs::metadata(&edited).unwrap().modified().unwrap();
+    let before = std::fs::read_to_string(&edited).unwrap();
+    let after = before.replace("call_count", "call_tally");
+    assert_eq!(before.len(), after.len());
+    assert_ne!(before, after);
+    std::fs::write(&edited, &after).unwrap();
+    let file = std::fs::File::options().write(true).open(&edited).unwrap();
+    file.set_modified(modified).unwrap();
+    drop(file);
+    assert_eq!(
+        std::fs::metadata(&edited).unwrap().modified().unwrap(),
+        modified
+    );
+
+    let (warm, stats) = scan(root, true);
+    assert_eq!(stats.unwrap().misses, 1, "the edited file is parsed again");
+    assert!(
+        warm.contains("call_tally"),
+        "the renamed global is reported"
+    );
+    assert_eq!(warm, scan(root, false).0);
+}
