@@ -217,13 +217,44 @@ struct CacheFileOut<'a> {
     entries: Vec<(&'a PathBuf, EntryOut<'a>)>,
 }
 
+/// The cache file's bytes: mapped (no copy: a re-run after an edit reads the index and a few
+/// files' facts, and the pages come from the page cache as they are read), or read into
+/// memory where the file cannot be mapped.
+enum Loaded {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl Loaded {
+    fn of(file: &Path) -> std::io::Result<Self> {
+        let opened = std::fs::File::open(file)?;
+        // SAFETY: isolint never writes a cache file in place: a new one is written beside it
+        // and renamed over it (`write_atomically`), which leaves the mapped file's bytes as
+        // they are. Only another program writing into the file itself could change them.
+        match unsafe { memmap2::Mmap::map(&opened) } {
+            Ok(map) => Ok(Loaded::Mapped(map)),
+            Err(_) => std::fs::read(file).map(Loaded::Read),
+        }
+    }
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Loaded::Mapped(map) => map,
+            Loaded::Read(bytes) => bytes,
+        }
+    }
+}
+
 /// The cache of one scan: the entries loaded at the start, what the scan used and found.
 pub struct FactsCache {
     dir: PathBuf,
     file: PathBuf,
     old: FxHashMap<PathBuf, Entry>,
     /// The cache file as read: old entries' bytes lie in it.
-    loaded: Vec<u8>,
+    loaded: Loaded,
     /// The checksum of the cache file as read, which a delta must name.
     base: Option<u128>,
     /// Old entries that came from the delta file.
@@ -258,7 +289,7 @@ impl FactsCache {
     /// corrupted cache file gives an empty cache.
     pub fn open(dir: &Path) -> Self {
         let file = version_dir(dir).join(FILE_NAME);
-        let (old, discarded, loaded) = match std::fs::read(&file) {
+        let (old, discarded, loaded) = match Loaded::of(&file) {
             Ok(bytes) => {
                 let base = bytes.as_ptr() as usize;
                 let at = |slice: &[u8]| {
@@ -285,10 +316,10 @@ impl FactsCache {
                     });
                 match old {
                     Some(old) => (old, false, bytes),
-                    None => (FxHashMap::default(), true, Vec::new()),
+                    None => (FxHashMap::default(), true, Loaded::Read(Vec::new())),
                 }
             }
-            Err(_) => (FxHashMap::default(), false, Vec::new()),
+            Err(_) => (FxHashMap::default(), false, Loaded::Read(Vec::new())),
         };
         let mut old = old;
         let base = (loaded.len() >= HEADER_LEN)

@@ -561,8 +561,9 @@ impl IncludeResolver {
     fn new(files: &[LinkFacts]) -> Self {
         let mut by_path = HashMap::new();
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let paths: Vec<std::path::PathBuf> = files.iter().map(|f| normalize(&f.path)).collect();
         for (i, f) in files.iter().enumerate() {
-            by_path.insert(normalize(&f.path), i);
+            by_path.insert(paths[i].clone(), i);
             if let Some(name) = f.path.file_name().and_then(|n| n.to_str()) {
                 by_name.entry(name.to_string()).or_default().push(i);
             }
@@ -570,7 +571,7 @@ impl IncludeResolver {
         Self {
             by_path,
             by_name,
-            paths: files.iter().map(|f| normalize(&f.path)).collect(),
+            paths,
         }
     }
 

@@ -148,10 +148,14 @@ pub static RULES: &[&RuleInfo] = &[
 ];
 
 pub fn find_rule(key: &str) -> Option<&'static RuleInfo> {
-    RULES
-        .iter()
-        .copied()
-        .find(|r| r.id.eq_ignore_ascii_case(key) || r.name == key)
+    // A finding names its rule by its exact id: the verdicts look every finding up, so that
+    // case is answered before any case folding (ids are unique, and no name is an id).
+    RULES.iter().copied().find(|r| r.id == key).or_else(|| {
+        RULES
+            .iter()
+            .copied()
+            .find(|r| r.id.eq_ignore_ascii_case(key) || r.name == key)
+    })
 }
 
 /// Where a finding points.
