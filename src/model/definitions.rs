@@ -432,6 +432,12 @@ fn call_closure(scope: &Scope, starts: &[FnRef]) -> BTreeSet<FnRef> {
 /// Narrows the functions reachable from init to those that run only at init: a helper that a
 /// method also calls, or that a method table names, runs at run time too.
 fn init_only(scope: &Scope, mut set: BTreeSet<FnRef>, starts: &[FnRef]) -> BTreeSet<FnRef> {
+    // Only functions besides the starts can leave the set: with none (the code no module
+    // holds has no init at all), it is the answer as it is, without reading every table and
+    // call of the unit.
+    if set.iter().all(|f| starts.contains(f)) {
+        return set;
+    }
     let mut named_in_tables: BTreeSet<FnRef> = BTreeSet::new();
     for &fi in scope.members {
         for v in &scope.files[fi].variables {

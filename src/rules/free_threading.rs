@@ -359,14 +359,8 @@ pub fn parameter_from_private_fields(
     if !is_static || private_fields.is_empty() {
         return false;
     }
-    let project = ctx.project;
-    let mut calls = ctx
-        .module
-        .files
-        .iter()
-        .flat_map(|&fi| &project.files[fi].functions)
-        .flat_map(|g| &g.calls)
-        .filter(|c| c.callee == f.name)
+    let mut calls = super::support::calls_to(ctx, &f.name)
+        .map(|(_, _, call)| call)
         .peekable();
     calls.peek().is_some()
         && calls.all(|c| {

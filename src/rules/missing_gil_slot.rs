@@ -50,6 +50,7 @@ declare_rule! {
         min_python: "3.13",
         summary: "no `Py_mod_gil` slot (free-threading)",
         blocks: Nothing,
+        reads_findings: true,
         check: check,
     };
 }

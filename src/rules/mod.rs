@@ -72,6 +72,10 @@ pub struct RuleInfo {
     pub blocks: Blocks,
     /// A finding of this rule keeps the module from declaring `Py_MOD_GIL_NOT_USED`.
     pub blocks_gil: bool,
+    /// The rule reads the findings of the rules before it (`Ctx::verdict`, `Ctx::relate`,
+    /// `Ctx::module_findings`): it runs after them, on their findings. The other rules of a
+    /// module run side by side.
+    pub reads_findings: bool,
     pub check: fn(&mut Ctx),
 }
 
@@ -87,6 +91,7 @@ macro_rules! declare_rule {
             summary: $summary:literal,
             blocks: $blocks:ident,
             $(blocks_gil: $blocks_gil:literal,)?
+            $(reads_findings: $reads_findings:literal,)?
             check: $check:path $(,)?
         };
     ) => {
@@ -100,6 +105,7 @@ macro_rules! declare_rule {
             docs: concat!($($doc, "\n"),*),
             blocks: $crate::rules::Blocks::$blocks,
             blocks_gil: false $(|| $blocks_gil)?,
+            reads_findings: false $(|| $reads_findings)?,
             check: $check,
         };
     };
@@ -181,18 +187,31 @@ pub struct Ctx<'a> {
     suppressed: SuppressedBy<'a>,
     /// The module's functions by name, built on first use and shared by its rules
     /// ([`support::module_function`]).
-    functions: &'a std::cell::OnceCell<support::FunctionsByName>,
+    functions: &'a std::sync::OnceLock<support::FunctionsByName>,
+    /// The module's calls by callee, built on first use and shared by its rules
+    /// ([`support::calls_where`], [`support::calls_to`]).
+    calls: &'a std::sync::OnceLock<support::CallsByCallee>,
 }
 
 impl Ctx<'_> {
     /// Findings of the rules that ran before this one on this module: the verdict rules run
     /// last and read them.
     pub fn module_findings(&self) -> &[Finding] {
+        debug_assert!(
+            self.rule.reads_findings,
+            "{} reads findings",
+            self.rule.name
+        );
         self.out
     }
 
     /// The module's verdict from the findings so far, suppressed ones not counting.
     pub fn verdict(&self) -> Verdict {
+        debug_assert!(
+            self.rule.reads_findings,
+            "{} reads findings",
+            self.rule.name
+        );
         module_verdict(self.module, self.out, self.suppressed)
     }
 
@@ -247,6 +266,11 @@ impl Ctx<'_> {
     /// Adds a related place to this module's finding of `rule` at `site` (a finding of an
     /// earlier rule). Returns whether there was one.
     pub fn relate(&mut self, rule: &str, at: Site, place: Site, message: String) -> bool {
+        debug_assert!(
+            self.rule.reads_findings,
+            "{} reads findings",
+            self.rule.name
+        );
         let path = &self.project.files[at.file].path;
         let Some(f) = self
             .out
@@ -369,20 +393,43 @@ pub fn run_rules_on(
     let per_module: Vec<Vec<Finding>> = units
         .into_par_iter()
         .map(|module| {
-            let mut out = Vec::new();
-            let functions = std::cell::OnceCell::new();
-            for rule in rules {
+            let functions = std::sync::OnceLock::new();
+            let calls = std::sync::OnceLock::new();
+            let run = |rule: &&'static RuleInfo, out: &mut Vec<Finding>| {
                 let mut ctx = Ctx {
                     project,
                     module,
                     layouts,
                     rule,
-                    out: &mut out,
+                    out,
                     targets_before_312,
                     suppressed,
                     functions: &functions,
+                    calls: &calls,
                 };
                 (rule.check)(&mut ctx);
+            };
+            // The rules that read no other rule's findings run side by side, each into its own
+            // list; then, in rule order, their lists are joined and each rule that reads
+            // findings runs on the findings of the rules before it. The same findings in the
+            // same order, and a large unit (CPython's core, edited in an editor) is not
+            // checked on one worker alone.
+            let mut alone: Vec<Option<Vec<Finding>>> = rules
+                .par_iter()
+                .map(|rule| {
+                    (!rule.reads_findings).then(|| {
+                        let mut own = Vec::new();
+                        run(rule, &mut own);
+                        own
+                    })
+                })
+                .collect();
+            let mut out: Vec<Finding> = Vec::new();
+            for (rule, list) in rules.iter().zip(&mut alone) {
+                match list.take() {
+                    Some(list) => out.extend(list),
+                    None => run(rule, &mut out),
+                }
             }
             relate_declarations(project, module, &mut out);
             out
@@ -430,4 +477,37 @@ pub fn doc_index() -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    /// A rule that reads findings runs after the rules whose findings it reads: the verdict
+    /// rules end the registry, and `mutated-static-definition` relates to `static-type-object`.
+    /// (`Ctx` asserts the flag in debug builds whenever a rule reads findings.)
+    #[test]
+    fn the_rules_that_read_findings_come_after_what_they_read() {
+        let position = |name: &str| RULES.iter().position(|r| r.name == name).unwrap();
+        let first_verdict = position("missing-multiple-interpreters-slot");
+        assert!(RULES[..first_verdict]
+            .iter()
+            .all(|r| !r.reads_findings || r.name == "mutated-static-definition"));
+        assert!(position("static-type-object") < position("mutated-static-definition"));
+        let readers: Vec<&str> = RULES
+            .iter()
+            .filter(|r| r.reads_findings)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(
+            readers,
+            [
+                "mutated-static-definition",
+                "missing-gil-slot",
+                "overclaimed-isolation",
+                "underclaimed-isolation",
+                "overclaimed-gil"
+            ]
+        );
+    }
 }

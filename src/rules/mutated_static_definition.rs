@@ -55,6 +55,7 @@ declare_rule! {
         min_python: "any",
         summary: "run-time write to a module, type or method definition",
         blocks: SharedGil,
+        reads_findings: true,
         check: check,
     };
 }

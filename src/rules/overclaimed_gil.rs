@@ -42,6 +42,7 @@ declare_rule! {
         min_python: "3.13",
         summary: "module declares `Py_MOD_GIL_NOT_USED` over free-threading findings",
         blocks: Nothing,
+        reads_findings: true,
         check: check,
     };
 }

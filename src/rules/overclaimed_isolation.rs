@@ -51,6 +51,7 @@ declare_rule! {
         min_python: "3.12",
         summary: "declared isolation level is higher than the scan allows",
         blocks: Nothing,
+        reads_findings: true,
         check: check,
     };
 }

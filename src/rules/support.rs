@@ -161,16 +161,65 @@ pub fn calls_where<'p>(
     ctx: &super::Ctx<'p>,
     pred: impl Fn(&str) -> bool,
 ) -> Vec<(usize, &'p crate::facts::Function, &'p crate::facts::Call)> {
+    let mut places: Vec<CallPlace> = calls_by_callee(ctx)
+        .iter()
+        .filter(|(callee, _)| pred(callee))
+        .flat_map(|(_, places)| places.iter().copied())
+        .collect();
+    // In the module's file order, then function and call order.
+    places.sort_unstable();
+    places.into_iter().map(|p| call_at(ctx, p)).collect()
+}
+
+/// Where a call is: the module file's position in the module, then the function's and the
+/// call's indices.
+type CallPlace = (usize, usize, usize);
+
+/// The module's calls by callee name, each callee's in file, function and call order.
+pub type CallsByCallee = FxHashMap<Box<str>, Vec<CallPlace>>;
+
+fn calls_by_callee<'c>(ctx: &'c super::Ctx) -> &'c CallsByCallee {
     let project = ctx.project;
-    let mut out = Vec::new();
-    for &fi in &ctx.module.files {
-        for f in &project.files[fi].functions {
-            for call in f.calls.iter().filter(|c| pred(&c.callee)) {
-                out.push((fi, f, call));
+    let module = ctx.module;
+    ctx.calls.get_or_init(|| {
+        let mut by_callee = CallsByCallee::default();
+        for (position, &fi) in module.files.iter().enumerate() {
+            for (fn_index, f) in project.files[fi].functions.iter().enumerate() {
+                for (call_index, call) in f.calls.iter().enumerate() {
+                    match by_callee.get_mut(call.callee.as_str()) {
+                        Some(places) => places.push((position, fn_index, call_index)),
+                        None => {
+                            by_callee.insert(
+                                call.callee.as_str().into(),
+                                vec![(position, fn_index, call_index)],
+                            );
+                        }
+                    }
+                }
             }
         }
-    }
-    out
+        by_callee
+    })
+}
+
+fn call_at<'p>(
+    ctx: &super::Ctx<'p>,
+    (position, fn_index, call_index): CallPlace,
+) -> (usize, &'p crate::facts::Function, &'p crate::facts::Call) {
+    let fi = ctx.module.files[position];
+    let f = &ctx.project.files[fi].functions[fn_index];
+    (fi, f, &f.calls[call_index])
+}
+
+/// The module's calls of `callee`, in file, function and call order: what
+/// `calls_where(ctx, |c| c == callee)` gives, from the index the module's rules share.
+pub fn calls_to<'c, 'p: 'c>(
+    ctx: &'c super::Ctx<'p>,
+    callee: &str,
+) -> impl Iterator<Item = (usize, &'p crate::facts::Function, &'p crate::facts::Call)> + use<'c, 'p>
+{
+    let places: &'c [CallPlace] = calls_by_callee(ctx).get(callee).map_or(&[], Vec::as_slice);
+    places.iter().map(move |&place| call_at(ctx, place))
 }
 
 pub fn call_site(file: usize, call: &crate::facts::Call) -> super::Site {

@@ -35,6 +35,7 @@ declare_rule! {
         min_python: "3.12",
         summary: "module is isolated by every rule but declares less",
         blocks: Nothing,
+        reads_findings: true,
         check: check,
     };
 }
