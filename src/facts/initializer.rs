@@ -50,6 +50,28 @@ const DATA_TABLE_MAX_NAMES: usize = 8;
 /// of 247,000). Every reader of names in initializers gets the same names from
 /// [`InitList::names`]; nothing reads such a table's entries by position.
 fn data_table_names(node: Node, cx: &Cx) -> Option<Vec<String>> {
+    let (values, mut names) = table_values(node, Some(cx))?;
+    // A table of numbers alone is read as before (`is_numeric_table`).
+    (values >= DATA_TABLE_MIN && !names.is_empty()).then(|| {
+        names.sort();
+        names
+    })
+}
+
+/// Below this many values a numeric list is read like any other: it may be a small struct.
+pub(crate) const NUMERIC_TABLE_MIN: usize = 32;
+
+/// A table of numbers (`static RE_UINT8 table[] = {1, 2, ...}`, or rows of them) under a type
+/// name isolint does not know: data with no names or addresses in it, so nothing a rule reads.
+fn is_numeric_table(node: Node) -> bool {
+    table_values(node, None).is_some_and(|(values, _)| values >= NUMERIC_TABLE_MIN)
+}
+
+/// The values of a table of numbers (number and character literals), rows of them at most two
+/// levels deep, and, with `names` (the text to read them from), bare names among them, each
+/// once, at most [`DATA_TABLE_MAX_NAMES`]; `None` for anything else in it (a string, a call,
+/// an address, a name when names are not wanted, or too many names).
+fn table_values(node: Node, names: Option<&Cx>) -> Option<(usize, Vec<String>)> {
     #[derive(Clone, Copy, PartialEq)]
     enum Entry {
         Number,
@@ -68,71 +90,30 @@ fn data_table_names(node: Node, cx: &Cx) -> Option<Vec<String>> {
         })
     });
     let mut values = 0usize;
-    let mut names: Vec<String> = Vec::new();
+    let mut found: Vec<String> = Vec::new();
     let mut stack = vec![(node, 0u8)];
     while let Some((list, depth)) = stack.pop() {
         let mut cursor = list.walk();
         for child in list.named_children(&mut cursor) {
-            match ENTRY.get(child.kind_id() as usize) {
-                Some(Entry::Number) => values += 1,
-                Some(Entry::Name) => {
+            match (ENTRY.get(child.kind_id() as usize), names) {
+                (Some(Entry::Number), _) => values += 1,
+                (Some(Entry::Name), Some(cx)) => {
                     values += 1;
                     let name = cx.text(child);
-                    if !names.iter().any(|n| n == name) {
-                        if names.len() == DATA_TABLE_MAX_NAMES {
+                    if !found.iter().any(|n| n == name) {
+                        if found.len() == DATA_TABLE_MAX_NAMES {
                             return None;
                         }
-                        names.push(name.to_string());
+                        found.push(name.to_string());
                     }
                 }
-                Some(Entry::Row) if depth < 2 => stack.push((child, depth + 1)),
-                Some(Entry::Skip) => {}
+                (Some(Entry::Row), _) if depth < 2 => stack.push((child, depth + 1)),
+                (Some(Entry::Skip), _) => {}
                 _ => return None,
             }
         }
     }
-    // A table of numbers alone is read as before (`is_numeric_table`).
-    (values >= DATA_TABLE_MIN && !names.is_empty()).then(|| {
-        names.sort();
-        names
-    })
-}
-
-/// Below this many values a numeric list is read like any other: it may be a small struct.
-pub(crate) const NUMERIC_TABLE_MIN: usize = 32;
-
-/// A table of numbers (`static RE_UINT8 table[] = {1, 2, ...}`, or rows of them) under a type
-/// name isolint does not know: data with no names or addresses in it, so nothing a rule reads.
-fn is_numeric_table(node: Node) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Entry {
-        Number,
-        Row,
-        Skip,
-        Other,
-    }
-    static ENTRY: LazyLock<Vec<Entry>> = LazyLock::new(|| {
-        kind_table(|name, named| match name {
-            "number_literal" | "char_literal" if named => Entry::Number,
-            "initializer_list" if named => Entry::Row,
-            "comment" => Entry::Skip,
-            _ => Entry::Other,
-        })
-    });
-    let mut values = 0usize;
-    let mut stack = vec![(node, 0u8)];
-    while let Some((list, depth)) = stack.pop() {
-        let mut cursor = list.walk();
-        for child in list.named_children(&mut cursor) {
-            match ENTRY.get(child.kind_id() as usize) {
-                Some(Entry::Number) => values += 1,
-                Some(Entry::Row) if depth < 2 => stack.push((child, depth + 1)),
-                Some(Entry::Skip) => {}
-                _ => return false,
-            }
-        }
-    }
-    values >= NUMERIC_TABLE_MIN
+    Some((values, found))
 }
 
 fn list(node: Node, cx: &Cx, depth_left: usize) -> InitList {

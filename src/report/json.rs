@@ -197,16 +197,14 @@ struct BlockerOut<'a> {
     symbol: &'a Option<String>,
 }
 
+/// `by` and `level` sort before every key of the blocker.
 #[derive(serde::Serialize)]
 struct SuppressedOut<'a> {
     by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     level: Option<crate::rules::Level>,
-    line: usize,
-    name: &'a str,
-    path: &'a std::path::Path,
-    rule: &'a str,
-    symbol: &'a Option<String>,
+    #[serde(flatten)]
+    finding: BlockerOut<'a>,
 }
 
 impl<'a> ModuleOut<'a> {
@@ -274,15 +272,10 @@ impl<'a> BlockerOut<'a> {
 
 impl<'a> SuppressedOut<'a> {
     fn of(s: &'a crate::rules::SuppressedBlocker) -> Self {
-        let b = &s.finding;
         SuppressedOut {
             by: s.by,
             level: s.level,
-            line: b.line,
-            name: b.name,
-            path: &b.path,
-            rule: b.rule,
-            symbol: &b.symbol,
+            finding: BlockerOut::of(&s.finding),
         }
     }
 }

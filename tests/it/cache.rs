@@ -146,6 +146,17 @@ fn the_run_memo_answers_only_the_same_inputs_and_options() {
     assert_eq!(damaged, after);
 }
 
+/// Appends a global and a function writing it (`added_cache`) to `path`; returns the old text.
+fn add_global_writer(path: &Path) -> String {
+    let before = std::fs::read_to_string(path).unwrap();
+    std::fs::write(
+        path,
+        format!("{before}\nstatic PyObject *added_cache;\nstatic int touch(void) {{ added_cache = NULL; return 0; }}\n"),
+    )
+    .unwrap();
+    before
+}
+
 #[test]
 fn an_edited_file_is_scanned_again_and_its_new_findings_reported() {
     let dir = project();
@@ -153,12 +164,7 @@ fn an_edited_file_is_scanned_again_and_its_new_findings_reported() {
     scan(root, true);
     let files = c_file_count(root);
     let edited = root.join("src/isolated_multi_phase/_isolated.c");
-    let before = std::fs::read_to_string(&edited).unwrap();
-    std::fs::write(
-        &edited,
-        format!("{before}\nstatic PyObject *added_cache;\nstatic int touch(void) {{ added_cache = NULL; return 0; }}\n"),
-    )
-    .unwrap();
+    let before = add_global_writer(&edited);
 
     let (warm, stats) = scan(root, true);
     let stats = stats.unwrap();
@@ -291,12 +297,7 @@ fn an_edit_models_only_the_modules_holding_the_edited_file() {
 
     // A module of three files: `_split.c`, this one and the `state.h` both include.
     let edited = root.join("src/split_module/registry.c");
-    let before = std::fs::read_to_string(&edited).unwrap();
-    std::fs::write(
-        &edited,
-        format!("{before}\nstatic PyObject *added_cache;\nstatic int touch(void) {{ added_cache = NULL; return 0; }}\n"),
-    )
-    .unwrap();
+    let before = add_global_writer(&edited);
     let (after, stats) = scan(root, true);
     let stats = stats.unwrap();
     let (uncached, _) = scan(root, false);
@@ -782,12 +783,7 @@ fn a_re_run_reads_only_the_files_whose_stamp_changed() {
 
     // One file edited: only it is read; the others' hashes come from their stamps.
     let edited = root.join("src/isolated_multi_phase/_isolated.c");
-    let before = std::fs::read_to_string(&edited).unwrap();
-    std::fs::write(
-        &edited,
-        format!("{before}\nstatic PyObject *added_cache;\nstatic int touch(void) {{ added_cache = NULL; return 0; }}\n"),
-    )
-    .unwrap();
+    add_global_writer(&edited);
     let (warm, stats) = scan(root, true);
     let stats = stats.unwrap();
     assert_eq!((stats.unread, stats.misses), (files - 1, 1));
