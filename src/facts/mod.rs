@@ -483,13 +483,15 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
+    /// What happens to the variable, as a predicate: "`x` is assigned", "`x` has a field
+    /// written".
     pub fn describe(self) -> &'static str {
         match self {
-            WriteKind::Assign => "assigned",
-            WriteKind::CompoundAssign => "updated",
-            WriteKind::IncDec => "incremented or decremented",
+            WriteKind::Assign => "is assigned",
+            WriteKind::CompoundAssign => "is updated",
+            WriteKind::IncDec => "is incremented or decremented",
             WriteKind::AddressTaken => "has its address taken",
-            WriteKind::PassedByAddress => "passed by address",
+            WriteKind::PassedByAddress => "is passed by address",
             WriteKind::ElementWrite => "has an element written",
             WriteKind::FieldWrite => "has a field written",
         }

@@ -82,7 +82,7 @@ fn check(ctx: &mut Ctx) {
             n => format!(" (and {} more unprotected writes)", n - 1),
         };
         let message = format!(
-            "`{}` ({scope}) is {} in `{}` with no lock or atomic operation{more}: on a free-threaded build threads race on it",
+            "`{}` ({scope}) {} in `{}` with no lock or atomic operation{more}: on a free-threaded build threads race on it",
             v.name,
             first.site.kind.describe(),
             first.function.name

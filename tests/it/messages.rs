@@ -71,3 +71,34 @@ fn gil_declaration_help_fits_the_module() {
         assert!(!h.contains("multi-phase"), "{h}");
     }
 }
+
+/// `unlocked-static-write` says what the write does to the variable in a sentence that
+/// reads: "`x` (global) has a field written in `f`", not "is has a field written".
+#[test]
+fn unlocked_static_write_messages_read_as_sentences() {
+    let fixtures =
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/check"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned());
+    let mut predicates = std::collections::BTreeSet::new();
+    for fixture in fixtures {
+        for f in findings(&fixture, "unlocked-static-write") {
+            let after_scope = f
+                .message
+                .split_once(") ")
+                .map(|(_, rest)| rest)
+                .unwrap_or("");
+            assert!(
+                after_scope.starts_with("is ") || after_scope.starts_with("has "),
+                "{}",
+                f.message
+            );
+            assert!(!f.message.contains(" is has "), "{}", f.message);
+            predicates.insert(after_scope.split(" in `").next().unwrap_or("").to_string());
+        }
+    }
+    // The fixtures hold writes of both forms.
+    assert!(predicates.contains("has a field written"), "{predicates:?}");
+    assert!(predicates.contains("is assigned"), "{predicates:?}");
+}
