@@ -341,28 +341,28 @@ fn prescan(
     let held = std::sync::atomic::AtomicUsize::new(0);
     jobs.par_iter()
         .map(|(path, kind, bytes)| {
+            // A file on disk whose stamp holds (in the memory, or in the cache's stamps): its
+            // text gave this last time.
+            let known = |bytes, content, suppressions, stamp| PreScan {
+                bytes,
+                content: Some(content),
+                suppressions: Some(suppressions),
+                stamp,
+                ..PreScan::default()
+            };
             if let (Some(memory), None) = (resident, bytes) {
-                if let Some(file) = memory.unchanged(path) {
+                if let Some(f) = memory.unchanged(path) {
                     return PreScan {
-                        bytes: file.bytes,
-                        content: Some(file.content),
-                        suppressions: Some(file.suppressions),
-                        stamp: file.stamp,
                         resident: true,
-                        ..PreScan::default()
+                        ..known(f.bytes, f.content, f.suppressions, f.stamp)
                     };
                 }
             }
-            // A file on disk whose stamp holds: its text gave this last time.
             if let (Some(stamps), None) = (stamps, bytes) {
-                if let Some(file) = stamps.unchanged(path) {
+                if let Some(f) = stamps.unchanged(path) {
                     return PreScan {
-                        bytes: file.bytes,
-                        content: Some(file.content),
-                        suppressions: Some(file.suppressions),
-                        stamp: Some(file.stamp),
                         unread: true,
-                        ..PreScan::default()
+                        ..known(f.bytes, f.content, f.suppressions, Some(f.stamp))
                     };
                 }
             }
@@ -767,6 +767,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
         stamps.as_ref(),
     );
     let held: Vec<Option<SourceText>> = pre.iter_mut().map(|p| p.source.take()).collect();
+    let unread = pre.iter().filter(|p| p.unread).count();
     let origins = vendored_dirs(&jobs, &options.paths);
     let packages = package_dirs(&jobs);
     // A focused run (the editor's re-check of some modules) never answers from the memo, nor
@@ -787,7 +788,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                 hits: jobs.len(),
                 whole_run: true,
                 write_error: save_stamps(stamps, paths, &pre).err(),
-                unread: pre.iter().filter(|p| p.unread).count(),
+                unread,
                 ..CacheStats::default()
             };
             let empty = Project::build(Vec::new());
@@ -1079,7 +1080,7 @@ fn analyze_in(options: &AnalyzeOptions, mut resident: Option<&mut Resident>) -> 
                 resident: from_memory,
                 units_reused,
                 units_checked,
-                unread: pre.iter().filter(|p| p.unread).count(),
+                unread,
                 ..CacheStats::default()
             };
             let memo = match memo_key {

@@ -16,14 +16,22 @@ pub(crate) fn parse_init(value: Node, cx: &Cx, read_entries: bool, type_name: &s
         return Init::Expr(summarize(value, cx));
     }
     if read_entries && !is_python_type(type_name) {
-        if let Some(names) = data_table_names(value, cx) {
-            return Init::List(InitList {
-                entries: Vec::new(),
-                opaque: true,
-                span: cx.span(value),
-                names: Some(names),
-            });
-        }
+        // One walk of the table decides both kinds of data: numbers and a few names keep the
+        // names; numbers alone keep nothing, as `list` would find with `is_numeric_table`.
+        let names = match table_values(value, Some(cx)) {
+            Some((values, mut names)) if !names.is_empty() && values >= DATA_TABLE_MIN => {
+                names.sort();
+                Some(names)
+            }
+            Some((values, names)) if names.is_empty() && values >= NUMERIC_TABLE_MIN => None,
+            _ => return Init::List(list(value, cx, MAX_DEPTH)),
+        };
+        return Init::List(InitList {
+            entries: Vec::new(),
+            opaque: true,
+            span: cx.span(value),
+            names,
+        });
     }
     Init::List(list(value, cx, if read_entries { MAX_DEPTH } else { 0 }))
 }
@@ -43,20 +51,12 @@ const DATA_TABLE_MIN: usize = 64;
 /// functions or handlers, kept entry by entry.
 const DATA_TABLE_MAX_NAMES: usize = 8;
 
-/// A table of numbers and a few bare names, at most two levels of rows deep
-/// (`static const DBCHAR __jisx0213_bmp_encmap[27287] = {8754, N, N, ...}`, where `N` is a
-/// macro): the names it holds, each once. Its entries say nothing about state, and read one by
-/// one they made up most of the initializer entries of CPython's sources (CJK codecs' 232,000
-/// of 247,000). Every reader of names in initializers gets the same names from
-/// [`InitList::names`]; nothing reads such a table's entries by position.
-fn data_table_names(node: Node, cx: &Cx) -> Option<Vec<String>> {
-    let (values, mut names) = table_values(node, Some(cx))?;
-    // A table of numbers alone is read as before (`is_numeric_table`).
-    (values >= DATA_TABLE_MIN && !names.is_empty()).then(|| {
-        names.sort();
-        names
-    })
-}
+// A data table of numbers and a few bare names, at most two levels of rows deep
+// (`static const DBCHAR __jisx0213_bmp_encmap[27287] = {8754, N, N, ...}`, where `N` is a
+// macro) keeps only the names it holds, each once (`InitList::names`). Its entries say nothing
+// about state, and read one by one they made up most of the initializer entries of CPython's
+// sources (CJK codecs' 232,000 of 247,000). Every reader of names in initializers gets the same
+// names from there; nothing reads such a table's entries by position.
 
 /// Below this many values a numeric list is read like any other: it may be a small struct.
 pub(crate) const NUMERIC_TABLE_MIN: usize = 32;

@@ -196,103 +196,6 @@ fn strip_comments(text: &str) -> String {
     out
 }
 
-/// The roles of a scan's definitions (sorted by name), to a fixed point: each round gives
-/// every definition the role [`classify`] finds with the last round's roles, at most four
-/// rounds. Several definitions of a name (`#if` branches) are merged; `None` is a plain value
-/// (`#define _W64 __w64`).
-///
-/// A definition's role depends only on the roles of the names in its body, so after the first
-/// round only the definitions that name a name whose role changed are classified again: the
-/// same rounds, without classifying CPython's 17,000 definitions four times over.
-fn resolve_roles(definitions: &[MacroDefinition]) -> FxHashMap<String, Role> {
-    // Each name's definitions, contiguous in the sorted list.
-    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
-    for (i, d) in definitions.iter().enumerate() {
-        match groups.last_mut() {
-            Some(g) if definitions[g.start].name == d.name => g.end = i + 1,
-            _ => groups.push(i..i + 1),
-        }
-    }
-    let group_of: Vec<usize> = groups
-        .iter()
-        .enumerate()
-        .flat_map(|(g, range)| range.clone().map(move |_| g))
-        .collect();
-    // Who names whom: the definitions whose body holds each identifier.
-    let mut named_by: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
-    for (i, d) in definitions.iter().enumerate() {
-        if d.body.len() > MAX_BODY_BYTES {
-            continue;
-        }
-        for t in tokenize(d.body.as_bytes()) {
-            if t.kind == TokKind::Ident {
-                let users = named_by.entry(&d.body[t.start..t.end]).or_default();
-                if users.last() != Some(&i) {
-                    users.push(i);
-                }
-            }
-        }
-    }
-    let merged = |range: &std::ops::Range<usize>, role_of: &[Option<Role>]| {
-        role_of[range.clone()]
-            .iter()
-            .copied()
-            .reduce(merge)
-            .flatten()
-    };
-    let none: FxHashMap<String, Role> = FxHashMap::default();
-    let mut role_of: Vec<Option<Role>> = definitions
-        .iter()
-        .map(|d| classify(d, &|w| none.get(w).copied()))
-        .collect();
-    let mut roles = none.clone();
-    let mut next: FxHashMap<String, Role> = groups
-        .iter()
-        .filter_map(|g| Some((definitions[g.start].name.clone(), merged(g, &role_of)?)))
-        .collect();
-    for round in 0..4 {
-        if next == roles {
-            break;
-        }
-        let previous = std::mem::replace(&mut roles, next);
-        if round == 3 {
-            break;
-        }
-        // The next round differs from this one only where a changed name is named.
-        let changed = roles
-            .iter()
-            .filter(|(name, role)| previous.get(name.as_str()) != Some(role))
-            .map(|(name, _)| name.as_str())
-            .chain(
-                previous
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|name| !roles.contains_key(*name)),
-            );
-        let mut again: Vec<usize> = changed
-            .filter_map(|name| named_by.get(name))
-            .flatten()
-            .copied()
-            .collect();
-        again.sort_unstable();
-        again.dedup();
-        for &i in &again {
-            role_of[i] = classify(&definitions[i], &|w| roles.get(w).copied());
-        }
-        next = roles.clone();
-        let mut touched: Vec<usize> = again.iter().map(|&i| group_of[i]).collect();
-        touched.dedup();
-        for g in touched {
-            let name = &definitions[groups[g].start].name;
-            match merged(&groups[g], &role_of) {
-                Some(role) => next.insert(name.clone(), role),
-                None => next.remove(name),
-            };
-        }
-    }
-    roles
-}
-
 /// The role of a definition, given the roles already known for the names in its body.
 fn classify(def: &MacroDefinition, known: &dyn Fn(&str) -> Option<Role>) -> Option<Role> {
     let body = def.body.as_bytes();
@@ -466,7 +369,27 @@ impl ProjectMacros {
             fingerprint.update(d.body.as_bytes());
             fingerprint.update(b"\0");
         }
-        let roles = resolve_roles(&definitions);
+        let mut roles: FxHashMap<String, Role> = FxHashMap::default();
+        for _round in 0..4 {
+            // Several definitions of a name (`#if` branches) are merged; `None` is a plain value
+            // (`#define _W64 __w64`).
+            let mut merged: FxHashMap<&str, Option<Role>> = FxHashMap::default();
+            for d in &definitions {
+                let role = classify(d, &|w| roles.get(w).copied());
+                merged
+                    .entry(d.name.as_str())
+                    .and_modify(|existing| *existing = merge(*existing, role))
+                    .or_insert(role);
+            }
+            let next: FxHashMap<String, Role> = merged
+                .into_iter()
+                .filter_map(|(name, role)| Some((name.to_string(), role?)))
+                .collect();
+            if next == roles {
+                break;
+            }
+            roles = next;
+        }
         let mut by_name: FxHashMap<String, MacroDefinition> = FxHashMap::default();
         for d in definitions {
             by_name.entry(d.name.clone()).or_insert(d);
